@@ -1,0 +1,100 @@
+"""Per-connection options, with Linux's defaults (see the README's options table)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+#: IPv4 path of 1500 bytes: 1500 - 20 (IP) - 8 (UDP) - 20 (TCP header).
+DEFAULT_MSS_IPV4 = 1452
+#: IPv6 header is 20 bytes larger.
+DEFAULT_MSS_IPV6 = 1432
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Tunables of one connection. Times are in seconds, sizes in bytes."""
+
+    #: Largest segment payload we accept (advertised in the SYN's MSS option).
+    mss: int = DEFAULT_MSS_IPV4
+    #: Receive buffer: the most bytes received but not yet read; sets the window.
+    rcv_buf: int = 256 * 1024
+    #: Send data as soon as it is written (asyncio sets TCP_NODELAY too);
+    #: False enables Nagle's algorithm (RFC 896).
+    nodelay: bool = True
+    #: RFC 6298: initial, minimum and maximum retransmission timeout.
+    initial_rto: float = 1.0
+    min_rto: float = 0.2
+    max_rto: float = 120.0
+    #: Retransmissions of a SYN / SYN-ACK / data or FIN before giving up
+    #: (Linux tcp_syn_retries, tcp_synack_retries, tcp_retries2).
+    syn_retries: int = 6
+    synack_retries: int = 5
+    data_retries: int = 15
+    #: Longest an ACK may be delayed (every second full segment is ACKed at once).
+    delayed_ack: float = 0.04
+    #: RFC 6928 initial congestion window, in segments.
+    initial_cwnd: int = 10
+    #: Maximum segment lifetime; TIME-WAIT lasts 2 * msl.
+    msl: float = 30.0
+    #: How long a connection the application has closed may wait in FIN-WAIT-2.
+    fin_wait_2_timeout: float = 60.0
+    #: Keepalive (off by default): idle time before the first probe, the interval
+    #: between probes, and how many unanswered probes abort the connection.
+    keepalive: bool = False
+    keepalive_idle: float = 7200.0
+    keepalive_interval: float = 75.0
+    keepalive_count: int = 9
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise ValueError(f"{name} must be {what}, got {getattr(self, name)!r}")
+
+        for name in ("mss", "rcv_buf", "syn_retries", "synack_retries", "data_retries",
+                     "initial_cwnd", "keepalive_count"):
+            v = getattr(self, name)
+            check(isinstance(v, int) and not isinstance(v, bool), name, "an integer")
+        check(88 <= self.mss <= 65495, "mss", "between 88 and 65495")
+        check(self.mss <= self.rcv_buf <= (0xFFFF << 14), "rcv_buf",
+              f"between mss ({self.mss}) and {0xFFFF << 14}")
+        for name in ("syn_retries", "synack_retries", "data_retries"):
+            check(0 <= getattr(self, name) <= 255, name, "between 0 and 255")
+        check(1 <= self.initial_cwnd <= 1000, "initial_cwnd", "between 1 and 1000")
+        check(1 <= self.keepalive_count <= 1000, "keepalive_count", "between 1 and 1000")
+        for name in ("initial_rto", "min_rto", "max_rto", "delayed_ack", "msl",
+                     "fin_wait_2_timeout", "keepalive_idle", "keepalive_interval"):
+            v = getattr(self, name)
+            check(isinstance(v, (int, float)) and not isinstance(v, bool)
+                  and math.isfinite(v), name, "a finite number of seconds")
+            check(v >= 0, name, "zero or more seconds")
+        for name in ("initial_rto", "min_rto", "max_rto", "keepalive_interval", "msl",
+                     "keepalive_idle"):
+            check(getattr(self, name) > 0, name, "more than zero seconds")
+        check(self.min_rto <= self.initial_rto <= self.max_rto, "initial_rto",
+              "between min_rto and max_rto")
+        check(self.delayed_ack <= 0.5, "delayed_ack", "at most 0.5 s (RFC 1122)")
+        for name in ("nodelay", "keepalive"):
+            check(isinstance(getattr(self, name), bool), name, "True or False")
+
+    @property
+    def wscale(self) -> int:
+        """The window-scale shift needed to advertise the whole receive buffer."""
+        shift = 0
+        while (self.rcv_buf >> shift) > 0xFFFF:
+            shift += 1
+        return shift
+
+    def with_(self, **changes: Any) -> Options:
+        """Return a copy with ``changes`` applied (validated like the constructor)."""
+        unknown = set(changes) - OPTION_NAMES
+        if unknown:
+            raise ValueError(
+                f"unknown option(s): {', '.join(sorted(unknown))}; "
+                f"known options are: {', '.join(sorted(OPTION_NAMES))}"
+            )
+        return replace(self, **changes)
+
+
+OPTION_NAMES = frozenset(f.name for f in fields(Options))

@@ -1,0 +1,59 @@
+"""Events the connection hands to the application.
+
+Each is a small immutable value; the shell (endpoint and streams) turns them
+into asyncio callbacks and exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class Event:
+    """Base class of everything :meth:`Connection.events` returns."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Connected(Event):
+    """The three-way handshake completed; the connection is ESTABLISHED."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived(Event):
+    """In-order bytes from the peer."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfStream(Event):
+    """The peer sent FIN: no more data will arrive."""
+
+
+@dataclass(frozen=True, slots=True)
+class Closed(Event):
+    """Both directions finished and our FIN was acknowledged.
+
+    Emitted once, on entering TIME-WAIT or CLOSED by the orderly close; what
+    follows (TIME-WAIT) is the connection's business, not the application's.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Reset(Event):
+    """The peer reset the connection.
+
+    ``refused`` is True when the RST answered our SYN (nobody listening).
+    """
+
+    refused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut(Event):
+    """Retries ran out; ``reason`` names which ('syn', 'synack', 'data', 'fin',
+    'keepalive', 'persist', 'fin-wait-2')."""
+
+    reason: str
