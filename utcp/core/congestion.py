@@ -1,0 +1,57 @@
+"""Congestion control: NewReno (RFC 5681, RFC 6582), counted in bytes."""
+
+from __future__ import annotations
+
+
+class NewReno:
+    """Slow start, congestion avoidance, fast retransmit and fast recovery."""
+
+    __slots__ = ("cwnd", "ssthresh", "mss", "_acc", "recover", "in_recovery")
+
+    def __init__(self, mss: int, initial_segments: int) -> None:
+        self.mss = mss
+        # RFC 6928: IW = initial_segments * MSS.
+        self.cwnd = initial_segments * mss
+        self.ssthresh = 1 << 30
+        self._acc = 0
+        self.recover = 0
+        self.in_recovery = False
+
+    def on_ack(self, acked: int) -> None:
+        """New data was cumulatively acknowledged (outside fast recovery)."""
+        if self.cwnd < self.ssthresh:
+            # RFC 5681 3.1: slow start, grow by at most one MSS per ACK (RFC 3465 L=1).
+            self.cwnd += min(acked, self.mss)
+        else:
+            # Congestion avoidance: about one MSS per RTT.
+            self._acc += acked
+            if self._acc >= self.cwnd:
+                self._acc -= self.cwnd
+                self.cwnd += self.mss
+
+    def enter_recovery(self, flight: int, snd_max: int) -> None:
+        """Three duplicate ACKs: halve, and inflate by the three segments that left."""
+        self.ssthresh = max(flight // 2, 2 * self.mss)
+        self.cwnd = self.ssthresh + 3 * self.mss
+        self.recover = snd_max
+        self.in_recovery = True
+
+    def on_dupack_in_recovery(self) -> None:
+        """Another segment left the network during fast recovery."""
+        self.cwnd += self.mss
+
+    def on_partial_ack(self, acked: int) -> None:
+        """RFC 6582: deflate by the amount acknowledged, add back one MSS."""
+        self.cwnd = max(self.cwnd - acked + self.mss, self.mss)
+
+    def exit_recovery(self, flight: int) -> None:
+        """Full acknowledgment of the recovery point."""
+        self.cwnd = min(self.ssthresh, max(flight, self.mss) + self.mss)
+        self.in_recovery = False
+
+    def on_timeout(self, flight: int) -> None:
+        """RFC 5681 (4): after an RTO, restart from one segment."""
+        self.ssthresh = max(flight // 2, 2 * self.mss)
+        self.cwnd = self.mss
+        self._acc = 0
+        self.in_recovery = False

@@ -1,0 +1,964 @@
+"""The TCP connection: RFC 9293's state machine, free of I/O.
+
+A :class:`Connection` is fed received segments (:meth:`~Connection.receive`),
+application calls (:meth:`~Connection.connect`, :meth:`~Connection.listen`,
+:meth:`~Connection.send`, :meth:`~Connection.shutdown`, :meth:`~Connection.close`,
+:meth:`~Connection.abort`) and timer expiries (:meth:`~Connection.handle_timer`),
+each with the current time. In return it queues segments to send
+(:meth:`~Connection.take_segments`), events for the application
+(:meth:`~Connection.take_events`) and names the next moment it wants to be woken
+(:meth:`~Connection.next_deadline`). It never reads a clock and never touches a socket.
+
+Section numbers in comments refer to RFC 9293 unless another RFC is named.
+"""
+
+from __future__ import annotations
+
+from . import seq as sq
+from .buffers import ReassemblyQueue, SendBuffer
+from .config import Options
+from .congestion import NewReno
+from .events import Closed, Connected, DataReceived, EndOfStream, Event, Reset, TimedOut
+from .observer import Observer
+from .rtt import RttEstimator
+from .state import State
+from .wire import ACK, FIN, MSS, PSH, RST, SYN, WSCALE, Segment
+
+CLOSED = State.CLOSED
+LISTEN = State.LISTEN
+SYN_SENT = State.SYN_SENT
+SYN_RECEIVED = State.SYN_RECEIVED
+ESTABLISHED = State.ESTABLISHED
+FIN_WAIT_1 = State.FIN_WAIT_1
+FIN_WAIT_2 = State.FIN_WAIT_2
+CLOSE_WAIT = State.CLOSE_WAIT
+CLOSING = State.CLOSING
+LAST_ACK = State.LAST_ACK
+TIME_WAIT = State.TIME_WAIT
+
+# States in which received text is delivered (3.10.7.4, seventh step).
+_RECEIVE_TEXT = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+# States in which our send side may still carry data or a FIN.
+_SEND_OPEN = frozenset({ESTABLISHED, CLOSE_WAIT})
+_SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
+# Duplicate ACKs that trigger fast retransmit (RFC 5681 3.2).
+_DUPACK_THRESHOLD = 3
+# RFC 1122 4.2.2.6: without an MSS option, assume 536.
+_DEFAULT_PEER_MSS = 536
+# RFC 7323 2.3: the largest shift a window-scale option may carry.
+_MAX_WSCALE = 14
+# Least time between replies to unacceptable bare ACKs (Linux: 500 ms).
+_OOW_ACK_INTERVAL = 0.5
+
+
+class ConnectionStateError(RuntimeError):
+    """An application call that the connection's state does not allow."""
+
+
+def reset_for(seg: Segment) -> Segment | None:
+    """The RST answering ``seg`` when no connection exists for it (3.10.7.1).
+
+    Returns None for a RST: a RST is never answered.
+    """
+    if seg.flags & RST:
+        return None
+    if seg.flags & ACK:
+        return Segment(seg.dst_port, seg.src_port, seg.ack, 0, RST)
+    return Segment(seg.dst_port, seg.src_port, 0, sq.add(seg.seq, seg.seg_len), RST | ACK)
+
+
+class Counters:
+    """Per-connection statistics."""
+
+    __slots__ = ("segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
+                 "duplicates", "out_of_order", "unacceptable", "challenge_acks")
+
+    def __init__(self) -> None:
+        self.segments_in = 0
+        self.segments_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.retransmissions = 0
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.unacceptable = 0
+        self.challenge_acks = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class Connection:
+    """One TCP connection between ``local_port`` and ``remote_port``.
+
+    ``iss`` is our initial sequence number (the endpoint draws it from an
+    :class:`~utcp.core.isn.IsnGenerator`; tests fix it).
+    """
+
+    def __init__(
+        self,
+        local_port: int,
+        remote_port: int,
+        *,
+        iss: int,
+        options: Options | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        opts = options if options is not None else Options()
+        self.options = opts
+        self.local_port = local_port
+        self.remote_port = remote_port
+        self.observer = observer
+        self.state = CLOSED
+        self.counters = Counters()
+
+        # Send sequence space (3.3.1).
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.snd_max = iss  # highest sequence number sent so far (go-back-N after RTO)
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_snd_wnd = 0
+        self._sndbuf = SendBuffer(sq.add(iss, 1))
+        self._fin_queued = False  # the application has shut down its write side
+        self._fin_seq: int | None = None  # sequence number of our FIN once queued
+        self.send_mss = _DEFAULT_PEER_MSS
+        self._snd_wscale = 0  # shift the peer applies to the windows it advertises
+        self._rcv_wscale = 0  # shift we apply to ours
+        self._peer_offered_wscale = False
+
+        # Receive sequence space.
+        self.irs: int | None = None
+        self.rcv_nxt = 0
+        self._rcv_adv = 0  # right edge of the window last advertised
+        self._ooo = ReassemblyQueue()
+        self._ooo_fin: int | None = None  # sequence number of a FIN that arrived early
+        self._rcvbuf = bytearray()  # in order, held back while reading is paused
+        self._reading_paused = False
+        self._fin_received = False
+        self._eof_held = False  # EndOfStream waits behind data held while paused
+        self._was_listening = False
+
+        # Retransmission, RTT and congestion.
+        self.rtt = RttEstimator(opts.initial_rto, opts.min_rto, opts.max_rto)
+        self.cc = NewReno(self.send_mss, opts.initial_cwnd)
+        self._retries = 0
+        self._rtt_seq: int | None = None  # Karn: one timed segment at a time
+        self._rtt_sent = 0.0
+        self._dupacks = 0
+
+        # Delayed ACK (RFC 1122 4.2.3.2, RFC 5681 4.2).
+        self._ack_pending = 0  # bytes received and not yet acknowledged
+        self._ack_now = False
+
+        # Timers: each None or an absolute time (smoltcp keeps them in one field;
+        # here the few that may run together are kept side by side).
+        self._rtx_at: float | None = None  # SYN, SYN-ACK, data and FIN retransmission
+        self._persist_at: float | None = None  # zero-window probe
+        self._ack_at: float | None = None  # delayed ACK
+        self._close_at: float | None = None  # TIME-WAIT or FIN-WAIT-2
+        self._ka_at: float | None = None  # keepalive
+        self._probes = 0  # unanswered keepalive or zero-window probes
+        self._last_oow_ack = float("-inf")
+        self._orphaned = False  # close() called: nobody will read any more
+
+        self._out: list[Segment] = []
+        self._events: list[Event] = []
+        self._closed_reported = False
+
+    # ------------------------------------------------------------------ outputs
+
+    def take_segments(self) -> list[Segment]:
+        """Return and forget the segments queued for sending, oldest first."""
+        out = self._out
+        self._out = []
+        return out
+
+    def take_events(self) -> list[Event]:
+        """Return and forget the events queued for the application, oldest first."""
+        ev = self._events
+        self._events = []
+        return ev
+
+    def next_deadline(self) -> float | None:
+        """The earliest time :meth:`handle_timer` must be called, or None."""
+        best = None
+        for t in (self._rtx_at, self._persist_at, self._ack_at, self._close_at, self._ka_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def rcv_wnd(self) -> int:
+        """Free receive-buffer space: what the window may offer."""
+        free = self.options.rcv_buf - len(self._rcvbuf) - self._ooo.size
+        return free if free > 0 else 0
+
+    @property
+    def unsent(self) -> int:
+        """Bytes written by the application and not yet sent once."""
+        return len(self._sndbuf) - self.unacked_data
+
+    @property
+    def unacked_data(self) -> int:
+        """Bytes sent and not yet acknowledged."""
+        return max(0, min(sq.sub(self.snd_max, self._sndbuf.start), len(self._sndbuf)))
+
+    @property
+    def send_buffered(self) -> int:
+        """Bytes written by the application and not yet acknowledged."""
+        return len(self._sndbuf)
+
+    @property
+    def is_terminated(self) -> bool:
+        """True when the connection has nothing left to do and can be forgotten."""
+        return self.state is CLOSED and not self._out
+
+    def info(self) -> dict[str, object]:
+        """State, RTT, windows and counters, for ``get_extra_info('utcp')``."""
+        return {
+            "state": str(self.state),
+            "srtt": self.rtt.srtt,
+            "rttvar": self.rtt.rttvar,
+            "rto": self.rtt.rto,
+            "snd_wnd": self.snd_wnd,
+            "rcv_wnd": self.rcv_wnd,
+            "cwnd": self.cc.cwnd,
+            "ssthresh": self.cc.ssthresh,
+            "send_mss": self.send_mss,
+            "unacked": self.unacked_data,
+            "unsent": self.unsent,
+            **self.counters.as_dict(),
+        }
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.local_port}>{self.remote_port} {self.state}>"
+
+    # ------------------------------------------------------- application calls
+
+    def connect(self, now: float) -> None:
+        """Active open: send SYN and enter SYN-SENT."""
+        if self.state is not CLOSED or self.snd_max != self.iss:
+            raise ConnectionStateError(f"cannot connect in state {self.state}")
+        self._set_state(SYN_SENT, "connect", now)
+        self._send_syn(now, ack=False)
+
+    def listen(self) -> None:
+        """Passive open: wait in LISTEN for a SYN."""
+        if self.state is not CLOSED or self.snd_max != self.iss:
+            raise ConnectionStateError(f"cannot listen in state {self.state}")
+        self._set_state(LISTEN, "listen", None)
+
+    def send(self, data: bytes, now: float) -> None:
+        """Queue ``data`` for reliable, ordered delivery."""
+        st = self.state
+        if self._fin_queued or st not in _SEND_OPEN and st not in (SYN_SENT, SYN_RECEIVED):
+            why = "the write side is shut down" if self._fin_queued else "not connected"
+            raise ConnectionStateError(f"cannot send in state {st} ({why})")
+        if not data:
+            return
+        self._sndbuf.append(data)
+        if st in _SEND_OPEN:
+            self._output(now)
+
+    def shutdown(self, now: float) -> None:
+        """Half-close: send FIN after the queued data; keep receiving."""
+        st = self.state
+        if self._fin_queued:
+            return
+        if st in (CLOSED, LISTEN, SYN_SENT):
+            if st is not CLOSED:
+                self._terminate("close before connected", now)
+            return
+        self._fin_queued = True
+        self._fin_seq = sq.add(self._sndbuf.start, len(self._sndbuf))
+        if st is CLOSE_WAIT:
+            self._set_state(LAST_ACK, "close", now)
+        elif st in (ESTABLISHED, SYN_RECEIVED):
+            # 3.10.4: in SYN-RECEIVED the FIN waits for the handshake to finish.
+            if st is ESTABLISHED:
+                self._set_state(FIN_WAIT_1, "close", now)
+        self._output(now)
+
+    def close(self, now: float) -> None:
+        """Close: shut down writing and stop reading (the connection is orphaned).
+
+        Received data that was never read resets the connection, as in Linux
+        (RFC 2525 2.17): the peer learns its data was not consumed.
+        """
+        if self.state is CLOSED:
+            return
+        if self._rcvbuf or self._ooo.size:
+            self.abort(now)
+            return
+        self._orphaned = True
+        self.shutdown(now)
+        if self.state is FIN_WAIT_2 and self._close_at is None:
+            self._close_at = now + self.options.fin_wait_2_timeout
+
+    def abort(self, now: float) -> None:
+        """Abort: send RST if synchronized and drop everything (3.10.5)."""
+        if self.state.synchronized or self.state is SYN_RECEIVED:
+            if self.state is not TIME_WAIT:
+                self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
+        self._terminate("abort", now)
+
+    def pause_reading(self) -> None:
+        """Hold received data in the receive buffer; the window closes as it fills."""
+        self._reading_paused = True
+
+    def resume_reading(self, now: float) -> None:
+        """Deliver held data and reopen the window."""
+        if not self._reading_paused:
+            return
+        self._reading_paused = False
+        before = self.rcv_wnd
+        if self._rcvbuf:
+            data = bytes(self._rcvbuf)
+            self._rcvbuf.clear()
+            self._events.append(DataReceived(data))
+        if self._eof_held:
+            self._eof_held = False
+            self._events.append(EndOfStream())
+        # RFC 1122 4.2.3.3 (receiver SWS avoidance): announce a reopened window
+        # once it grew by min(buffer / 2, MSS).
+        if self.state.synchronized and self.rcv_wnd - before >= min(
+            self.options.rcv_buf // 2, self.options.mss
+        ):
+            self._send_ack(now)
+
+    # ------------------------------------------------------------------ timers
+
+    def handle_timer(self, now: float) -> None:
+        """Run every timer due at or before ``now``."""
+        if self._ack_at is not None and now >= self._ack_at:
+            self._ack_at = None
+            if self._ack_pending or self._ack_now:
+                self._send_ack(now)
+        if self._rtx_at is not None and now >= self._rtx_at:
+            self._rtx_at = None
+            self._on_retransmit_timeout(now)
+        if self._persist_at is not None and now >= self._persist_at:
+            self._persist_at = None
+            self._on_persist_timeout(now)
+        if self._close_at is not None and now >= self._close_at:
+            self._close_at = None
+            if self.state is TIME_WAIT:
+                self._set_state(CLOSED, "2MSL timeout", now)
+                self._clear_timers()
+            elif self.state is FIN_WAIT_2:
+                self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
+                self._events.append(TimedOut("fin-wait-2"))
+                self._terminate("FIN-WAIT-2 timeout", now)
+        if self._ka_at is not None and now >= self._ka_at:
+            self._on_keepalive_timeout(now)
+
+    def _on_retransmit_timeout(self, now: float) -> None:
+        st = self.state
+        limit = {SYN_SENT: self.options.syn_retries,
+                 SYN_RECEIVED: self.options.synack_retries}.get(st, self.options.data_retries)
+        if self._retries >= limit:
+            reason = {SYN_SENT: "syn", SYN_RECEIVED: "synack"}.get(st)
+            if reason is None:
+                reason = "fin" if self._fin_seq is not None and self.snd_una == self._fin_seq \
+                    else "data"
+            self._events.append(TimedOut(reason))
+            self._terminate(f"{reason} retransmissions exhausted", now)
+            return
+        self._retries += 1
+        self.rtt.back_off()
+        self._rtt_seq = None  # Karn: never time a retransmitted segment
+        if st is SYN_SENT:
+            self._send_syn(now, ack=False, retransmit=True)
+            return
+        if st is SYN_RECEIVED and sq.le(self.snd_una, self.iss):
+            self._send_syn(now, ack=True, retransmit=True)
+            return
+        # RFC 5681 (4) / RFC 6298 5.4: collapse the window, go back to SND.UNA.
+        self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una))
+        self._dupacks = 0
+        self.snd_nxt = self.snd_una
+        self._output(now)
+        if self._rtx_at is None and sq.lt(self.snd_una, self.snd_max):
+            self._rtx_at = now + self.rtt.rto
+
+    def _on_persist_timeout(self, now: float) -> None:
+        if self._probes >= self.options.data_retries:
+            self._events.append(TimedOut("persist"))
+            self._terminate("zero-window probes unanswered", now)
+            return
+        self._probes += 1
+        # Zero-window probe as Linux sends it: an old sequence number draws an ACK
+        # that carries the current window (3.8.6.1 allows probing with no data).
+        self._emit(self._make(sq.add(self.snd_una, -1), ACK), now)
+        self.rtt.back_off()
+        self._persist_at = now + self.rtt.rto
+
+    def _on_keepalive_timeout(self, now: float) -> None:
+        opts = self.options
+        if self._probes >= opts.keepalive_count:
+            # Like Linux, tell the peer (if it is there after all) with a RST.
+            self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
+            self._events.append(TimedOut("keepalive"))
+            self._terminate("keepalive probes unanswered", now)
+            return
+        if self._rtx_at is not None or self._persist_at is not None:
+            # Something is in flight: its own timer watches the peer.
+            self._ka_at = now + opts.keepalive_interval
+            return
+        self._probes += 1
+        self._emit(self._make(sq.add(self.snd_una, -1), ACK), now)
+        self._ka_at = now + opts.keepalive_interval
+
+    # -------------------------------------------------------- segment arrival
+
+    def receive(self, seg: Segment, now: float) -> None:
+        """Process one segment addressed to this connection (3.10.7)."""
+        self.counters.segments_in += 1
+        if self.observer is not None:
+            self.observer.segment_received(self, seg, now)
+        st = self.state
+        if st is CLOSED:
+            rst = reset_for(seg)
+            if rst is not None:
+                self._emit(rst, now)
+            return
+        if st is LISTEN:
+            self._receive_listen(seg, now)
+        elif st is SYN_SENT:
+            self._receive_syn_sent(seg, now)
+        else:
+            self._receive_other(seg, now)
+        self._flush_ack(now)
+
+    def _receive_listen(self, seg: Segment, now: float) -> None:
+        f = seg.flags
+        if f & RST:
+            return
+        if f & ACK:
+            self._emit(Segment(self.local_port, self.remote_port, seg.ack, 0, RST), now)
+            return
+        if not f & SYN:
+            return
+        self._accept_syn(seg)
+        self._set_state(SYN_RECEIVED, "SYN received", now)
+        self._send_syn(now, ack=True)
+
+    def _accept_syn(self, seg: Segment) -> None:
+        """Take the peer's ISN, MSS and window scale from its SYN."""
+        self.irs = seg.seq
+        self.rcv_nxt = sq.add(seg.seq, 1)
+        self._rcv_adv = self.rcv_nxt
+        mss = seg.option(MSS)
+        self.send_mss = min(mss if isinstance(mss, int) and mss > 0 else _DEFAULT_PEER_MSS,
+                            self.options.mss)
+        self.cc = NewReno(self.send_mss, self.options.initial_cwnd)
+        ws = seg.option(WSCALE)
+        # RFC 7323 1.3: scaling applies only when both SYNs carry the option;
+        # 2.3: a shift above 14 is taken as 14.
+        self._peer_offered_wscale = isinstance(ws, int)
+        if self._peer_offered_wscale:
+            self._snd_wscale = min(ws, _MAX_WSCALE)  # type: ignore[type-var]
+            self._rcv_wscale = self.options.wscale
+        # The window in a SYN is never scaled (RFC 7323 2.2).
+        self.snd_wnd = seg.window
+        self.max_snd_wnd = seg.window
+        self.snd_wl1 = seg.seq
+        self.snd_wl2 = seg.ack
+
+    def _receive_syn_sent(self, seg: Segment, now: float) -> None:
+        f = seg.flags
+        # 3.10.7.3, first: check the ACK.
+        if f & ACK and (sq.le(seg.ack, self.iss) or sq.gt(seg.ack, self.snd_max)):
+            # A stale or forged SYN-ACK: reset it, stay in SYN-SENT.
+            if not f & RST:
+                self._emit(Segment(self.local_port, self.remote_port, seg.ack, 0, RST), now)
+            self.counters.unacceptable += 1
+            return
+        if f & RST:
+            if f & ACK:
+                self._events.append(Reset(refused=True))
+                self._terminate("RST received (refused)", now)
+            return
+        if not f & SYN:
+            return
+        self._accept_syn(seg)
+        if f & ACK:
+            self.snd_wl2 = seg.ack
+            self._ack_of_syn(seg.ack, now)
+            self._set_state(ESTABLISHED, "SYN,ACK received", now)
+            self._events.append(Connected())
+            self._ack_now = True
+            self._output(now)
+        else:
+            # Simultaneous open (3.5, figure 8).
+            self._set_state(SYN_RECEIVED, "SYN received (simultaneous open)", now)
+            self._send_syn(now, ack=True, retransmit=True)
+
+    def _ack_of_syn(self, ack: int, now: float) -> None:
+        self.snd_una = ack
+        self._retries = 0
+        self._rtx_at = None
+        if self._rtt_seq is not None:
+            self.rtt.sample(now - self._rtt_sent)
+            self._rtt_seq = None
+        else:
+            self.rtt.reset_backoff()
+
+    def _challenge_ack(self, now: float) -> None:
+        # RFC 5961 3.2 / 4.2: answer a suspicious RST or SYN with an ACK that only
+        # the true peer can act on.
+        self.counters.challenge_acks += 1
+        self._send_ack(now)
+
+    def _receive_other(self, seg: Segment, now: float) -> None:
+        st = self.state
+        f = seg.flags
+        seg_seq = seg.seq
+        payload = seg.payload
+        rcv_nxt = self.rcv_nxt
+
+        if st is SYN_RECEIVED and f & SYN and seg_seq == self.irs:
+            if not f & (ACK | RST):
+                # The peer retransmitted its SYN: our SYN-ACK was lost. Resend it.
+                self._send_syn(now, ack=True, retransmit=True)
+                return
+            if f & ACK:
+                # Simultaneous open (3.5, figure 8): the peer's SYN-ACK repeats the SYN
+                # we already have; drop that bit, as BSD does, and take its ACK.
+                f &= ~SYN
+                seg_seq = sq.add(seg_seq, 1)
+
+        # First: sequence number acceptable? (3.10.7.4, table 6)
+        rcv_wnd = sq.sub(self._rcv_adv, rcv_nxt)
+        if rcv_wnd < 0:
+            rcv_wnd = 0
+        seg_len = len(payload) + (f & SYN and 1) + (f & FIN and 1)
+        if seg_len == 0:
+            ok = seg_seq == rcv_nxt if rcv_wnd == 0 else sq.in_window(seg_seq, rcv_nxt, rcv_wnd)
+        elif rcv_wnd == 0:
+            ok = False
+        else:
+            ok = sq.in_window(seg_seq, rcv_nxt, rcv_wnd) or sq.in_window(
+                sq.add(seg_seq, seg_len - 1), rcv_nxt, rcv_wnd)
+        if not ok:
+            if f & RST:
+                return
+            if st is TIME_WAIT and f & FIN and sq.add(seg_seq, seg_len) == rcv_nxt:
+                # A retransmitted FIN: our last ACK was lost. Re-ACK, restart 2 MSL.
+                self._close_at = now + 2 * self.options.msl
+            self.counters.unacceptable += 1
+            if seg_len and sq.lt(seg_seq, rcv_nxt):
+                self.counters.duplicates += 1
+            if seg_len == 0:
+                # An unacceptable bare ACK is answered at most once per interval, so
+                # two ends that disagree cannot ping-pong ACKs forever (Linux's
+                # tcp_invalid_ratelimit; RFC 5961 section 7 asks for such a limit).
+                if now - self._last_oow_ack < _OOW_ACK_INTERVAL:
+                    return
+                self._last_oow_ack = now
+            self._ack_now = True
+            return
+
+        if self.options.keepalive:
+            self._ka_at = now + self.options.keepalive_idle  # anything heard resets idle
+            self._probes = 0
+
+        # Second: RST (RFC 5961 3.2: only an exact match resets).
+        if f & RST:
+            if seg_seq != rcv_nxt:
+                self._challenge_ack(now)
+                return
+            if st is SYN_RECEIVED and self._was_listening:
+                # 3.10.7.4: a passive open returns to LISTEN; our listener forgets it.
+                self._terminate("RST received", now)
+                return
+            if st in (CLOSING, LAST_ACK, TIME_WAIT):
+                self._terminate("RST received", now)
+                return
+            self._events.append(Reset(refused=st is SYN_RECEIVED))
+            self._terminate("RST received", now)
+            return
+
+        # Fourth: SYN in a synchronized state (RFC 5961 4.2).
+        if f & SYN:
+            self._challenge_ack(now)
+            return
+
+        # Fifth: ACK.
+        if not f & ACK:
+            return
+        ack = seg.ack
+        if st is SYN_RECEIVED:
+            if sq.lt(self.snd_una, ack) and sq.le(ack, self.snd_max):
+                self._ack_of_syn(sq.add(self.iss, 1), now)
+                self._set_state(ESTABLISHED, "ACK of SYN", now)
+                self._events.append(Connected())
+                if self._fin_queued:
+                    self._set_state(FIN_WAIT_1, "close", now)
+                st = self.state
+            else:
+                self._emit(Segment(self.local_port, self.remote_port, ack, 0, RST), now)
+                return
+
+        if sq.gt(ack, self.snd_max):
+            # 3.10.7.4: acknowledges something not yet sent.
+            self._ack_now = True
+            return
+        if sq.lt(ack, sq.add(self.snd_una, -max(self.max_snd_wnd, 1))):
+            # RFC 5961 5.2: far too old to be genuine.
+            self._challenge_ack(now)
+            return
+
+        self._probes = 0
+        snd_una = self.snd_una
+        window = seg.window << self._snd_wscale
+        if sq.gt(ack, snd_una):
+            self._on_new_ack(ack, now)
+        elif ack == snd_una and not payload and not f & FIN and window == self.snd_wnd \
+                and sq.lt(snd_una, self.snd_max):
+            self._on_dupack(now)
+
+        # Window update (3.10.7.4, fifth step).
+        if sq.lt(self.snd_wl1, seg_seq) or (
+            self.snd_wl1 == seg_seq and sq.le(self.snd_wl2, ack)
+        ):
+            self.snd_wnd = window
+            self.snd_wl1 = seg_seq
+            self.snd_wl2 = ack
+            if window > self.max_snd_wnd:
+                self.max_snd_wnd = window
+            if window and self._persist_at is not None:
+                self._persist_at = None
+                self.rtt.reset_backoff()
+
+        st = self.state
+        fin_acked = self._fin_seq is not None and sq.gt(self.snd_una, self._fin_seq)
+        if fin_acked:
+            if st is FIN_WAIT_1:
+                self._set_state(FIN_WAIT_2, "ACK of FIN", now)
+                if self._orphaned:
+                    self._close_at = now + self.options.fin_wait_2_timeout
+            elif st is CLOSING:
+                self._enter_time_wait("ACK of FIN", now)
+                return
+            elif st is LAST_ACK:
+                self._report_closed()
+                self._terminate("ACK of FIN", now)
+                return
+        st = self.state
+
+        # Seventh: segment text.
+        if payload and st in _RECEIVE_TEXT:
+            if self._orphaned:
+                # Nobody will read it: tell the peer (as Linux does after close()).
+                self.abort(now)
+                return
+            self._receive_text(seg_seq, payload, now)
+
+        # Eighth: FIN.
+        if f & FIN:
+            fin_at = sq.add(seg_seq, len(payload))
+            if fin_at == self.rcv_nxt:
+                self._on_fin(now)
+            elif st in _RECEIVE_TEXT and sq.in_window(
+                    fin_at, self.rcv_nxt, sq.sub(self._rcv_adv, self.rcv_nxt)):
+                # Arrived ahead of a hole: processed once the hole is filled.
+                self._ooo_fin = fin_at
+                self._ack_now = True
+
+        self._output(now)
+
+    def _on_new_ack(self, ack: int, now: float) -> None:
+        acked = sq.sub(ack, self.snd_una)
+        self.snd_una = ack
+        if sq.lt(self.snd_nxt, ack):
+            self.snd_nxt = ack
+        data_acked = min(acked, len(self._sndbuf))
+        if data_acked > 0:
+            self._sndbuf.ack(data_acked)
+        self._retries = 0
+        # RFC 6298 (2.x) with Karn's rule: sample only a segment sent once.
+        if self._rtt_seq is not None and sq.gt(ack, self._rtt_seq):
+            self.rtt.sample(now - self._rtt_sent)
+            self._rtt_seq = None
+        else:
+            self.rtt.reset_backoff()
+        cc = self.cc
+        if cc.in_recovery:
+            if sq.ge(ack, cc.recover):
+                cc.exit_recovery(sq.sub(self.snd_max, ack))
+                self._dupacks = 0
+            else:
+                # RFC 6582: a partial ACK retransmits the next hole at once.
+                cc.on_partial_ack(acked)
+                self._retransmit_first(now)
+        else:
+            self._dupacks = 0
+            cc.on_ack(acked)
+        # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
+        if self.snd_una == self.snd_max:
+            self._rtx_at = None
+        else:
+            self._rtx_at = now + self.rtt.rto
+
+    def _on_dupack(self, now: float) -> None:
+        self._dupacks += 1
+        cc = self.cc
+        if cc.in_recovery:
+            cc.on_dupack_in_recovery()
+        elif self._dupacks == _DUPACK_THRESHOLD:
+            # RFC 5681 3.2 / RFC 6582: fast retransmit, enter fast recovery.
+            cc.enter_recovery(sq.sub(self.snd_max, self.snd_una), self.snd_max)
+            self._rtt_seq = None
+            self._retransmit_first(now)
+
+    def _retransmit_first(self, now: float) -> None:
+        """Resend the segment at SND.UNA without moving SND.NXT."""
+        seq = self.snd_una
+        n = min(self.send_mss, len(self._sndbuf))
+        flags = ACK
+        if n:
+            payload = self._sndbuf.peek(seq, n)
+        else:
+            payload = b""
+        if self._fin_seq is not None and sq.add(seq, n) == self._fin_seq \
+                and sq.gt(self.snd_max, self._fin_seq):
+            flags |= FIN
+        if not payload and not flags & FIN:
+            return
+        if payload:
+            flags |= PSH
+        self.counters.retransmissions += 1
+        self._emit(self._make(seq, flags, payload), now)
+
+    def _receive_text(self, seg_seq: int, payload: bytes, now: float) -> None:
+        rcv_nxt = self.rcv_nxt
+        off = sq.sub(rcv_nxt, seg_seq)
+        if off > 0:
+            # Trim what we already have (a partial retransmission).
+            payload = payload[off:]
+            seg_seq = rcv_nxt
+        # Never hold more than the window we offered.
+        room = sq.sub(self._rcv_adv, seg_seq)
+        if len(payload) > room:
+            payload = payload[:max(room, 0)]
+        if not payload:
+            return
+        counters = self.counters
+        counters.bytes_in += len(payload)
+        if seg_seq != rcv_nxt:
+            counters.out_of_order += 1
+            self._ooo.add(seg_seq, payload, rcv_nxt)
+            # RFC 5681 4.2: an out-of-order segment is ACKed at once (a duplicate ACK).
+            self._ack_now = True
+            return
+        rcv_nxt = sq.add(rcv_nxt, len(payload))
+        if self._ooo.size:
+            more = self._ooo.pop_ready(rcv_nxt)
+            if more:
+                payload += more
+                rcv_nxt = sq.add(rcv_nxt, len(more))
+                self._ack_now = True  # a hole was filled: tell the sender at once
+        self.rcv_nxt = rcv_nxt
+        if self._reading_paused:
+            self._rcvbuf += payload
+        else:
+            self._events.append(DataReceived(payload))
+        self._ack_pending += len(payload)
+        # RFC 5681 4.2: ACK at least every second full-sized segment.
+        if self._ack_pending >= 2 * self.options.mss:
+            self._ack_now = True
+        elif self._ack_at is None:
+            self._ack_at = now + self.options.delayed_ack
+        if self._ooo_fin is not None and self._ooo_fin == rcv_nxt:
+            self._ooo_fin = None
+            self._on_fin(now)
+
+    def _on_fin(self, now: float) -> None:
+        if self._fin_received:
+            self._ack_now = True
+            return
+        self._fin_received = True
+        self.rcv_nxt = sq.add(self.rcv_nxt, 1)
+        self._ack_now = True
+        if self._reading_paused and self._rcvbuf:
+            self._eof_held = True
+        else:
+            self._events.append(EndOfStream())
+        st = self.state
+        if st in (SYN_RECEIVED, ESTABLISHED):
+            self._set_state(CLOSE_WAIT, "FIN received", now)
+        elif st is FIN_WAIT_1:
+            if self._fin_seq is not None and sq.gt(self.snd_una, self._fin_seq):
+                self._enter_time_wait("FIN received", now)
+            else:
+                self._set_state(CLOSING, "FIN received", now)
+        elif st is FIN_WAIT_2:
+            self._enter_time_wait("FIN received", now)
+
+    def _enter_time_wait(self, cause: str, now: float) -> None:
+        self._set_state(TIME_WAIT, cause, now)
+        self._report_closed()
+        self._rtx_at = None
+        self._persist_at = None
+        self._ka_at = None
+        self._close_at = now + 2 * self.options.msl
+
+    def _report_closed(self) -> None:
+        if not self._closed_reported:
+            self._closed_reported = True
+            self._events.append(Closed())
+
+    # ----------------------------------------------------------------- output
+
+    def _make(self, seq: int, flags: int, payload: bytes = b"") -> Segment:
+        """A segment from us carrying the current ACK and window."""
+        return Segment(self.local_port, self.remote_port, seq, self.rcv_nxt, flags,
+                       self._window_field(), 0, (), payload)
+
+    def _window_field(self) -> int:
+        """The window to advertise, scaled, never shrinking the right edge (3.8.6.2.2)."""
+        wnd = self.rcv_wnd
+        edge = sq.sub(self._rcv_adv, self.rcv_nxt)
+        if wnd < edge:
+            wnd = edge
+        field = wnd >> self._rcv_wscale
+        if field > 0xFFFF:
+            field = 0xFFFF
+        self._rcv_adv = sq.add(self.rcv_nxt, field << self._rcv_wscale)
+        return field
+
+    def _send_syn(self, now: float, *, ack: bool, retransmit: bool = False) -> None:
+        opts: tuple = ((MSS, self.options.mss),)
+        if not ack or self._peer_offered_wscale:
+            # RFC 7323 2.2: a SYN-ACK carries the option only if the SYN did.
+            opts += ((WSCALE, self.options.wscale),)
+        window = min(self.rcv_wnd, 0xFFFF)  # a SYN's window is never scaled
+        if self.irs is not None:
+            self._rcv_adv = sq.add(self.rcv_nxt, window)
+        seg = Segment(self.local_port, self.remote_port, self.iss,
+                      self.rcv_nxt if ack else 0, SYN | ACK if ack else SYN, window, 0, opts)
+        if retransmit:
+            self.counters.retransmissions += 1 if self.snd_max != self.iss else 0
+        else:
+            self._rtt_seq = self.iss
+            self._rtt_sent = now
+        self.snd_nxt = sq.add(self.iss, 1)
+        self.snd_max = self.snd_nxt
+        self._rtx_at = now + self.rtt.rto
+        self._emit(seg, now)
+
+    def _send_ack(self, now: float) -> None:
+        # SND.MAX, not SND.NXT: after a go-back-N timeout SND.NXT points into data the
+        # peer may already hold, and an ACK with that sequence number would be
+        # unacceptable to it (BSD's tcp_output does the same).
+        self._emit(self._make(self.snd_max, ACK), now)
+
+    def _flush_ack(self, now: float) -> None:
+        if self._ack_now:
+            self._send_ack(now)
+
+    def _emit(self, seg: Segment, now: float) -> None:
+        if seg.flags & ACK:
+            # Every segment carrying our ACK satisfies any pending or delayed ACK.
+            self._ack_pending = 0
+            self._ack_now = False
+            self._ack_at = None
+        self.counters.segments_out += 1
+        self._out.append(seg)
+        if self.observer is not None:
+            self.observer.segment_sent(self, seg, now)
+
+    def _output(self, now: float) -> None:
+        """Send whatever data and FIN the windows allow (3.8.6, RFC 5681, RFC 896)."""
+        st = self.state
+        if st not in _SENDING:
+            self._flush_ack(now)
+            return
+        buf = self._sndbuf
+        mss = self.send_mss
+        fin_seq = self._fin_seq
+        sent_any = False
+        while True:
+            snd_nxt = self.snd_nxt
+            off = sq.sub(snd_nxt, buf.start)
+            avail = len(buf) - off
+            if avail < 0:
+                avail = 0
+            fin_due = fin_seq is not None and sq.le(snd_nxt, fin_seq)
+            if avail == 0 and not fin_due:
+                break
+            wnd = min(self.snd_wnd, self.cc.cwnd)
+            in_flight = sq.sub(snd_nxt, self.snd_una)
+            usable = wnd - in_flight
+            n = min(avail, mss)
+            if n > usable:
+                n = max(usable, 0)
+                if n == 0 and avail:
+                    if self.snd_wnd == 0 and self.snd_una == self.snd_max \
+                            and self._persist_at is None:
+                        # 3.8.6.1: zero window, nothing in flight: probe it.
+                        self._persist_at = now + self.rtt.rto
+                    break
+                # Sender SWS avoidance (RFC 1122 4.2.3.4): no runt into a partial window
+                # unless it is at least half the largest window the peer offered.
+                if n < avail and n < mss and in_flight and n < self.max_snd_wnd // 2:
+                    break
+            if (not self.options.nodelay and n < mss and in_flight > 0
+                    and sq.ge(snd_nxt, self.snd_max)
+                    and not (fin_due and n == avail)):
+                break  # Nagle: one small segment in flight at a time
+            flags = ACK
+            payload = buf.peek(snd_nxt, n) if n else b""
+            if n and n == avail:
+                flags |= PSH
+            if fin_due and n == avail:
+                flags |= FIN
+            seg = self._make(snd_nxt, flags, payload)
+            is_rtx = sq.lt(snd_nxt, self.snd_max)
+            if is_rtx:
+                self.counters.retransmissions += 1
+            else:
+                self.counters.bytes_out += n
+                if self._rtt_seq is None:
+                    self._rtt_seq = snd_nxt
+                    self._rtt_sent = now
+            self._emit(seg, now)
+            sent_any = True
+            self.snd_nxt = sq.add(snd_nxt, n + (1 if flags & FIN else 0))
+            if sq.gt(self.snd_nxt, self.snd_max):
+                self.snd_max = self.snd_nxt
+            if flags & FIN:
+                break
+        if sent_any:
+            self._persist_at = None
+            if self._rtx_at is None:
+                self._rtx_at = now + self.rtt.rto
+        self._flush_ack(now)
+
+    # ------------------------------------------------------------- transitions
+
+    def _set_state(self, new: State, cause: str, now: float | None) -> None:
+        old = self.state
+        if old is new:
+            return
+        self.state = new
+        if new is SYN_RECEIVED and old is LISTEN:
+            self._was_listening = True
+        if new is ESTABLISHED and self.options.keepalive and now is not None:
+            self._ka_at = now + self.options.keepalive_idle
+        if self.observer is not None:
+            self.observer.state_changed(self, old, new, cause, now if now is not None else 0.0)
+
+    def _clear_timers(self) -> None:
+        self._rtx_at = self._persist_at = self._ack_at = self._close_at = self._ka_at = None
+
+    def _terminate(self, cause: str, now: float) -> None:
+        self._clear_timers()
+        self._ack_now = False
+        self._set_state(CLOSED, cause, now)

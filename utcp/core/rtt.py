@@ -1,0 +1,53 @@
+"""Round-trip time estimation and the retransmission timeout (RFC 6298)."""
+
+from __future__ import annotations
+
+# RFC 6298 section 2: alpha = 1/8, beta = 1/4, K = 4.
+_ALPHA = 0.125
+_BETA = 0.25
+_K = 4
+# RFC 6298 section 2.4 uses a clock granularity G; user-space timers are coarse.
+_G = 0.001
+
+
+class RttEstimator:
+    """SRTT, RTTVAR and the RTO with exponential backoff."""
+
+    __slots__ = ("srtt", "rttvar", "_base", "_backoff", "min_rto", "max_rto")
+
+    def __init__(self, initial_rto: float, min_rto: float, max_rto: float) -> None:
+        self.srtt: float | None = None
+        self.rttvar: float | None = None
+        self.min_rto = min_rto
+        self.max_rto = max_rto
+        self._base = initial_rto
+        self._backoff = 1
+
+    @property
+    def rto(self) -> float:
+        """The current retransmission timeout, backoff included."""
+        return min(self._base * self._backoff, self.max_rto)
+
+    def sample(self, r: float) -> None:
+        """Fold in one RTT measurement (taken per Karn's rule: never from a retransmission)."""
+        if self.srtt is None:
+            # RFC 6298 (2.2): the first measurement.
+            self.srtt = r
+            self.rttvar = r / 2
+        else:
+            # RFC 6298 (2.3): RTTVAR before SRTT, using the old SRTT.
+            assert self.rttvar is not None
+            self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - r)
+            self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * r
+        # RFC 6298 (2.4), with Linux's 200 ms floor instead of 1 s (2.4 allows it).
+        self._base = min(max(self.srtt + max(_G, _K * self.rttvar), self.min_rto), self.max_rto)
+        self._backoff = 1
+
+    def back_off(self) -> None:
+        """Double the RTO after a timeout (RFC 6298 5.5), up to the maximum."""
+        if self._base * self._backoff < self.max_rto:
+            self._backoff *= 2
+
+    def reset_backoff(self) -> None:
+        """Forget the backoff once new data is acknowledged."""
+        self._backoff = 1
