@@ -1,0 +1,375 @@
+"""Ladder diagrams: a connection pair's segments and states, drawn as textbooks do.
+
+A :class:`Ladder` hands out one observer per side. Give them to the two ends of a
+connection (or to just one end) and :meth:`Ladder.render` draws every segment as
+an arrow from sender to receiver, labelled with its flags, sequence number,
+acknowledgment number (when ACK is set) and payload length (when non-zero), and
+writes the state each side enters beside its column::
+
+    from utcp.ladder import Ladder
+
+    ladder = Ladder("client", "server")
+    client = Connection(..., observer=ladder.observer("client"))
+    server = Connection(..., observer=ladder.observer("server"))
+    ...  # run the pair
+    print(ladder.render())
+
+which prints (sequence numbers relative to each side's ISN)::
+
+               client                                               server
+               CLOSED                                               CLOSED
+                 |                                                    | LISTEN
+        SYN-SENT |--SYN seq=0---------------------------------------->| SYN-RECEIVED
+     ESTABLISHED |<------------------------------SYN,ACK seq=0 ack=1--|
+                 |--ACK seq=1 ack=1---------------------------------->| ESTABLISHED
+
+As in RFC 9293's figures, a side's new state stands on the row of the segment
+that caused it (at the arrow's head) or that it sent on entering it (at the
+arrow's tail); a state with no such segment gets a row of its own. A segment
+that one side sent and the other received is one arrow. A segment only seen
+arriving (its sender is not observed) is drawn from the unobserved side. When
+both sides are observed, a segment that was sent but not received by the time
+of :meth:`Ladder.render` (lost, or still in flight) is drawn as an arrow that
+stops short with an ``X``.
+
+Live mode, for a command-line trace: ``Ladder(..., live=print)`` calls
+``live(line)`` with each line as soon as it can be drawn. Since a live line is
+final once printed, live mode puts each event on a row of its own (an arrow is
+drawn when its segment is sent, or when it arrives from an unobserved side) and
+cannot mark losses; :meth:`Ladder.render` still returns the compact picture.
+
+Every line is at most ``width`` columns, with no trailing spaces. Each observer
+is meant for one connection. The ladder keeps every event for :meth:`render`,
+so it is for tracing exchanges a person will read, not bulk transfers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .core.observer import NullObserver
+from .core.wire import ACK, SYN, flag_names
+
+if TYPE_CHECKING:
+    from .core.observer import Observer
+    from .core.state import State
+    from .core.wire import Segment
+
+__all__ = ["Ladder"]
+
+_MOD = 1 << 32
+_STATE_WIDTH = len("SYN-RECEIVED")  # the longest RFC 9293 state name
+_TIME_WIDTH = 9  # "%8.3f " margin when times are shown
+_MIN_INNER = 16  # narrowest arrow we agree to draw
+
+# Ranks of the sources an ISN is learned from: a later source of equal or higher
+# rank replaces an earlier one.
+_FROM_SYN, _FROM_PEER_IRS, _FROM_OWN_ISS = 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class _Seg:
+    """What the ladder keeps of a segment (a copy: the core may reuse its objects)."""
+
+    flags: int
+    seq: int
+    ack: int
+    length: int
+    window: int
+
+    @property
+    def key(self) -> tuple[int, int, int, int]:
+        return (self.flags, self.seq, self.ack, self.length)
+
+
+@dataclass(slots=True)
+class _Arrow:
+    sender: int  # 0 left, 1 right
+    seg: _Seg
+    sent_at: float
+    received_at: float | None = None
+    inferred: bool = False  # seen only arriving: the sender is not observed
+
+
+@dataclass(slots=True)
+class _Row:
+    now: float
+    states: list[str | None] = field(default_factory=lambda: [None, None])
+    arrow: _Arrow | None = None
+    timed: bool = False  # carries a timestamp (rows before the first segment do not)
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    kind: str  # "state", "sent", "received"
+    side: int
+    now: float
+    state: str | None = None
+    seg: _Seg | None = None
+
+
+class _Builder:
+    """Turns events into rows; with ``merge``, packs a state onto its segment's row."""
+
+    def __init__(
+        self, merge: bool, observed: list[bool], on_row: Callable[[_Row], None] | None = None
+    ) -> None:
+        self.merge = merge
+        self.observed = observed
+        self.on_row = on_row
+        self.rows: list[_Row] = []
+        self.t0: float | None = None
+        self._in_flight: tuple[list[_Arrow], list[_Arrow]] = ([], [])
+
+    def feed(self, ev: _Event) -> None:
+        if ev.kind == "state":
+            assert ev.state is not None
+            self._state(ev.side, ev.state, ev.now)
+        else:
+            assert ev.seg is not None
+            if self.t0 is None:
+                self.t0 = ev.now
+            if ev.kind == "sent":
+                self._sent(ev.side, ev.seg, ev.now)
+            else:
+                self._received(ev.side, ev.seg, ev.now)
+
+    def _add(self, row: _Row) -> None:
+        row.timed = row.timed or self.t0 is not None
+        self.rows.append(row)
+        if self.on_row is not None:
+            self.on_row(row)
+
+    def _last(self) -> _Row | None:
+        return self.rows[-1] if self.merge and self.rows else None
+
+    def _state(self, side: int, state: str, now: float) -> None:
+        row = self._last()
+        if row is not None and row.states[side] is None and row.arrow is not None:
+            a = row.arrow
+            at_tail = a.sender == side and a.received_at is None and a.sent_at == now
+            at_head = a.sender != side and a.received_at == now
+            if at_tail or at_head:
+                row.states[side] = state
+                return
+        row = _Row(now)
+        row.states[side] = state
+        self._add(row)
+
+    def _sent(self, side: int, seg: _Seg, now: float) -> None:
+        arrow = _Arrow(side, seg, now)
+        if self.observed[1 - side]:
+            self._in_flight[side].append(arrow)
+        row = self._last()
+        if (
+            row is not None
+            and row.arrow is None
+            and row.now == now
+            and row.states[side] is not None
+            and row.states[1 - side] is None
+        ):
+            row.arrow = arrow
+            row.timed = True
+            return
+        self._add(_Row(now, arrow=arrow))
+
+    def _received(self, side: int, seg: _Seg, now: float) -> None:
+        sender = 1 - side
+        flight = self._in_flight[sender]
+        # Newest first: when an original and its retransmission look alike, the
+        # one that arrives is more likely the later (the original was lost).
+        for i in range(len(flight) - 1, -1, -1):
+            if flight[i].seg.key == seg.key:
+                flight.pop(i).received_at = now
+                return
+        self._add(_Row(now, arrow=_Arrow(sender, seg, now, now, inferred=True)))
+
+
+class _SideObserver(NullObserver):
+    """The observer of one side of a :class:`Ladder`."""
+
+    def __init__(self, ladder: Ladder, side: int) -> None:
+        self._ladder = ladder
+        self._side = side
+
+    def state_changed(self, conn: Any, old: State, new: State, cause: str, now: float) -> None:
+        self._ladder._record(self._side, conn, _Event("state", self._side, now, str(new)), old)
+
+    def segment_sent(self, conn: Any, seg: Segment, now: float) -> None:
+        self._ladder._record(self._side, conn, _Event("sent", self._side, now, seg=_copy(seg)))
+
+    def segment_received(self, conn: Any, seg: Segment, now: float) -> None:
+        ev = _Event("received", self._side, now, seg=_copy(seg))
+        self._ladder._record(self._side, conn, ev)
+
+
+def _copy(seg: Segment) -> _Seg:
+    return _Seg(seg.flags, seg.seq, seg.ack, len(seg.payload), seg.window)
+
+
+class Ladder:
+    """A ladder diagram of one connection pair.
+
+    ``left`` and ``right`` name the two columns. With ``relative`` (the default),
+    seq is shown relative to the sender's ISN and ack relative to the receiver's
+    (each side's ISN comes from its connection's ``iss``, or for a side that is
+    not observed, from its peer's ``irs`` or the SYN it sends); numbers whose ISN
+    is not known yet are shown absolute. ``window`` adds ``win=`` to labels,
+    ``times`` adds a left margin of seconds since the first segment. ``live``,
+    if given, is called with each line as soon as it can be drawn.
+    """
+
+    def __init__(
+        self,
+        left: str = "client",
+        right: str = "server",
+        *,
+        relative: bool = True,
+        width: int = 80,
+        window: bool = False,
+        times: bool = False,
+        live: Callable[[str], object] | None = None,
+    ) -> None:
+        self.names = (left, right)
+        self.relative = relative
+        self.width = width
+        self.window = window
+        self.times = times
+        self._margin = _TIME_WIDTH if times else 0
+        self._lcol = self._margin + _STATE_WIDTH + 1
+        self._rcol = width - 2 - _STATE_WIDTH
+        self._inner = self._rcol - self._lcol - 1
+        if self._inner < _MIN_INNER:
+            raise ValueError(f"width {width} leaves no room for arrows")
+        self._events: list[_Event] = []
+        self._observed = [False, False]
+        self._initial: list[str | None] = [None, None]
+        self._seen = [False, False]
+        self._isn: list[int | None] = [None, None]
+        self._isn_rank = [0, 0]
+        self._live = live
+        self._live_builder: _Builder | None = None
+        if live is not None:
+            self._live_builder = _Builder(False, self._observed, self._emit)
+
+    # ------------------------------------------------------------------ public
+
+    def observer(self, side: str) -> Observer:
+        """The observer for ``side``: "left", "right", or one of the two names."""
+        if side in ("left", self.names[0]):
+            i = 0
+        elif side in ("right", self.names[1]):
+            i = 1
+        else:
+            raise ValueError(f"side must be 'left', 'right' or one of {self.names}, not {side!r}")
+        self._observed[i] = True
+        return _SideObserver(self, i)
+
+    def render(self) -> str:
+        """The whole diagram so far, one string of lines joined by newlines."""
+        builder = _Builder(True, self._observed)
+        for ev in self._events:
+            builder.feed(ev)
+        lines = [self._pair(*self.names)]
+        if self._initial != [None, None]:
+            lines.append(self._pair(self._initial[0] or "", self._initial[1] or ""))
+        lines += [self._line(row, builder.t0, final=True) for row in builder.rows]
+        return "\n".join(lines)
+
+    # ---------------------------------------------------------------- recording
+
+    def _record(self, side: int, conn: Any, ev: _Event, old: State | None = None) -> None:
+        if not self._seen[side]:
+            self._seen[side] = True
+            first = old if old is not None else getattr(conn, "state", None)
+            self._initial[side] = None if first is None else str(first)
+        self._learn(side, getattr(conn, "iss", None), _FROM_OWN_ISS)
+        self._learn(1 - side, getattr(conn, "irs", None), _FROM_PEER_IRS)
+        if ev.seg is not None and ev.seg.flags & SYN:
+            sender = side if ev.kind == "sent" else 1 - side
+            self._learn(sender, ev.seg.seq, _FROM_SYN)
+        self._events.append(ev)
+        if self._live_builder is not None:
+            if len(self._events) == 1:
+                self._emit_line(self._pair(*self.names))
+            self._live_builder.feed(ev)
+
+    def _learn(self, side: int, isn: object, rank: int) -> None:
+        if isinstance(isn, int) and not isinstance(isn, bool) and rank >= self._isn_rank[side]:
+            self._isn[side] = isn
+            self._isn_rank[side] = rank
+
+    def _emit(self, row: _Row) -> None:
+        assert self._live_builder is not None
+        self._emit_line(self._line(row, self._live_builder.t0, final=False))
+
+    def _emit_line(self, line: str) -> None:
+        assert self._live is not None
+        self._live(line)
+
+    # ------------------------------------------------------------------ drawing
+
+    def _pair(self, left: str, right: str) -> str:
+        """``left`` centred on the left column and ``right`` on the right one."""
+        w, lcol, rcol = self.width, self._lcol, self._rcol
+        left = left[: max(0, rcol - lcol)]
+        lstart = max(0, lcol - (len(left) - 1) // 2)
+        lend = lstart + len(left)
+        right = right[: max(0, w - lend - 1)]
+        rstart = max(lend + 1, min(rcol - (len(right) - 1) // 2, w - len(right)))
+        line = (" " * lstart + left).ljust(rstart) + right
+        return line[:w].rstrip()
+
+    def _line(self, row: _Row, t0: float | None, final: bool) -> str:
+        margin = ""
+        if self.times:
+            if row.timed and t0 is not None:
+                t = row.now - t0
+                margin = f"{t:8.3f} " if abs(t) < 1e4 else f"{t:8.0f} "
+            margin = margin[-_TIME_WIDTH:].rjust(_TIME_WIDTH)
+        lstate = (row.states[0] or "")[:_STATE_WIDTH]
+        rstate = (row.states[1] or "")[:_STATE_WIDTH]
+        inner = " " * self._inner if row.arrow is None else self._arrow(row.arrow, final)
+        line = f"{margin}{lstate:>{_STATE_WIDTH}} |{inner}|"
+        if rstate:
+            line += " " + rstate
+        return line.rstrip()
+
+    def _arrow(self, a: _Arrow, final: bool) -> str:
+        n = self._inner
+        label = self._label(a, n - 5)
+        lost = final and a.received_at is None and not a.inferred and self._observed[1 - a.sender]
+        if lost:
+            head, length = "X", max(len(label) + 4, n * 2 // 3)
+        else:
+            head, length = (">" if a.sender == 0 else "<"), n
+        dashes = "-" * (length - len(label) - 3)
+        if a.sender == 0:
+            return ("--" + label + dashes + head).ljust(n)
+        return (head + dashes + label + "--").rjust(n)
+
+    def _label(self, a: _Arrow, room: int) -> str:
+        """The arrow's label in at most ``room`` characters, dropping whole fields
+        from the end (win, len, ack) and marking the cut with ".." if it is long."""
+        seg = a.seg
+        receiver = 1 - a.sender
+        parts = [flag_names(seg.flags) or "none", f"seq={self._rel(seg.seq, a.sender)}"]
+        if seg.flags & ACK:
+            parts.append(f"ack={self._rel(seg.ack, receiver)}")
+        if seg.length:
+            parts.append(f"len={seg.length}")
+        if self.window:
+            parts.append(f"win={seg.window}")
+        label = " ".join(parts)
+        while len(label) > room and len(parts) > 1:
+            parts.pop()
+            label = " ".join(parts) + " .."
+        return label[:room]
+
+    def _rel(self, n: int, side: int) -> int:
+        isn = self._isn[side]
+        if not self.relative or isn is None:
+            return n
+        return (n - isn) % _MOD
