@@ -1,0 +1,23 @@
+"""utcp: TCP in user space, carried in UDP datagrams, with asyncio's streams API.
+
+Swap ``asyncio.open_connection`` / ``asyncio.start_server`` for
+``utcp.open_connection`` / ``utcp.start_server``; everything else (StreamReader,
+StreamWriter, drain, IncompleteReadError) is asyncio's own.
+"""
+
+from .core.config import Options
+from .core.connection import Connection
+from .core.events import Closed, Connected, DataReceived, EndOfStream, Reset, TimedOut
+from .core.observer import NullObserver, Observer
+from .core.state import State
+from .core.wire import MalformedSegment, Segment
+from .ladder import Ladder
+from .streams import Server, StreamReader, StreamWriter, open_connection, start_server
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Closed", "Connected", "Connection", "DataReceived", "EndOfStream", "Ladder",
+    "MalformedSegment", "NullObserver", "Observer", "Options", "Reset", "Segment", "Server",
+    "State", "StreamReader", "StreamWriter", "TimedOut", "open_connection", "start_server",
+]

@@ -247,11 +247,11 @@ class Connection:
         self._set_state(SYN_SENT, "connect", now)
         self._send_syn(now, ack=False)
 
-    def listen(self) -> None:
+    def listen(self, now: float = 0.0) -> None:
         """Passive open: wait in LISTEN for a SYN."""
         if self.state is not CLOSED or self.snd_max != self.iss:
             raise ConnectionStateError(f"cannot listen in state {self.state}")
-        self._set_state(LISTEN, "listen", None)
+        self._set_state(LISTEN, "listen", now)
 
     def send(self, data: bytes, now: float) -> None:
         """Queue ``data`` for reliable, ordered delivery."""

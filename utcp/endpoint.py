@@ -1,0 +1,352 @@
+"""The endpoint: one datagram socket carrying many TCP connections.
+
+It decodes each datagram into a segment, finds the connection by
+(remote address, local port, remote port), hands it the segment with the
+loop's time, and sends what the connection queued. Listeners turn SYNs into new
+connections. All connections' deadlines share one loop timer, re-armed to the
+earliest. Nothing here implements TCP; that is :mod:`utcp.core`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+import socket
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from .core.config import DEFAULT_MSS_IPV6, Options
+from .core.connection import Connection, reset_for
+from .core.isn import IsnGenerator
+from .core.observer import Observer
+from .core.state import State
+from .core.wire import ACK, RST, SYN, MalformedSegment, Segment, decode, encode
+from .transport import ConnectionTransport
+
+Address = tuple[Any, ...]
+Key = tuple[Address, int, int]  # (remote UDP address, local port, remote port)
+
+# Requested UDP socket buffer size (the kernel may cap it at net.core.rmem_max).
+SOCKET_BUFFER = 4 * 1024 * 1024
+
+# Linux's default ephemeral port range (net.ipv4.ip_local_port_range).
+EPHEMERAL_PORTS = range(32768, 61000)
+
+
+class Listener:
+    """A passive open on one local port."""
+
+    __slots__ = ("port", "backlog", "options", "on_connection", "observer", "half_open",
+                 "connections")
+
+    def __init__(self, port: int, backlog: int, options: Options,
+                 on_connection: Callable[[ConnectionTransport], None],
+                 observer: Observer | None) -> None:
+        self.port = port
+        self.backlog = backlog
+        self.options = options
+        self.on_connection = on_connection
+        self.observer = observer
+        self.half_open = 0  # connections in SYN-RECEIVED
+        self.connections: set[ConnectionTransport] = set()
+
+
+class Endpoint(asyncio.DatagramProtocol):
+    """TCP over one UDP socket. Create with :meth:`Endpoint.create`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *,
+                 isn: IsnGenerator | None = None) -> None:
+        self.loop = loop
+        self.transport: asyncio.DatagramTransport | None = None
+        self.family = socket.AF_INET
+        self.local_address: Address = ("", 0)
+        self._isn = isn if isn is not None else IsnGenerator()
+        self.connections: dict[Key, ConnectionTransport] = {}
+        self.listeners: dict[int, Listener] = {}
+        self._heap: list[tuple[float, int, ConnectionTransport]] = []
+        self._tiebreak = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = loop.create_future()
+        self._close_when_idle = False
+        self._keeper: asyncio.Task[None] | None = None
+        # Statistics.
+        self.segments_in = 0
+        self.segments_out = 0
+        self.drops: Counter[str] = Counter()
+        self._finished = Counter()  # counters of connections already forgotten
+        self.resets_sent = 0
+
+    @classmethod
+    async def create(cls, local_addr: tuple[str, int], *,
+                     loop: asyncio.AbstractEventLoop | None = None,
+                     family: int = 0) -> Endpoint:
+        """Bind a UDP socket at ``local_addr`` and return the endpoint on it."""
+        loop = loop or asyncio.get_running_loop()
+        transport, ep = await loop.create_datagram_endpoint(
+            lambda: cls(loop), local_addr=local_addr, family=family)
+        return ep
+
+    # ------------------------------------------------------- DatagramProtocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (asyncio's and uvloop's datagram transports do not all subclass
+        # DatagramTransport, so no isinstance check here.)
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.family = sock.family
+            # A window's worth of segments can arrive in one burst: give the kernel
+            # room for several windows, or it drops them before we read them.
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+                except OSError:
+                    pass
+        self.local_address = transport.get_extra_info("sockname")
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.segments_in += 1
+        try:
+            seg = decode(data)
+        except MalformedSegment:
+            self.drops["malformed"] += 1
+            return
+        if len(addr) > 2:
+            addr = addr[:2]  # IPv6: flowinfo and scope do not name the peer
+        tr = self.connections.get((addr, seg.dst_port, seg.src_port))
+        now = self.loop.time()
+        if tr is not None:
+            conn = tr.conn
+            if conn.state is State.TIME_WAIT and seg.flags & SYN and not seg.flags & ACK:
+                if self._reopen_from_time_wait(tr, seg, addr, now):
+                    return
+            conn.receive(seg, now)
+            self.service(tr)
+            return
+        self._no_connection(seg, addr, now)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors on an unconnected socket name no connection; count them.
+        self.drops["icmp-error"] += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for tr in list(self.connections.values()):
+            tr._endpoint_lost()
+        self.connections.clear()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    # ------------------------------------------------------------ demultiplex
+
+    def _no_connection(self, seg: Segment, addr: Address, now: float) -> None:
+        listener = self.listeners.get(seg.dst_port)
+        f = seg.flags
+        if listener is not None and f & SYN and not f & (ACK | RST):
+            if listener.half_open >= listener.backlog:
+                # Like a full SYN queue: drop silently, the peer will retry.
+                self.drops["backlog-full"] += 1
+                return
+            self._accept(listener, seg, addr, now)
+            return
+        if f & RST:
+            self.drops["rst-for-no-connection"] += 1
+            return
+        # RFC 9293 3.10.7.1: answer with a RST (LISTEN answers an ACK the same way).
+        self.drops["no-connection"] += 1
+        rst = reset_for(seg)
+        if rst is not None:
+            self.resets_sent += 1
+            self._send(rst, addr)
+
+    def _accept(self, listener: Listener, seg: Segment, addr: Address, now: float) -> None:
+        iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
+        conn = Connection(listener.port, seg.src_port, iss=iss, options=listener.options,
+                          observer=listener.observer)
+        tr = ConnectionTransport(self, conn, addr, listener=listener)
+        self.connections[(addr, listener.port, seg.src_port)] = tr
+        listener.half_open += 1
+        conn.listen(now)
+        conn.receive(seg, now)
+        self.service(tr)
+
+    def _reopen_from_time_wait(self, tr: ConnectionTransport, seg: Segment, addr: Address,
+                               now: float) -> bool:
+        # RFC 9293 3.10.7.4 (RFC 1122 4.2.2.13): a new SYN whose sequence number is
+        # beyond the old connection's may reopen a 4-tuple in TIME-WAIT.
+        from .core import seq as sq
+
+        listener = self.listeners.get(seg.dst_port)
+        if listener is None or not sq.gt(seg.seq, tr.conn.rcv_nxt):
+            return False
+        self._forget(tr)
+        self._accept(listener, seg, addr, now)
+        return True
+
+    # ----------------------------------------------------------------- output
+
+    def _send(self, seg: Segment, addr: Address) -> None:
+        if self.transport is None:
+            return
+        self.segments_out += 1
+        self.transport.sendto(encode(seg), addr)
+
+    def service(self, tr: ConnectionTransport) -> None:
+        """Send what ``tr``'s connection queued, deliver its events, re-arm its timer."""
+        conn = tr.conn
+        segs = conn.take_segments()
+        if segs:
+            transport = self.transport
+            if transport is not None:
+                addr = tr.remote_address
+                sendto = transport.sendto
+                for s in segs:
+                    sendto(encode(s), addr)
+                self.segments_out += len(segs)
+        if conn._events:
+            tr._deliver(conn.take_events())
+        if tr._writing_paused:
+            tr._after_service()
+        if conn.state is State.CLOSED:
+            self._forget(tr)
+            return
+        d = conn.next_deadline()
+        if d != tr._deadline:
+            tr._deadline = d
+            if d is not None:
+                heapq.heappush(self._heap, (d, next(self._tiebreak), tr))
+                if self._timer_at is None or d < self._timer_at:
+                    self._arm(d)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        heap = self._heap
+        now = self.loop.time()
+        while heap and heap[0][0] <= now + 0.0005:
+            when, _, tr = heapq.heappop(heap)
+            if tr._deadline != when:
+                continue  # superseded by a later deadline
+            tr._deadline = None
+            # asyncio may wake us a hair early; the connection must see its deadline.
+            tr.conn.handle_timer(max(now, when))
+            self.service(tr)
+        while heap and heap[0][2]._deadline != heap[0][0]:
+            heapq.heappop(heap)
+        if heap:
+            self._arm(heap[0][0])
+
+    def _forget(self, tr: ConnectionTransport) -> None:
+        key = (tr.remote_address, tr.conn.local_port, tr.conn.remote_port)
+        if self.connections.get(key) is tr:
+            del self.connections[key]
+            for name, value in tr.conn.counters.as_dict().items():
+                self._finished[name] += value
+        tr._deadline = None
+        tr._forgotten()
+        if self._close_when_idle and not self.connections and not self.listeners:
+            self.close()
+
+    # ------------------------------------------------------ connections, ports
+
+    def connect(self, remote: Address, remote_port: int, options: Options,
+                observer: Observer | None = None,
+                local_port: int | None = None) -> ConnectionTransport:
+        """Start an active open to ``remote`` (a UDP address) and TCP ``remote_port``."""
+        if self.transport is None:
+            raise ConnectionError("the endpoint's socket is closed")
+        if len(remote) > 2:
+            remote = remote[:2]
+        if local_port is None:
+            local_port = self._free_port(remote, remote_port)
+        elif (remote, local_port, remote_port) in self.connections:
+            raise OSError(f"local port {local_port} is already connected to "
+                          f"{remote[0]}:{remote_port}")
+        now = self.loop.time()
+        iss = self._isn(self.local_address, local_port, remote, remote_port, now)
+        conn = Connection(local_port, remote_port, iss=iss, options=options, observer=observer)
+        tr = ConnectionTransport(self, conn, remote)
+        self.connections[(remote, local_port, remote_port)] = tr
+        conn.connect(now)
+        self.service(tr)
+        return tr
+
+    def _free_port(self, remote: Address, remote_port: int) -> int:
+        # A 4-tuple still in the table (TIME-WAIT included) is never reused.
+        ports = EPHEMERAL_PORTS
+        start = random.randrange(len(ports))
+        conns = self.connections
+        for i in range(len(ports)):
+            p = ports[(start + i) % len(ports)]
+            if (remote, p, remote_port) not in conns and p not in self.listeners:
+                return p
+        raise OSError(f"no free local port toward {remote[0]}:{remote_port}")
+
+    def listen(self, port: int, backlog: int, options: Options,
+               on_connection: Callable[[ConnectionTransport], None],
+               observer: Observer | None = None) -> Listener:
+        """Accept connections to TCP ``port``; ``on_connection`` gets each established one."""
+        if port in self.listeners:
+            raise OSError(f"port {port} is already listening")
+        listener = Listener(port, backlog, options, on_connection, observer)
+        self.listeners[port] = listener
+        return listener
+
+    def stop_listening(self, listener: Listener) -> None:
+        """Stop accepting; established connections go on."""
+        if self.listeners.get(listener.port) is listener:
+            del self.listeners[listener.port]
+
+    def default_options(self) -> Options:
+        """Defaults for this endpoint's address family (IPv6 has a smaller MSS)."""
+        if self.family == socket.AF_INET6:
+            return Options(mss=DEFAULT_MSS_IPV6)
+        return Options()
+
+    # -------------------------------------------------------------- lifecycle
+
+    def close_when_idle(self) -> None:
+        """Close the socket once no connection and no listener is left."""
+        self._close_when_idle = True
+        if not self.connections and not self.listeners:
+            self.close()
+
+    def close(self) -> None:
+        """Close the socket now; connections still open are lost."""
+        if self.transport is not None:
+            self.transport.close()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    # ------------------------------------------------------------- statistics
+
+    def statistics(self) -> dict[str, Any]:
+        """Segments in and out, retransmissions, drops by cause, connections by state."""
+        totals = Counter(self._finished)
+        for tr in self.connections.values():
+            totals.update(tr.conn.counters.as_dict())
+        states = Counter(str(tr.conn.state) for tr in self.connections.values())
+        return {
+            "segments_in": self.segments_in,
+            "segments_out": self.segments_out,
+            "retransmissions": totals["retransmissions"],
+            "resets_sent": self.resets_sent,
+            "drops": dict(self.drops),
+            "connections": dict(states),
+            "listeners": sorted(self.listeners),
+            "connection_totals": dict(totals),
+        }

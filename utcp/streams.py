@@ -1,0 +1,242 @@
+"""asyncio's streams API on utcp connections.
+
+``open_connection`` and ``start_server`` take the arguments asyncio's do and
+return asyncio's own :class:`~asyncio.StreamReader` and
+:class:`~asyncio.StreamWriter`, so code written for asyncio runs unchanged.
+Extra keyword arguments are connection options (see :class:`utcp.Options`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from .core.config import DEFAULT_MSS_IPV6, OPTION_NAMES, Options
+from .core.observer import Observer
+from .endpoint import Endpoint, Listener
+from .transport import ConnectionTransport
+
+StreamReader = asyncio.StreamReader
+StreamWriter = asyncio.StreamWriter
+ClientConnectedCallback = Callable[[StreamReader, StreamWriter], "Awaitable[None] | None"]
+
+_DEFAULT_LIMIT = 2**16  # asyncio's StreamReader default
+
+# Client connections of one loop share one endpoint (one UDP socket) per family.
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Endpoint]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _options(family: int, options: dict[str, Any]) -> Options:
+    unknown = set(options) - OPTION_NAMES
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument(s): {', '.join(sorted(unknown))}; "
+            f"connection options are: {', '.join(sorted(OPTION_NAMES))}")
+    if family == socket.AF_INET6 and "mss" not in options:
+        options = {"mss": DEFAULT_MSS_IPV6, **options}
+    return Options(**options)
+
+
+def _check_port(port: Any, *, allow_zero: bool) -> int:
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    if not isinstance(port, int) or isinstance(port, bool) or \
+            not (0 if allow_zero else 1) <= port <= 65535:
+        raise ValueError(f"port must be an integer from {0 if allow_zero else 1} to 65535, "
+                         f"got {port!r}")
+    return port
+
+
+async def _resolve(loop: asyncio.AbstractEventLoop, host: str | None,
+                   port: int) -> tuple[int, tuple[Any, ...]]:
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"cannot resolve {host!r}")
+    family, _, _, _, addr = infos[0]
+    return family, addr
+
+
+async def _new_endpoint(loop: asyncio.AbstractEventLoop, local_addr: tuple[str, int],
+                        family: int = 0) -> Endpoint:
+    ep = await Endpoint.create(local_addr, loop=loop, family=family)
+    # When asyncio.run() ends it cancels every task: this one then closes the
+    # socket, so no endpoint outlives its loop unclosed.
+    ep._keeper = loop.create_task(_keep(ep), name=f"utcp endpoint {ep.local_address}")
+    return ep
+
+
+async def _keep(ep: Endpoint) -> None:
+    try:
+        await ep.wait_closed()
+    finally:
+        ep.close()
+
+
+async def _client_endpoint(loop: asyncio.AbstractEventLoop, family: int) -> Endpoint:
+    eps = _shared.setdefault(loop, {})
+    ep = eps.get(family)
+    if ep is None or ep.transport is None:
+        any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        ep = await _new_endpoint(loop, (any_addr, 0), family)
+        eps[family] = ep
+    return ep
+
+
+async def open_connection(
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    local_addr: tuple[str, int] | None = None,
+    limit: int = _DEFAULT_LIMIT,
+    observer: Observer | None = None,
+    **options: Any,
+) -> tuple[StreamReader, StreamWriter]:
+    """Connect to a utcp server at ``host``:``port`` and return its streams.
+
+    Raises ``ConnectionRefusedError`` when a RST answers the SYN and
+    ``TimeoutError`` when the SYN retries run out. Without ``local_addr`` the
+    connection shares the loop's client socket for its address family.
+    """
+    loop = asyncio.get_running_loop()
+    port = _check_port(port, allow_zero=False)
+    if not isinstance(limit, int) or limit <= 0:
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    family, addr = await _resolve(loop, host, port)
+    opts = _options(family, options)
+    if local_addr is not None:
+        ep = await _new_endpoint(loop, local_addr, family)
+        ep.close_when_idle()
+    else:
+        ep = await _client_endpoint(loop, family)
+    reader = StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    tr = ep.connect(addr, port, opts, observer)
+    tr.set_protocol(protocol)
+    await tr._wait_connected()
+    return reader, StreamWriter(tr, protocol, reader, loop)
+
+
+class Server:
+    """A listening utcp server, with the interface of :class:`asyncio.Server`."""
+
+    def __init__(self, endpoint: Endpoint, listener: Listener) -> None:
+        self._endpoint = endpoint
+        self._listener: Listener | None = listener
+        self._loop = endpoint.loop
+        self._serving_forever: asyncio.Future[None] | None = None
+        self._port = listener.port
+
+    def __repr__(self) -> str:
+        return f"<utcp.Server {self._endpoint.local_address} serving={self.is_serving()}>"
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        tr = self._endpoint.transport
+        sock = tr.get_extra_info("socket") if tr is not None else None
+        return (sock,) if sock is not None and self.is_serving() else ()
+
+    @property
+    def port(self) -> int:
+        """The port clients connect to."""
+        return self._port
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def is_serving(self) -> bool:
+        return self._listener is not None
+
+    def close(self) -> None:
+        """Stop accepting connections; connections already accepted go on."""
+        if self._listener is None:
+            return
+        self._endpoint.stop_listening(self._listener)
+        self._endpoint.close_when_idle()
+        if self._serving_forever is not None and not self._serving_forever.done():
+            self._serving_forever.cancel()
+        self._closed_listener = self._listener
+        self._listener = None
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and every accepted connection is closed."""
+        while self._listener is not None or self._open_connections():
+            await asyncio.sleep(0.01)
+
+    def _open_connections(self) -> set[ConnectionTransport]:
+        lst = self._listener or getattr(self, "_closed_listener", None)
+        return lst.connections if lst is not None else set()
+
+    async def start_serving(self) -> None:
+        """Servers start serving at once; present for asyncio compatibility."""
+
+    async def serve_forever(self) -> None:
+        if self._serving_forever is not None:
+            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
+        if self._listener is None:
+            raise RuntimeError(f"server {self!r} is closed")
+        self._serving_forever = self._loop.create_future()
+        try:
+            await self._serving_forever
+        except asyncio.CancelledError:
+            try:
+                self.close()
+                await self.wait_closed()
+            finally:
+                raise
+        finally:
+            self._serving_forever = None
+
+    def statistics(self) -> dict[str, Any]:
+        """The endpoint's counters: segments, retransmissions, drops, connections by state."""
+        return self._endpoint.statistics()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+async def start_server(
+    client_connected_cb: ClientConnectedCallback,
+    host: str | Iterable[str] | None = None,
+    port: int = 0,
+    *,
+    backlog: int = 100,
+    limit: int = _DEFAULT_LIMIT,
+    observer: Observer | None = None,
+    **options: Any,
+) -> Server:
+    """Listen on ``host``:``port`` (UDP and TCP port alike) and call
+    ``client_connected_cb(reader, writer)`` for each connection.
+
+    ``port=0`` picks a free port: read it from ``server.port``.
+    """
+    loop = asyncio.get_running_loop()
+    port = _check_port(port, allow_zero=True)
+    if not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 1:
+        raise ValueError(f"backlog must be a positive integer, got {backlog!r}")
+    if not isinstance(limit, int) or limit <= 0:
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    if host is not None and not isinstance(host, str):
+        hosts = list(host)
+        if len(hosts) != 1:
+            raise ValueError("utcp servers listen on one host address")
+        host = hosts[0]
+    family = socket.AF_INET6 if host is not None and ":" in host else socket.AF_INET
+    opts = _options(family, options)
+    ep = await _new_endpoint(loop, (host if host is not None else "0.0.0.0", port), family)
+
+    def on_connection(tr: ConnectionTransport) -> None:
+        reader = StreamReader(limit=limit, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+        tr.set_protocol(protocol)
+        tr._make_connection()
+
+    listener = ep.listen(ep.local_address[1], backlog, opts, on_connection, observer)
+    return Server(ep, listener)

@@ -1,0 +1,289 @@
+"""One connection as an :class:`asyncio.Transport`.
+
+This adapter lets asyncio's own ``StreamReaderProtocol``, ``StreamReader`` and
+``StreamWriter`` run on a utcp connection unchanged: core events become protocol
+callbacks, and the connection's end becomes the exception asyncio users expect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from .core.connection import Connection, ConnectionStateError
+from .core.events import Closed, Connected, DataReceived, EndOfStream, Reset, TimedOut
+from .core.state import State
+
+if TYPE_CHECKING:
+    from .endpoint import Address, Endpoint, Listener
+
+# asyncio's defaults for a transport's write buffer.
+DEFAULT_HIGH_WATER = 64 * 1024
+
+_TIMEOUT_MESSAGES = {
+    "syn": "connection timed out: no answer to SYN",
+    "synack": "connection timed out: no ACK for SYN-ACK",
+    "data": "connection timed out: data not acknowledged",
+    "fin": "connection timed out: FIN not acknowledged",
+    "keepalive": "connection timed out: keepalive probes unanswered",
+    "persist": "connection timed out: zero-window probes unanswered",
+    "fin-wait-2": "connection timed out in FIN-WAIT-2",
+}
+
+
+class ConnectionTransport(asyncio.Transport):
+    """The asyncio face of one :class:`~utcp.core.connection.Connection`."""
+
+    def __init__(self, endpoint: Endpoint, conn: Connection, remote_address: Address,
+                 *, listener: Listener | None = None) -> None:
+        super().__init__()
+        self._endpoint = endpoint
+        self._loop = endpoint.loop
+        self.conn = conn
+        self.remote_address = remote_address
+        self._listener = listener
+        self._half_open = listener is not None  # counted in the listener's backlog
+        self._protocol: asyncio.BaseProtocol | None = None
+        self._deadline: float | None = None  # the entry in the endpoint's timer heap
+        self._connected: asyncio.Future[None] | None = (
+            None if listener is not None else self._loop.create_future())
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._closing = False
+        self._eof = False
+        self._made = False  # connection_made delivered
+        self._lost = False  # connection_lost delivered (or due)
+        self._high = DEFAULT_HIGH_WATER
+        self._low = DEFAULT_HIGH_WATER // 4
+        self._writing_paused = False
+
+    def __repr__(self) -> str:
+        return (f"<utcp transport {self.conn.local_port}>{self.remote_address[0]}:"
+                f"{self.conn.remote_port} {self.conn.state}>")
+
+    # ------------------------------------------------------- from the endpoint
+
+    def _deliver(self, events: list[Any]) -> None:
+        for ev in events:
+            if isinstance(ev, DataReceived):
+                if self._protocol is not None and not self._lost:
+                    self._protocol.data_received(ev.data)  # type: ignore[attr-defined]
+            elif isinstance(ev, Connected):
+                self._on_connected()
+            elif isinstance(ev, EndOfStream):
+                if self._protocol is not None and not self._lost:
+                    keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
+                    if not keep_open:
+                        self.close()
+            elif isinstance(ev, Reset):
+                if ev.refused:
+                    self._fail(ConnectionRefusedError(
+                        f"connection refused by {self._peer_text()}"))
+                else:
+                    self._fail(ConnectionResetError(
+                        f"connection reset by {self._peer_text()}"))
+            elif isinstance(ev, TimedOut):
+                self._fail(TimeoutError(
+                    f"{_TIMEOUT_MESSAGES.get(ev.reason, 'connection timed out')} "
+                    f"({self._peer_text()})"))
+            elif isinstance(ev, Closed):
+                pass  # the orderly end; the application already shut its side
+
+    def _on_connected(self) -> None:
+        if self._listener is not None:
+            self._half_open = False
+            self._listener.half_open -= 1
+            self._listener.connections.add(self)
+            self._listener.on_connection(self)
+        else:
+            self._make_connection()
+            if self._connected is not None and not self._connected.done():
+                self._connected.set_result(None)
+
+    def _make_connection(self) -> None:
+        if self._protocol is not None and not self._made:
+            self._made = True
+            self._protocol.connection_made(self)
+
+    def _fail(self, exc: Exception) -> None:
+        if self._connected is not None and not self._connected.done():
+            self._connected.set_exception(exc)
+            self._lost = True
+            return
+        self._lose(exc)
+
+    def _lose(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._pending.clear()
+        self._pending_size = 0
+        if self._listener is not None:
+            self._listener.connections.discard(self)
+        if self._protocol is not None and self._made:
+            self._protocol.connection_lost(exc)
+
+    def _forgotten(self) -> None:
+        """The endpoint dropped the connection (it reached CLOSED)."""
+        if self._half_open and self._listener is not None:
+            self._half_open = False
+            self._listener.half_open -= 1
+
+    def _endpoint_lost(self) -> None:
+        self._fail(ConnectionAbortedError("the endpoint's socket was closed"))
+
+    def _peer_text(self) -> str:
+        return f"{self.remote_address[0]}:{self.conn.remote_port}"
+
+    def _after_service(self) -> None:
+        if self._writing_paused and self.get_write_buffer_size() <= self._low:
+            self._writing_paused = False
+            if self._protocol is not None:
+                self._protocol.resume_writing()
+
+    async def _wait_connected(self) -> None:
+        assert self._connected is not None
+        try:
+            await self._connected
+        except asyncio.CancelledError:
+            self.abort()
+            raise
+
+    # ------------------------------------------------------------ BaseTransport
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self.remote_address
+        if name == "sockname":
+            return self._endpoint.local_address
+        if name == "socket":
+            tr = self._endpoint.transport
+            return tr.get_extra_info("socket") if tr is not None else default
+        if name == "utcp":
+            info = self.conn.info()
+            info["local_port"] = self.conn.local_port
+            info["remote_port"] = self.conn.remote_port
+            return info
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing or self._lost
+
+    def close(self) -> None:
+        """Send what is buffered, then FIN; the connection finishes in the background."""
+        if self._closing:
+            return
+        self._closing = True
+        self._flush()
+        conn = self.conn
+        if conn.state is not State.CLOSED:
+            conn.close(self._loop.time())
+            self._endpoint.service(self)
+        if not self._lost:
+            self._lost = True
+            if self._listener is not None:
+                self._listener.connections.discard(self)
+            if self._protocol is not None and self._made:
+                self._loop.call_soon(self._protocol.connection_lost, None)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol  # type: ignore[return-value]
+
+    # ------------------------------------------------------------ ReadTransport
+
+    def is_reading(self) -> bool:
+        return not self.conn._reading_paused
+
+    def pause_reading(self) -> None:
+        self.conn.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.conn._reading_paused:
+            self.conn.resume_reading(self._loop.time())
+            self._endpoint.service(self)
+
+    # ----------------------------------------------------------- WriteTransport
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data or self._lost or self._closing:
+            return  # like asyncio: writes after the connection is lost are dropped
+        self._pending.append(bytes(data))
+        self._pending_size += len(data)
+        if self._flush_handle is None:
+            # Writes made in one loop iteration leave as one stream of full segments.
+            self._flush_handle = self._loop.call_soon(self._flush)
+        if not self._writing_paused and self.get_write_buffer_size() > self._high:
+            self._writing_paused = True
+            if self._protocol is not None:
+                self._protocol.pause_writing()
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        try:
+            self.conn.send(data, self._loop.time())
+        except ConnectionStateError:
+            return  # the connection ended meanwhile; its error reaches drain()/read()
+        self._endpoint.service(self)
+
+    def write_eof(self) -> None:
+        if self._eof:
+            return
+        self._eof = True
+        self._flush()
+        if self.conn.state is not State.CLOSED:
+            self.conn.shutdown(self._loop.time())
+            self._endpoint.service(self)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def abort(self) -> None:
+        """Reset the connection (RST) and drop anything unsent."""
+        self._pending.clear()
+        self._pending_size = 0
+        if self.conn.state is not State.CLOSED:
+            self.conn.abort(self._loop.time())
+            self._endpoint.service(self)
+        self._closing = True
+        if not self._lost:
+            self._lost = True
+            if self._listener is not None:
+                self._listener.connections.discard(self)
+            if self._protocol is not None and self._made:
+                self._loop.call_soon(self._protocol.connection_lost, None)
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes written and not yet sent once (queued here or in the connection)."""
+        return self._pending_size + self.conn.unsent
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = DEFAULT_HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high, self._low = high, low
