@@ -1,0 +1,148 @@
+"""The ``utcp`` command, run as a user would: in a subprocess, over loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+UTCP = [sys.executable, "-m", "utcp"]
+
+
+def run(*args: str, timeout: float = 30, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*UTCP, *args], capture_output=True, text=True, timeout=timeout,
+                          **kw)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_echo_server(port: int, *extra: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([*UTCP, "echo-server", "--host", "127.0.0.1", "--port", str(port),
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()  # the server announces itself once it listens
+    assert "listening" in line, line
+    return proc
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
+
+def test_demo_prints_the_ladder_of_a_whole_connection() -> None:
+    result = run("demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for state in ("SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
+                  "CLOSE-WAIT", "LAST-ACK", "TIME-WAIT", "CLOSED"):
+        assert state in out, f"{state} missing from the demo's ladder:\n{out}"
+    assert "SYN seq=0" in out and "SYN,ACK seq=0 ack=1" in out
+    assert "len=5" in out  # 'hello' and 'HELLO'
+    assert "client received b'HELLO'" in out
+    assert "TIME-WAIT lasted" in out
+    assert all(len(line) <= 80 for line in out.splitlines())
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_runs_on_uvloop() -> None:
+    pytest.importorskip("uvloop")
+    result = run("demo", "--uvloop", "--msl", "0.1")
+    assert result.returncode == 0, result.stderr
+    assert "TIME-WAIT" in result.stdout
+
+
+def test_echo_client_and_server_exchange_lines() -> None:
+    port = free_udp_port()
+    server = start_echo_server(port)
+    try:
+        result = run("echo-client", "127.0.0.1", str(port), "--message", "ping pong",
+                     "--count", "3")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["ping pong"] * 3
+        piped = run("echo-client", "127.0.0.1", str(port), input="one\ntwo\n")
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout.splitlines() == ["one", "two"]
+    finally:
+        _, err = stop(server)
+    assert "connection from 127.0.0.1" in err
+    assert "echoed 30 bytes" in err  # three times "ping pong" and a newline
+
+
+def test_echo_client_trace_prints_a_live_ladder() -> None:
+    port = free_udp_port()
+    server = start_echo_server(port, "--trace")
+    try:
+        result = run("echo-client", "127.0.0.1", str(port), "--message", "hi", "--trace")
+    finally:
+        server_out, _ = stop(server)
+    assert result.returncode == 0, result.stderr
+    assert "hi" in result.stdout.splitlines()
+    for out in (result.stdout, server_out):
+        assert "SYN" in out and "FIN" in out and "ESTABLISHED" in out
+
+
+def test_echo_client_reports_a_silent_host_without_traceback() -> None:
+    # A bound UDP socket that never answers: the SYN goes unanswered.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        t0 = time.monotonic()
+        result = run("echo-client", "127.0.0.1", str(port), "--message", "x",
+                     "--syn-retries", "0")
+    assert result.returncode == 1
+    assert result.stderr.startswith("utcp: no answer from 127.0.0.1:")
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - t0 < 20
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["echo-client", "127.0.0.1", "99999"], "port out of range"),
+    (["echo-client", "127.0.0.1", "http"], "not a port number"),
+    (["echo-client", "127.0.0.1", "7007", "--count", "-1"], "must be 0 or more"),
+    (["echo-server", "--port", "-5"], "port out of range"),
+    (["demo", "--msl", "0"], "must be more than 0"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_get_a_usage_error(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unresolvable_host_is_reported_plainly() -> None:
+    result = run("echo-client", "no-such-host.invalid", "7007", "--message", "x")
+    assert result.returncode == 1
+    assert result.stderr.startswith("utcp: cannot resolve 'no-such-host.invalid'")
+
+
+def test_echo_server_reports_an_address_in_use() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        result = run("echo-server", "--host", "127.0.0.1", "--port", str(port), timeout=10)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"utcp: cannot listen on 127.0.0.1:{port}")
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    assert "echo-server" in result.stdout and "demo" in result.stdout
+    script = os.path.join(os.path.dirname(sys.executable), "utcp")
+    if os.path.exists(script):
+        assert subprocess.run([script, "--help"], capture_output=True, text=True,
+                              timeout=30).stdout == result.stdout

@@ -1,0 +1,293 @@
+"""The ``utcp`` command: echo server and client, and a demo that draws TCP at work."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from . import open_connection, start_server
+from .core.connection import Connection
+from .core.observer import NullObserver
+from .core.state import State
+from .core.wire import Segment
+from .ladder import Ladder
+
+DEFAULT_PORT = 7007
+
+
+class CliError(Exception):
+    """A failure to report as one plain line, without a traceback."""
+
+
+# ---------------------------------------------------------------- tracing
+
+
+class _PerConnectionTrace(NullObserver):
+    """Gives every connection of a listener or client its own live ladder."""
+
+    def __init__(self, side: str) -> None:
+        self._side = side
+        self._ladders: dict[Connection, Any] = {}
+
+    def _obs(self, conn: Connection) -> Any:
+        obs = self._ladders.get(conn)
+        if obs is None:
+            print(f"-- trace of connection {conn.local_port} <-> {conn.remote_port} --",
+                  flush=True)
+            ladder = Ladder("client", "server", live=lambda line: print(line, flush=True))
+            obs = self._ladders[conn] = ladder.observer(self._side)
+        return obs
+
+    def state_changed(self, conn: Connection, old: State, new: State, cause: str,
+                      now: float) -> None:
+        self._obs(conn).state_changed(conn, old, new, cause, now)
+        if new is State.CLOSED:
+            self._ladders.pop(conn, None)
+
+    def segment_sent(self, conn: Connection, seg: Segment, now: float) -> None:
+        self._obs(conn).segment_sent(conn, seg, now)
+
+    def segment_received(self, conn: Connection, seg: Segment, now: float) -> None:
+        self._obs(conn).segment_received(conn, seg, now)
+
+
+# ------------------------------------------------------------- echo server
+
+
+async def echo_server(host: str, port: int, trace: bool, options: dict[str, Any]) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        info = writer.get_extra_info("utcp")
+        who = f"{peer[0]}:{peer[1]} (port {info['remote_port']})"
+        print(f"connection from {who}", file=sys.stderr, flush=True)
+        total = 0
+        try:
+            while data := await reader.read(65536):
+                total += len(data)
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+            print(f"closed {who}: echoed {total} bytes", file=sys.stderr, flush=True)
+        except (ConnectionError, TimeoutError) as exc:
+            print(f"lost {who}: {exc}", file=sys.stderr, flush=True)
+            writer.transport.abort()
+
+    try:
+        server = await start_server(
+            handle, host, port, observer=_PerConnectionTrace("server") if trace else None,
+            **options)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    print(f"utcp echo server listening on {host}:{server.port} (UDP)", file=sys.stderr,
+          flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+# ------------------------------------------------------------- echo client
+
+
+async def echo_client(host: str, port: int, message: str | None, count: int, trace: bool,
+                      options: dict[str, Any]) -> None:
+    try:
+        reader, writer = await open_connection(
+            host, port, observer=_PerConnectionTrace("client") if trace else None, **options)
+    except socket.gaierror as exc:
+        raise CliError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    except ConnectionRefusedError:
+        raise CliError(f"connection refused by {host}:{port} "
+                       "(nothing listens on that port)") from None
+    except TimeoutError:
+        raise CliError(f"no answer from {host}:{port}: is 'utcp echo-server' running there, "
+                       "and does UDP reach it?") from None
+    except OSError as exc:
+        raise CliError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+
+    async def lines() -> Any:
+        if message is not None:
+            for _ in range(count):
+                yield message
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                return
+            yield line.rstrip("\n")
+
+    try:
+        async for line in lines():
+            writer.write(line.encode() + b"\n")
+            await writer.drain()
+            echo = await reader.readline()
+            if not echo:
+                raise CliError("the server closed the connection")
+            print(echo.decode(errors="replace").rstrip("\n"), flush=True)
+        writer.write_eof()
+        rest = await reader.read()
+        if rest:
+            print(rest.decode(errors="replace"), end="", flush=True)
+        writer.close()
+        await writer.wait_closed()
+    except (ConnectionError, TimeoutError) as exc:
+        raise CliError(f"connection to {host}:{port} failed: {exc}") from None
+
+
+# -------------------------------------------------------------------- demo
+
+
+async def demo(msl: float, options: dict[str, Any]) -> None:
+    ladder = Ladder("client", "server")
+    done = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.read()  # everything up to the client's FIN
+        writer.write(request.upper())  # the half-closed client still receives this
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        done.set_result(None)
+
+    opts = {"msl": msl, **options}
+    server = await start_server(handle, "127.0.0.1", 0, observer=ladder.observer("server"),
+                                **opts)
+    print(f"A server listens on 127.0.0.1:{server.port}. A client connects, sends 'hello'\n"
+          "and half-closes; the server answers 'HELLO' to the half-closed client and\n"
+          "closes. Sequence numbers are relative to each side's ISN.\n")
+    reader, writer = await open_connection("127.0.0.1", server.port,
+                                           observer=ladder.observer("client"), **opts)
+    conn: Connection = writer.transport.conn  # type: ignore[attr-defined]
+    writer.write(b"hello")
+    writer.write_eof()
+    reply = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    await done
+    loop = asyncio.get_running_loop()
+    entered = loop.time()
+    while conn.state is not State.CLOSED:
+        await asyncio.sleep(0.01)
+    waited = loop.time() - entered
+    server.close()
+    await server.wait_closed()
+    print(ladder.render())
+    print(f"\nclient received {reply!r}; TIME-WAIT lasted {waited:.2f} s "
+          f"(2 x MSL = {2 * msl:g} s), then CLOSED.")
+
+
+# ------------------------------------------------------------------- main
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {port}")
+    return port
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="utcp", description=(
+        "TCP in user space over UDP: an echo server and client, and a demo that "
+        "draws the handshake and the close as a ladder diagram."))
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--uvloop", action="store_true", help="run on uvloop")
+        sp.add_argument("--msl", type=_positive, default=None,
+                        help="maximum segment lifetime in seconds (TIME-WAIT = 2 x MSL)")
+
+    s = sub.add_parser("echo-server", help="echo every byte back to each client")
+    s.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    s.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                   help=f"UDP and TCP port (default {DEFAULT_PORT})")
+    s.add_argument("--trace", action="store_true", help="print each connection's ladder live")
+    common(s)
+
+    c = sub.add_parser("echo-client", help="send lines to an echo server, print the echoes")
+    c.add_argument("host", help="server host name or address")
+    c.add_argument("port", type=_port, nargs="?", default=DEFAULT_PORT,
+                   help=f"server port (default {DEFAULT_PORT})")
+    c.add_argument("--message", help="send this text instead of reading lines from stdin")
+    c.add_argument("--count", type=_count, default=1, help="how often to send --message")
+    c.add_argument("--syn-retries", type=_count, default=3,
+                   help="SYN retransmissions before giving up (default 3: about 15 s)")
+    c.add_argument("--trace", action="store_true", help="print the connection's ladder live")
+    common(c)
+
+    d = sub.add_parser("demo", help="client and server in one process, drawn as a ladder")
+    common(d)
+    return p
+
+
+def run(coro: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
+    """Run ``coro`` on asyncio's default loop or on uvloop."""
+    if not use_uvloop:
+        asyncio.run(coro)
+        return
+    try:
+        import uvloop
+    except ImportError:
+        coro.close()
+        raise CliError("uvloop is not installed: pip install 'utcp[uvloop]'") from None
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro)
+    else:  # pragma: no cover - Python 3.10
+        uvloop.install()
+        asyncio.run(coro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options: dict[str, Any] = {}
+    if args.msl is not None:
+        options["msl"] = args.msl
+    try:
+        if args.command == "echo-server":
+            run(echo_server(args.host, args.port, args.trace, options), args.uvloop)
+        elif args.command == "echo-client":
+            if args.port == 0:
+                raise CliError("the server port must not be 0")
+            options["syn_retries"] = args.syn_retries
+            run(echo_client(args.host, args.port, args.message, args.count, args.trace,
+                            options), args.uvloop)
+        else:
+            run(demo(options.pop("msl", 0.5), options), args.uvloop)
+    except CliError as exc:
+        print(f"utcp: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
