@@ -1,0 +1,34 @@
+"""Every example runs and prints what its docstring promises."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str) -> str:
+    result = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_echo_example_echoes() -> None:
+    out = run_example("echo.py")
+    assert "server: received 'Hello World!'" in out
+    assert "client: received 'Hello World!'" in out
+
+
+def test_trace_example_draws_the_whole_lifecycle() -> None:
+    out = run_example("trace_handshake.py")
+    assert "SYN seq=0" in out and "len=4" in out and "TIME-WAIT" in out
+    assert out.rstrip().splitlines()[-1].strip().startswith("CLOSED")
+
+
+def test_stats_example_counts_the_megabyte() -> None:
+    out = run_example("stats.py")
+    assert "server counted 1000000 bytes" in out
+    assert "'bytes_out': 1000000" in out
