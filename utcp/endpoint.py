@@ -23,7 +23,7 @@ from .core.connection import Connection, reset_for
 from .core.isn import IsnGenerator
 from .core.observer import Observer
 from .core.state import State
-from .core.wire import ACK, RST, SYN, MalformedSegment, Segment, decode, encode
+from .core.wire import ACK, RST, SYN, BadChecksum, MalformedSegment, Segment, decode, encode
 from .transport import ConnectionTransport
 
 Address = tuple[Any, ...]
@@ -112,6 +112,9 @@ class Endpoint(asyncio.DatagramProtocol):
         self.segments_in += 1
         try:
             seg = decode(data)
+        except BadChecksum:
+            self.drops["bad-checksum"] += 1
+            return
         except MalformedSegment:
             self.drops["malformed"] += 1
             return
