@@ -20,7 +20,7 @@ class Pair:
 
     The order of calls follows the core: ``receive`` reports the segment first,
     then any state change, then the segments it sends; ``connect`` and ``close``
-    change state, then send.
+    change state, then send. ``state`` takes the cause the core would report.
     """
 
     def __init__(self, ladder: Ladder, left: bool = True, right: bool = True,
@@ -32,10 +32,11 @@ class Pair:
         self.obs = {id(self.c): ladder.observer("left") if left else None,
                     id(self.s): ladder.observer("right") if right else None}
 
-    def state(self, conn: SimpleNamespace, new: State, now: float) -> None:
+    def state(self, conn: SimpleNamespace, new: State, now: float,
+              cause: str = "segment") -> None:
         old, conn.state = conn.state, new
         if (o := self.obs[id(conn)]) is not None:
-            o.state_changed(conn, old, new, "test", now)
+            o.state_changed(conn, old, new, cause, now)
 
     def send(self, conn: SimpleNamespace, seq: int, ack: int, flags: int, now: float,
              data: bytes = b"") -> Segment:
@@ -52,8 +53,8 @@ class Pair:
 def handshake(p: Pair) -> None:
     c, s = p.c, p.s
     ci, si = c.iss, s.iss
-    p.state(s, State.LISTEN, 0.0)
-    p.state(c, State.SYN_SENT, 1.0)
+    p.state(s, State.LISTEN, 0.0, "listen")
+    p.state(c, State.SYN_SENT, 1.0, "connect")
     syn = p.send(c, ci, 0, SYN, 1.0)
     p.recv(s, syn, 1.01)
     s.irs = ci
@@ -83,21 +84,21 @@ def exchange(p: Pair) -> None:
 def close(p: Pair) -> None:
     c, s = p.c, p.s
     ci, si = c.iss, s.iss
-    p.state(c, State.FIN_WAIT_1, 3.0)
+    p.state(c, State.FIN_WAIT_1, 3.0, "close")
     fin = p.send(c, ci + 6, si + 6, FIN | ACK, 3.0)
     p.recv(s, fin, 3.01)
     p.state(s, State.CLOSE_WAIT, 3.01)
     ack = p.send(s, si + 6, ci + 7, ACK, 3.01)
     p.recv(c, ack, 3.02)
     p.state(c, State.FIN_WAIT_2, 3.02)
-    p.state(s, State.LAST_ACK, 4.0)
+    p.state(s, State.LAST_ACK, 4.0, "close")
     fin = p.send(s, si + 6, ci + 7, FIN | ACK, 4.0)
     p.recv(c, fin, 4.01)
     p.state(c, State.TIME_WAIT, 4.01)
     ack = p.send(c, ci + 7, si + 7, ACK, 4.01)
     p.recv(s, ack, 4.02)
     p.state(s, State.CLOSED, 4.02)
-    p.state(c, State.CLOSED, 64.01)
+    p.state(c, State.CLOSED, 64.01, "2MSL timeout")
 
 
 def whole(ladder: Ladder, **kw: object) -> str:
@@ -110,11 +111,13 @@ def whole(ladder: Ladder, **kw: object) -> str:
 
 HANDSHAKE = """\
            client                                               server
-           CLOSED                                               CLOSED
-             |                                                    | LISTEN
+           CLOSED                                               LISTEN
     SYN-SENT |--SYN seq=0---------------------------------------->| SYN-RECEIVED
  ESTABLISHED |<------------------------------SYN,ACK seq=0 ack=1--|
              |--ACK seq=1 ack=1---------------------------------->| ESTABLISHED"""
+
+# Live mode prints no line of initial states, so a server's LISTEN gets a row.
+LIVE_LISTEN = "             |                                                    | LISTEN"
 
 
 # Arrow rows: "<left state> |--label--->| <right state>" or "|<---label--|".
@@ -173,7 +176,8 @@ FULL_ARROWS = [
     (">", "ACK seq=7 ack=7"),
 ]
 CLIENT_STATES = ["SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "CLOSED"]
-SERVER_STATES = ["LISTEN", "SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"]
+# After LISTEN, which render() shows in the header line (live mode on a row).
+SERVER_STATES = ["SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"]
 
 
 def test_handshake_golden() -> None:
@@ -193,7 +197,8 @@ def test_whole_connection_states_on_their_sides() -> None:
     assert states(text) == (CLIENT_STATES, SERVER_STATES)
     lines = text.splitlines()
     assert lines[0].split() == ["client", "server"]
-    assert lines[1].split() == ["CLOSED", "CLOSED"]
+    assert lines[1].split() == ["CLOSED", "LISTEN"]
+    assert "LISTEN" not in "\n".join(lines[2:])  # no row of its own
     # States stand on the row of the segment that caused them, as in RFC 9293's figures.
     assert "  FIN-WAIT-1 |--FIN,ACK seq=6 ack=6--" in text
     assert any(ln.startswith("   TIME-WAIT |<--") and ln.endswith("--| LAST-ACK") for ln in lines)
@@ -236,6 +241,7 @@ def test_only_server_observed() -> None:
     left, right = states(text)
     assert left == []
     assert right == SERVER_STATES
+    assert text.splitlines()[1].strip() == "LISTEN"  # the unobserved client has none
     assert "X" not in text  # nothing is called lost when the receiver is not watched
 
 
@@ -271,8 +277,8 @@ def test_observer_by_name_and_bad_side() -> None:
 def test_lost_segment_and_retransmission() -> None:
     ladder = Ladder()
     p = Pair(ladder)
-    p.state(p.s, State.LISTEN, 0.0)
-    p.state(p.c, State.SYN_SENT, 1.0)
+    p.state(p.s, State.LISTEN, 0.0, "listen")
+    p.state(p.c, State.SYN_SENT, 1.0, "connect")
     p.send(p.c, CISS, 0, SYN, 1.0)  # lost
     syn = p.send(p.c, CISS, 0, SYN, 2.0)  # retransmitted after the RTO
     p.recv(p.s, syn, 2.01)
@@ -280,10 +286,152 @@ def test_lost_segment_and_retransmission() -> None:
     text = ladder.render()
     check_shape(text)
     assert arrows(text) == [(">X", "SYN seq=0"), (">", "SYN seq=0")]
-    assert states(text) == (["SYN-SENT"], ["LISTEN", "SYN-RECEIVED"])
+    assert states(text) == (["SYN-SENT"], ["SYN-RECEIVED"])
     lost = next(ln for ln in text.splitlines() if "X" in ln)
     assert lost.startswith("    SYN-SENT |--SYN seq=0--")
     assert lost.endswith(" |")  # the arrow stops short of the server
+
+
+# The demo's exchange: the client sends its ACK, data and FIN back to back, so
+# the server enters ESTABLISHED and CLOSE-WAIT with later arrows already drawn.
+IN_FLIGHT = """\
+           client                                               server
+           CLOSED                                               LISTEN
+    SYN-SENT |--SYN seq=0---------------------------------------->| SYN-RECEIVED
+ ESTABLISHED |<------------------------------SYN,ACK seq=0 ack=1--|
+             |--ACK seq=1 ack=1---------------------------------->| ESTABLISHED
+             |--PSH,ACK seq=1 ack=1 len=5------------------------>|
+  FIN-WAIT-1 |--FIN,ACK seq=6 ack=1------------------------------>| CLOSE-WAIT
+  FIN-WAIT-2 |<----------------------------------ACK seq=1 ack=7--|
+             |<------------------------PSH,ACK seq=1 ack=7 len=5--|
+   TIME-WAIT |<------------------------------FIN,ACK seq=6 ack=7--| LAST-ACK
+             |--ACK seq=7 ack=7---------------------------------->| CLOSED
+      CLOSED |                                                    |"""
+
+
+def test_states_at_the_arrows_that_caused_them_with_segments_in_flight() -> None:
+    ladder = Ladder()
+    p = Pair(ladder)
+    c, s = p.c, p.s
+    p.state(s, State.LISTEN, 0.0, "listen")
+    p.state(c, State.SYN_SENT, 1.0, "connect")
+    syn = p.send(c, CISS, 0, SYN, 1.0)
+    p.recv(s, syn, 1.01)
+    s.irs = CISS
+    p.state(s, State.SYN_RECEIVED, 1.01)
+    synack = p.send(s, SISS, CISS + 1, SYN | ACK, 1.01)
+    p.recv(c, synack, 1.02)
+    c.irs = SISS
+    p.state(c, State.ESTABLISHED, 1.02)
+    sent = [p.send(c, CISS + 1, SISS + 1, ACK, 1.02),
+            p.send(c, CISS + 1, SISS + 1, PSH | ACK, 1.02, b"hello")]
+    p.state(c, State.FIN_WAIT_1, 1.02, "close")
+    sent.append(p.send(c, CISS + 6, SISS + 1, FIN | ACK, 1.02))
+    p.recv(s, sent[0], 1.03)
+    p.state(s, State.ESTABLISHED, 1.03)
+    p.recv(s, sent[1], 1.03)
+    p.recv(s, sent[2], 1.03)
+    p.state(s, State.CLOSE_WAIT, 1.03)
+    sent = [p.send(s, SISS + 1, CISS + 7, ACK, 1.03),
+            p.send(s, SISS + 1, CISS + 7, PSH | ACK, 1.03, b"HELLO")]
+    p.state(s, State.LAST_ACK, 1.03, "close")
+    sent.append(p.send(s, SISS + 6, CISS + 7, FIN | ACK, 1.03))
+    p.recv(c, sent[0], 1.04)
+    p.state(c, State.FIN_WAIT_2, 1.04)
+    p.recv(c, sent[1], 1.04)
+    p.recv(c, sent[2], 1.04)
+    p.state(c, State.TIME_WAIT, 1.04)
+    ack = p.send(c, CISS + 7, SISS + 7, ACK, 1.04)
+    p.recv(s, ack, 1.05)
+    p.state(s, State.CLOSED, 1.05)
+    p.state(c, State.CLOSED, 3.04, "2MSL timeout")
+    assert ladder.render() == IN_FLIGHT
+
+
+def test_second_state_caused_by_one_segment_gets_a_row_of_its_own() -> None:
+    # The server closes on the client's FIN, so its FIN acknowledges the client's:
+    # FIN-WAIT-2 stands at that arrow's head and TIME-WAIT below it.
+    ladder = Ladder()
+    p = Pair(ladder)
+    handshake(p)
+    c, s = p.c, p.s
+    p.state(c, State.FIN_WAIT_1, 2.0, "close")
+    p.recv(s, p.send(c, CISS + 1, SISS + 1, FIN | ACK, 2.0), 2.01)
+    p.state(s, State.CLOSE_WAIT, 2.01)
+    p.state(s, State.LAST_ACK, 2.01, "close")
+    p.recv(c, p.send(s, SISS + 1, CISS + 2, FIN | ACK, 2.01), 2.02)
+    p.state(c, State.FIN_WAIT_2, 2.02)
+    p.state(c, State.TIME_WAIT, 2.02)
+    p.recv(s, p.send(c, CISS + 2, SISS + 2, ACK, 2.02), 2.03)
+    p.state(s, State.CLOSED, 2.03)
+    assert ladder.render().splitlines()[5:] == [
+        "  FIN-WAIT-1 |--FIN,ACK seq=1 ack=1------------------------------>| CLOSE-WAIT",
+        "  FIN-WAIT-2 |<------------------------------FIN,ACK seq=1 ack=2--| LAST-ACK",
+        "   TIME-WAIT |--ACK seq=2 ack=2---------------------------------->| CLOSED",
+    ]
+
+
+def test_state_is_never_drawn_above_an_earlier_state_of_its_side() -> None:
+    # Simultaneous close: the client enters CLOSING on the server's FIN, whose
+    # arrow is above the client's own FIN-WAIT-1, so CLOSING gets a row below.
+    # The server's CLOSING can stand at the head of the client's FIN.
+    ladder = Ladder()
+    p = Pair(ladder)
+    handshake(p)
+    c, s = p.c, p.s
+    p.state(s, State.FIN_WAIT_1, 2.0, "close")
+    sfin = p.send(s, SISS + 1, CISS + 1, FIN | ACK, 2.0)
+    p.state(c, State.FIN_WAIT_1, 2.005, "close")
+    cfin = p.send(c, CISS + 1, SISS + 1, FIN | ACK, 2.005)
+    p.recv(c, sfin, 2.01)
+    p.state(c, State.CLOSING, 2.01)
+    p.recv(s, cfin, 2.015)
+    p.state(s, State.CLOSING, 2.015)
+    text = ladder.render()
+    assert text.splitlines()[5:] == [
+        "             |<------------------------------FIN,ACK seq=1 ack=1--| FIN-WAIT-1",
+        "  FIN-WAIT-1 |--FIN,ACK seq=1 ack=1------------------------------>| CLOSING",
+        "     CLOSING |                                                    |",
+    ]
+    assert states(text) == (["SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "CLOSING"],
+                            ["SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "CLOSING"])
+
+
+def test_application_transition_after_an_arrival_is_not_at_its_head() -> None:
+    # The client's ACK of the data is delayed; closing at that same moment
+    # enters FIN-WAIT-1 on the row of the FIN it sends, not at the data's head.
+    ladder = Ladder()
+    p = Pair(ladder)
+    handshake(p)
+    p.recv(p.c, p.send(p.s, SISS + 1, CISS + 1, PSH | ACK, 2.0, b"hi"), 2.01)
+    p.state(p.c, State.FIN_WAIT_1, 2.01, "close")
+    p.recv(p.s, p.send(p.c, CISS + 1, SISS + 3, FIN | ACK, 2.01), 2.02)
+    assert ladder.render().splitlines()[5:] == [
+        "             |<------------------------PSH,ACK seq=1 ack=1 len=2--|",
+        "  FIN-WAIT-1 |--FIN,ACK seq=1 ack=3------------------------------>|",
+    ]
+
+
+def test_timer_transition_after_an_arrival_is_not_at_its_head() -> None:
+    ladder = Ladder()
+    p = Pair(ladder)
+    handshake(p)
+    p.recv(p.c, p.send(p.s, SISS + 1, CISS + 1, PSH | ACK, 2.0, b"hi"), 2.01)
+    p.state(p.c, State.CLOSED, 9.0, "keepalive probes unanswered")
+    assert ladder.render().splitlines()[5:] == [
+        "             |<------------------------PSH,ACK seq=1 ack=1 len=2--|",
+        "      CLOSED |                                                    |",
+    ]
+
+
+def test_listen_after_other_events_keeps_its_row() -> None:
+    ladder = Ladder()
+    p = Pair(ladder, left=False)
+    p.recv(p.s, Segment(CPORT, SPORT, 7, 0, SYN), 1.0)  # finds it CLOSED
+    p.state(p.s, State.LISTEN, 2.0, "listen")
+    lines = ladder.render().splitlines()
+    assert lines[1].strip() == "CLOSED"
+    assert lines[-1].endswith("| LISTEN")
 
 
 def test_send_reported_before_state_change_still_shares_the_row() -> None:
@@ -309,9 +457,9 @@ def test_live_lines_as_they_happen() -> None:
     lines: list[str] = []
     ladder = Ladder(live=lines.append)
     p = Pair(ladder)
-    p.state(p.s, State.LISTEN, 0.0)
-    assert lines == [HANDSHAKE.splitlines()[0], HANDSHAKE.splitlines()[2]]
-    p.state(p.c, State.SYN_SENT, 1.0)
+    p.state(p.s, State.LISTEN, 0.0, "listen")
+    assert lines == [HANDSHAKE.splitlines()[0], LIVE_LISTEN]
+    p.state(p.c, State.SYN_SENT, 1.0, "connect")
     syn = p.send(p.c, CISS, 0, SYN, 1.0)
     # Drawn at send time, before the server has seen it.
     assert lines[-1].startswith("             |--SYN seq=0--") and lines[-1].endswith(">|")
@@ -335,7 +483,7 @@ def test_live_lines_as_they_happen() -> None:
     live = "\n".join(lines)
     check_shape(live)
     assert arrows(live) == FULL_ARROWS
-    assert states(live) == (CLIENT_STATES, SERVER_STATES)
+    assert states(live) == (CLIENT_STATES, ["LISTEN", *SERVER_STATES])
     assert all(not (m := ROW.match(ln)) or not (m["lstate"] and m["inner"].strip())
                for ln in lines)  # live rows never share a state with an arrow
     assert ladder.render() == whole(Ladder())
@@ -366,9 +514,14 @@ def test_window_and_times() -> None:
     check_shape(text)
     assert arrows(text)[0] == (">", "SYN seq=0 win=65535")
     rows = text.splitlines()[2:]
-    assert rows[0].startswith(" " * 9) and rows[0].endswith("| LISTEN")  # before any segment
-    assert rows[1].startswith("   0.000     SYN-SENT |--SYN")
+    assert rows[0].startswith("   0.000     SYN-SENT |--SYN")
     assert rows[-1].startswith("  63.010       CLOSED |")
+    # Rows before the first segment have no time (live mode gives states rows).
+    lines: list[str] = []
+    whole(Ladder(window=True, times=True, live=lines.append))
+    assert lines[1].startswith(" " * 22 + "|") and lines[1].endswith("| LISTEN")
+    assert lines[2].startswith(" " * 13 + "SYN-SENT |")
+    assert lines[3].startswith("   0.000              |--SYN")
 
 
 def test_too_narrow() -> None:

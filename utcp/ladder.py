@@ -17,26 +17,33 @@ writes the state each side enters beside its column::
 which prints (sequence numbers relative to each side's ISN)::
 
                client                                               server
-               CLOSED                                               CLOSED
-                 |                                                    | LISTEN
+               CLOSED                                               LISTEN
         SYN-SENT |--SYN seq=0---------------------------------------->| SYN-RECEIVED
      ESTABLISHED |<------------------------------SYN,ACK seq=0 ack=1--|
                  |--ACK seq=1 ack=1---------------------------------->| ESTABLISHED
 
+The second line holds each side's state before its first transition; a side
+whose first transition is CLOSED -> LISTEN (a server) starts there in LISTEN.
+
 As in RFC 9293's figures, a side's new state stands on the row of the segment
 that caused it (at the arrow's head) or that it sent on entering it (at the
-arrow's tail); a state with no such segment gets a row of its own. A segment
-that one side sent and the other received is one arrow. A segment only seen
-arriving (its sender is not observed) is drawn from the unobserved side. When
-both sides are observed, a segment that was sent but not received by the time
-of :meth:`Ladder.render` (lost, or still in flight) is drawn as an arrow that
-stops short with an ``X``.
+arrow's tail); a state with no such segment gets a row of its own. A state
+entered while a received segment is processed stands at that segment's arrow
+even when later arrows (segments sent while it was in flight) are drawn below
+it, unless that would put the side's states out of order top to bottom.
+Transitions made by the application (connect, listen, close, abort) or by a
+timer are never put at the head of an arrow. A segment that one side sent and
+the other received is one arrow. A segment only seen arriving (its sender is
+not observed) is drawn from the unobserved side. When both sides are observed,
+a segment that was sent but not received by the time of :meth:`Ladder.render`
+(lost, or still in flight) is drawn as an arrow that stops short with an ``X``.
 
 Live mode, for a command-line trace: ``Ladder(..., live=print)`` calls
 ``live(line)`` with each line as soon as it can be drawn. Since a live line is
 final once printed, live mode puts each event on a row of its own (an arrow is
-drawn when its segment is sent, or when it arrives from an unobserved side) and
-cannot mark losses; :meth:`Ladder.render` still returns the compact picture.
+drawn when its segment is sent, or when it arrives from an unobserved side),
+prints no line of initial states (a server's LISTEN gets a row) and cannot mark
+losses; :meth:`Ladder.render` still returns the compact picture.
 
 Every line is at most ``width`` columns, with no trailing spaces. Each observer
 is meant for one connection. The ladder keeps every event for :meth:`render`,
@@ -46,7 +53,7 @@ so it is for tracing exchanges a person will read, not bulk transfers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .core.observer import NullObserver
@@ -63,6 +70,11 @@ _MOD = 1 << 32
 _STATE_WIDTH = len("SYN-RECEIVED")  # the longest RFC 9293 state name
 _TIME_WIDTH = 9  # "%8.3f " margin when times are shown
 _MIN_INNER = 16  # narrowest arrow we agree to draw
+
+# Causes the core reports for transitions made by an application call. They
+# follow no received segment, even when the side's last event was an arrival,
+# and the core makes them before sending what they send.
+_APP_CAUSES = frozenset({"connect", "listen", "close", "close before connected", "abort"})
 
 # Ranks of the sources an ISN is learned from: a later source of equal or higher
 # rank replaces an earlier one.
@@ -91,6 +103,7 @@ class _Arrow:
     sent_at: float
     received_at: float | None = None
     inferred: bool = False  # seen only arriving: the sender is not observed
+    row: int = -1  # index of its row (in the builder that drew it)
 
 
 @dataclass(slots=True)
@@ -108,6 +121,8 @@ class _Event:
     now: float
     state: str | None = None
     seg: _Seg | None = None
+    app: bool = False  # a state change made by an application call
+    header: bool = False  # the initial CLOSED -> LISTEN, shown in the header by render()
 
 
 class _Builder:
@@ -122,11 +137,17 @@ class _Builder:
         self.rows: list[_Row] = []
         self.t0: float | None = None
         self._in_flight: tuple[list[_Arrow], list[_Arrow]] = ([], [])
+        # Per side: the arrow of the segment it received last, while its state
+        # changes may still be that segment's doing (until its next other event).
+        self._cause: list[_Arrow | None] = [None, None]
+        # Per side: the index of the last row holding one of its states.
+        self._state_row = [-1, -1]
 
     def feed(self, ev: _Event) -> None:
+        cause, self._cause[ev.side] = self._cause[ev.side], None
         if ev.kind == "state":
             assert ev.state is not None
-            self._state(ev.side, ev.state, ev.now)
+            self._state(ev.side, ev.state, ev.now, None if ev.app else cause, ev.app)
         else:
             assert ev.seg is not None
             if self.t0 is None:
@@ -138,6 +159,11 @@ class _Builder:
 
     def _add(self, row: _Row) -> None:
         row.timed = row.timed or self.t0 is not None
+        if row.arrow is not None:
+            row.arrow.row = len(self.rows)
+        for side in (0, 1):
+            if row.states[side] is not None:
+                self._state_row[side] = len(self.rows)
         self.rows.append(row)
         if self.on_row is not None:
             self.on_row(row)
@@ -145,15 +171,35 @@ class _Builder:
     def _last(self) -> _Row | None:
         return self.rows[-1] if self.merge and self.rows else None
 
-    def _state(self, side: int, state: str, now: float) -> None:
-        row = self._last()
-        if row is not None and row.states[side] is None and row.arrow is not None:
-            a = row.arrow
-            at_tail = a.sender == side and a.received_at is None and a.sent_at == now
-            at_head = a.sender != side and a.received_at == now
-            if at_tail or at_head:
-                row.states[side] = state
-                return
+    def _state(self, side: int, state: str, now: float, cause: _Arrow | None, app: bool) -> None:
+        # An application call changes state before it sends, so its state takes
+        # a row of its own, which a segment it then sends joins (see _sent).
+        if self.merge and not app:
+            if cause is not None:
+                # At the head of the arrow of the segment being processed, if that
+                # slot is free and no later row holds a state of this side yet.
+                row = self.rows[cause.row]
+                if (
+                    cause.received_at == now
+                    and cause.row > self._state_row[side]
+                    and row.states[side] is None
+                ):
+                    row.states[side] = state
+                    self._state_row[side] = cause.row
+                    return
+            elif (row := self.rows[-1] if self.rows else None) is not None:
+                # At the tail of a segment it has just sent (reported before the state).
+                a = row.arrow
+                if (
+                    a is not None
+                    and row.states[side] is None
+                    and a.sender == side
+                    and a.received_at is None
+                    and a.sent_at == now
+                ):
+                    row.states[side] = state
+                    self._state_row[side] = len(self.rows) - 1
+                    return
         row = _Row(now)
         row.states[side] = state
         self._add(row)
@@ -172,6 +218,7 @@ class _Builder:
         ):
             row.arrow = arrow
             row.timed = True
+            arrow.row = len(self.rows) - 1
             return
         self._add(_Row(now, arrow=arrow))
 
@@ -182,9 +229,13 @@ class _Builder:
         # one that arrives is more likely the later (the original was lost).
         for i in range(len(flight) - 1, -1, -1):
             if flight[i].seg.key == seg.key:
-                flight.pop(i).received_at = now
+                arrow = flight.pop(i)
+                arrow.received_at = now
+                self._cause[side] = arrow
                 return
-        self._add(_Row(now, arrow=_Arrow(sender, seg, now, now, inferred=True)))
+        arrow = _Arrow(sender, seg, now, now, inferred=True)
+        self._add(_Row(now, arrow=arrow))
+        self._cause[side] = arrow
 
 
 class _SideObserver(NullObserver):
@@ -195,7 +246,8 @@ class _SideObserver(NullObserver):
         self._side = side
 
     def state_changed(self, conn: Any, old: State, new: State, cause: str, now: float) -> None:
-        self._ladder._record(self._side, conn, _Event("state", self._side, now, str(new)), old)
+        ev = _Event("state", self._side, now, str(new), app=cause in _APP_CAUSES)
+        self._ladder._record(self._side, conn, ev, old)
 
     def segment_sent(self, conn: Any, seg: Segment, now: float) -> None:
         self._ladder._record(self._side, conn, _Event("sent", self._side, now, seg=_copy(seg)))
@@ -271,7 +323,8 @@ class Ladder:
         """The whole diagram so far, one string of lines joined by newlines."""
         builder = _Builder(True, self._observed)
         for ev in self._events:
-            builder.feed(ev)
+            if not ev.header:
+                builder.feed(ev)
         lines = [self._pair(*self.names)]
         if self._initial != [None, None]:
             lines.append(self._pair(self._initial[0] or "", self._initial[1] or ""))
@@ -285,6 +338,11 @@ class Ladder:
             self._seen[side] = True
             first = old if old is not None else getattr(conn, "state", None)
             self._initial[side] = None if first is None else str(first)
+            if self._initial[side] == "CLOSED" and ev.state == "LISTEN":
+                # A server's connection is made listening: start it there. (Live
+                # mode keeps the row: it does not print the initial states.)
+                self._initial[side] = "LISTEN"
+                ev = replace(ev, header=True)
         self._learn(side, getattr(conn, "iss", None), _FROM_OWN_ISS)
         self._learn(1 - side, getattr(conn, "irs", None), _FROM_PEER_IRS)
         if ev.seg is not None and ev.seg.flags & SYN:
