@@ -24,11 +24,12 @@ class Pair:
                  delay: float = 0.01, loss: float = 0.0, dup: float = 0.0,
                  reorder: float = 0.0, seed: int = 1,
                  client_observer: Observer | None = None,
-                 server_observer: Observer | None = None) -> None:
+                 server_observer: Observer | None = None,
+                 client_iss: int = 100, server_iss: int = 300) -> None:
         self.now = 0.0
-        self.client = Connection(40000, 7007, iss=100, options=client_opts,
+        self.client = Connection(40000, 7007, iss=client_iss, options=client_opts,
                                  observer=client_observer)
-        self.server = Connection(7007, 40000, iss=300, options=server_opts,
+        self.server = Connection(7007, 40000, iss=server_iss, options=server_opts,
                                  observer=server_observer)
         self.server.listen()
         self.delay, self.loss, self.dup, self.reorder = delay, loss, dup, reorder

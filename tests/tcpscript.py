@@ -2,8 +2,10 @@
 
 ``seg(...)`` builds a segment from the peer with defaults; ``out(...)`` one from us;
 ``send(conn, s, at=t)`` feeds it; ``expect(conn, [...])`` asserts exactly what
-came back; ``expect_nothing(conn)`` asserts silence. Each ``conn_<state>()``
-returns a connection already in that state with nothing left to send.
+came back; ``expect_nothing(conn)`` asserts silence. Each ``conn_<state>(**options)``
+returns a connection already in that state with nothing left to send (at time 0,
+so the handshake's RTT sample is 0 and the RTO is the 200 ms floor); ``observer=``
+passes an observer through.
 """
 
 from __future__ import annotations
@@ -71,18 +73,48 @@ def tick(conn: Connection, at: float) -> None:
     conn.handle_timer(at)
 
 
-def make(**opts) -> Connection:
-    return Connection(LOCAL_PORT, REMOTE_PORT, iss=LOCAL_ISS, options=Options(**opts))
+def fire(conn: Connection, at: float) -> float:
+    """Assert that the next deadline is ``at`` (to float rounding) and run the timers then."""
+    deadline = conn.next_deadline()
+    assert deadline is not None and abs(deadline - at) < 1e-9, f"deadline {deadline}, not {at}"
+    conn.handle_timer(deadline)
+    return deadline
+
+
+def make(observer=None, **opts) -> Connection:
+    return Connection(LOCAL_PORT, REMOTE_PORT, iss=LOCAL_ISS, options=Options(**opts),
+                      observer=observer)
 
 
 SYN_OPTIONS = ((MSS, LOCAL_MSS), (WSCALE, 3))
 PEER_SYN_OPTIONS = ((MSS, 1452), (WSCALE, 0))
 
 
+def _options(opts: dict) -> Options:
+    return Options(**{k: v for k, v in opts.items() if k != "observer"})
+
+
+def syn_window(**opts) -> int:
+    """The window our SYN or SYN-ACK carries with these options (never scaled)."""
+    return min(_options(opts).rcv_buf, 0xFFFF)
+
+
+def window(**opts) -> int:
+    """The window field we advertise once synchronized, with an empty receive buffer."""
+    o = _options(opts)
+    return min(o.rcv_buf >> o.wscale, 0xFFFF)
+
+
+def syn_options(**opts) -> tuple:
+    """The options of our SYN with these connection options."""
+    o = _options(opts)
+    return ((MSS, o.mss), (WSCALE, o.wscale))
+
+
 def conn_syn_sent(**opts) -> Connection:
     c = make(**opts)
     c.connect(0.0)
-    expect(c, [out(0, None, SYN, SYN_WINDOW, options=SYN_OPTIONS)])
+    expect(c, [out(0, None, SYN, syn_window(**opts), options=syn_options(**opts))])
     return c
 
 
@@ -95,14 +127,14 @@ def conn_listen(**opts) -> Connection:
 def conn_syn_received(**opts) -> Connection:
     c = conn_listen(**opts)
     send(c, seg(0, None, SYN, options=PEER_SYN_OPTIONS))
-    expect(c, [out(0, 1, SYN | ACK, SYN_WINDOW, options=SYN_OPTIONS)])
+    expect(c, [out(0, 1, SYN | ACK, syn_window(**opts), options=syn_options(**opts))])
     return c
 
 
 def conn_established(**opts) -> Connection:
     c = conn_syn_sent(**opts)
     send(c, seg(0, 1, SYN | ACK, options=PEER_SYN_OPTIONS))
-    expect(c, [out(1, 1)])
+    expect(c, [out(1, 1, window=window(**opts))])
     assert c.state is State.ESTABLISHED
     c.take_events()
     return c
@@ -111,7 +143,7 @@ def conn_established(**opts) -> Connection:
 def conn_fin_wait_1(**opts) -> Connection:
     c = conn_established(**opts)
     c.shutdown(0.0)
-    expect(c, [out(1, 1, FIN | ACK)])
+    expect(c, [out(1, 1, FIN | ACK, window(**opts))])
     assert c.state is State.FIN_WAIT_1
     return c
 
@@ -127,7 +159,7 @@ def conn_fin_wait_2(**opts) -> Connection:
 def conn_close_wait(**opts) -> Connection:
     c = conn_established(**opts)
     send(c, seg(1, 1, FIN | ACK))
-    expect(c, [out(1, 2)])
+    expect(c, [out(1, 2, window=window(**opts))])
     assert c.state is State.CLOSE_WAIT
     c.take_events()
     return c
@@ -136,7 +168,7 @@ def conn_close_wait(**opts) -> Connection:
 def conn_last_ack(**opts) -> Connection:
     c = conn_close_wait(**opts)
     c.shutdown(0.0)
-    expect(c, [out(1, 2, FIN | ACK)])
+    expect(c, [out(1, 2, FIN | ACK, window(**opts))])
     assert c.state is State.LAST_ACK
     return c
 
@@ -144,7 +176,7 @@ def conn_last_ack(**opts) -> Connection:
 def conn_closing(**opts) -> Connection:
     c = conn_fin_wait_1(**opts)
     send(c, seg(1, 1, FIN | ACK))
-    expect(c, [out(2, 2)])
+    expect(c, [out(2, 2, window=window(**opts))])
     assert c.state is State.CLOSING
     c.take_events()
     return c
@@ -153,7 +185,7 @@ def conn_closing(**opts) -> Connection:
 def conn_time_wait(**opts) -> Connection:
     c = conn_fin_wait_2(**opts)
     send(c, seg(1, 2, FIN | ACK))
-    expect(c, [out(2, 2)])
+    expect(c, [out(2, 2, window=window(**opts))])
     assert c.state is State.TIME_WAIT
     c.take_events()
     return c

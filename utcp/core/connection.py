@@ -47,6 +47,8 @@ _DUPACK_THRESHOLD = 3
 _DEFAULT_PEER_MSS = 536
 # RFC 7323 2.3: the largest shift a window-scale option may carry.
 _MAX_WSCALE = 14
+# RFC 6298 5.7: the RTO for data when the handshake gave no RTT sample.
+_SYN_FALLBACK_RTO = 3.0
 # Least time between replies to unacceptable bare ACKs (Linux: 500 ms).
 _OOW_ACK_INTERVAL = 0.5
 
@@ -359,6 +361,14 @@ class Connection:
 
     def _on_retransmit_timeout(self, now: float) -> None:
         st = self.state
+        if self.snd_wnd == 0 and st.synchronized:
+            # 3.8.6.2.2: the peer shrank its window to zero under our data. Probe it
+            # (MUST) instead of spending retries on data it cannot take (and SHOULD
+            # NOT time out for); resend from SND.UNA once it opens.
+            self.snd_nxt = self.snd_una
+            self._rtt_seq = None
+            self._on_persist_timeout(now)
+            return
         limit = {SYN_SENT: self.options.syn_retries,
                  SYN_RECEIVED: self.options.synack_retries}.get(st, self.options.data_retries)
         if self._retries >= limit:
@@ -507,7 +517,9 @@ class Connection:
             self.rtt.sample(now - self._rtt_sent)
             self._rtt_seq = None
         else:
-            self.rtt.reset_backoff()
+            # RFC 6298 5.7: the SYN (or SYN-ACK) was retransmitted, so the handshake
+            # gave no sample; data starts from a 3 s RTO rather than the 1 s initial one.
+            self.rtt.fall_back(_SYN_FALLBACK_RTO)
 
     def _challenge_ack(self, now: float) -> None:
         # RFC 5961 3.2 / 4.2: answer a suspicious RST or SYN with an ACK that only
@@ -521,6 +533,8 @@ class Connection:
         seg_seq = seg.seq
         payload = seg.payload
         rcv_nxt = self.rcv_nxt
+        # RFC 7323 2.2: the window of a segment carrying SYN is never scaled.
+        wshift = 0 if f & SYN else self._snd_wscale
 
         if st is SYN_RECEIVED and f & SYN and seg_seq == self.irs:
             if not f & (ACK | RST):
@@ -554,10 +568,12 @@ class Connection:
             self.counters.unacceptable += 1
             if seg_len and sq.lt(seg_seq, rcv_nxt):
                 self.counters.duplicates += 1
-            if seg_len == 0:
+            if seg_len == 0 and seg_seq != sq.add(rcv_nxt, -1):
                 # An unacceptable bare ACK is answered at most once per interval, so
                 # two ends that disagree cannot ping-pong ACKs forever (Linux's
                 # tcp_invalid_ratelimit; RFC 5961 section 7 asks for such a limit).
+                # Keepalive and zero-window probes (SEQ = RCV.NXT - 1) are exempt:
+                # their whole point is the answer, and they may come faster.
                 if now - self._last_oow_ack < _OOW_ACK_INTERVAL:
                     return
                 self._last_oow_ack = now
@@ -616,17 +632,21 @@ class Connection:
 
         self._probes = 0
         snd_una = self.snd_una
-        window = seg.window << self._snd_wscale
+        window = seg.window << wshift
         if sq.gt(ack, snd_una):
             self._on_new_ack(ack, now)
         elif ack == snd_una and not payload and not f & FIN and window == self.snd_wnd \
                 and sq.lt(snd_una, self.snd_max):
             self._on_dupack(now)
 
-        # Window update (3.10.7.4, fifth step).
-        if sq.lt(self.snd_wl1, seg_seq) or (
+        # Window update (3.10.7.4, fifth step): only if SND.UNA =< SEG.ACK, and then
+        # also from any segment whose ACK is new (Linux's tcp_may_update_window). A
+        # peer that sends pure ACKs at SND.MAX (BSD does, and so do we) and then
+        # retransmits older data would otherwise have that data's windows ignored,
+        # and SND.UNA + SND.WND would run past the edge it offered.
+        if sq.ge(ack, snd_una) and (sq.gt(ack, snd_una) or sq.lt(self.snd_wl1, seg_seq) or (
             self.snd_wl1 == seg_seq and sq.le(self.snd_wl2, ack)
-        ):
+        )):
             self.snd_wnd = window
             self.snd_wl1 = seg_seq
             self.snd_wl2 = ack
@@ -687,6 +707,11 @@ class Connection:
             self.rtt.sample(now - self._rtt_sent)
             self._rtt_seq = None
         else:
+            # No sample (Karn), but new data got through: drop the backoff now rather
+            # than when a later sample comes (Karn's algorithm proper). Without
+            # timestamps or SACK, samples are rare under heavy loss and the RTO would
+            # stay backed off for long; Linux, which times every ACK with timestamps,
+            # collapses the RTO on such ACKs too.
             self.rtt.reset_backoff()
         cc = self.cc
         if cc.in_recovery:
@@ -770,8 +795,9 @@ class Connection:
         else:
             self._events.append(DataReceived(payload))
         self._ack_pending += len(payload)
-        # RFC 5681 4.2: ACK at least every second full-sized segment.
-        if self._ack_pending >= 2 * self.options.mss:
+        # RFC 5681 4.2: ACK at least every second full-sized segment, "full-sized"
+        # being what the peer sends: no more than either side's MSS.
+        if self._ack_pending >= 2 * min(self.options.mss, self.send_mss):
             self._ack_now = True
         elif self._ack_at is None:
             self._ack_at = now + self.options.delayed_ack
@@ -825,12 +851,15 @@ class Connection:
         """The window to advertise, scaled, never shrinking the right edge (3.8.6.2.2)."""
         wnd = self.rcv_wnd
         edge = sq.sub(self._rcv_adv, self.rcv_nxt)
-        if wnd < edge:
-            wnd = edge
-        field = wnd >> self._rcv_wscale
+        shift = self._rcv_wscale
+        field = wnd >> shift
+        if field << shift < edge:
+            # Rounding down to the scale's unit would pull the right edge back:
+            # round the old edge up instead (Linux's tcp_select_window does too).
+            field = (edge + (1 << shift) - 1) >> shift
         if field > 0xFFFF:
             field = 0xFFFF
-        self._rcv_adv = sq.add(self.rcv_nxt, field << self._rcv_wscale)
+        self._rcv_adv = sq.add(self.rcv_nxt, field << shift)
         return field
 
     def _send_syn(self, now: float, *, ack: bool, retransmit: bool = False) -> None:
@@ -845,6 +874,7 @@ class Connection:
                       self.rcv_nxt if ack else 0, SYN | ACK if ack else SYN, window, 0, opts)
         if retransmit:
             self.counters.retransmissions += 1 if self.snd_max != self.iss else 0
+            self._rtt_seq = None  # Karn: the ACK may answer either copy
         else:
             self._rtt_seq = self.iss
             self._rtt_sent = now

@@ -43,6 +43,12 @@ class RttEstimator:
         self._base = min(max(self.srtt + max(_G, _K * self.rttvar), self.min_rto), self.max_rto)
         self._backoff = 1
 
+    def fall_back(self, rto: float) -> None:
+        """No sample from the handshake (RFC 6298 5.7): start from at least ``rto``."""
+        if self.srtt is None:
+            self._base = min(max(self._base, rto), self.max_rto)
+        self._backoff = 1
+
     def back_off(self) -> None:
         """Double the RTO after a timeout (RFC 6298 5.5), up to the maximum."""
         if self._base * self._backoff < self.max_rto:
