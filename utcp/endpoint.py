@@ -309,9 +309,14 @@ class Endpoint(asyncio.DatagramProtocol):
         return listener
 
     def stop_listening(self, listener: Listener) -> None:
-        """Stop accepting; established connections go on."""
+        """Stop accepting; established connections go on, half-open ones are reset."""
         if self.listeners.get(listener.port) is listener:
             del self.listeners[listener.port]
+        # Like closing a listening socket, which drops its SYN queue: a handshake that
+        # completed later would hand a connection to a server that is closed.
+        for tr in [t for t in self.connections.values()
+                   if t._listener is listener and t._half_open]:
+            tr.abort()
 
     def default_options(self) -> Options:
         """Defaults for this endpoint's address family (IPv6 has a smaller MSS)."""

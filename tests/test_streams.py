@@ -1,0 +1,735 @@
+"""utcp's asyncio streams over real UDP sockets on 127.0.0.1.
+
+Each test starts what it needs, uses short timers, closes what it opens and is
+bounded in time, so a hang is a failure, not a stuck run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections import Counter
+
+import pytest
+from conftest import (
+    HOST,
+    echo_handler,
+    echo_once,
+    read_all,
+    send_all,
+    sha,
+    wait_until,
+)
+
+import utcp
+from utcp.core.wire import ACK, MSS, RST, SYN, BadChecksum, Segment, decode, encode
+
+try:
+    import uvloop
+except ImportError:  # not available on Windows
+    uvloop = None
+
+pytestmark = pytest.mark.usefixtures("loop_errors")
+
+MB = 1024 * 1024
+
+
+def client_endpoint(writer: asyncio.StreamWriter):
+    return writer.transport._endpoint
+
+
+def state(writer: asyncio.StreamWriter) -> str:
+    return writer.get_extra_info("utcp")["state"]
+
+
+# ------------------------------------------------------------ echo scenarios
+# Plain coroutines, so the same scenarios run on asyncio's loop and on uvloop.
+
+
+async def echo_one_byte() -> None:
+    server = await utcp.start_server(echo_handler, HOST, 0)
+    try:
+        reader, writer = await utcp.open_connection(HOST, server.port)
+        writer.write(b"x")
+        await writer.drain()
+        assert await reader.readexactly(1) == b"x"
+        writer.write_eof()
+        assert await reader.read() == b""
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def echo_ten_megabytes() -> None:
+    data = random.Random(10).randbytes(10 * MB)
+    server = await utcp.start_server(echo_handler, HOST, 0)
+    try:
+        reader, writer = await utcp.open_connection(HOST, server.port)
+        # Writer and reader run together: the echo cannot wait for the whole upload.
+        _, echoed = await asyncio.gather(send_all(writer, data), read_all(reader))
+        assert len(echoed) == len(data)
+        assert sha(echoed) == sha(data)
+        info = writer.get_extra_info("utcp")
+        assert info["bytes_out"] == info["bytes_in"] == len(data)
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def echo_concurrent(n: int, **server_options) -> None:
+    server = await utcp.start_server(echo_handler, HOST, 0, **server_options)
+    try:
+        messages = [f"message {i} ".encode() * (1 + i % 7) for i in range(n)]
+        echoed = await asyncio.gather(*(echo_once(server.port, m) for m in messages))
+        assert echoed == messages
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_echo_one_byte() -> None:
+    async with asyncio.timeout(10):
+        await echo_one_byte()
+
+
+async def test_echo_ten_megabytes() -> None:
+    async with asyncio.timeout(60):
+        await echo_ten_megabytes()
+
+
+async def test_200_concurrent_connections() -> None:
+    async with asyncio.timeout(30):
+        # All 200 SYNs arrive in one burst: a backlog that holds them all.
+        await echo_concurrent(200, backlog=256)
+
+
+async def test_concurrent_connections_beyond_backlog_complete_by_retrying(make_server) -> None:
+    # 50 SYNs at once into a backlog of 10: the rest are dropped and retried.
+    server = await make_server(backlog=10)
+    messages = [b"%d" % i * 100 for i in range(50)]
+    async with asyncio.timeout(20):
+        echoed = await asyncio.gather(*(echo_once(server.port, m, initial_rto=0.05,
+                                                  min_rto=0.05) for m in messages))
+    assert echoed == messages
+    assert server.statistics()["drops"].get("backlog-full", 0) > 0
+
+
+# ------------------------------------------------------------ uvloop
+
+
+@pytest.mark.parametrize("scenario", [
+    pytest.param(echo_one_byte, id="one-byte"),
+    pytest.param(echo_ten_megabytes, id="ten-megabytes"),
+    pytest.param(lambda: echo_concurrent(50), id="50-concurrent"),
+])
+@pytest.mark.skipif(uvloop is None, reason="uvloop is not installed")
+def test_echo_on_uvloop(scenario) -> None:
+    async def bounded() -> None:
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        async with asyncio.timeout(60):
+            await scenario()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(bounded())
+
+
+# ------------------------------------------------------------ half-close
+
+
+async def test_half_close_server_keeps_sending_after_eof(make_server) -> None:
+    server_states: list[str] = []
+    chunks = [bytes([i]) * (1000 * (i + 1)) for i in range(5)]
+    client_read = asyncio.Event()
+
+    async def handler(reader, writer):
+        try:
+            assert await reader.read() == b"request"  # to EOF
+            server_states.append(state(writer))
+            for chunk in chunks:
+                writer.write(chunk)
+                await writer.drain()
+                client_read.clear()
+                await client_read.wait()  # the client looks at its state meanwhile
+                server_states.append(state(writer))
+        finally:
+            writer.close()
+            server_states.append(state(writer))
+
+    server = await make_server(handler)
+    async with asyncio.timeout(10):
+        reader, writer = await utcp.open_connection(HOST, server.port)
+        writer.write(b"request")
+        writer.write_eof()
+        assert writer.can_write_eof()
+        with pytest.raises(RuntimeError):
+            writer.write(b"more")
+        client_states = []
+        for chunk in chunks:
+            assert await reader.readexactly(len(chunk)) == chunk
+            client_states.append(state(writer))
+            client_read.set()
+        assert await reader.read() == b""
+        assert reader.at_eof()
+        client_states.append(state(writer))
+        writer.close()
+    # Our FIN was acknowledged while the server went on sending: FIN-WAIT-2. The
+    # server's FIN then took us to TIME-WAIT.
+    assert client_states == ["FIN-WAIT-2"] * len(chunks) + ["TIME-WAIT"]
+    assert server_states[:-1] == ["CLOSE-WAIT"] * (len(chunks) + 1)
+    assert server_states[-1] in ("LAST-ACK", "CLOSED")
+
+
+# ------------------------------------------------------------ refused, RST
+
+
+async def test_connection_refused_after_server_close(make_server) -> None:
+    server = await make_server()
+    async with asyncio.timeout(10):
+        reader, writer = await utcp.open_connection(HOST, server.port)
+        writer.write(b"hello")
+        assert await reader.readexactly(5) == b"hello"  # the server has it too
+        server.close()  # the endpoint's socket lives on for the open connection
+        assert not server.is_serving()
+        with pytest.raises(ConnectionRefusedError):
+            await utcp.open_connection(HOST, server.port)
+        stats = server.statistics()
+        assert stats["resets_sent"] == 1
+        assert stats["drops"]["no-connection"] == 1
+        assert stats["listeners"] == []
+        # The refused attempt left nothing behind on the client's endpoint.
+        assert client_endpoint(writer).statistics()["connections"] == {"ESTABLISHED": 1}
+        # The connection accepted before close() still works.
+        writer.write(b"still here")
+        assert await reader.readexactly(10) == b"still here"
+        writer.write_eof()
+        assert await reader.read() == b""
+        writer.close()
+        await server.wait_closed()
+
+
+async def test_segment_for_no_connection_draws_rst(make_server, raw_socket) -> None:
+    server = await make_server()
+    raw = await raw_socket()
+    addr = (HOST, server.port)
+    async with asyncio.timeout(10):
+        # An ACK for no connection: RST with SEQ = its ACK (RFC 9293 3.10.7.1).
+        raw.send(Segment(5555, server.port, seq=1000, ack=777777, flags=ACK, window=1000), addr)
+        rst, _, _ = await raw.recv()
+        assert (rst.src_port, rst.dst_port, rst.flags, rst.seq) == (server.port, 5555, RST, 777777)
+        # Data without ACK: RST,ACK acknowledging it.
+        raw.send(Segment(5556, server.port, seq=2000, flags=0, payload=b"hello"), addr)
+        rst, _, _ = await raw.recv()
+        assert (rst.flags, rst.seq, rst.ack) == (RST | ACK, 0, 2005)
+        # A RST is never answered.
+        raw.send(Segment(5557, server.port, seq=3000, flags=RST), addr)
+        assert await raw.collect(0.1) == []
+    stats = server.statistics()
+    assert stats["resets_sent"] == 2
+    assert stats["drops"]["no-connection"] == 2
+    assert stats["drops"]["rst-for-no-connection"] == 1
+    assert stats["connections"] == {}
+
+
+# ------------------------------------------------------------ timeouts
+
+
+async def test_syn_timeout_against_a_silent_socket(raw_socket) -> None:
+    silent = await raw_socket()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with asyncio.timeout(10):
+        with pytest.raises(TimeoutError, match="SYN"):
+            await utcp.open_connection(HOST, silent.port, syn_retries=2,
+                                       initial_rto=0.05, min_rto=0.05)
+    elapsed = loop.time() - start
+    # SYN, retries after 0.05 and then 0.1 s, given up 0.2 s later.
+    assert elapsed >= 0.35 - 0.01
+    syns = []
+    while not silent.received.empty():
+        syns.append(await silent.recv())
+    assert len(syns) == 3
+    assert all(s.flags == SYN and s.dst_port == silent.port for s, _, _ in syns)
+    assert len({(s.src_port, s.seq) for s, _, _ in syns}) == 1  # one connection's SYN
+    assert syns[0][0].option(MSS) == 1452
+    gaps = [b[2] - a[2] for a, b in zip(syns, syns[1:], strict=False)]
+    assert gaps[0] >= 0.05 - 0.01 and gaps[1] >= 0.1 - 0.01  # exponential backoff
+    assert gaps[1] > gaps[0] * 1.5
+
+
+async def test_cancelled_connect_leaves_nothing_behind(raw_socket) -> None:
+    silent = await raw_socket()
+    async with asyncio.timeout(10):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                utcp.open_connection(HOST, silent.port, initial_rto=0.05, min_rto=0.05), 0.12)
+        first = await silent.collect(0.3)
+    assert [s.flags for s in first] == [SYN, SYN]  # at 0 and 0.05 s; 0.15 s never came
+    ep = utcp.streams._shared[asyncio.get_running_loop()][socket.AF_INET]
+    assert ep.statistics()["connections"] == {}
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
+async def test_echo_over_ipv6() -> None:
+    async with asyncio.timeout(10):
+        server = await utcp.start_server(echo_handler, "::1", 0)
+        async with server:
+            reader, writer = await utcp.open_connection("::1", server.port)
+            assert writer.get_extra_info("peername")[:2] == ("::1", server.port)
+            data = random.Random(6).randbytes(300_000)
+            _, echoed = await asyncio.gather(send_all(writer, data), read_all(reader))
+            assert echoed == data
+            # A 1500-byte IPv6 path leaves 20 bytes less for the segment than IPv4's.
+            assert writer.get_extra_info("utcp")["send_mss"] == 1432
+            writer.close()
+
+
+async def test_keepalive_aborts_when_the_peer_vanishes(make_server) -> None:
+    server_error: list[BaseException] = []
+
+    async def handler(reader, writer):
+        try:
+            writer.write(b"hi")
+            await reader.read()
+        except ConnectionError as exc:
+            server_error.append(exc)
+        finally:
+            writer.close()
+
+    server = await make_server(handler)
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(10):
+        reader, writer = await utcp.open_connection(
+            HOST, server.port, keepalive=True, keepalive_idle=0.2,
+            keepalive_interval=0.05, keepalive_count=3)
+        assert await reader.readexactly(2) == b"hi"
+        # The server's socket goes away without a word (like a crashed host).
+        server._endpoint.close()
+        vanished = loop.time()
+        with pytest.raises(TimeoutError, match="keepalive"):
+            await reader.read(100)
+        # Idle 0.2 s, then three probes 0.05 s apart go unanswered.
+        assert loop.time() - vanished >= 0.2 + 3 * 0.05 - 0.05
+        assert client_endpoint(writer).statistics()["connections"] == {}
+        writer.close()
+    assert len(server_error) == 1 and isinstance(server_error[0], ConnectionAbortedError)
+
+
+async def test_keepalive_keeps_an_idle_connection_alive(make_server) -> None:
+    # Probes come faster than the 0.5 s limit on answering out-of-window ACKs.
+    options = dict(keepalive=True, keepalive_idle=0.2, keepalive_interval=0.05,
+                   keepalive_count=3)
+    server = await make_server(**options)
+    async with asyncio.timeout(10):
+        reader, writer = await utcp.open_connection(HOST, server.port, **options)
+        before = writer.get_extra_info("utcp")
+        await asyncio.sleep(0.8)  # idle: both ends probe, each answers the other
+        after = writer.get_extra_info("utcp")
+        assert after["segments_out"] - before["segments_out"] >= 2
+        assert after["segments_in"] - before["segments_in"] >= 2
+        assert after["state"] == "ESTABLISHED"
+        writer.write(b"ping")
+        assert await reader.readexactly(4) == b"ping"
+        writer.write_eof()
+        assert await reader.read() == b""
+        writer.close()
+
+
+# ------------------------------------------------------------ TIME-WAIT
+
+
+class StateLog(utcp.NullObserver):
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, float]] = []
+
+    def state_changed(self, conn, old, new, cause, now) -> None:
+        self.changes.append((str(new), now))
+
+
+async def test_time_wait_entered_and_expiring(make_server) -> None:
+    msl = 0.05
+    server = await make_server()
+    log = StateLog()
+    async with asyncio.timeout(10):
+        reader, writer = await utcp.open_connection(HOST, server.port, msl=msl, observer=log)
+        ep = client_endpoint(writer)
+        writer.write(b"x")
+        assert await reader.readexactly(1) == b"x"
+        writer.close()  # we close first: we will be the one in TIME-WAIT
+        await wait_until(lambda: ep.statistics()["connections"] == {"TIME-WAIT": 1})
+        await wait_until(lambda: ep.statistics()["connections"] == {})
+        # The server, which closed second, went through LAST-ACK and left no TIME-WAIT.
+        await wait_until(lambda: server.statistics()["connections"] == {})
+    states = [s for s, _ in log.changes]
+    assert states == ["SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
+                      "CLOSED"]
+    entered, left = log.changes[-2][1], log.changes[-1][1]
+    assert left - entered >= 2 * msl - 1e-9
+    assert ep.statistics()["connection_totals"]["bytes_out"] == 1
+
+
+# ------------------------------------------------------------ server close
+
+
+async def test_server_close_with_clients_connected(make_server) -> None:
+    handlers_done = 0
+
+    async def handler(reader, writer):
+        nonlocal handlers_done
+        await echo_handler(reader, writer)
+        handlers_done += 1
+
+    server = await make_server(handler)
+    async with asyncio.timeout(10):
+        clients = [await utcp.open_connection(HOST, server.port) for _ in range(3)]
+        for i, (reader, writer) in enumerate(clients):
+            writer.write(b"before %d" % i)
+            assert await reader.readexactly(8) == b"before %d" % i
+        server.close()
+        assert not server.is_serving()
+        assert server.sockets == ()
+        with pytest.raises(ConnectionRefusedError):
+            await utcp.open_connection(HOST, server.port)
+        closed = asyncio.ensure_future(server.wait_closed())
+        # Connections accepted before close() keep working.
+        for i, (reader, writer) in enumerate(clients):
+            writer.write(b"after %d" % i)
+            assert await reader.readexactly(7) == b"after %d" % i
+        await asyncio.sleep(0.05)
+        assert not closed.done()  # handlers still running
+        for i, (reader, writer) in enumerate(clients):
+            writer.write_eof()
+            assert await reader.read() == b""
+            writer.close()
+            if i < 2:
+                await asyncio.sleep(0.05)
+                assert not closed.done()
+        await closed
+        assert handlers_done == 3
+        # With no listener and no connection left, the endpoint lets go of its socket.
+        await asyncio.wait_for(server._endpoint.wait_closed(), 5)
+
+
+async def test_server_close_resets_half_open_connections(make_server, raw_socket) -> None:
+    handled = []
+
+    async def handler(reader, writer):
+        handled.append(writer)
+        writer.close()
+
+    server = await make_server(handler)
+    raw = await raw_socket()
+    addr = (HOST, server.port)
+    async with asyncio.timeout(10):
+        raw.send(Segment(40001, server.port, seq=1000, flags=SYN, window=65535), addr)
+        synack, _, _ = await raw.recv()
+        assert synack.flags == SYN | ACK
+        server.close()  # mid-handshake: like a SYN queue, it goes with the listener
+        rst, _, _ = await raw.recv()
+        assert (rst.flags, rst.seq) == (RST, synack.seq + 1)
+        await server.wait_closed()
+        # The handshake's last ACK comes too late: no handler runs on a closed server.
+        raw.send(Segment(40001, server.port, seq=1001, ack=synack.seq + 1, flags=ACK,
+                         window=65535), addr)
+        await asyncio.sleep(0.05)
+    assert handled == []
+    assert server.statistics()["connections"] == {}
+
+
+async def test_server_as_async_context_manager() -> None:
+    async with asyncio.timeout(10):
+        async with await utcp.start_server(echo_handler, HOST, 0) as server:
+            assert server.is_serving() and server.port > 0
+            assert await echo_once(server.port, b"ctx") == b"ctx"
+        assert not server.is_serving()
+
+
+async def test_cancelling_serve_forever_closes_the_server() -> None:
+    server = await utcp.start_server(echo_handler, HOST, 0)
+    async with asyncio.timeout(10):
+        task = asyncio.ensure_future(server.serve_forever())
+        assert await echo_once(server.port, b"forever") == b"forever"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not server.is_serving()
+        assert server.statistics()["listeners"] == []
+        await server.wait_closed()
+        await server._endpoint.wait_closed()  # nothing left open: the socket is closed
+
+
+# ------------------------------------------------------------ hostile datagrams
+
+
+def junk_kind(data: bytes) -> str:
+    try:
+        decode(data)
+    except BadChecksum:
+        return "bad-checksum"
+    except utcp.MalformedSegment:
+        return "malformed"
+    return "valid"
+
+
+async def test_datagram_storm_during_transfers(make_server, raw_socket) -> None:
+    server = await make_server()
+    storm = await raw_socket()
+    rng = random.Random(2024)
+    payloads = [rng.randbytes(200_000 + i) for i in range(10)]
+    async with asyncio.timeout(30):
+        conns = [await utcp.open_connection(HOST, server.port) for _ in payloads]
+        client_ep = client_endpoint(conns[0][1])
+        server_addr, client_addr = (HOST, server.port), (HOST, client_ep.local_address[1])
+
+        # (asyncio's sendto() silently skips empty datagrams before Python 3.13.)
+        junk = [rng.randbytes(rng.randint(1, 1500)) for _ in range(5000)]
+        forged = [encode(Segment(rng.randrange(1, 65536), server.port,
+                                 rng.getrandbits(32), rng.getrandbits(32),
+                                 rng.getrandbits(8), rng.getrandbits(16),
+                                 payload=rng.randbytes(rng.randint(0, 100))))
+                  for _ in range(1000)]
+        to_server, to_client = junk[::2], junk[1::2]
+        # How each endpoint must count them: the checksum catches almost all; the
+        # rest fail as malformed (too short, bad offset or options).
+        expected = {name: Counter(junk_kind(d) for d in batch)
+                    for name, batch in (("server", to_server), ("client", to_client))}
+        assert expected["server"]["bad-checksum"] > 0 and expected["server"]["malformed"] > 0
+
+        async def blow() -> None:
+            sends = [(d, server_addr) for d in to_server + forged] + \
+                [(d, client_addr) for d in to_client]
+            rng.shuffle(sends)
+            for i, (d, addr) in enumerate(sends):
+                storm.send(d, addr)
+                if i % 50 == 49:
+                    await asyncio.sleep(0.001)  # interleave with the transfers
+
+        async def transfer(reader, writer, data) -> bytes:
+            _, echoed = await asyncio.gather(send_all(writer, data, 8192), read_all(reader))
+            writer.close()
+            return echoed
+
+        results = await asyncio.gather(
+            blow(), *(transfer(r, w, p) for (r, w), p in zip(conns, payloads, strict=True)))
+    assert [sha(e) for e in results[1:]] == [sha(p) for p in payloads]
+    sstats, cstats = server.statistics(), client_ep.statistics()
+    # Every junk datagram that fails to decode is counted, at the endpoint it reached.
+    for kind in ("bad-checksum", "malformed"):
+        assert sstats["drops"][kind] == expected["server"][kind]
+        assert cstats["drops"][kind] == expected["client"][kind]
+    # The forged segments drew RSTs, were dropped and counted, or sat in the backlog
+    # (a few land on a half-open connection a previous one created).
+    drops = sstats["drops"]
+    assert sstats["resets_sent"] == drops["no-connection"] > 0
+    assert drops["rst-for-no-connection"] > 0
+    accounted = drops["no-connection"] + drops["rst-for-no-connection"] + \
+        drops.get("backlog-full", 0) + sstats["connections"].get("SYN-RECEIVED", 0)
+    assert 0.95 * len(forged) <= accounted <= len(forged)
+
+
+# ------------------------------------------------------------ flow control
+
+
+async def test_slow_reader_blocks_a_fast_writer(make_server) -> None:
+    data = random.Random(5).randbytes(5 * MB)
+    chunk = 64 * 1024
+    rcv_buf = 32 * 1024
+
+    async def slow_handler(reader, writer):
+        got = bytearray()
+        try:
+            while part := await reader.read(4096):
+                got += part
+                await asyncio.sleep(0.001)
+            writer.write(sha(bytes(got)).encode())
+        finally:
+            writer.close()
+
+    server = await make_server(slow_handler, limit=4096, rcv_buf=rcv_buf)
+    async with asyncio.timeout(40):
+        reader, writer = await utcp.open_connection(HOST, server.port)
+        tr = writer.transport
+        low, high = tr.get_write_buffer_limits()
+        blocked = 0
+        for i in range(0, len(data), chunk):
+            writer.write(data[i:i + chunk])
+            size = tr.get_write_buffer_size()
+            assert size <= high + chunk
+            if size > high:
+                blocked += 1  # drain() must wait here
+            await writer.drain()
+            assert tr.get_write_buffer_size() <= high
+            info = writer.get_extra_info("utcp")
+            assert info["unacked"] <= info["snd_wnd"] <= rcv_buf
+        writer.write_eof()
+        assert await reader.read() == sha(data).encode()
+        writer.close()
+    assert blocked > len(data) // chunk // 4  # flow control held the writer back
+
+
+async def test_close_without_drain_still_delivers_everything(make_server) -> None:
+    data = random.Random(8).randbytes(2 * MB)
+    received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def sink(reader, writer):
+        received.set_result(await read_all(reader))
+        writer.close()
+
+    server = await make_server(sink)
+    async with asyncio.timeout(20):
+        _, writer = await utcp.open_connection(HOST, server.port)
+        writer.write(data)
+        writer.close()  # like a socket's close(): buffered data still goes out, then FIN
+        await writer.wait_closed()
+        assert sha(await received) == sha(data)
+
+
+async def test_zero_window_survives_a_stalled_reader(make_server) -> None:
+    go = asyncio.Event()
+
+    async def stalled(reader, writer):
+        try:
+            await go.wait()  # reads nothing for a while: the window stays shut
+            writer.write(b"%d" % len(await reader.read()))
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await make_server(stalled, limit=4096, rcv_buf=16384)
+    async with asyncio.timeout(10):
+        # Zero-window probes come faster than 0.5 s apart, and only 5 unanswered ones
+        # would abort the connection.
+        reader, writer = await utcp.open_connection(HOST, server.port, min_rto=0.02,
+                                                    initial_rto=0.05, max_rto=0.05,
+                                                    data_retries=5)
+        try:
+            writer.write(b"x" * 200_000)
+            await asyncio.sleep(1.0)
+        finally:
+            go.set()
+        writer.write_eof()
+        assert await reader.read() == b"200000"
+        writer.close()
+
+
+# ------------------------------------------------------------ errors in blocked calls
+
+
+async def test_reset_reaches_blocked_read_and_drain(make_server) -> None:
+    abort_now = asyncio.Event()
+
+    async def stalling_handler(reader, writer):
+        await abort_now.wait()  # never reads: the window fills and closes
+        writer.transport.abort()
+
+    server = await make_server(stalling_handler, limit=4096, rcv_buf=16384)
+    async with asyncio.timeout(10):
+        reader, writer = await utcp.open_connection(HOST, server.port)
+        read_task = asyncio.ensure_future(reader.read(100))
+        writer.write(b"x" * (1 * MB))
+        drain_task = asyncio.ensure_future(writer.drain())
+        await wait_until(lambda: writer.get_extra_info("utcp")["snd_wnd"] == 0)
+        await asyncio.sleep(0.05)
+        assert not read_task.done() and not drain_task.done()
+        abort_now.set()
+        with pytest.raises(ConnectionResetError):
+            await read_task
+        with pytest.raises(ConnectionResetError):
+            await drain_task
+        assert client_endpoint(writer).statistics()["connections"] == {}
+        writer.close()
+    assert server.statistics()["connections"] == {}
+
+
+async def test_reset_reaches_a_pending_read(make_server) -> None:
+    async def handler(reader, writer):
+        await reader.readexactly(5)
+        writer.transport.abort()
+
+    server = await make_server(handler)
+    async with asyncio.timeout(10):
+        reader, writer = await utcp.open_connection(HOST, server.port)
+        read_task = asyncio.ensure_future(reader.read(100))
+        await asyncio.sleep(0.02)
+        assert not read_task.done()
+        writer.write(b"hello")
+        with pytest.raises(ConnectionResetError, match="reset"):
+            await read_task
+        with pytest.raises(ConnectionResetError):
+            writer.write(b"again")
+            await writer.drain()
+        writer.close()
+
+
+# ------------------------------------------------------------ the backlog
+
+
+async def test_backlog_limits_half_open_connections(make_server, raw_socket) -> None:
+    server = await make_server(backlog=2)
+    raw = await raw_socket()
+    addr = (HOST, server.port)
+
+    def syn(port: int) -> Segment:
+        return Segment(port, server.port, seq=1000 * port, flags=SYN, window=65535,
+                       options=((MSS, 1452),))
+
+    async with asyncio.timeout(10):
+        for port in range(40001, 40006):
+            raw.send(syn(port), addr)
+        replies = await raw.collect(0.3)  # well before any SYN-ACK retransmission
+        assert sorted((s.dst_port, s.flags, s.ack) for s in replies) == [
+            (40001, SYN | ACK, 40001001), (40002, SYN | ACK, 40002001)]
+        stats = server.statistics()
+        assert stats["drops"]["backlog-full"] == 3
+        assert stats["connections"] == {"SYN-RECEIVED": 2}
+        # Resetting a half-open connection frees its place in the backlog.
+        raw.send(Segment(40001, server.port, seq=40001001, flags=RST), addr)
+        raw.send(syn(40003), addr)
+        (reply,) = await raw.collect(0.1)
+        assert (reply.dst_port, reply.flags) == (40003, SYN | ACK)
+        assert server.statistics()["drops"]["backlog-full"] == 3
+        # A real client still gets through once the backlog has room.
+        for port, seg in ((40002, 40002001), (40003, 40003001)):
+            raw.send(Segment(port, server.port, seq=seg, flags=RST), addr)
+        assert await echo_once(server.port, b"through") == b"through"
+
+
+# ------------------------------------------------------------ bad arguments
+
+
+@pytest.mark.parametrize("port", [0, 70000, -1, "abc", None, 1.5, True])
+async def test_open_connection_rejects_bad_ports(port) -> None:
+    with pytest.raises(ValueError, match="port must be an integer from 1 to 65535"):
+        await utcp.open_connection(HOST, port)
+
+
+async def test_bad_options() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument.*bogus"):
+        await utcp.open_connection(HOST, 9, bogus=1)
+    with pytest.raises(ValueError, match="mss must be between 88 and 65495, got 5"):
+        await utcp.open_connection(HOST, 9, mss=5)
+    with pytest.raises(ValueError, match="initial_rto"):
+        await utcp.open_connection(HOST, 9, initial_rto=-1)
+    with pytest.raises(ValueError, match="limit"):
+        await utcp.open_connection(HOST, 9, limit=0)
+    with pytest.raises(ValueError, match="backlog must be a positive integer, got 0"):
+        await utcp.start_server(echo_handler, HOST, 0, backlog=0)
+    with pytest.raises(ValueError, match="port"):
+        await utcp.start_server(echo_handler, HOST, 70000)
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        await utcp.start_server(echo_handler, HOST, 0, bogus=1)
+    with pytest.raises(ValueError, match="keepalive_count"):
+        await utcp.start_server(echo_handler, HOST, 0, keepalive_count=0)
