@@ -274,7 +274,7 @@ class Endpoint(asyncio.DatagramProtocol):
         if len(remote) > 2:
             remote = remote[:2]
         if local_port is None:
-            local_port = self._free_port(remote, remote_port)
+            local_port = self._free_port(remote, remote_port, self.loop.time())
         elif (remote, local_port, remote_port) in self.connections:
             raise OSError(f"local port {local_port} is already connected to "
                           f"{remote[0]}:{remote_port}")
@@ -287,16 +287,30 @@ class Endpoint(asyncio.DatagramProtocol):
         self.service(tr)
         return tr
 
-    def _free_port(self, remote: Address, remote_port: int) -> int:
-        # A 4-tuple still in the table (TIME-WAIT included) is never reused.
+    def _free_port(self, remote: Address, remote_port: int, now: float) -> int:
+        """A local port toward (remote, remote_port): free, or else a reusable TIME-WAIT."""
         ports = EPHEMERAL_PORTS
-        start = random.randrange(len(ports))
+        n = len(ports)
         conns = self.connections
-        for i in range(len(ports)):
-            p = ports[(start + i) % len(ports)]
-            if (remote, p, remote_port) not in conns and p not in self.listeners:
+        listeners = self.listeners
+        # Random probes find a free port at once unless the range is nearly full.
+        for _ in range(16):
+            p = ports[random.randrange(n)]
+            if (remote, p, remote_port) not in conns and p not in listeners:
                 return p
-        raise OSError(f"no free local port toward {remote[0]}:{remote_port}")
+        start = random.randrange(n)
+        for i in range(n):
+            p = ports[(start + i) % n]
+            tr = conns.get((remote, p, remote_port))
+            if tr is None:
+                if p not in listeners:
+                    return p
+            elif tr.conn.state is State.TIME_WAIT and tr.conn.may_reuse(
+                    now, self._isn(self.local_address, p, remote, remote_port, now)):
+                self._forget(tr)
+                return p
+        raise OSError(f"no free local port toward {remote[0]}:{remote_port}: "
+                      f"all {n} are in use or in TIME-WAIT")
 
     def listen(self, port: int, backlog: int, options: Options,
                on_connection: Callable[[ConnectionTransport], None],

@@ -150,6 +150,11 @@ class ConnectionTransport(asyncio.Transport):
             self.abort()
             raise
 
+    @property
+    def endpoint(self) -> Endpoint:
+        """The endpoint (UDP socket) carrying this connection; see its ``statistics()``."""
+        return self._endpoint
+
     # ------------------------------------------------------------ BaseTransport
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
