@@ -147,15 +147,58 @@ def test_established_new_data_never_passes_right_edge(script):
 
 
 def test_established_send_limited_by_initial_cwnd():
-    # RFC 6928: 10 segments, then slow start grows it by one MSS per ACK.
+    # RFC 6928: 10 segments, then slow start grows it by the bytes acknowledged
+    # (RFC 3465 byte counting): an ACK of 2 segments lets 2 + 2 new ones out.
     c = conn_established()
     c.send(data(20 * MSS), 0.0)
     got = c.take_segments()
     assert [s.seq - got[0].seq for s in got] == [i * MSS for i in range(10)]
     send(c, seg(1, 1 + 2 * MSS), at=0.1)
     got = c.take_segments()
-    assert [len(s.payload) for s in got] == [MSS] * 3
+    assert [len(s.payload) for s in got] == [MSS] * 4
     assert got[0] == out(1 + 10 * MSS, 1, ACK, payload=data(MSS, 10 * MSS))
+
+
+def test_established_stretch_ack_grows_cwnd_by_bytes_acked():
+    # One ACK for a batch of 8 segments (coalesced by the receiver) counts for 8.
+    c = conn_established()
+    c.send(data(40 * MSS), 0.0)
+    c.take_segments()
+    send(c, seg(1, 1 + 8 * MSS), at=0.1)
+    assert c.cc.cwnd == 18 * MSS
+    assert len(c.take_segments()) == 16
+
+
+def test_established_cwnd_does_not_grow_when_not_cwnd_limited():
+    # RFC 7661: an application sending less than the window does not inflate it.
+    c = conn_established()
+    for i in range(50):
+        c.send(data(MSS), i * 0.1)
+        (s,) = c.take_segments()
+        send(c, seg(1, 1 + (i + 1) * MSS), at=i * 0.1 + 0.05)
+    assert c.cc.cwnd == 10 * MSS
+
+
+def test_established_batched_acks_one_per_batch():
+    # With coalesce_acks (a shell reading datagrams in batches), in-order data is
+    # ACKed once at the end of the batch instead of every second segment.
+    c = conn_established()
+    c.coalesce_acks = True
+    for i in range(6):
+        send(c, seg(1 + i * MSS, 1, payload=data(MSS, i * MSS)), at=0.5)
+    expect_nothing(c)
+    c.flush_acks(0.5)
+    expect(c, [out(1, 1 + 6 * MSS)])
+    c.flush_acks(0.5)
+    expect_nothing(c)
+
+
+def test_established_batched_acks_keep_duplicate_acks_immediate():
+    # Out-of-order data still draws an immediate duplicate ACK (fast retransmit).
+    c = conn_established()
+    c.coalesce_acks = True
+    send(c, seg(1 + MSS, 1, payload=data(MSS)), at=0.5)
+    expect(c, [out(1, 1)])
 
 
 def test_established_ack_frees_send_buffer():

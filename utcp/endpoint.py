@@ -24,6 +24,7 @@ from .core.isn import IsnGenerator
 from .core.observer import Observer
 from .core.state import State
 from .core.wire import ACK, RST, SYN, BadChecksum, MalformedSegment, Segment, decode, encode
+from .datagram import BatchedDatagramTransport, open_datagram_socket
 from .transport import ConnectionTransport
 
 Address = tuple[Any, ...]
@@ -73,6 +74,8 @@ class Endpoint(asyncio.DatagramProtocol):
         self._closed = loop.create_future()
         self._close_when_idle = False
         self._keeper: asyncio.Task[None] | None = None
+        self._coalesce = False
+        self._batch: list[ConnectionTransport] = []  # owe an ACK at the batch's end
         # Statistics.
         self.segments_in = 0
         self.segments_out = 0
@@ -86,8 +89,8 @@ class Endpoint(asyncio.DatagramProtocol):
                      family: int = 0) -> Endpoint:
         """Bind a UDP socket at ``local_addr`` and return the endpoint on it."""
         loop = loop or asyncio.get_running_loop()
-        transport, ep = await loop.create_datagram_endpoint(
-            lambda: cls(loop), local_addr=local_addr, family=family)
+        ep = cls(loop)
+        await open_datagram_socket(loop, ep, local_addr, family)
         return ep
 
     # ------------------------------------------------------- DatagramProtocol
@@ -96,6 +99,8 @@ class Endpoint(asyncio.DatagramProtocol):
         # (asyncio's and uvloop's datagram transports do not all subclass
         # DatagramTransport, so no isinstance check here.)
         self.transport = transport  # type: ignore[assignment]
+        # Reading in batches, the endpoint can ACK once per batch (batch_done).
+        self._coalesce = isinstance(transport, BatchedDatagramTransport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.family = sock.family
@@ -129,8 +134,23 @@ class Endpoint(asyncio.DatagramProtocol):
                     return
             conn.receive(seg, now)
             self.service(tr)
+            if conn._ack_at_batch_end:
+                self._batch.append(tr)
             return
         self._no_connection(seg, addr, now)
+
+    def batch_done(self) -> None:
+        """The datagram transport read a batch: send each connection's one ACK for it."""
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        now = self.loop.time()
+        for tr in batch:
+            conn = tr.conn
+            if conn._ack_at_batch_end:
+                conn.flush_acks(now)
+                self.service(tr)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors on an unconnected socket name no connection; count them.
@@ -173,6 +193,7 @@ class Endpoint(asyncio.DatagramProtocol):
         iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
         conn = Connection(listener.port, seg.src_port, iss=iss, options=listener.options,
                           observer=listener.observer)
+        conn.coalesce_acks = self._coalesce
         tr = ConnectionTransport(self, conn, addr, listener=listener)
         self.connections[(addr, listener.port, seg.src_port)] = tr
         listener.half_open += 1
@@ -281,6 +302,7 @@ class Endpoint(asyncio.DatagramProtocol):
         now = self.loop.time()
         iss = self._isn(self.local_address, local_port, remote, remote_port, now)
         conn = Connection(local_port, remote_port, iss=iss, options=options, observer=observer)
+        conn.coalesce_acks = self._coalesce
         tr = ConnectionTransport(self, conn, remote)
         self.connections[(remote, local_port, remote_port)] = tr
         conn.connect(now)

@@ -30,7 +30,12 @@ _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Endpoint
     weakref.WeakKeyDictionary())
 
 
+_DEFAULTS = {socket.AF_INET: Options(), socket.AF_INET6: Options(mss=DEFAULT_MSS_IPV6)}
+
+
 def _options(family: int, options: dict[str, Any]) -> Options:
+    if not options:
+        return _DEFAULTS.get(family, _DEFAULTS[socket.AF_INET])  # immutable: shared
     unknown = set(options) - OPTION_NAMES
     if unknown:
         raise TypeError(
@@ -53,6 +58,15 @@ def _check_port(port: Any, *, allow_zero: bool) -> int:
 
 async def _resolve(loop: asyncio.AbstractEventLoop, host: str | None,
                    port: int) -> tuple[int, tuple[Any, ...]]:
+    if host:
+        # A numeric address needs no resolver (on asyncio's loop, getaddrinfo is a
+        # round trip through a worker thread: most of a loopback connection's cost).
+        for family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                socket.inet_pton(family, host)
+            except (OSError, ValueError):
+                continue
+            return family, (host, port) if family == socket.AF_INET else (host, port, 0, 0)
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     if not infos:
         raise OSError(f"cannot resolve {host!r}")

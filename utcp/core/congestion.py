@@ -20,8 +20,11 @@ class NewReno:
     def on_ack(self, acked: int) -> None:
         """New data was cumulatively acknowledged (outside fast recovery)."""
         if self.cwnd < self.ssthresh:
-            # RFC 5681 3.1: slow start, grow by at most one MSS per ACK (RFC 3465 L=1).
-            self.cwnd += min(acked, self.mss)
+            # RFC 5681 3.1 slow start, counting bytes acknowledged (RFC 3465) without
+            # its per-ACK cap, as Linux does: one ACK may stand for a whole batch of
+            # segments (see Connection.coalesce_acks), and capping it at one MSS
+            # would stall the ramp-up. Never past ssthresh in one step.
+            self.cwnd = min(self.cwnd + acked, max(self.ssthresh, self.cwnd + self.mss))
         else:
             # Congestion avoidance: about one MSS per RTT.
             self._acc += acked

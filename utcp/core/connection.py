@@ -156,6 +156,12 @@ class Connection:
         # Delayed ACK (RFC 1122 4.2.3.2, RFC 5681 4.2).
         self._ack_pending = 0  # bytes received and not yet acknowledged
         self._ack_now = False
+        #: Set by a shell that reads datagrams in batches and calls flush_acks() after
+        #: each: in-order data is then ACKed once per batch rather than every second
+        #: segment, as Linux does for segments merged by GRO. Duplicate ACKs (for data
+        #: out of order) still leave at once, so fast retransmit is unaffected.
+        self.coalesce_acks = False
+        self._ack_at_batch_end = False
 
         # Timers: each None or an absolute time (smoltcp keeps them in one field;
         # here the few that may run together are kept side by side).
@@ -698,6 +704,7 @@ class Connection:
 
     def _on_new_ack(self, ack: int, now: float) -> None:
         acked = sq.sub(ack, self.snd_una)
+        flight = sq.sub(self.snd_max, self.snd_una)  # before this ACK
         self.snd_una = ack
         if sq.lt(self.snd_nxt, ack):
             self.snd_nxt = ack
@@ -727,7 +734,12 @@ class Connection:
                 self._retransmit_first(now)
         else:
             self._dupacks = 0
-            cc.on_ack(acked)
+            # RFC 7661: grow the window only while it is what limits sending; a
+            # sender held back by the peer's window or the application would
+            # otherwise inflate cwnd without bound and burst when that lifts.
+            if flight + self.send_mss >= cc.cwnd or (
+                    cc.cwnd < cc.ssthresh and 2 * flight >= cc.cwnd):
+                cc.on_ack(acked)
         # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
         if self.snd_una == self.snd_max:
             self._rtx_at = None
@@ -801,7 +813,10 @@ class Connection:
         # RFC 5681 4.2: ACK at least every second full-sized segment, "full-sized"
         # being what the peer sends: no more than either side's MSS.
         if self._ack_pending >= 2 * min(self.options.mss, self.send_mss):
-            self._ack_now = True
+            if self.coalesce_acks:
+                self._ack_at_batch_end = True  # one ACK for the whole batch (see flush_acks)
+            else:
+                self._ack_now = True
         elif self._ack_at is None:
             self._ack_at = now + self.options.delayed_ack
         if self._ooo_fin is not None and self._ooo_fin == rcv_nxt:
@@ -904,6 +919,13 @@ class Connection:
         # unacceptable to it (BSD's tcp_output does the same).
         self._emit(self._make(self.snd_max, ACK), now)
 
+    def flush_acks(self, now: float) -> None:
+        """End of a batch of received segments: send the ACK the batch is owed."""
+        if self._ack_at_batch_end:
+            self._ack_at_batch_end = False
+            if self._ack_pending:
+                self._send_ack(now)
+
     def _flush_ack(self, now: float) -> None:
         if self._ack_now:
             self._send_ack(now)
@@ -913,6 +935,7 @@ class Connection:
             # Every segment carrying our ACK satisfies any pending or delayed ACK.
             self._ack_pending = 0
             self._ack_now = False
+            self._ack_at_batch_end = False
             self._ack_at = None
         self.counters.segments_out += 1
         self._out.append(seg)

@@ -1,0 +1,114 @@
+"""The datagram transport beneath the endpoint: a UDP socket read in batches.
+
+asyncio's own datagram transport reads one datagram per turn of the event loop
+(and into a 256 KiB buffer). Under load that makes the loop, not TCP, the
+bottleneck. This transport registers the socket with ``loop.add_reader`` and
+reads up to :data:`BATCH` datagrams per wake-up, then tells the protocol the
+batch is over (``batch_done``), so that per-batch work, such as one ACK for
+many segments, happens once. It offers the part of
+:class:`asyncio.DatagramTransport` the endpoint uses, so asyncio's transport
+(or a simulated link) can stand in for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+#: Most datagrams read per wake-up before the loop gets a turn.
+BATCH = 64
+#: Largest datagram read: a UDP payload never exceeds 65507 bytes.
+MAX_DATAGRAM = 65536
+
+
+class BatchedDatagramTransport:
+    """A non-blocking UDP socket driven by ``loop.add_reader``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                 protocol: asyncio.DatagramProtocol) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._protocol = protocol
+        self._closed = False
+        self.send_errors = 0  # datagrams the kernel refused (a full socket buffer)
+        sock.setblocking(False)
+        self._extra = {"socket": sock, "sockname": sock.getsockname()}
+        loop.add_reader(sock.fileno(), self._read_ready)
+        protocol.connection_made(self)  # type: ignore[arg-type]
+
+    def _read_ready(self) -> None:
+        recvfrom = self._sock.recvfrom
+        received = self._protocol.datagram_received
+        for _ in range(BATCH):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                break
+            received(data, addr)
+        done = getattr(self._protocol, "batch_done", None)
+        if done is not None:
+            done()
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        """Send one datagram now; if the kernel has no room, drop it as a full link would."""
+        if self._closed:
+            return
+        try:
+            self._sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.send_errors += 1  # TCP retransmits it like any lost segment
+        except OSError as exc:
+            self._protocol.error_received(exc)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._sock.fileno())
+        self._loop.call_soon(self._finish_close)
+
+    def abort(self) -> None:
+        self.close()
+
+    def _finish_close(self) -> None:
+        try:
+            self._protocol.connection_lost(None)
+        finally:
+            self._sock.close()
+
+
+async def open_datagram_socket(
+    loop: asyncio.AbstractEventLoop, protocol: asyncio.DatagramProtocol,
+    local_addr: tuple[Any, ...], family: int = 0,
+) -> Any:
+    """Bind a UDP socket at ``local_addr`` and connect ``protocol`` to it.
+
+    Uses :class:`BatchedDatagramTransport` where the loop supports ``add_reader``
+    and asyncio's datagram transport elsewhere (such as Windows' proactor loop).
+    """
+    infos = await loop.getaddrinfo(local_addr[0], local_addr[1], family=family,
+                                   type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    if not infos:
+        raise OSError(f"cannot resolve {local_addr[0]!r}")
+    fam, _, proto, _, addr = infos[0]
+    sock = socket.socket(fam, socket.SOCK_DGRAM, proto)
+    try:
+        sock.bind(addr)
+        try:
+            return BatchedDatagramTransport(loop, sock, protocol)
+        except NotImplementedError:
+            transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+            return transport
+    except BaseException:
+        sock.close()
+        raise
