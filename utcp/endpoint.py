@@ -245,7 +245,13 @@ class Endpoint(asyncio.DatagramProtocol):
         if d != tr._deadline:
             tr._deadline = d
             if d is not None:
-                heapq.heappush(self._heap, (d, next(self._tiebreak), tr))
+                heap = self._heap
+                if len(heap) > 64 + 4 * len(self.connections):
+                    # Superseded entries (deadlines moved, connections gone) pile up
+                    # and keep dead connections alive: drop them now and then.
+                    heap = self._heap = [e for e in heap if e[2]._deadline == e[0]]
+                    heapq.heapify(heap)
+                heapq.heappush(heap, (d, next(self._tiebreak), tr))
                 if self._timer_at is None or d < self._timer_at:
                     self._arm(d)
 

@@ -123,6 +123,8 @@ class ConnectionTransport(asyncio.Transport):
             self._listener.connections.discard(self)
         if self._protocol is not None and self._made:
             self._protocol.connection_lost(exc)
+        # The connection may linger (TIME-WAIT); the application's objects need not.
+        self._protocol = None
 
     def _forgotten(self) -> None:
         """The endpoint dropped the connection (it reached CLOSED)."""
@@ -191,6 +193,7 @@ class ConnectionTransport(asyncio.Transport):
                 self._listener.connections.discard(self)
             if self._protocol is not None and self._made:
                 self._loop.call_soon(self._protocol.connection_lost, None)
+            self._protocol = None  # the connection may linger (TIME-WAIT); they need not
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
@@ -276,6 +279,7 @@ class ConnectionTransport(asyncio.Transport):
                 self._listener.connections.discard(self)
             if self._protocol is not None and self._made:
                 self._loop.call_soon(self._protocol.connection_lost, None)
+            self._protocol = None  # the connection may linger (TIME-WAIT); they need not
 
     def get_write_buffer_size(self) -> int:
         """Bytes written and not yet sent once (queued here or in the connection)."""

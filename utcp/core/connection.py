@@ -99,6 +99,20 @@ class Connection:
     :class:`~utcp.core.isn.IsnGenerator`; tests fix it).
     """
 
+    # Slots: a server holds thousands of these (TIME-WAIT among them), and slot
+    # access is quicker on the per-segment path.
+    __slots__ = (
+        "cc", "coalesce_acks", "counters", "irs", "iss", "local_port", "max_snd_wnd",
+        "observer", "options", "rcv_nxt", "remote_port", "rtt", "send_mss", "snd_max",
+        "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "state",
+        "_ack_at", "_ack_at_batch_end", "_ack_now", "_ack_pending", "_close_at",
+        "_closed_reported", "_dupacks", "_eof_held", "_events", "_fin_queued",
+        "_fin_received", "_fin_seq", "_ka_at", "_last_oow_ack", "_ooo", "_ooo_fin",
+        "_orphaned", "_out", "_peer_offered_wscale", "_persist_at", "_probes", "_rcv_adv",
+        "_rcv_wscale", "_rcvbuf", "_reading_paused", "_retries", "_rtt_sent", "_rtt_seq",
+        "_rtx_at", "_snd_wscale", "_sndbuf", "_time_wait_since", "_was_listening",
+    )
+
     def __init__(
         self,
         local_port: int,
