@@ -113,7 +113,8 @@ class ConnectionTransport(asyncio.Transport):
             return
         self._lose(exc)
 
-    def _lose(self, exc: Exception | None) -> None:
+    def _lose(self, exc: Exception | None, *, soon: bool = False) -> None:
+        """The application is done with the connection: tell its protocol (now or soon)."""
         if self._lost:
             return
         self._lost = True
@@ -121,10 +122,14 @@ class ConnectionTransport(asyncio.Transport):
         self._pending_size = 0
         if self._listener is not None:
             self._listener.connections.discard(self)
-        if self._protocol is not None and self._made:
-            self._protocol.connection_lost(exc)
+        protocol = self._protocol
         # The connection may linger (TIME-WAIT); the application's objects need not.
         self._protocol = None
+        if protocol is not None and self._made:
+            if soon:
+                self._loop.call_soon(protocol.connection_lost, exc)
+            else:
+                protocol.connection_lost(exc)
 
     def _forgotten(self) -> None:
         """The endpoint dropped the connection (it reached CLOSED)."""
@@ -187,13 +192,7 @@ class ConnectionTransport(asyncio.Transport):
         if conn.state is not State.CLOSED:
             conn.close(self._loop.time())
             self._endpoint.service(self)
-        if not self._lost:
-            self._lost = True
-            if self._listener is not None:
-                self._listener.connections.discard(self)
-            if self._protocol is not None and self._made:
-                self._loop.call_soon(self._protocol.connection_lost, None)
-            self._protocol = None  # the connection may linger (TIME-WAIT); they need not
+        self._lose(None, soon=True)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
@@ -273,13 +272,7 @@ class ConnectionTransport(asyncio.Transport):
             self.conn.abort(self._loop.time())
             self._endpoint.service(self)
         self._closing = True
-        if not self._lost:
-            self._lost = True
-            if self._listener is not None:
-                self._listener.connections.discard(self)
-            if self._protocol is not None and self._made:
-                self._loop.call_soon(self._protocol.connection_lost, None)
-            self._protocol = None  # the connection may linger (TIME-WAIT); they need not
+        self._lose(None, soon=True)
 
     def get_write_buffer_size(self) -> int:
         """Bytes written and not yet sent once (queued here or in the connection)."""
