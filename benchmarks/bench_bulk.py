@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness import medians, run_on, warm_malloc
+
 import utcp
 
 HOST = "127.0.0.1"
@@ -217,60 +219,16 @@ async def _udp_case(size: int, limit: float, window: int, loop_name: str) -> Res
 
 # ------------------------------------------------------------------------ driver
 
-def _run(coro: Any, loop_name: str) -> Any:
-    """Run ``coro`` on a fresh loop (asyncio's default or uvloop) and close the loop.
-
-    Like ``asyncio.run`` (tasks still pending are cancelled, which closes utcp's
-    endpoints), but with a choice of loop on Python 3.10 too.
-    """
-    if loop_name == "uvloop":
-        import uvloop
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
-    try:
-        asyncio.set_event_loop(loop)
-        return loop.run_until_complete(coro)
-    finally:
-        try:
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-
-
 def run_case(case: str, size: int, limit: float, window: int, loop_name: str) -> Result:
     if case == "udp":
-        return _run(_udp_case(size, limit, window, loop_name), loop_name)
-    return _run(_stream_case(case, size, limit, loop_name), loop_name)
-
-
-def warm_malloc() -> None:
-    """Put glibc's allocator in the state a long-running process reaches anyway.
-
-    asyncio's selector datagram transport reads with ``recvfrom(256 KiB)``; until
-    a block that large has been freed once, glibc serves that buffer with mmap and
-    munmap (about 15 us per datagram). Freeing one 1 MiB block first raises its
-    dynamic mmap threshold, so every case sees the same allocator.
-    """
-    block = bytearray(1 << 20)
-    del block
+        return run_on(_udp_case(size, limit, window, loop_name), loop_name)
+    return run_on(_stream_case(case, size, limit, loop_name), loop_name)
 
 
 def _median_runs(runs: list[Result]) -> list[Result]:
-    groups: dict[tuple[str, str], list[Result]] = {}
-    for r in runs:
-        groups.setdefault((r.loop, r.case), []).append(r)
+    """One result per case: the run with the median rate, noting the spread."""
     out = []
-    for rs in groups.values():
-        rs = sorted(rs, key=lambda r: r.mbps)
-        med = rs[(len(rs) - 1) // 2]
+    for med, rs in medians(runs, lambda r: (r.loop, r.case), lambda r: r.mbps):
         med.extra["spread"] = (rs[0].mbps, rs[-1].mbps)
         med.extra["all_retransmissions"] = sum(r.extra.get("retransmissions", 0) for r in rs)
         out.append(med)

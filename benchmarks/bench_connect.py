@@ -35,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness import medians, run_on, warm_malloc
+
 import utcp
 
 HOST = "127.0.0.1"
@@ -61,20 +63,6 @@ class Result:
     @property
     def rate(self) -> float:
         return self.cycles / self.elapsed if self.elapsed > 0 else 0.0
-
-
-def warm_malloc() -> None:
-    """Put glibc's allocator in the state a long-running process reaches anyway.
-
-    asyncio's selector datagram transport reads with ``recvfrom(256 KiB)``. Until
-    a block that large has been freed once, glibc serves such a buffer with mmap
-    and munmap, about 15 us per datagram; afterwards its dynamic mmap threshold
-    is higher and the buffer comes from the heap. Which case a benchmark sees
-    would otherwise depend on what ran before it; freeing one 1 MiB block first
-    makes every case see the same allocator.
-    """
-    block = bytearray(1 << 20)
-    del block
 
 
 def rss_bytes() -> int:
@@ -215,37 +203,9 @@ async def _time_wait_memory(n: int) -> tuple[int, int]:
     return entries, (after - before) // max(entries, 1)
 
 
-def _run(coro: Any, loop_name: str) -> Any:
-    """Run ``coro`` on a fresh loop (asyncio's default or uvloop) and close the loop.
-
-    Like ``asyncio.run`` (tasks still pending are cancelled, which closes utcp's
-    endpoints), but with a choice of loop on Python 3.10 too.
-    """
-    if loop_name == "uvloop":
-        import uvloop
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
-    try:
-        asyncio.set_event_loop(loop)
-        return loop.run_until_complete(coro)
-    finally:
-        try:
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-
-
 def run_case(stack: str, mode: str, count: int, concurrency: int, duration: float,
              loop_name: str) -> Result:
-    return _run(_run_case(stack, mode, count, concurrency, duration, loop_name), loop_name)
+    return run_on(_run_case(stack, mode, count, concurrency, duration, loop_name), loop_name)
 
 
 # ------------------------------------------------------------------------ report
@@ -257,22 +217,17 @@ def _ms(xs: list[float], q: float) -> str:
     return f"{xs[min(len(xs) - 1, int(q * len(xs)))] * 1e3:.2f}"
 
 
+def _workload(r: Result) -> str:
+    return "sequential" if r.mode == "sequential" else f"concurrent x{r.concurrency}"
+
+
 def _median_runs(runs: list[Result]) -> list[Result]:
-    """One result per (loop, workload, stack): the run with the median rate."""
-    groups: dict[tuple[str, str, str], list[Result]] = {}
-    for r in runs:
-        groups.setdefault((r.loop, r.mode, r.stack), []).append(r)
+    """One result per case: the run with the median rate, noting the spread."""
     out = []
-    for rs in groups.values():
-        rs = sorted(rs, key=lambda r: r.rate)
-        med = rs[(len(rs) - 1) // 2]
+    for med, rs in medians(runs, lambda r: (r.loop, r.mode, r.stack), lambda r: r.rate):
         med.spread = (rs[0].rate, rs[-1].rate)  # type: ignore[attr-defined]
         out.append(med)
     return out
-
-
-def _workload(r: Result) -> str:
-    return "sequential" if r.mode == "sequential" else f"concurrent x{r.concurrency}"
 
 
 def report(runs: list[Result]) -> None:
@@ -373,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
                     results.append(r)
     report(results)
     if "utcp" in stacks:
-        entries, per = _run(_time_wait_memory(300), "asyncio")
+        entries, per = run_on(_time_wait_memory(300), "asyncio")
         print(f"memory per utcp TIME-WAIT entry (tracemalloc, {entries} entries): {per} bytes")
         print("the table keeps each entry 2 MSL = 60 s, so at R conn/s it holds up to 60*R "
               "entries; once the 28232 ephemeral ports toward one server are all taken, "
