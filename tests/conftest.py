@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
-from typing import Any
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
 
 import pytest
 
@@ -13,6 +15,85 @@ import utcp
 from utcp.core.wire import MalformedSegment, Segment, decode, encode
 
 HOST = "127.0.0.1"
+
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------ Python 3.10
+
+
+def deadline(seconds: float) -> AbstractAsyncContextManager[None]:
+    """``asyncio.timeout(seconds)``, with an equivalent on Python 3.10.
+
+    The body is cancelled once ``seconds`` have passed and the block raises the
+    builtin ``TimeoutError`` (as ``asyncio.timeout`` does on 3.11 and later).
+    """
+    if sys.version_info >= (3, 11):
+        return asyncio.timeout(seconds)
+    return _Deadline(seconds)  # pragma: no cover - Python 3.10
+
+
+class _Deadline:  # pragma: no cover - Python 3.10
+    """``asyncio.timeout`` for Python 3.10: cancel the task on expiry, raise TimeoutError.
+
+    (3.10 has no ``Task.uncancel``: a cancellation from elsewhere that lands at
+    the very moment the deadline expires is reported as the timeout.)
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._handle: asyncio.TimerHandle | None = None
+        self._expired = False
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("deadline() must be used inside a task")
+        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._expire, task)
+
+    def _expire(self, task: asyncio.Task[Any]) -> None:
+        self._expired = True
+        task.cancel()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: object) -> None:
+        assert self._handle is not None
+        self._handle.cancel()
+        if self._expired and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
+
+
+def run_on_loop(loop_factory: Callable[[], asyncio.AbstractEventLoop],
+                coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.Runner(loop_factory=loop_factory).run(coro)``, also on Python 3.10."""
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(coro)
+    return _run_on_new_loop(loop_factory(), coro)  # pragma: no cover - Python 3.10
+
+
+def _run_on_new_loop(loop: asyncio.AbstractEventLoop,
+                     coro: Coroutine[Any, Any, T]) -> T:  # pragma: no cover - Python 3.10
+    """Run ``coro`` on ``loop``, then clean up and close it as ``asyncio.Runner`` does."""
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            # Cancel what is left (utcp's endpoint keepers close their sockets then).
+            tasks = asyncio.all_tasks(loop)
+            if tasks:
+                for task in tasks:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                for task in tasks:
+                    if not task.cancelled() and task.exception() is not None:
+                        loop.call_exception_handler({
+                            "message": "unhandled exception during run_on_loop() shutdown",
+                            "exception": task.exception(), "task": task})
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
 
 
 # ------------------------------------------------------------------ handlers
@@ -63,7 +144,7 @@ async def echo_once(port: int, message: bytes, **options: Any) -> bytes:
 async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0,
                      interval: float = 0.002) -> None:
     """Poll ``predicate`` until it holds; TimeoutError after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
+    async with deadline(timeout):
         while not predicate():
             await asyncio.sleep(interval)
 

@@ -8,7 +8,7 @@ import asyncio
 import random
 
 import pytest
-from conftest import HOST, read_all, send_all, sha, wait_until
+from conftest import HOST, deadline, read_all, send_all, sha, wait_until
 from relay import Impairment, Relay
 
 import utcp
@@ -41,7 +41,7 @@ async def test_a_megabyte_each_way_through_a_lossy_link(loss, make_server) -> No
                       reorder_delay=0.004, corrupt=0.01)
     server = await make_server(handler, **FAST)
     async with Relay((HOST, server.port), upstream=link, downstream=link, seed=7) as relay:
-        async with asyncio.timeout(40):
+        async with deadline(40):
             reader, writer = await utcp.open_connection(HOST, relay.port, **FAST)
             _, got_down = await asyncio.gather(send_all(writer, up_data, 16384),
                                                read_all(reader))
@@ -72,7 +72,7 @@ async def test_a_megabyte_each_way_through_a_lossy_link(loss, make_server) -> No
 
 async def test_relay_without_impairments_is_transparent(make_server) -> None:
     server = await make_server()
-    async with Relay((HOST, server.port)) as relay, asyncio.timeout(10):
+    async with Relay((HOST, server.port)) as relay, deadline(10):
         reader, writer = await utcp.open_connection(HOST, relay.port)
         data = random.Random(1).randbytes(100_000)
         _, echoed = await asyncio.gather(send_all(writer, data), read_all(reader))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
-from conftest import HOST, echo_handler, echo_once
+from conftest import HOST, deadline, echo_handler, echo_once
 
 import utcp
-from utcp import endpoint
+from utcp import endpoint, streams
 
 
 @pytest.fixture
@@ -19,7 +21,7 @@ def three_ports(monkeypatch: pytest.MonkeyPatch) -> range:
 
 
 async def test_ports_in_time_wait_are_reused_only_after_a_second(three_ports: range) -> None:
-    async with asyncio.timeout(20):
+    async with deadline(20):
         server = await utcp.start_server(echo_handler, HOST, 0)
         used = set()
         for _ in range(3):  # the client closes first: each 4-tuple enters TIME-WAIT
@@ -43,7 +45,7 @@ async def test_ports_in_time_wait_are_reused_only_after_a_second(three_ports: ra
 
 
 async def test_concurrent_connections_get_distinct_ports() -> None:
-    async with asyncio.timeout(20):
+    async with deadline(20):
         server = await utcp.start_server(echo_handler, HOST, 0)
         pairs = await asyncio.gather(*(utcp.open_connection(HOST, server.port)
                                        for _ in range(50)))
@@ -54,3 +56,40 @@ async def test_concurrent_connections_get_distinct_ports() -> None:
             w.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_concurrent_first_connections_share_one_endpoint() -> None:
+    async with deadline(20):
+        server = await utcp.start_server(echo_handler, HOST, 0)
+        loop = asyncio.get_running_loop()
+        streams._shared.pop(loop, None)  # as if this loop had never connected
+        pairs = await asyncio.gather(*(utcp.open_connection(HOST, server.port)
+                                       for _ in range(30)))
+        assert len({id(w.transport.endpoint) for _, w in pairs}) == 1
+        for _, w in pairs:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_finished_loops_are_not_kept_alive() -> None:
+    async def one_connection() -> None:
+        server = await utcp.start_server(echo_handler, HOST, 0, msl=0.01)
+        assert await echo_once(server.port, b"x", msl=0.01) == b"x"
+        server.close()
+
+    def run_and_close() -> weakref.ref[asyncio.AbstractEventLoop]:
+        # What asyncio.run() does: run, cancel what is left (the endpoints' keeper
+        # tasks close their sockets), close the loop.
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(one_connection())
+        tasks = asyncio.all_tasks(loop)
+        for t in tasks:
+            t.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.close()
+        return weakref.ref(loop)
+
+    refs = [run_and_close() for _ in range(3)]
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]

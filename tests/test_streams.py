@@ -14,9 +14,11 @@ from collections import Counter
 import pytest
 from conftest import (
     HOST,
+    deadline,
     echo_handler,
     echo_once,
     read_all,
+    run_on_loop,
     send_all,
     sha,
     wait_until,
@@ -92,17 +94,17 @@ async def echo_concurrent(n: int, **server_options) -> None:
 
 
 async def test_echo_one_byte() -> None:
-    async with asyncio.timeout(10):
+    async with deadline(10):
         await echo_one_byte()
 
 
 async def test_echo_ten_megabytes() -> None:
-    async with asyncio.timeout(60):
+    async with deadline(60):
         await echo_ten_megabytes()
 
 
 async def test_200_concurrent_connections() -> None:
-    async with asyncio.timeout(30):
+    async with deadline(30):
         # All 200 SYNs arrive in one burst: a backlog that holds them all.
         await echo_concurrent(200, backlog=256)
 
@@ -111,7 +113,7 @@ async def test_concurrent_connections_beyond_backlog_complete_by_retrying(make_s
     # 50 SYNs at once into a backlog of 10: the rest are dropped and retried.
     server = await make_server(backlog=10)
     messages = [b"%d" % i * 100 for i in range(50)]
-    async with asyncio.timeout(20):
+    async with deadline(20):
         echoed = await asyncio.gather(*(echo_once(server.port, m, initial_rto=0.05,
                                                   min_rto=0.05) for m in messages))
     assert echoed == messages
@@ -130,11 +132,10 @@ async def test_concurrent_connections_beyond_backlog_complete_by_retrying(make_s
 def test_echo_on_uvloop(scenario) -> None:
     async def bounded() -> None:
         assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
-        async with asyncio.timeout(60):
+        async with deadline(60):
             await scenario()
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(bounded())
+    run_on_loop(uvloop.new_event_loop, bounded())
 
 
 # ------------------------------------------------------------ half-close
@@ -160,7 +161,7 @@ async def test_half_close_server_keeps_sending_after_eof(make_server) -> None:
             server_states.append(state(writer))
 
     server = await make_server(handler)
-    async with asyncio.timeout(10):
+    async with deadline(10):
         reader, writer = await utcp.open_connection(HOST, server.port)
         writer.write(b"request")
         writer.write_eof()
@@ -188,7 +189,7 @@ async def test_half_close_server_keeps_sending_after_eof(make_server) -> None:
 
 async def test_connection_refused_after_server_close(make_server) -> None:
     server = await make_server()
-    async with asyncio.timeout(10):
+    async with deadline(10):
         reader, writer = await utcp.open_connection(HOST, server.port)
         writer.write(b"hello")
         assert await reader.readexactly(5) == b"hello"  # the server has it too
@@ -215,7 +216,7 @@ async def test_segment_for_no_connection_draws_rst(make_server, raw_socket) -> N
     server = await make_server()
     raw = await raw_socket()
     addr = (HOST, server.port)
-    async with asyncio.timeout(10):
+    async with deadline(10):
         # An ACK for no connection: RST with SEQ = its ACK (RFC 9293 3.10.7.1).
         raw.send(Segment(5555, server.port, seq=1000, ack=777777, flags=ACK, window=1000), addr)
         rst, _, _ = await raw.recv()
@@ -241,7 +242,7 @@ async def test_syn_timeout_against_a_silent_socket(raw_socket) -> None:
     silent = await raw_socket()
     loop = asyncio.get_running_loop()
     start = loop.time()
-    async with asyncio.timeout(10):
+    async with deadline(10):
         with pytest.raises(TimeoutError, match="SYN"):
             await utcp.open_connection(HOST, silent.port, syn_retries=2,
                                        initial_rto=0.05, min_rto=0.05)
@@ -262,8 +263,9 @@ async def test_syn_timeout_against_a_silent_socket(raw_socket) -> None:
 
 async def test_cancelled_connect_leaves_nothing_behind(raw_socket) -> None:
     silent = await raw_socket()
-    async with asyncio.timeout(10):
-        with pytest.raises(TimeoutError):
+    async with deadline(10):
+        # (asyncio.wait_for raises asyncio.TimeoutError: the builtin since 3.11.)
+        with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(
                 utcp.open_connection(HOST, silent.port, initial_rto=0.05, min_rto=0.05), 0.12)
         first = await silent.collect(0.3)
@@ -283,7 +285,7 @@ def _ipv6_loopback() -> bool:
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
 async def test_echo_over_ipv6() -> None:
-    async with asyncio.timeout(10):
+    async with deadline(10):
         server = await utcp.start_server(echo_handler, "::1", 0)
         async with server:
             reader, writer = await utcp.open_connection("::1", server.port)
@@ -310,7 +312,7 @@ async def test_keepalive_aborts_when_the_peer_vanishes(make_server) -> None:
 
     server = await make_server(handler)
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout(10):
+    async with deadline(10):
         reader, writer = await utcp.open_connection(
             HOST, server.port, keepalive=True, keepalive_idle=0.2,
             keepalive_interval=0.05, keepalive_count=3)
@@ -332,7 +334,7 @@ async def test_keepalive_keeps_an_idle_connection_alive(make_server) -> None:
     options = dict(keepalive=True, keepalive_idle=0.2, keepalive_interval=0.05,
                    keepalive_count=3)
     server = await make_server(**options)
-    async with asyncio.timeout(10):
+    async with deadline(10):
         reader, writer = await utcp.open_connection(HOST, server.port, **options)
         before = writer.get_extra_info("utcp")
         await asyncio.sleep(0.8)  # idle: both ends probe, each answers the other
@@ -362,7 +364,7 @@ async def test_time_wait_entered_and_expiring(make_server) -> None:
     msl = 0.05
     server = await make_server()
     log = StateLog()
-    async with asyncio.timeout(10):
+    async with deadline(10):
         reader, writer = await utcp.open_connection(HOST, server.port, msl=msl, observer=log)
         ep = client_endpoint(writer)
         writer.write(b"x")
@@ -392,7 +394,7 @@ async def test_server_close_with_clients_connected(make_server) -> None:
         handlers_done += 1
 
     server = await make_server(handler)
-    async with asyncio.timeout(10):
+    async with deadline(10):
         clients = [await utcp.open_connection(HOST, server.port) for _ in range(3)]
         for i, (reader, writer) in enumerate(clients):
             writer.write(b"before %d" % i)
@@ -432,7 +434,7 @@ async def test_server_close_resets_half_open_connections(make_server, raw_socket
     server = await make_server(handler)
     raw = await raw_socket()
     addr = (HOST, server.port)
-    async with asyncio.timeout(10):
+    async with deadline(10):
         raw.send(Segment(40001, server.port, seq=1000, flags=SYN, window=65535), addr)
         synack, _, _ = await raw.recv()
         assert synack.flags == SYN | ACK
@@ -449,7 +451,7 @@ async def test_server_close_resets_half_open_connections(make_server, raw_socket
 
 
 async def test_server_as_async_context_manager() -> None:
-    async with asyncio.timeout(10):
+    async with deadline(10):
         async with await utcp.start_server(echo_handler, HOST, 0) as server:
             assert server.is_serving() and server.port > 0
             assert await echo_once(server.port, b"ctx") == b"ctx"
@@ -458,7 +460,7 @@ async def test_server_as_async_context_manager() -> None:
 
 async def test_cancelling_serve_forever_closes_the_server() -> None:
     server = await utcp.start_server(echo_handler, HOST, 0)
-    async with asyncio.timeout(10):
+    async with deadline(10):
         task = asyncio.ensure_future(server.serve_forever())
         assert await echo_once(server.port, b"forever") == b"forever"
         task.cancel()
@@ -488,7 +490,7 @@ async def test_datagram_storm_during_transfers(make_server, raw_socket) -> None:
     storm = await raw_socket()
     rng = random.Random(2024)
     payloads = [rng.randbytes(200_000 + i) for i in range(10)]
-    async with asyncio.timeout(30):
+    async with deadline(30):
         conns = [await utcp.open_connection(HOST, server.port) for _ in payloads]
         client_ep = client_endpoint(conns[0][1])
         server_addr, client_addr = (HOST, server.port), (HOST, client_ep.local_address[1])
@@ -558,7 +560,7 @@ async def test_slow_reader_blocks_a_fast_writer(make_server) -> None:
             writer.close()
 
     server = await make_server(slow_handler, limit=4096, rcv_buf=rcv_buf)
-    async with asyncio.timeout(40):
+    async with deadline(40):
         reader, writer = await utcp.open_connection(HOST, server.port)
         tr = writer.transport
         low, high = tr.get_write_buffer_limits()
@@ -588,7 +590,7 @@ async def test_close_without_drain_still_delivers_everything(make_server) -> Non
         writer.close()
 
     server = await make_server(sink)
-    async with asyncio.timeout(20):
+    async with deadline(20):
         _, writer = await utcp.open_connection(HOST, server.port)
         writer.write(data)
         writer.close()  # like a socket's close(): buffered data still goes out, then FIN
@@ -609,7 +611,7 @@ async def test_zero_window_survives_a_stalled_reader(make_server) -> None:
             writer.close()
 
     server = await make_server(stalled, limit=4096, rcv_buf=16384)
-    async with asyncio.timeout(10):
+    async with deadline(10):
         # Zero-window probes come faster than 0.5 s apart, and only 5 unanswered ones
         # would abort the connection.
         reader, writer = await utcp.open_connection(HOST, server.port, min_rto=0.02,
@@ -636,7 +638,7 @@ async def test_reset_reaches_blocked_read_and_drain(make_server) -> None:
         writer.transport.abort()
 
     server = await make_server(stalling_handler, limit=4096, rcv_buf=16384)
-    async with asyncio.timeout(10):
+    async with deadline(10):
         reader, writer = await utcp.open_connection(HOST, server.port)
         read_task = asyncio.ensure_future(reader.read(100))
         writer.write(b"x" * (1 * MB))
@@ -660,7 +662,7 @@ async def test_reset_reaches_a_pending_read(make_server) -> None:
         writer.transport.abort()
 
     server = await make_server(handler)
-    async with asyncio.timeout(10):
+    async with deadline(10):
         reader, writer = await utcp.open_connection(HOST, server.port)
         read_task = asyncio.ensure_future(reader.read(100))
         await asyncio.sleep(0.02)
@@ -686,7 +688,7 @@ async def test_backlog_limits_half_open_connections(make_server, raw_socket) -> 
         return Segment(port, server.port, seq=1000 * port, flags=SYN, window=65535,
                        options=((MSS, 1452),))
 
-    async with asyncio.timeout(10):
+    async with deadline(10):
         for port in range(40001, 40006):
             raw.send(syn(port), addr)
         replies = await raw.collect(0.3)  # well before any SYN-ACK retransmission

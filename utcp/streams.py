@@ -28,6 +28,9 @@ _DEFAULT_LIMIT = 2**16  # asyncio's StreamReader default
 # Client connections of one loop share one endpoint (one UDP socket) per family.
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Endpoint]] = (
     weakref.WeakKeyDictionary())
+# The task creating a loop's shared endpoint, while it runs.
+_creating: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[int, asyncio.Task[Endpoint]]] = weakref.WeakKeyDictionary()
 
 
 _DEFAULTS = {socket.AF_INET: Options(), socket.AF_INET6: Options(mss=DEFAULT_MSS_IPV6)}
@@ -88,16 +91,39 @@ async def _keep(ep: Endpoint) -> None:
         await ep.wait_closed()
     finally:
         ep.close()
+        # The registry is keyed weakly by loop, but an endpoint refers to its loop:
+        # drop the entry, or every loop that ever connected stays alive.
+        eps = _shared.get(ep.loop)
+        if eps is not None:
+            for family, shared in list(eps.items()):
+                if shared is ep:
+                    del eps[family]
+            if not eps:
+                del _shared[ep.loop]
 
 
 async def _client_endpoint(loop: asyncio.AbstractEventLoop, family: int) -> Endpoint:
     eps = _shared.setdefault(loop, {})
     ep = eps.get(family)
-    if ep is None or ep.transport is None:
+    if ep is not None and ep.transport is not None:
+        return ep
+    # Concurrent first connections all wait for one endpoint, created by one task
+    # (which none of them cancels by being cancelled), and all resume together.
+    creating = _creating.setdefault(loop, {})
+    task = creating.get(family)
+    if task is None:
         any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
-        ep = await _new_endpoint(loop, (any_addr, 0), family)
-        eps[family] = ep
-    return ep
+        task = loop.create_task(_new_endpoint(loop, (any_addr, 0), family))
+        creating[family] = task
+
+        def created(t: asyncio.Task[Endpoint]) -> None:
+            if creating.get(family) is t:
+                del creating[family]
+            if not t.cancelled() and t.exception() is None:
+                eps[family] = t.result()
+
+        task.add_done_callback(created)
+    return await asyncio.shield(task)
 
 
 async def open_connection(
