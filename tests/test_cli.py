@@ -57,6 +57,14 @@ def test_demo_prints_the_ladder_of_a_whole_connection() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_demo_trace_prints_rows_live_then_the_compact_ladder() -> None:
+    result = run("demo", "--trace", "--msl", "0.1")
+    assert result.returncode == 0, result.stderr
+    live, _, compact = result.stdout.partition("with each state on the row of its cause")
+    assert "SYN seq=0" in live and "FIN" in live
+    assert "SYN seq=0" in compact and "TIME-WAIT" in compact
+
+
 def test_demo_runs_on_uvloop() -> None:
     pytest.importorskip("uvloop")
     result = run("demo", "--uvloop", "--msl", "0.1")
@@ -115,6 +123,8 @@ def test_echo_client_reports_a_silent_host_without_traceback() -> None:
     (["echo-server", "--port", "-5"], "port out of range"),
     (["demo", "--msl", "0"], "must be more than 0"),
     (["frobnicate"], "invalid choice"),
+    (["echo-client", "127.0.0.1", "--syn-retries", "300"], "syn_retries must be between"),
+    (["demo", "--msl", "inf"], "msl must be a finite number"),
 ])
 def test_bad_arguments_get_a_usage_error(args: list[str], message: str) -> None:
     result = run(*args)

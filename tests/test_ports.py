@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 import weakref
 
 import pytest
@@ -93,3 +94,23 @@ def test_finished_loops_are_not_kept_alive() -> None:
     refs = [run_and_close() for _ in range(3)]
     gc.collect()
     assert [r() for r in refs] == [None, None, None]
+
+
+async def test_local_addr_binds_a_socket_of_its_own() -> None:
+    async with deadline(20):
+        server = await utcp.start_server(echo_handler, HOST, 0)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((HOST, 0))
+            port = probe.getsockname()[1]
+        reader, writer = await utcp.open_connection(HOST, server.port, local_addr=(HOST, port),
+                                                    msl=0.01)
+        assert writer.get_extra_info("sockname") == (HOST, port)
+        ep = writer.transport.endpoint
+        writer.write(b"mine")
+        assert await reader.readexactly(4) == b"mine"
+        writer.close()
+        await writer.wait_closed()
+        assert await reader.read() == b""
+        await ep.wait_closed()  # the dedicated socket closes with its last connection
+        server.close()
+        await server.wait_closed()

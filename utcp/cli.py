@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from . import open_connection, start_server
+from .core.config import Options
 from .core.connection import Connection
 from .core.observer import NullObserver
 from .core.state import State
@@ -141,8 +142,9 @@ async def echo_client(host: str, port: int, message: str | None, count: int, tra
 # -------------------------------------------------------------------- demo
 
 
-async def demo(msl: float, options: dict[str, Any]) -> None:
-    ladder = Ladder("client", "server")
+async def demo(msl: float, trace: bool, options: dict[str, Any]) -> None:
+    live = (lambda line: print(line, flush=True)) if trace else None
+    ladder = Ladder("client", "server", live=live)
     done = asyncio.get_running_loop().create_future()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -159,25 +161,45 @@ async def demo(msl: float, options: dict[str, Any]) -> None:
     print(f"A server listens on 127.0.0.1:{server.port}. A client connects, sends 'hello'\n"
           "and half-closes; the server answers 'HELLO' to the half-closed client and\n"
           "closes. Sequence numbers are relative to each side's ISN.\n")
-    reader, writer = await open_connection("127.0.0.1", server.port,
-                                           observer=ladder.observer("client"), **opts)
-    conn: Connection = writer.transport.conn  # type: ignore[attr-defined]
+    watch = _TimeWaitWatch(ladder.observer("client"))
+    reader, writer = await open_connection("127.0.0.1", server.port, observer=watch, **opts)
     writer.write(b"hello")
     writer.write_eof()
     reply = await reader.read()
     writer.close()
     await writer.wait_closed()
     await done
-    loop = asyncio.get_running_loop()
-    entered = loop.time()
-    while conn.state is not State.CLOSED:
-        await asyncio.sleep(0.01)
-    waited = loop.time() - entered
+    waited = await watch.closed
     server.close()
     await server.wait_closed()
+    if trace:
+        print("\nThe same exchange, with each state on the row of its cause:\n")
     print(ladder.render())
     print(f"\nclient received {reply!r}; TIME-WAIT lasted {waited:.2f} s "
           f"(2 x MSL = {2 * msl:g} s), then CLOSED.")
+
+
+class _TimeWaitWatch(NullObserver):
+    """Passes a connection's events on, and measures how long its TIME-WAIT lasts."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._entered = 0.0
+        self.closed: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    def state_changed(self, conn: Connection, old: State, new: State, cause: str,
+                      now: float) -> None:
+        self._inner.state_changed(conn, old, new, cause, now)
+        if new is State.TIME_WAIT:
+            self._entered = now
+        elif new is State.CLOSED and old is State.TIME_WAIT and not self.closed.done():
+            self.closed.set_result(now - self._entered)
+
+    def segment_sent(self, conn: Connection, seg: Segment, now: float) -> None:
+        self._inner.segment_sent(conn, seg, now)
+
+    def segment_received(self, conn: Connection, seg: Segment, now: float) -> None:
+        self._inner.segment_received(conn, seg, now)
 
 
 # ------------------------------------------------------------------- main
@@ -243,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(c)
 
     d = sub.add_parser("demo", help="client and server in one process, drawn as a ladder")
+    d.add_argument("--trace", action="store_true",
+                   help="also print the ladder live, row by row, as it happens")
     common(d)
     return p
 
@@ -266,21 +290,27 @@ def run(coro: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     options: dict[str, Any] = {}
     if args.msl is not None:
         options["msl"] = args.msl
+    if args.command == "echo-client":
+        options["syn_retries"] = args.syn_retries
+    try:
+        Options(**options)  # out-of-range values are usage errors, not tracebacks
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         if args.command == "echo-server":
             run(echo_server(args.host, args.port, args.trace, options), args.uvloop)
         elif args.command == "echo-client":
             if args.port == 0:
                 raise CliError("the server port must not be 0")
-            options["syn_retries"] = args.syn_retries
             run(echo_client(args.host, args.port, args.message, args.count, args.trace,
                             options), args.uvloop)
         else:
-            run(demo(options.pop("msl", 0.5), options), args.uvloop)
+            run(demo(options.pop("msl", 0.5), args.trace, options), args.uvloop)
     except CliError as exc:
         print(f"utcp: {exc}", file=sys.stderr)
         return 1

@@ -149,12 +149,15 @@ async def open_connection(
     opts = _options(family, options)
     if local_addr is not None:
         ep = await _new_endpoint(loop, local_addr, family)
-        ep.close_when_idle()
     else:
         ep = await _client_endpoint(loop, family)
     reader = StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-    tr = ep.connect(addr, port, opts, observer)
+    try:
+        tr = ep.connect(addr, port, opts, observer)
+    finally:
+        if local_addr is not None:
+            ep.close_when_idle()  # a socket of its own: gone with its connection
     tr.set_protocol(protocol)
     await tr._wait_connected()
     return reader, StreamWriter(tr, protocol, reader, loop)
