@@ -114,3 +114,28 @@ async def test_local_addr_binds_a_socket_of_its_own() -> None:
         await ep.wait_closed()  # the dedicated socket closes with its last connection
         server.close()
         await server.wait_closed()
+
+
+async def test_connections_left_open_when_the_loop_ends_are_reset() -> None:
+    # A connection cannot outlive its loop: its peer learns at once, by RST.
+    async with deadline(20):
+        got: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await reader.read()
+                got.set_result(None)
+            except ConnectionResetError as exc:
+                got.set_result(exc)
+
+        server = await utcp.start_server(handler, HOST, 0)
+
+        async def client() -> None:
+            reader, writer = await utcp.open_connection(HOST, server.port)
+            writer.write(b"still here")
+            await writer.drain()
+
+        await asyncio.to_thread(asyncio.run, client())  # a whole program that just ends
+        assert isinstance(await got, ConnectionResetError)
+        server.close()
+        await server.wait_closed()

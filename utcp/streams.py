@@ -90,6 +90,11 @@ async def _keep(ep: Endpoint) -> None:
     try:
         await ep.wait_closed()
     finally:
+        # The loop is ending (or the socket went): a connection cannot outlive its
+        # loop the way a kernel's outlives a process, so reset the ones still open
+        # rather than leave their peers half-open until they time out.
+        for tr in list(ep.connections.values()):
+            tr.abort()
         ep.close()
         # The registry is keyed weakly by loop, but an endpoint refers to its loop:
         # drop the entry, or every loop that ever connected stays alive.
