@@ -34,6 +34,7 @@ class BatchedDatagramTransport:
         self.send_errors = 0  # datagrams the kernel refused (a full socket buffer)
         sock.setblocking(False)
         self._extra = {"socket": sock, "sockname": sock.getsockname()}
+        self._batch_done = getattr(protocol, "batch_done", None)
         loop.add_reader(sock.fileno(), self._read_ready)
         protocol.connection_made(self)  # type: ignore[arg-type]
 
@@ -49,9 +50,8 @@ class BatchedDatagramTransport:
                 self._protocol.error_received(exc)
                 break
             received(data, addr)
-        done = getattr(self._protocol, "batch_done", None)
-        if done is not None:
-            done()
+        if self._batch_done is not None:
+            self._batch_done()
 
     def sendto(self, data: bytes, addr: Any = None) -> None:
         """Send one datagram now; if the kernel has no room, drop it as a full link would."""

@@ -36,6 +36,11 @@ SOCKET_BUFFER = 4 * 1024 * 1024
 # Linux's default ephemeral port range (net.ipv4.ip_local_port_range).
 EPHEMERAL_PORTS = range(32768, 61000)
 
+# Looking up a member on an Enum class (State.CLOSED) is slow in CPython 3.11;
+# the per-segment path uses these instead.
+_CLOSED = State.CLOSED
+_TIME_WAIT = State.TIME_WAIT
+
 
 class Listener:
     """A passive open on one local port."""
@@ -129,7 +134,7 @@ class Endpoint(asyncio.DatagramProtocol):
         now = self.loop.time()
         if tr is not None:
             conn = tr.conn
-            if conn.state is State.TIME_WAIT and seg.flags & SYN and not seg.flags & ACK:
+            if conn.state is _TIME_WAIT and seg.flags & SYN and not seg.flags & ACK:
                 if self._reopen_from_time_wait(tr, seg, addr, now):
                     return
             conn.receive(seg, now)
@@ -225,8 +230,10 @@ class Endpoint(asyncio.DatagramProtocol):
     def service(self, tr: ConnectionTransport) -> None:
         """Send what ``tr``'s connection queued, deliver its events, re-arm its timer."""
         conn = tr.conn
-        segs = conn.take_segments()
+        # (conn.take_segments() and conn.take_events(), without the calls when empty.)
+        segs = conn._out
         if segs:
+            conn._out = []
             transport = self.transport
             if transport is not None:
                 addr = tr.remote_address
@@ -234,11 +241,13 @@ class Endpoint(asyncio.DatagramProtocol):
                 for s in segs:
                     sendto(encode(s), addr)
                 self.segments_out += len(segs)
-        if conn._events:
-            tr._deliver(conn.take_events())
+        events = conn._events
+        if events:
+            conn._events = []
+            tr._deliver(events)
         if tr._writing_paused:
             tr._after_service()
-        if conn.state is State.CLOSED:
+        if conn.state is _CLOSED:
             self._forget(tr)
             return
         d = conn.next_deadline()
@@ -300,12 +309,12 @@ class Endpoint(asyncio.DatagramProtocol):
             raise ConnectionError("the endpoint's socket is closed")
         if len(remote) > 2:
             remote = remote[:2]
+        now = self.loop.time()
         if local_port is None:
-            local_port = self._free_port(remote, remote_port, self.loop.time())
+            local_port = self._free_port(remote, remote_port, now)
         elif (remote, local_port, remote_port) in self.connections:
             raise OSError(f"local port {local_port} is already connected to "
                           f"{remote[0]}:{remote_port}")
-        now = self.loop.time()
         iss = self._isn(self.local_address, local_port, remote, remote_port, now)
         conn = Connection(local_port, remote_port, iss=iss, options=options, observer=observer)
         conn.coalesce_acks = self._coalesce
@@ -333,7 +342,7 @@ class Endpoint(asyncio.DatagramProtocol):
             if tr is None:
                 if p not in listeners:
                     return p
-            elif tr.conn.state is State.TIME_WAIT and tr.conn.may_reuse(
+            elif tr.conn.state is _TIME_WAIT and tr.conn.may_reuse(
                     now, self._isn(self.local_address, p, remote, remote_port, now)):
                 self._forget(tr)
                 return p

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 # asyncio's defaults for a transport's write buffer.
 DEFAULT_HIGH_WATER = 64 * 1024
 
+_CLOSED = State.CLOSED  # (an Enum class lookup is slow in CPython 3.11)
+
 _TIMEOUT_MESSAGES = {
     "syn": "connection timed out: no answer to SYN",
     "synack": "connection timed out: no ACK for SYN-ACK",
@@ -189,7 +191,7 @@ class ConnectionTransport(asyncio.Transport):
         self._closing = True
         self._flush()
         conn = self.conn
-        if conn.state is not State.CLOSED:
+        if conn.state is not _CLOSED:
             conn.close(self._loop.time())
             self._endpoint.service(self)
         self._lose(None, soon=True)
@@ -228,7 +230,11 @@ class ConnectionTransport(asyncio.Transport):
         if self._flush_handle is None:
             # Writes made in one loop iteration leave as one stream of full segments.
             self._flush_handle = self._loop.call_soon(self._flush)
-        if not self._writing_paused and self.get_write_buffer_size() > self._high:
+        # The connection's whole send buffer bounds its unsent part: most writes
+        # are decided without computing that part.
+        if (not self._writing_paused
+                and self._pending_size + len(self.conn._sndbuf) > self._high
+                and self.get_write_buffer_size() > self._high):
             self._writing_paused = True
             if self._protocol is not None:
                 self._protocol.pause_writing()
@@ -257,7 +263,7 @@ class ConnectionTransport(asyncio.Transport):
             return
         self._eof = True
         self._flush()
-        if self.conn.state is not State.CLOSED:
+        if self.conn.state is not _CLOSED:
             self.conn.shutdown(self._loop.time())
             self._endpoint.service(self)
 
@@ -268,7 +274,7 @@ class ConnectionTransport(asyncio.Transport):
         """Reset the connection (RST) and drop anything unsent."""
         self._pending.clear()
         self._pending_size = 0
-        if self.conn.state is not State.CLOSED:
+        if self.conn.state is not _CLOSED:
             self.conn.abort(self._loop.time())
             self._endpoint.service(self)
         self._closing = True

@@ -24,6 +24,12 @@ from .rtt import RttEstimator
 from .state import State
 from .wire import ACK, FIN, MSS, PSH, RST, SYN, WSCALE, Segment
 
+# For sequence arithmetic inlined on the per-segment path: each such expression is
+# the body of the seq function named in its comment, spelled out to save the call.
+_MOD = sq.MOD
+_MASK = sq.MASK
+_HALF = sq.HALF
+
 CLOSED = State.CLOSED
 LISTEN = State.LISTEN
 SYN_SENT = State.SYN_SENT
@@ -36,11 +42,14 @@ CLOSING = State.CLOSING
 LAST_ACK = State.LAST_ACK
 TIME_WAIT = State.TIME_WAIT
 
+# State sets are tuples, not frozensets: Enum's __hash__ is a Python function, so a
+# set lookup costs a Python call, while ``in`` on a tuple compares by identity first
+# (most common state first). These tests run for every segment.
 # States in which received text is delivered (3.10.7.4, seventh step).
-_RECEIVE_TEXT = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+_RECEIVE_TEXT = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
 # States in which our send side may still carry data or a FIN.
-_SEND_OPEN = frozenset({ESTABLISHED, CLOSE_WAIT})
-_SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
+_SEND_OPEN = (ESTABLISHED, CLOSE_WAIT)
+_SENDING = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK)
 # Duplicate ACKs that trigger fast retransmit (RFC 5681 3.2).
 _DUPACK_THRESHOLD = 3
 # RFC 1122 4.2.2.6: without an MSS option, assume 536.
@@ -209,10 +218,20 @@ class Connection:
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`handle_timer` must be called, or None."""
-        best = None
-        for t in (self._rtx_at, self._persist_at, self._ack_at, self._close_at, self._ka_at):
-            if t is not None and (best is None or t < best):
-                best = t
+        # Unrolled: the endpoint asks after every event on the connection.
+        best = self._rtx_at
+        t = self._persist_at
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._ack_at
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._close_at
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._ka_at
+        if t is not None and (best is None or t < best):
+            best = t
         return best
 
     # ----------------------------------------------------------------- queries
@@ -466,7 +485,8 @@ class Connection:
             self._receive_syn_sent(seg, now)
         else:
             self._receive_other(seg, now)
-        self._flush_ack(now)
+        if self._ack_now:
+            self._send_ack(now)
 
     def _receive_listen(self, seg: Segment, now: float) -> None:
         f = seg.flags
@@ -571,17 +591,19 @@ class Connection:
                 seg_seq = sq.add(seg_seq, 1)
 
         # First: sequence number acceptable? (3.10.7.4, table 6)
-        rcv_wnd = sq.sub(self._rcv_adv, rcv_nxt)
-        if rcv_wnd < 0:
+        rcv_wnd = (self._rcv_adv - rcv_nxt) & _MASK  # max(sq.sub(RCV.ADV, RCV.NXT), 0)
+        if rcv_wnd >= _HALF:
             rcv_wnd = 0
         seg_len = len(payload) + (f & SYN and 1) + (f & FIN and 1)
         if seg_len == 0:
-            ok = seg_seq == rcv_nxt if rcv_wnd == 0 else sq.in_window(seg_seq, rcv_nxt, rcv_wnd)
+            # sq.in_window(seg_seq, rcv_nxt, rcv_wnd)
+            ok = seg_seq == rcv_nxt if rcv_wnd == 0 else (seg_seq - rcv_nxt) & _MASK < rcv_wnd
         elif rcv_wnd == 0:
             ok = False
         else:
-            ok = sq.in_window(seg_seq, rcv_nxt, rcv_wnd) or sq.in_window(
-                sq.add(seg_seq, seg_len - 1), rcv_nxt, rcv_wnd)
+            # sq.in_window() of the first or the last byte
+            ok = ((seg_seq - rcv_nxt) & _MASK < rcv_wnd
+                  or (seg_seq + seg_len - 1 - rcv_nxt) & _MASK < rcv_wnd)
         if not ok:
             if f & RST:
                 return
@@ -603,8 +625,9 @@ class Connection:
             self._ack_now = True
             return
 
-        if self.options.keepalive:
-            self._ka_at = now + self.options.keepalive_idle  # anything heard resets idle
+        opts = self.options
+        if opts.keepalive:
+            self._ka_at = now + opts.keepalive_idle  # anything heard resets idle
             self._probes = 0
 
         # Second: RST (RFC 5961 3.2: only an exact match resets).
@@ -644,22 +667,25 @@ class Connection:
                 self._emit(Segment(self.local_port, self.remote_port, ack, 0, RST), now)
                 return
 
-        if sq.gt(ack, self.snd_max):
+        snd_una = self.snd_una
+        snd_max = self.snd_max
+        if (snd_max - ack) & _MASK >= _HALF:  # sq.gt(ack, snd_max)
             # 3.10.7.4: acknowledges something not yet sent.
             self._ack_now = True
             return
-        if sq.lt(ack, sq.add(self.snd_una, -max(self.max_snd_wnd, 1))):
+        # sq.lt(ack, sq.add(snd_una, -max(max_snd_wnd, 1)))
+        if (ack - snd_una + max(self.max_snd_wnd, 1)) & _MASK >= _HALF:
             # RFC 5961 5.2: far too old to be genuine.
             self._challenge_ack(now)
             return
 
         self._probes = 0
-        snd_una = self.snd_una
         window = seg.window << wshift
-        if sq.gt(ack, snd_una):
+        new_ack = (snd_una - ack) & _MASK >= _HALF  # sq.gt(ack, snd_una)
+        if new_ack:
             self._on_new_ack(ack, now)
         elif ack == snd_una and not payload and not f & FIN and window == self.snd_wnd \
-                and sq.lt(snd_una, self.snd_max):
+                and (snd_una - snd_max) & _MASK >= _HALF:  # sq.lt(snd_una, snd_max)
             self._on_dupack(now)
 
         # Window update (3.10.7.4, fifth step): only if SND.UNA =< SEG.ACK, and then
@@ -667,8 +693,11 @@ class Connection:
         # peer that sends pure ACKs at SND.MAX (BSD does, and so do we) and then
         # retransmits older data would otherwise have that data's windows ignored,
         # and SND.UNA + SND.WND would run past the edge it offered.
-        if sq.ge(ack, snd_una) and (sq.gt(ack, snd_una) or sq.lt(self.snd_wl1, seg_seq) or (
-            self.snd_wl1 == seg_seq and sq.le(self.snd_wl2, ack)
+        # (SND.UNA here is its value before this ACK; sq.ge(ack, snd_una) is
+        # ack == snd_una or new_ack.)
+        if new_ack or (ack == snd_una and (
+            (self.snd_wl1 - seg_seq) & _MASK >= _HALF  # sq.lt(SND.WL1, seg_seq)
+            or (self.snd_wl1 == seg_seq and sq.le(self.snd_wl2, ack))
         )):
             self.snd_wnd = window
             self.snd_wl1 = seg_seq
@@ -680,8 +709,9 @@ class Connection:
                 self.rtt.reset_backoff()
 
         st = self.state
-        fin_acked = self._fin_seq is not None and sq.gt(self.snd_una, self._fin_seq)
-        if fin_acked:
+        fin_seq = self._fin_seq
+        # sq.gt(SND.UNA, fin_seq)
+        if fin_seq is not None and (fin_seq - self.snd_una) & _MASK >= _HALF:
             if st is FIN_WAIT_1:
                 self._set_state(FIN_WAIT_2, "ACK of FIN", now)
                 if self._orphaned:
@@ -705,7 +735,7 @@ class Connection:
 
         # Eighth: FIN.
         if f & FIN:
-            fin_at = sq.add(seg_seq, len(payload))
+            fin_at = (seg_seq + len(payload)) & _MASK  # sq.add()
             if fin_at == self.rcv_nxt:
                 self._on_fin(now)
             elif st in _RECEIVE_TEXT and sq.in_window(
@@ -717,17 +747,23 @@ class Connection:
         self._output(now)
 
     def _on_new_ack(self, ack: int, now: float) -> None:
-        acked = sq.sub(ack, self.snd_una)
-        flight = sq.sub(self.snd_max, self.snd_una)  # before this ACK
+        snd_una = self.snd_una
+        snd_max = self.snd_max
+        # The caller checked SND.UNA < ACK =< SND.MAX, and SND.MAX - SND.UNA (at most
+        # a window) is far below 2**31: these masked differences equal sq.sub()'s.
+        acked = (ack - snd_una) & _MASK
+        flight = (snd_max - snd_una) & _MASK  # before this ACK
         self.snd_una = ack
-        if sq.lt(self.snd_nxt, ack):
+        if (self.snd_nxt - ack) & _MASK >= _HALF:  # sq.lt(snd_nxt, ack)
             self.snd_nxt = ack
-        data_acked = min(acked, len(self._sndbuf))
+        buf = self._sndbuf
+        data_acked = min(acked, len(buf))
         if data_acked > 0:
-            self._sndbuf.ack(data_acked)
+            buf.ack(data_acked)
         self._retries = 0
         # RFC 6298 (2.x) with Karn's rule: sample only a segment sent once.
-        if self._rtt_seq is not None and sq.gt(ack, self._rtt_seq):
+        rtt_seq = self._rtt_seq
+        if rtt_seq is not None and (rtt_seq - ack) & _MASK >= _HALF:  # sq.gt(ack, rtt_seq)
             self.rtt.sample(now - self._rtt_sent)
             self._rtt_seq = None
         else:
@@ -755,7 +791,7 @@ class Connection:
                     cc.cwnd < cc.ssthresh and 2 * flight >= cc.cwnd):
                 cc.on_ack(acked)
         # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
-        if self.snd_una == self.snd_max:
+        if ack == snd_max:
             self._rtx_at = None
         else:
             self._rtx_at = now + self.rtt.rto
@@ -792,30 +828,36 @@ class Connection:
 
     def _receive_text(self, seg_seq: int, payload: bytes, now: float) -> None:
         rcv_nxt = self.rcv_nxt
-        off = sq.sub(rcv_nxt, seg_seq)
-        if off > 0:
-            # Trim what we already have (a partial retransmission).
-            payload = payload[off:]
-            seg_seq = rcv_nxt
+        if seg_seq != rcv_nxt:
+            off = sq.sub(rcv_nxt, seg_seq)
+            if off > 0:
+                # Trim what we already have (a partial retransmission).
+                payload = payload[off:]
+                seg_seq = rcv_nxt
         # Never hold more than the window we offered.
-        room = sq.sub(self._rcv_adv, seg_seq)
-        if len(payload) > room:
+        n = len(payload)
+        room = (self._rcv_adv - seg_seq) & _MASK  # sq.sub(RCV.ADV, seg_seq)
+        if room >= _HALF:
+            room -= _MOD
+        if n > room:
             payload = payload[:max(room, 0)]
-        if not payload:
+            n = len(payload)
+        if not n:
             return
         counters = self.counters
-        counters.bytes_in += len(payload)
+        counters.bytes_in += n
         if seg_seq != rcv_nxt:
             counters.out_of_order += 1
             self._ooo.add(seg_seq, payload, rcv_nxt)
             # RFC 5681 4.2: an out-of-order segment is ACKed at once (a duplicate ACK).
             self._ack_now = True
             return
-        rcv_nxt = sq.add(rcv_nxt, len(payload))
+        rcv_nxt = (rcv_nxt + n) & _MASK  # sq.add()
         if self._ooo.size:
             more = self._ooo.pop_ready(rcv_nxt)
             if more:
                 payload += more
+                n += len(more)
                 rcv_nxt = sq.add(rcv_nxt, len(more))
                 self._ack_now = True  # a hole was filled: tell the sender at once
         self.rcv_nxt = rcv_nxt
@@ -823,10 +865,11 @@ class Connection:
             self._rcvbuf += payload
         else:
             self._events.append(DataReceived(payload))
-        self._ack_pending += len(payload)
+        pending = self._ack_pending + n
+        self._ack_pending = pending
         # RFC 5681 4.2: ACK at least every second full-sized segment, "full-sized"
         # being what the peer sends: no more than either side's MSS.
-        if self._ack_pending >= 2 * min(self.options.mss, self.send_mss):
+        if pending >= 2 * min(self.options.mss, self.send_mss):
             if self.coalesce_acks:
                 self._ack_at_batch_end = True  # one ACK for the whole batch (see flush_acks)
             else:
@@ -887,14 +930,17 @@ class Connection:
     # ----------------------------------------------------------------- output
 
     def _make(self, seq: int, flags: int, payload: bytes = b"") -> Segment:
-        """A segment from us carrying the current ACK and window."""
-        return Segment(self.local_port, self.remote_port, seq, self.rcv_nxt, flags,
-                       self._window_field(), 0, (), payload)
+        """A segment from us carrying the current ACK and window.
 
-    def _window_field(self) -> int:
-        """The window to advertise, scaled, never shrinking the right edge (3.8.6.2.2)."""
-        wnd = self.rcv_wnd
-        edge = sq.sub(self._rcv_adv, self.rcv_nxt)
+        The window field is scaled and never shrinks the right edge (3.8.6.2.2).
+        """
+        rcv_nxt = self.rcv_nxt
+        wnd = self.options.rcv_buf - len(self._rcvbuf) - self._ooo.size  # self.rcv_wnd
+        if wnd < 0:
+            wnd = 0
+        edge = (self._rcv_adv - rcv_nxt) & _MASK  # sq.sub(RCV.ADV, rcv_nxt)
+        if edge >= _HALF:
+            edge -= _MOD
         shift = self._rcv_wscale
         field = wnd >> shift
         if field << shift < edge:
@@ -903,8 +949,9 @@ class Connection:
             field = (edge + (1 << shift) - 1) >> shift
         if field > 0xFFFF:
             field = 0xFFFF
-        self._rcv_adv = sq.add(self.rcv_nxt, field << shift)
-        return field
+        self._rcv_adv = (rcv_nxt + (field << shift)) & _MASK  # sq.add()
+        return Segment(self.local_port, self.remote_port, seq, rcv_nxt, flags,
+                       field, 0, (), payload)
 
     def _send_syn(self, now: float, *, ack: bool, retransmit: bool = False) -> None:
         opts: tuple = ((MSS, self.options.mss),)
@@ -940,10 +987,6 @@ class Connection:
             if self._ack_pending:
                 self._send_ack(now)
 
-    def _flush_ack(self, now: float) -> None:
-        if self._ack_now:
-            self._send_ack(now)
-
     def _emit(self, seg: Segment, now: float) -> None:
         if seg.flags & ACK:
             # Every segment carrying our ACK satisfies any pending or delayed ACK.
@@ -960,30 +1003,42 @@ class Connection:
         """Send whatever data and FIN the windows allow (3.8.6, RFC 5681, RFC 896)."""
         st = self.state
         if st not in _SENDING:
-            self._flush_ack(now)
+            if self._ack_now:
+                self._send_ack(now)
             return
         buf = self._sndbuf
+        # Neither the buffer's start nor its length changes while sending.
+        start = buf.start
+        buffered = len(buf)
         mss = self.send_mss
         fin_seq = self._fin_seq
+        snd_nxt = self.snd_nxt
         sent_any = False
         while True:
-            snd_nxt = self.snd_nxt
-            off = sq.sub(snd_nxt, buf.start)
-            avail = len(buf) - off
+            off = (snd_nxt - start) & _MASK  # sq.sub(snd_nxt, start)
+            if off >= _HALF:
+                off -= _MOD
+            avail = buffered - off
             if avail < 0:
                 avail = 0
-            fin_due = fin_seq is not None and sq.le(snd_nxt, fin_seq)
+            # sq.le(snd_nxt, fin_seq)
+            fin_due = fin_seq is not None and (
+                snd_nxt == fin_seq or (snd_nxt - fin_seq) & _MASK >= _HALF)
             if avail == 0 and not fin_due:
                 break
-            wnd = min(self.snd_wnd, self.cc.cwnd)
-            in_flight = sq.sub(snd_nxt, self.snd_una)
-            usable = wnd - in_flight
-            n = min(avail, mss)
+            snd_wnd = self.snd_wnd
+            cwnd = self.cc.cwnd
+            snd_una = self.snd_una
+            snd_max = self.snd_max
+            in_flight = (snd_nxt - snd_una) & _MASK  # sq.sub(snd_nxt, snd_una)
+            if in_flight >= _HALF:
+                in_flight -= _MOD
+            usable = (snd_wnd if snd_wnd < cwnd else cwnd) - in_flight
+            n = avail if avail < mss else mss
             if n > usable:
                 n = max(usable, 0)
                 if n == 0 and avail:
-                    if self.snd_wnd == 0 and self.snd_una == self.snd_max \
-                            and self._persist_at is None:
+                    if snd_wnd == 0 and snd_una == snd_max and self._persist_at is None:
                         # 3.8.6.1: zero window, nothing in flight: probe it.
                         self._persist_at = now + self.rtt.rto
                     break
@@ -992,7 +1047,7 @@ class Connection:
                 if n < avail and n < mss and in_flight and n < self.max_snd_wnd // 2:
                     break
             if (not self.options.nodelay and n < mss and in_flight > 0
-                    and sq.ge(snd_nxt, self.snd_max)
+                    and sq.ge(snd_nxt, snd_max)
                     and not (fin_due and n == avail)):
                 break  # Nagle: one small segment in flight at a time
             flags = ACK
@@ -1002,8 +1057,7 @@ class Connection:
             if fin_due and n == avail:
                 flags |= FIN
             seg = self._make(snd_nxt, flags, payload)
-            is_rtx = sq.lt(snd_nxt, self.snd_max)
-            if is_rtx:
+            if (snd_nxt - snd_max) & _MASK >= _HALF:  # sq.lt(snd_nxt, snd_max): resent
                 self.counters.retransmissions += 1
             else:
                 self.counters.bytes_out += n
@@ -1012,16 +1066,17 @@ class Connection:
                     self._rtt_sent = now
             self._emit(seg, now)
             sent_any = True
-            self.snd_nxt = sq.add(snd_nxt, n + (1 if flags & FIN else 0))
-            if sq.gt(self.snd_nxt, self.snd_max):
-                self.snd_max = self.snd_nxt
+            snd_nxt = self.snd_nxt = (snd_nxt + n + (1 if flags & FIN else 0)) & _MASK
+            if (snd_max - snd_nxt) & _MASK >= _HALF:  # sq.gt(snd_nxt, snd_max)
+                self.snd_max = snd_nxt
             if flags & FIN:
                 break
         if sent_any:
             self._persist_at = None
             if self._rtx_at is None:
                 self._rtx_at = now + self.rtt.rto
-        self._flush_ack(now)
+        if self._ack_now:
+            self._send_ack(now)
 
     # ------------------------------------------------------------- transitions
 
