@@ -85,15 +85,38 @@ def test_pair_clean_link_no_retransmissions():
     assert 60 < p.now < 61
 
 
-@pytest.mark.parametrize("loss", [0.0, 0.05])
-def test_pair_sequence_numbers_wrap(loss):
-    client_iss, server_iss = MOD - 1000, MOD - 300_000
+# Where 2**32 falls in each direction's sequence space: on the SYN, inside the
+# first segment, deep in the transfer, on the last data byte, on the FIN. The
+# per-segment path spells out its sequence arithmetic (utcp/core/connection.py):
+# these runs check that every such expression agrees with utcp.core.seq wherever
+# the wrap lands, through loss, duplication and reordering.
+WRAP_POINTS = {
+    "on-syn": MOD - 1,
+    "in-first-segment": MOD - 100,
+    "mid-transfer": MOD - 300_000,
+    "on-last-byte": MOD - MB,
+    "on-fin": MOD - MB - 1,
+}
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.05, 0.2])
+@pytest.mark.parametrize("client_at, server_at", [
+    ("in-first-segment", "mid-transfer"),
+    ("on-syn", "on-fin"),
+    ("on-last-byte", "on-syn"),
+    ("on-fin", "in-first-segment"),
+])
+def test_pair_sequence_numbers_wrap(loss, client_at, server_at):
+    client_iss, server_iss = WRAP_POINTS[client_at], WRAP_POINTS[server_at]
     p, payload, obs = transfer(loss=loss, dup=0.05, reorder=0.1, seed=7,
                                client_iss=client_iss, server_iss=server_iss)
     assert_clean_finish(p, payload, obs)
     # Both directions crossed 2**32 and ended on a small number.
     assert p.client.snd_una < client_iss and p.server.snd_una < server_iss
     assert p.client.snd_una == (client_iss + MB + 2) % MOD  # SYN, data, FIN
+    assert p.server.snd_una == (server_iss + MB + 2) % MOD
+    # New data is told apart from retransmissions across the wrap too.
+    assert p.client.counters.bytes_out == p.server.counters.bytes_out == MB
 
 
 def test_pair_short_msl():
