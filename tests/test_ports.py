@@ -129,13 +129,18 @@ async def test_connections_left_open_when_the_loop_ends_are_reset() -> None:
                 got.set_result(exc)
 
         server = await utcp.start_server(handler, HOST, 0)
+        # The program keeps its writer until the end (a writer dropped earlier is
+        # closed by its __del__, which sends FIN: an orderly close, not this case).
+        kept: list[asyncio.StreamWriter] = []
 
         async def client() -> None:
             reader, writer = await utcp.open_connection(HOST, server.port)
+            kept.append(writer)
             writer.write(b"still here")
             await writer.drain()
 
         await asyncio.to_thread(asyncio.run, client())  # a whole program that just ends
         assert isinstance(await got, ConnectionResetError)
+        assert kept[0].transport.is_closing()
         server.close()
         await server.wait_closed()
