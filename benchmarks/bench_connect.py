@@ -331,8 +331,8 @@ def main(argv: list[str] | None = None) -> None:
         entries, per = run_on(_time_wait_memory(300), "asyncio")
         print(f"memory per utcp TIME-WAIT entry (tracemalloc, {entries} entries): {per} bytes")
         print("the table keeps each entry 2 MSL = 60 s, so at R conn/s it holds up to 60*R "
-              "entries; once the 28232 ephemeral ports toward one server are all taken, "
-              "4-tuples in TIME-WAIT for 1 s or more are reused (as Linux's tcp_tw_reuse)")
+              "entries; 4-tuples in TIME-WAIT are not reused, so past 28232 cycles toward one "
+              "server within 60 s, open_connection fails with EADDRNOTAVAIL")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ earliest. Nothing here implements TCP; that is :mod:`utcp.core`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import heapq
 import itertools
 import random
@@ -311,9 +312,9 @@ class Endpoint(asyncio.DatagramProtocol):
             remote = remote[:2]
         now = self.loop.time()
         if local_port is None:
-            local_port = self._free_port(remote, remote_port, now)
+            local_port = self._free_port(remote, remote_port)
         elif (remote, local_port, remote_port) in self.connections:
-            raise OSError(f"local port {local_port} is already connected to "
+            raise OSError(errno.EADDRINUSE, f"local port {local_port} is already connected to "
                           f"{remote[0]}:{remote_port}")
         iss = self._isn(self.local_address, local_port, remote, remote_port, now)
         conn = Connection(local_port, remote_port, iss=iss, options=options, observer=observer)
@@ -324,8 +325,13 @@ class Endpoint(asyncio.DatagramProtocol):
         self.service(tr)
         return tr
 
-    def _free_port(self, remote: Address, remote_port: int, now: float) -> int:
-        """A local port toward (remote, remote_port): free, or else a reusable TIME-WAIT."""
+    def _free_port(self, remote: Address, remote_port: int) -> int:
+        """A local port with no connection toward (remote, remote_port).
+
+        A 4-tuple in TIME-WAIT is not reused while TIME-WAIT lasts: without
+        timestamps (RFC 6191) a late segment of the old connection could not be
+        told from the new one's.
+        """
         ports = EPHEMERAL_PORTS
         n = len(ports)
         conns = self.connections
@@ -338,15 +344,10 @@ class Endpoint(asyncio.DatagramProtocol):
         start = random.randrange(n)
         for i in range(n):
             p = ports[(start + i) % n]
-            tr = conns.get((remote, p, remote_port))
-            if tr is None:
-                if p not in listeners:
-                    return p
-            elif tr.conn.state is _TIME_WAIT and tr.conn.may_reuse(
-                    now, self._isn(self.local_address, p, remote, remote_port, now)):
-                self._forget(tr)
+            if (remote, p, remote_port) not in conns and p not in listeners:
                 return p
-        raise OSError(f"no free local port toward {remote[0]}:{remote_port}: "
+        raise OSError(errno.EADDRNOTAVAIL,
+                      f"no free local port toward {remote[0]}:{remote_port}: "
                       f"all {n} are in use or in TIME-WAIT")
 
     def listen(self, port: int, backlog: int, options: Options,

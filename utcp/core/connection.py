@@ -58,8 +58,6 @@ _DEFAULT_PEER_MSS = 536
 _MAX_WSCALE = 14
 # RFC 6298 5.7: the RTO for data when the handshake gave no RTT sample.
 _SYN_FALLBACK_RTO = 3.0
-# Least time in TIME-WAIT before the 4-tuple may be reused (Linux's tcp_tw_reuse).
-_TW_REUSE_AFTER = 1.0
 # Least time between replies to unacceptable bare ACKs (Linux: 500 ms).
 _OOW_ACK_INTERVAL = 0.5
 
@@ -119,7 +117,7 @@ class Connection:
         "_fin_received", "_fin_seq", "_ka_at", "_last_oow_ack", "_ooo", "_ooo_fin",
         "_orphaned", "_out", "_peer_offered_wscale", "_persist_at", "_probes", "_rcv_adv",
         "_rcv_wscale", "_rcvbuf", "_reading_paused", "_retries", "_rtt_sent", "_rtt_seq",
-        "_rtx_at", "_snd_wscale", "_sndbuf", "_time_wait_since", "_was_listening",
+        "_rtx_at", "_snd_wscale", "_sndbuf", "_was_listening",
     )
 
     def __init__(
@@ -196,7 +194,6 @@ class Connection:
         self._probes = 0  # unanswered keepalive or zero-window probes
         self._last_oow_ack = float("-inf")
         self._orphaned = False  # close() called: nobody will read any more
-        self._time_wait_since = 0.0
 
         self._out: list[Segment] = []
         self._events: list[Event] = []
@@ -909,18 +906,6 @@ class Connection:
         self._persist_at = None
         self._ka_at = None
         self._close_at = now + 2 * self.options.msl
-        self._time_wait_since = now
-
-    def may_reuse(self, now: float, new_iss: int) -> bool:
-        """Whether a new connection may take over this one's 4-tuple in TIME-WAIT.
-
-        Like Linux's tcp_tw_reuse: once TIME-WAIT has lasted a second, and provided
-        the new ISN lies beyond everything this connection sent, so that a peer
-        still holding state can tell the new SYN apart (RFC 9293 3.10.7.4,
-        RFC 6191 without timestamps).
-        """
-        return (self.state is TIME_WAIT and now - self._time_wait_since >= _TW_REUSE_AFTER
-                and sq.gt(new_iss, self.snd_max))
 
     def _report_closed(self) -> None:
         if not self._closed_reported:
