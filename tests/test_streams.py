@@ -598,6 +598,52 @@ async def test_close_without_drain_still_delivers_everything(make_server) -> Non
         assert sha(await received) == sha(data)
 
 
+async def test_wait_closed_returns_once_the_peer_has_everything(make_server) -> None:
+    # asyncio's promise for wait_closed(): all data flushed before the program exits.
+    # A utcp connection ends with its loop (reset), so wait_closed() waits for the
+    # ACK of the FIN: a program that returns right after it has lost nothing.
+    data = random.Random(9).randbytes(2 * MB)
+    received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def sink(reader, writer):
+        try:
+            received.set_result(await read_all(reader))
+        except ConnectionError as exc:
+            received.set_exception(exc)
+        writer.close()
+
+    server = await make_server(sink)
+    states: list[str] = []
+
+    async def program() -> None:
+        _, writer = await utcp.open_connection(HOST, server.port)
+        writer.write(data)
+        writer.close()  # no drain(): close() sends what is buffered, then FIN
+        await writer.wait_closed()
+        states.append(state(writer))
+        assert writer.get_extra_info("utcp")["unacked"] == 0
+
+    async with deadline(20):
+        await asyncio.to_thread(asyncio.run, program())  # returns, and its loop ends
+        assert sha(await received) == sha(data)
+    assert states[0] in ("FIN-WAIT-2", "TIME-WAIT", "CLOSED")
+
+
+async def test_wait_closed_raises_when_the_fin_is_never_acknowledged(make_server) -> None:
+    server = await make_server(echo_handler)
+    async with deadline(10):
+        reader, writer = await utcp.open_connection(HOST, server.port, data_retries=2,
+                                                    min_rto=0.05, initial_rto=0.05)
+        writer.write(b"x")
+        assert await reader.readexactly(1) == b"x"
+        server._endpoint.close()  # the server's host goes silent
+        writer.write(b"lost")
+        writer.close()
+        with pytest.raises(TimeoutError, match="not acknowledged"):
+            await writer.wait_closed()
+        assert client_endpoint(writer).statistics()["connections"] == {}
+
+
 async def test_zero_window_survives_a_stalled_reader(make_server) -> None:
     go = asyncio.Event()
 

@@ -41,6 +41,7 @@ EPHEMERAL_PORTS = range(32768, 61000)
 # the per-segment path uses these instead.
 _CLOSED = State.CLOSED
 _TIME_WAIT = State.TIME_WAIT
+_FIN_UNACKED = (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
 
 
 class Listener:
@@ -248,6 +249,8 @@ class Endpoint(asyncio.DatagramProtocol):
             tr._deliver(events)
         if tr._writing_paused:
             tr._after_service()
+        if tr._closing_wait and conn.state not in _FIN_UNACKED:
+            tr._fin_acked()
         if conn.state is _CLOSED:
             self._forget(tr)
             return

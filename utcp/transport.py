@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 DEFAULT_HIGH_WATER = 64 * 1024
 
 _CLOSED = State.CLOSED  # (an Enum class lookup is slow in CPython 3.11)
+# States in which our FIN is sent (or queued) and not yet acknowledged.
+_FIN_UNACKED = (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
 
 _TIMEOUT_MESSAGES = {
     "syn": "connection timed out: no answer to SYN",
@@ -53,6 +55,7 @@ class ConnectionTransport(asyncio.Transport):
         self._pending_size = 0
         self._flush_handle: asyncio.Handle | None = None
         self._closing = False
+        self._closing_wait = False  # closed; connection_lost waits for the FIN's ACK
         self._eof = False
         self._made = False  # connection_made delivered
         self._lost = False  # connection_lost delivered (or due)
@@ -69,12 +72,12 @@ class ConnectionTransport(asyncio.Transport):
     def _deliver(self, events: list[Any]) -> None:
         for ev in events:
             if isinstance(ev, DataReceived):
-                if self._protocol is not None and not self._lost:
+                if self._protocol is not None and not self._lost and not self._closing_wait:
                     self._protocol.data_received(ev.data)  # type: ignore[attr-defined]
             elif isinstance(ev, Connected):
                 self._on_connected()
             elif isinstance(ev, EndOfStream):
-                if self._protocol is not None and not self._lost:
+                if self._protocol is not None and not self._lost and not self._closing_wait:
                     keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
                     if not keep_open:
                         self.close()
@@ -194,7 +197,19 @@ class ConnectionTransport(asyncio.Transport):
         if conn.state is not _CLOSED:
             conn.close(self._loop.time())
             self._endpoint.service(self)
-        self._lose(None, soon=True)
+        if conn.state in _FIN_UNACKED:
+            # wait_closed() resolves once the peer has everything, FIN included (the
+            # endpoint calls _fin_acked), or with the error that ended the connection:
+            # a connection cannot outlive its loop, so this is the program's one way
+            # to know its data arrived before it exits.
+            self._closing_wait = True
+        else:
+            self._lose(None, soon=True)
+
+    def _fin_acked(self) -> None:
+        """Our FIN was acknowledged (or the connection ended) after close()."""
+        self._closing_wait = False
+        self._lose(None)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
