@@ -7,6 +7,7 @@ bounded in time, so a hang is a failure, not a stuck run.
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 import socket
 from collections import Counter
@@ -25,7 +26,7 @@ from conftest import (
 )
 
 import utcp
-from utcp.core.wire import ACK, MSS, RST, SYN, BadChecksum, Segment, decode, encode
+from utcp.core.wire import ACK, FIN, MSS, RST, SYN, BadChecksum, Segment, decode, encode
 
 try:
     import uvloop
@@ -195,8 +196,9 @@ async def test_connection_refused_after_server_close(make_server) -> None:
         assert await reader.readexactly(5) == b"hello"  # the server has it too
         server.close()  # the endpoint's socket lives on for the open connection
         assert not server.is_serving()
-        with pytest.raises(ConnectionRefusedError):
+        with pytest.raises(ConnectionRefusedError) as refused:
             await utcp.open_connection(HOST, server.port)
+        assert refused.value.errno == errno.ECONNREFUSED  # as the kernel's error carries
         stats = server.statistics()
         assert stats["resets_sent"] == 1
         assert stats["drops"]["no-connection"] == 1
@@ -243,9 +245,10 @@ async def test_syn_timeout_against_a_silent_socket(raw_socket) -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
     async with deadline(10):
-        with pytest.raises(TimeoutError, match="SYN"):
+        with pytest.raises(TimeoutError, match="SYN") as timed_out:
             await utcp.open_connection(HOST, silent.port, syn_retries=2,
                                        initial_rto=0.05, min_rto=0.05)
+        assert timed_out.value.errno == errno.ETIMEDOUT
     elapsed = loop.time() - start
     # SYN, retries after 0.05 and then 0.1 s, given up 0.2 s later.
     assert elapsed >= 0.35 - 0.01
@@ -714,8 +717,9 @@ async def test_reset_reaches_a_pending_read(make_server) -> None:
         await asyncio.sleep(0.02)
         assert not read_task.done()
         writer.write(b"hello")
-        with pytest.raises(ConnectionResetError, match="reset"):
+        with pytest.raises(ConnectionResetError, match="reset") as reset:
             await read_task
+        assert reset.value.errno == errno.ECONNRESET
         with pytest.raises(ConnectionResetError):
             writer.write(b"again")
             await writer.drain()
@@ -753,6 +757,70 @@ async def test_backlog_limits_half_open_connections(make_server, raw_socket) -> 
         for port, seg in ((40002, 40002001), (40003, 40003001)):
             raw.send(Segment(port, server.port, seq=seg, flags=RST), addr)
         assert await echo_once(server.port, b"through") == b"through"
+
+
+async def test_syn_reopening_time_wait_respects_the_backlog(make_server, raw_socket) -> None:
+    async def close_at_once(reader, writer):
+        writer.close()
+
+    server = await make_server(close_at_once, backlog=1)
+    raw = await raw_socket()
+    addr = (HOST, server.port)
+
+    def syn(port: int, seq: int) -> Segment:
+        return Segment(port, server.port, seq=seq, flags=SYN, window=65535)
+
+    async with deadline(10):
+        # 40001 connects; the server closes first and ends in TIME-WAIT.
+        raw.send(syn(40001, 1000), addr)
+        synack, _, _ = await raw.recv()
+        raw.send(Segment(40001, server.port, seq=1001, ack=synack.seq + 1, flags=ACK,
+                         window=65535), addr)
+        fin, _, _ = await raw.recv()
+        assert fin.flags & FIN
+        raw.send(Segment(40001, server.port, seq=1001, ack=fin.seq + 1, flags=FIN | ACK,
+                         window=65535), addr)
+        await raw.recv()  # the ACK of our FIN
+        assert server.statistics()["connections"] == {"TIME-WAIT": 1}
+        # 40002 takes the one place in the backlog.
+        raw.send(syn(40002, 5000), addr)
+        assert (await raw.recv())[0].flags == SYN | ACK
+        # A new SYN on the TIME-WAIT 4-tuple (beyond the old sequence numbers) may
+        # reopen it, but, as any SYN, only if the backlog has room.
+        raw.send(syn(40001, 900_000), addr)
+        assert await raw.collect(0.1) == []
+        assert server.statistics()["drops"]["backlog-full"] == 1
+        raw.send(Segment(40002, server.port, seq=5001, flags=RST), addr)
+        raw.send(syn(40001, 900_000), addr)
+        (reply,) = await raw.collect(0.1)
+        assert (reply.dst_port, reply.flags, reply.ack) == (40001, SYN | ACK, 900_001)
+
+
+async def test_closed_server_port_is_free_while_its_connections_wait_in_time_wait() -> None:
+    # The server closes first, so TIME-WAIT lands on its side (2 MSL = 60 s by
+    # default). As with the kernel and SO_REUSEADDR, a server restarted at once on
+    # the same port must not fail with "address in use".
+    async def close_first(reader, writer):
+        writer.close()
+        await writer.wait_closed()
+
+    async with deadline(10):
+        server = await utcp.start_server(close_first, HOST, 0)
+        port = server.port
+        reader, writer = await utcp.open_connection(HOST, port)
+        assert await reader.read() == b""
+        writer.close()
+        await writer.wait_closed()
+        await wait_until(lambda: server.statistics()["connections"] == {"TIME-WAIT": 1})
+        server.close()
+        await server.wait_closed()
+        await asyncio.wait_for(server._endpoint.wait_closed(), 5)
+        again = await utcp.start_server(echo_handler, HOST, port)
+        try:
+            assert await echo_once(port, b"restarted") == b"restarted"
+        finally:
+            again.close()
+            await again.wait_closed()
 
 
 # ------------------------------------------------------------ bad arguments

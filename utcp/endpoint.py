@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from .core.config import DEFAULT_MSS_IPV6, Options
+from .core.config import Options
 from .core.connection import Connection, reset_for
 from .core.isn import IsnGenerator
 from .core.observer import Observer
@@ -48,7 +48,7 @@ class Listener:
     """A passive open on one local port."""
 
     __slots__ = ("port", "backlog", "options", "on_connection", "observer", "half_open",
-                 "connections")
+                 "connections", "_emptied")
 
     def __init__(self, port: int, backlog: int, options: Options,
                  on_connection: Callable[[ConnectionTransport], None],
@@ -59,7 +59,25 @@ class Listener:
         self.on_connection = on_connection
         self.observer = observer
         self.half_open = 0  # connections in SYN-RECEIVED
+        # Established connections the application has not yet seen end.
         self.connections: set[ConnectionTransport] = set()
+        self._emptied: list[asyncio.Future[None]] = []
+
+    def connection_ended(self, tr: ConnectionTransport) -> None:
+        """``tr`` was handed to the application and has ended for it."""
+        self.connections.discard(tr)
+        if not self.connections:
+            for f in self._emptied:
+                if not f.done():
+                    f.set_result(None)
+            self._emptied.clear()
+
+    async def wait_connections_ended(self) -> None:
+        """Wait until every connection this listener accepted has ended."""
+        while self.connections:
+            f = asyncio.get_running_loop().create_future()
+            self._emptied.append(f)
+            await f
 
 
 class Endpoint(asyncio.DatagramProtocol):
@@ -80,6 +98,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self._timer_at: float | None = None
         self._closed = loop.create_future()
         self._close_when_idle = False
+        self._time_wait = 0  # connections in TIME-WAIT (each transport flags its own)
         self._keeper: asyncio.Task[None] | None = None
         self._coalesce = False
         self._batch: list[ConnectionTransport] = []  # owe an ACK at the batch's end
@@ -171,6 +190,7 @@ class Endpoint(asyncio.DatagramProtocol):
         for tr in list(self.connections.values()):
             tr._endpoint_lost()
         self.connections.clear()
+        self._time_wait = 0
         if not self._closed.done():
             self._closed.set_result(None)
 
@@ -217,6 +237,9 @@ class Endpoint(asyncio.DatagramProtocol):
         listener = self.listeners.get(seg.dst_port)
         if listener is None or not sq.gt(seg.seq, tr.conn.rcv_nxt):
             return False
+        if listener.half_open >= listener.backlog:
+            self.drops["backlog-full"] += 1  # as for any SYN: the peer will retry
+            return True
         self._forget(tr)
         self._accept(listener, seg, addr, now)
         return True
@@ -299,26 +322,32 @@ class Endpoint(asyncio.DatagramProtocol):
             for name, value in tr.conn.counters.as_dict().items():
                 self._finished[name] += value
         tr._deadline = None
+        if tr._in_time_wait:
+            tr._in_time_wait = False
+            self._time_wait -= 1
         tr._forgotten()
-        if self._close_when_idle and not self.connections and not self.listeners:
-            self.close()
+        if self._close_when_idle:
+            self._close_if_idle()
+
+    def time_wait_entered(self, tr: ConnectionTransport) -> None:
+        """``tr``'s connection entered TIME-WAIT."""
+        if not tr._in_time_wait:
+            tr._in_time_wait = True
+            self._time_wait += 1
+            if self._close_when_idle:
+                self._close_if_idle()
 
     # ------------------------------------------------------ connections, ports
 
     def connect(self, remote: Address, remote_port: int, options: Options,
-                observer: Observer | None = None,
-                local_port: int | None = None) -> ConnectionTransport:
+                observer: Observer | None = None) -> ConnectionTransport:
         """Start an active open to ``remote`` (a UDP address) and TCP ``remote_port``."""
         if self.transport is None:
             raise ConnectionError("the endpoint's socket is closed")
         if len(remote) > 2:
             remote = remote[:2]
         now = self.loop.time()
-        if local_port is None:
-            local_port = self._free_port(remote, remote_port)
-        elif (remote, local_port, remote_port) in self.connections:
-            raise OSError(errno.EADDRINUSE, f"local port {local_port} is already connected to "
-                          f"{remote[0]}:{remote_port}")
+        local_port = self._free_port(remote, remote_port)
         iss = self._isn(self.local_address, local_port, remote, remote_port, now)
         conn = Connection(local_port, remote_port, iss=iss, options=options, observer=observer)
         conn.coalesce_acks = self._coalesce
@@ -358,7 +387,7 @@ class Endpoint(asyncio.DatagramProtocol):
                observer: Observer | None = None) -> Listener:
         """Accept connections to TCP ``port``; ``on_connection`` gets each established one."""
         if port in self.listeners:
-            raise OSError(f"port {port} is already listening")
+            raise OSError(errno.EADDRINUSE, f"port {port} is already listening")
         listener = Listener(port, backlog, options, on_connection, observer)
         self.listeners[port] = listener
         return listener
@@ -373,18 +402,18 @@ class Endpoint(asyncio.DatagramProtocol):
                    if t._listener is listener and t._half_open]:
             tr.abort()
 
-    def default_options(self) -> Options:
-        """Defaults for this endpoint's address family (IPv6 has a smaller MSS)."""
-        if self.family == socket.AF_INET6:
-            return Options(mss=DEFAULT_MSS_IPV6)
-        return Options()
-
     # -------------------------------------------------------------- lifecycle
 
     def close_when_idle(self) -> None:
         """Close the socket once no connection and no listener is left."""
         self._close_when_idle = True
-        if not self.connections and not self.listeners:
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        # Connections in TIME-WAIT do not hold the socket: like a kernel socket with
+        # SO_REUSEADDR, a closed server's port is free again once only they are left
+        # (a late FIN from their peers then finds the port closed).
+        if not self.listeners and len(self.connections) == self._time_wait:
             self.close()
 
     def close(self) -> None:

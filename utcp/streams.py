@@ -177,6 +177,8 @@ class Server:
         self._loop = endpoint.loop
         self._serving_forever: asyncio.Future[None] | None = None
         self._port = listener.port
+        self._accepted_by = listener  # kept after close(): its connections may go on
+        self._closed = self._loop.create_future()
 
     def __repr__(self) -> str:
         return f"<utcp.Server {self._endpoint.local_address} serving={self.is_serving()}>"
@@ -206,17 +208,13 @@ class Server:
         self._endpoint.close_when_idle()
         if self._serving_forever is not None and not self._serving_forever.done():
             self._serving_forever.cancel()
-        self._closed_listener = self._listener
         self._listener = None
+        self._closed.set_result(None)
 
     async def wait_closed(self) -> None:
-        """Wait until the server is closed and every accepted connection is closed."""
-        while self._listener is not None or self._open_connections():
-            await asyncio.sleep(0.01)
-
-    def _open_connections(self) -> set[ConnectionTransport]:
-        lst = self._listener or getattr(self, "_closed_listener", None)
-        return lst.connections if lst is not None else set()
+        """Wait until the server is closed and every accepted connection has ended."""
+        await asyncio.shield(self._closed)
+        await self._accepted_by.wait_connections_ended()
 
     async def start_serving(self) -> None:
         """Servers start serving at once; present for asyncio compatibility."""

@@ -8,6 +8,7 @@ callbacks, and the connection's end becomes the exception asyncio users expect.
 from __future__ import annotations
 
 import asyncio
+import errno
 from typing import TYPE_CHECKING, Any
 
 from .core.connection import Connection, ConnectionStateError
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 DEFAULT_HIGH_WATER = 64 * 1024
 
 _CLOSED = State.CLOSED  # (an Enum class lookup is slow in CPython 3.11)
+_TIME_WAIT = State.TIME_WAIT
 # States in which our FIN is sent (or queued) and not yet acknowledged.
 _FIN_UNACKED = (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
 
@@ -47,6 +49,7 @@ class ConnectionTransport(asyncio.Transport):
         self.remote_address = remote_address
         self._listener = listener
         self._half_open = listener is not None  # counted in the listener's backlog
+        self._in_time_wait = False  # counted in the endpoint's TIME-WAIT total
         self._protocol: asyncio.BaseProtocol | None = None
         self._deadline: float | None = None  # the entry in the endpoint's timer heap
         self._connected: asyncio.Future[None] | None = (
@@ -82,18 +85,23 @@ class ConnectionTransport(asyncio.Transport):
                     if not keep_open:
                         self.close()
             elif isinstance(ev, Reset):
+                # With errno set, as the kernel's errors come: code that checks
+                # exc.errno works the same on utcp.
                 if ev.refused:
                     self._fail(ConnectionRefusedError(
-                        f"connection refused by {self._peer_text()}"))
+                        errno.ECONNREFUSED, f"connection refused by {self._peer_text()}"))
                 else:
                     self._fail(ConnectionResetError(
-                        f"connection reset by {self._peer_text()}"))
+                        errno.ECONNRESET, f"connection reset by {self._peer_text()}"))
             elif isinstance(ev, TimedOut):
                 self._fail(TimeoutError(
+                    errno.ETIMEDOUT,
                     f"{_TIMEOUT_MESSAGES.get(ev.reason, 'connection timed out')} "
                     f"({self._peer_text()})"))
             elif isinstance(ev, Closed):
-                pass  # the orderly end; the application already shut its side
+                # The orderly end; the application already shut its side.
+                if self.conn.state is _TIME_WAIT:
+                    self._endpoint.time_wait_entered(self)
 
     def _on_connected(self) -> None:
         if self._listener is not None:
@@ -126,7 +134,7 @@ class ConnectionTransport(asyncio.Transport):
         self._pending.clear()
         self._pending_size = 0
         if self._listener is not None:
-            self._listener.connections.discard(self)
+            self._listener.connection_ended(self)
         protocol = self._protocol
         # The connection may linger (TIME-WAIT); the application's objects need not.
         self._protocol = None
@@ -143,7 +151,7 @@ class ConnectionTransport(asyncio.Transport):
             self._listener.half_open -= 1
 
     def _endpoint_lost(self) -> None:
-        self._fail(ConnectionAbortedError("the endpoint's socket was closed"))
+        self._fail(ConnectionAbortedError(errno.ECONNABORTED, "the endpoint's socket was closed"))
 
     def _peer_text(self) -> str:
         return f"{self.remote_address[0]}:{self.conn.remote_port}"
