@@ -110,6 +110,56 @@ async def test_200_concurrent_connections() -> None:
         await echo_concurrent(200, backlog=256)
 
 
+async def test_200_concurrent_connections_at_the_default_backlog() -> None:
+    async with deadline(30):
+        # Half the burst overflows the default backlog (100); those SYNs are retried.
+        await echo_concurrent(200)
+
+
+async def test_stream_methods_behave_as_asyncio_documents(make_server) -> None:
+    server = await make_server()
+    async with deadline(10):
+        reader, writer = await utcp.open_connection(HOST, server.port)
+        assert writer.get_extra_info("peername") == (HOST, server.port)
+        host, port = writer.get_extra_info("sockname")
+        assert port == client_endpoint(writer).local_address[1] and port > 0
+        writer.writelines([b"one\n", b"two;", b"three", b"!"])
+        assert await reader.readline() == b"one\n"
+        assert await reader.readuntil(b";") == b"two;"
+        assert await reader.readexactly(6) == b"three!"
+        writer.write(b"tail")
+        writer.write_eof()
+        with pytest.raises(asyncio.IncompleteReadError) as short:
+            await reader.readexactly(10)  # the server echoes 4 bytes, then closes
+        assert short.value.partial == b"tail"
+        assert reader.at_eof()
+        assert not writer.is_closing()
+        writer.close()
+        assert writer.is_closing()
+        await writer.wait_closed()
+
+
+async def test_data_timeout_reaches_a_blocked_drain(make_server) -> None:
+    async def read_nothing(reader, writer):
+        await asyncio.sleep(30)
+
+    server = await make_server(read_nothing)
+    async with deadline(10):
+        reader, writer = await utcp.open_connection(HOST, server.port, data_retries=2,
+                                                    min_rto=0.05, initial_rto=0.05)
+        writer.write(b"x" * MB)  # far above the high-water mark: drain() blocks
+        drain = asyncio.ensure_future(writer.drain())
+        await asyncio.sleep(0.02)
+        assert not drain.done()
+        server._endpoint.close()  # the server's host goes silent
+        with pytest.raises(TimeoutError, match="not acknowledged") as timed_out:
+            await drain
+        assert timed_out.value.errno == errno.ETIMEDOUT
+        with pytest.raises(TimeoutError):
+            await reader.read()
+        writer.close()
+
+
 async def test_concurrent_connections_beyond_backlog_complete_by_retrying(make_server) -> None:
     # 50 SYNs at once into a backlog of 10: the rest are dropped and retried.
     server = await make_server(backlog=10)
