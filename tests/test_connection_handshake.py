@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from tcpscript import (
+    LOCAL_ISS,
     LOCAL_PORT,
     PEER_SYN_OPTIONS,
     REMOTE_ISS,
@@ -13,6 +14,7 @@ from tcpscript import (
     SYN_OPTIONS,
     SYN_WINDOW,
     WINDOW,
+    conn_established,
     conn_listen,
     conn_syn_received,
     conn_syn_sent,
@@ -136,6 +138,33 @@ def test_syn_sent_rst_with_bad_ack_ignored():
     send(c, seg(0, 7, RST | ACK))
     expect_nothing(c)  # a RST is never answered
     assert c.state is State.SYN_SENT
+
+
+def test_syn_sent_port_unreachable_refuses():
+    # An ICMP port unreachable quoting our SYN: nothing is bound there.
+    c = conn_syn_sent()
+    c.port_unreachable(LOCAL_ISS, 0.01)
+    expect_nothing(c)
+    assert c.state is State.CLOSED
+    assert events(c) == [Reset(refused=True)]
+    assert c.next_deadline() is None
+
+
+def test_syn_sent_port_unreachable_quoting_another_seq_ignored():
+    # Not our SYN (forged, or quoting something else): RFC 5927 asks for a check.
+    c = conn_syn_sent()
+    c.port_unreachable(LOCAL_ISS + 1, 0.01)
+    assert c.state is State.SYN_SENT
+    assert events(c) == []
+
+
+def test_established_port_unreachable_ignored():
+    # A soft error once synchronized (RFC 1122 4.2.3.9): the connection goes on.
+    c = conn_established()
+    c.port_unreachable(LOCAL_ISS + 1, 0.01)
+    expect_nothing(c)
+    assert c.state is State.ESTABLISHED
+    assert events(c) == []
 
 
 def test_syn_sent_close():

@@ -38,6 +38,15 @@ pytestmark = pytest.mark.usefixtures("loop_errors")
 MB = 1024 * 1024
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def client_endpoint(writer: asyncio.StreamWriter):
     return writer.transport._endpoint
 
@@ -264,6 +273,28 @@ async def test_connection_refused_after_server_close(make_server) -> None:
         await server.wait_closed()
 
 
+def _unbound_udp_port(family: int, host: str) -> int:
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("family, host", [
+    pytest.param(socket.AF_INET, HOST, id="ipv4"),
+    pytest.param(socket.AF_INET6, "::1", id="ipv6", marks=pytest.mark.skipif(
+        not _ipv6_loopback(), reason="no IPv6 loopback")),
+])
+async def test_refused_when_no_socket_is_bound_at_the_port(family, host) -> None:
+    # No utcp endpoint, no UDP socket at all: the host answers our SYN's datagram
+    # with ICMP port unreachable, which refuses the connection at once, as it does
+    # for the kernel's TCP (rather than after the SYN retries, about two minutes).
+    port = _unbound_udp_port(family, host)
+    async with deadline(5):
+        with pytest.raises(ConnectionRefusedError) as refused:
+            await utcp.open_connection(host, port)
+    assert refused.value.errno == errno.ECONNREFUSED
+
+
 async def test_segment_for_no_connection_draws_rst(make_server, raw_socket) -> None:
     server = await make_server()
     raw = await raw_socket()
@@ -325,15 +356,6 @@ async def test_cancelled_connect_leaves_nothing_behind(raw_socket) -> None:
     assert [s.flags for s in first] == [SYN, SYN]  # at 0 and 0.05 s; 0.15 s never came
     ep = utcp.streams._shared[asyncio.get_running_loop()][socket.AF_INET]
     assert ep.statistics()["connections"] == {}
-
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")

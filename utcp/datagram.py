@@ -13,13 +13,35 @@ many segments, happens once. It offers the part of
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import struct
 from typing import Any
 
 #: Most datagrams read per wake-up before the loop gets a turn.
 BATCH = 64
 #: Largest datagram read: a UDP payload never exceeds 65507 bytes.
 MAX_DATAGRAM = 65536
+
+# Linux: ICMP errors for an unconnected UDP socket are queued on the socket only
+# with IP_RECVERR / IPV6_RECVERR, and read with MSG_ERRQUEUE (see ip(7)).
+_RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, 11), socket.AF_INET6: (socket.IPPROTO_IPV6, 25)}
+_MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0)
+# struct sock_extended_err: ee_errno, ee_origin, ee_type, ee_code, ...
+_EE_ORIGIN_ICMP = 2
+_EE_ORIGIN_ICMP6 = 3
+
+
+def _enable_recverr(sock: socket.socket) -> bool:
+    """Ask the kernel to queue ICMP errors on ``sock``; False where it cannot."""
+    level_opt = _RECVERR.get(sock.family)
+    if level_opt is None or not _MSG_ERRQUEUE or not hasattr(sock, "recvmsg"):
+        return False
+    try:
+        sock.setsockopt(level_opt[0], level_opt[1], 1)
+    except OSError:
+        return False
+    return True
 
 
 class BatchedDatagramTransport:
@@ -33,6 +55,7 @@ class BatchedDatagramTransport:
         self._closed = False
         self.send_errors = 0  # datagrams the kernel refused (a full socket buffer)
         sock.setblocking(False)
+        self._recverr = _enable_recverr(sock)
         self._extra = {"socket": sock, "sockname": sock.getsockname()}
         self._batch_done = getattr(protocol, "batch_done", None)
         loop.add_reader(sock.fileno(), self._read_ready)
@@ -47,11 +70,34 @@ class BatchedDatagramTransport:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
+                if self._recverr:
+                    self._read_errors()  # the error came from the queue: read it there
+                    continue
                 self._protocol.error_received(exc)
                 break
             received(data, addr)
         if self._batch_done is not None:
             self._batch_done()
+
+    def _read_errors(self) -> None:
+        """Hand each queued ICMP error, with the datagram it quotes, to the protocol."""
+        unreachable = getattr(self._protocol, "unreachable", None)
+        for _ in range(BATCH):
+            try:
+                data, ancdata, _, addr = self._sock.recvmsg(MAX_DATAGRAM, 512, _MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            for _level, _type, info in ancdata:
+                if len(info) < 8:
+                    continue
+                err, origin, icmp_type, icmp_code = struct.unpack_from("=IBBB", info)
+                if origin in (_EE_ORIGIN_ICMP, _EE_ORIGIN_ICMP6) and unreachable is not None:
+                    unreachable(data, addr, err)
+                else:
+                    self._protocol.error_received(OSError(err, os.strerror(err)))
 
     def sendto(self, data: bytes, addr: Any = None) -> None:
         """Send one datagram now; if the kernel has no room, drop it as a full link would."""
@@ -62,7 +108,11 @@ class BatchedDatagramTransport:
         except (BlockingIOError, InterruptedError):
             self.send_errors += 1  # TCP retransmits it like any lost segment
         except OSError as exc:
-            self._protocol.error_received(exc)
+            if self._recverr:
+                self.send_errors += 1  # this datagram did not leave
+                self._read_errors()  # a queued ICMP error surfaced here: read it
+            else:
+                self._protocol.error_received(exc)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._extra.get(name, default)

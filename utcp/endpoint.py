@@ -15,6 +15,7 @@ import heapq
 import itertools
 import random
 import socket
+import struct
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,8 @@ EPHEMERAL_PORTS = range(32768, 61000)
 _CLOSED = State.CLOSED
 _TIME_WAIT = State.TIME_WAIT
 _FIN_UNACKED = (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
+# The start of a TCP header: source port, destination port, sequence number.
+_PORTS_SEQ = struct.Struct("!HHI")
 
 
 class Listener:
@@ -177,6 +180,20 @@ class Endpoint(asyncio.DatagramProtocol):
             if conn._ack_at_batch_end:
                 conn.flush_acks(now)
                 self.service(tr)
+
+    def unreachable(self, quoted: bytes, addr: Address, err: int) -> None:
+        """An ICMP error answered a datagram sent to ``addr``; ``quoted`` is its start."""
+        if err != errno.ECONNREFUSED or len(quoted) < 8:
+            self.drops["icmp-error"] += 1
+            return
+        self.drops["icmp-port-unreachable"] += 1
+        src_port, dst_port, seq = _PORTS_SEQ.unpack_from(quoted)
+        if len(addr) > 2:
+            addr = addr[:2]
+        tr = self.connections.get((addr, src_port, dst_port))
+        if tr is not None:
+            tr.conn.port_unreachable(seq, self.loop.time())
+            self.service(tr)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors on an unconnected socket name no connection; count them.

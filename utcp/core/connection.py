@@ -341,6 +341,17 @@ class Connection:
         if self.state is FIN_WAIT_2 and self._close_at is None:
             self._close_at = now + self.options.fin_wait_2_timeout
 
+    def port_unreachable(self, seq: int, now: float) -> None:
+        """An ICMP port unreachable arrived, quoting our segment numbered ``seq``.
+
+        Quoting our SYN in SYN-SENT, it refuses the connection as a RST would: no
+        endpoint is bound there (Linux treats it as a hard error in SYN-SENT).
+        Elsewhere it is a soft error (RFC 1122 4.2.3.9) and changes nothing.
+        """
+        if self.state is SYN_SENT and seq == self.iss:
+            self._events.append(Reset(refused=True))
+            self._terminate("ICMP port unreachable (refused)", now)
+
     def abort(self, now: float) -> None:
         """Abort: send RST if synchronized and drop everything (3.10.5)."""
         if self.state.synchronized or self.state is SYN_RECEIVED:
