@@ -499,10 +499,28 @@ def test_fin_wait_2_rst():
 
 
 def test_close_wait_rst():
+    # The peer's FIN came first: everything it sent is here (as Linux, which leaves
+    # the receive queue readable and fails only sending).
     c = conn_close_wait()
     send(c, seg(2, None, RST))
     assert c.state is State.CLOSED
-    assert events(c) == [Reset()]
+    assert events(c) == [Reset(after_fin=True)]
+
+
+def test_close_wait_rst_leaves_held_data_readable():
+    c = conn_established()
+    c.pause_reading()
+    send(c, seg(1, 1, ACK | PSH, payload=b"request"))
+    send(c, seg(8, 1, FIN | ACK))
+    assert c.state is State.CLOSE_WAIT
+    c.take_segments()
+    assert events(c) == []  # held while reading is paused, EOF behind the data
+    send(c, seg(9, None, RST))
+    assert c.state is State.CLOSED
+    assert events(c) == [Reset(after_fin=True)]
+    c.resume_reading(0.5)
+    expect_nothing(c)
+    assert events(c) == [DataReceived(b"request"), EndOfStream()]
 
 
 @pytest.mark.parametrize("fixture, rcv", [(conn_closing, 2), (conn_last_ack, 2),

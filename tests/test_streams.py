@@ -704,6 +704,41 @@ async def test_wait_closed_returns_once_the_peer_has_everything(make_server) -> 
     assert states[0] in ("FIN-WAIT-2", "TIME-WAIT", "CLOSED")
 
 
+async def test_reset_after_the_peers_fin_leaves_its_data_readable(make_server) -> None:
+    # The client sends everything and its FIN, then resets (its program ended).
+    # Like the kernel's TCP, the server still reads all of it and EOF; only a
+    # write fails afterwards.
+    data = random.Random(11).randbytes(MB)
+    reset_sent = asyncio.Event()
+    outcome: asyncio.Future[tuple[bytes, BaseException | None]] = (
+        asyncio.get_running_loop().create_future())
+
+    async def slow_reader(reader, writer):
+        await reset_sent.wait()  # the data waits, held, while the RST arrives
+        await asyncio.sleep(0.05)
+        got = await read_all(reader)
+        writer.write(b"too late")
+        try:
+            await writer.drain()
+            error = None
+        except ConnectionResetError as exc:
+            error = exc
+        outcome.set_result((got, error))
+        writer.close()
+
+    server = await make_server(slow_reader, limit=4096, rcv_buf=2 * MB)
+    async with deadline(10):
+        _, writer = await utcp.open_connection(HOST, server.port)
+        writer.write(data)
+        writer.write_eof()
+        await wait_until(lambda: state(writer) == "FIN-WAIT-2")  # all of it acknowledged
+        writer.transport.abort()
+        reset_sent.set()
+        got, error = await outcome
+    assert sha(got) == sha(data)
+    assert isinstance(error, ConnectionResetError)
+
+
 async def test_wait_closed_raises_when_the_fin_is_never_acknowledged(make_server) -> None:
     server = await make_server(echo_handler)
     async with deadline(10):

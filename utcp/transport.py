@@ -59,6 +59,9 @@ class ConnectionTransport(asyncio.Transport):
         self._flush_handle: asyncio.Handle | None = None
         self._closing = False
         self._closing_wait = False  # closed; connection_lost waits for the FIN's ACK
+        self._eof_delivered = False
+        # A RST that came after the peer's FIN, while data for the reader was held.
+        self._reset_after_fin: ConnectionResetError | None = None
         self._eof = False
         self._made = False  # connection_made delivered
         self._lost = False  # connection_lost delivered (or due)
@@ -80,19 +83,31 @@ class ConnectionTransport(asyncio.Transport):
             elif isinstance(ev, Connected):
                 self._on_connected()
             elif isinstance(ev, EndOfStream):
+                self._eof_delivered = True
                 if self._protocol is not None and not self._lost and not self._closing_wait:
                     keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
                     if not keep_open:
                         self.close()
+                if self._reset_after_fin is not None:
+                    self._lose(None)
             elif isinstance(ev, Reset):
                 # With errno set, as the kernel's errors come: code that checks
                 # exc.errno works the same on utcp.
                 if ev.refused:
                     self._fail(ConnectionRefusedError(
                         errno.ECONNREFUSED, f"connection refused by {self._peer_text()}"))
+                    continue
+                exc = ConnectionResetError(
+                    errno.ECONNRESET, f"connection reset by {self._peer_text()}")
+                if ev.after_fin and not self._pending_size and not self.conn.send_buffered:
+                    # The peer had finished and has everything of ours: as with the
+                    # kernel's TCP, the reader still gets all data and EOF; only a
+                    # later write fails.
+                    self._reset_after_fin = exc
+                    if self._eof_delivered:
+                        self._lose(None)
                 else:
-                    self._fail(ConnectionResetError(
-                        errno.ECONNRESET, f"connection reset by {self._peer_text()}"))
+                    self._fail(exc)
             elif isinstance(ev, TimedOut):
                 self._fail(TimeoutError(
                     errno.ETIMEDOUT,
@@ -217,7 +232,12 @@ class ConnectionTransport(asyncio.Transport):
     def _fin_acked(self) -> None:
         """Our FIN was acknowledged (or the connection ended) after close()."""
         self._closing_wait = False
-        self._lose(None)
+        if self.conn.state is _CLOSED and self.conn.send_buffered:
+            # Ended (a RST in LAST-ACK or CLOSING) with data of ours unacknowledged.
+            self._lose(ConnectionResetError(
+                errno.ECONNRESET, f"connection reset by {self._peer_text()}"))
+        else:
+            self._lose(None)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
@@ -278,6 +298,8 @@ class ConnectionTransport(asyncio.Transport):
         try:
             self.conn.send(data, self._loop.time())
         except ConnectionStateError:
+            if self._reset_after_fin is not None:
+                self._lose(self._reset_after_fin)  # writing after the peer's RST fails
             return  # the connection ended meanwhile; its error reaches drain()/read()
         self._endpoint.service(self)
 

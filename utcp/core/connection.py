@@ -650,7 +650,7 @@ class Connection:
             if st in (CLOSING, LAST_ACK, TIME_WAIT):
                 self._terminate("RST received", now)
                 return
-            self._events.append(Reset(refused=st is SYN_RECEIVED))
+            self._events.append(Reset(refused=st is SYN_RECEIVED, after_fin=self._fin_received))
             self._terminate("RST received", now)
             return
 

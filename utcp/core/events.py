@@ -46,9 +46,13 @@ class Reset(Event):
     """The peer reset the connection.
 
     ``refused`` is True when the RST answered our SYN (nobody listening).
+    ``after_fin`` is True when the peer's FIN had arrived before the RST: all it
+    sent is here, data held while reading was paused included (still delivered
+    by ``resume_reading``, then :class:`EndOfStream`); only our sending failed.
     """
 
     refused: bool = False
+    after_fin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
