@@ -273,7 +273,6 @@ def test_last_ack_ack_of_fin():
     assert c.state is State.CLOSED
     assert events(c) == [Closed()]
     assert c.next_deadline() is None
-    assert c.is_terminated
 
 
 def test_last_ack_fin_retransmit():
@@ -420,11 +419,36 @@ def test_established_abort():
     assert events(c) == []
 
 
-def test_time_wait_abort_silent():
+# 3.10.5: in CLOSING, LAST-ACK and TIME-WAIT, ABORT sends nothing (the peer has
+# finished sending, and a RST could only destroy its side's orderly end): the
+# connection is simply deleted. As in the other states, abort() reports no event.
+
+
+def test_closing_abort():
+    c = conn_closing()
+    c.abort(0.1)
+    expect_nothing(c)
+    assert c.state is State.CLOSED
+    assert c.next_deadline() is None
+    assert events(c) == []
+
+
+def test_last_ack_abort():
+    c = conn_last_ack()
+    c.abort(0.1)
+    expect_nothing(c)
+    assert c.state is State.CLOSED
+    assert c.next_deadline() is None
+    assert events(c) == []
+
+
+def test_time_wait_abort():
     c = conn_time_wait()
     c.abort(1.0)
     expect_nothing(c)
     assert c.state is State.CLOSED
+    assert c.next_deadline() is None
+    assert events(c) == []
 
 
 # ------------------------------------------------ RST on a synchronized connection
@@ -456,6 +480,27 @@ def test_established_rst_in_window_not_exact():
     assert c.counters.challenge_acks == 1
 
 
+@pytest.mark.parametrize("suspicious", [
+    seg(100, None, RST),  # RFC 5961 3.2: in the window, not RCV.NXT
+    seg(100, None, SYN),  # 4.2: a SYN on a synchronized connection
+    seg(1, -70_000, ACK | PSH, payload=b"forged"),  # 5.2: an ACK far too old
+], ids=["rst", "syn", "old-ack"])
+def test_established_challenge_acks_rate_limited(suspicious):
+    # RFC 5961 7: a burst of suspicious segments draws one challenge ACK per 0.5 s
+    # (Linux: tcp_invalid_ratelimit), so a blind attacker cannot make us flood.
+    c = conn_established()
+    send(c, suspicious, at=1.0)
+    expect(c, [out(1, 1)])
+    for t in (1.1, 1.2, 1.49):
+        send(c, suspicious, at=t)
+        expect_nothing(c)
+    send(c, suspicious, at=1.5)
+    expect(c, [out(1, 1)])
+    assert c.state is State.ESTABLISHED
+    assert events(c) == []
+    assert c.counters.challenge_acks == 2  # those sent
+
+
 def test_established_rst_above_window_dropped():
     c = conn_established()
     send(c, seg(1 + WINDOW * 8, None, RST))
@@ -476,7 +521,7 @@ def test_established_syn_in_window():
     c = conn_established()
     send(c, seg(1, None, SYN, options=PEER_SYN_OPTIONS))
     expect(c, [out(1, 1)])
-    send(c, seg(500, 1, SYN | ACK))
+    send(c, seg(500, 1, SYN | ACK), at=0.5)  # after the challenge-ACK interval
     expect(c, [out(1, 1)])
     assert c.state is State.ESTABLISHED
     assert events(c) == []

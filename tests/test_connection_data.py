@@ -201,6 +201,23 @@ def test_established_batched_acks_keep_duplicate_acks_immediate():
     expect(c, [out(1, 1)])
 
 
+def test_established_batched_acks_capped_at_16_segments():
+    # However long the batch, at most 16 full-sized segments go unacknowledged: the
+    # sender's window and its ACK clock must not wait for the whole batch.
+    c = conn_established()
+    c.coalesce_acks = True
+    for i in range(40):
+        send(c, seg(1 + i * MSS, 1, payload=data(MSS, i * MSS)), at=0.5)
+        if i == 15:
+            expect(c, [out(1, 1 + 16 * MSS)])
+        elif i == 31:
+            expect(c, [out(1, 1 + 32 * MSS)])
+        else:
+            expect_nothing(c)
+    c.flush_acks(0.5)
+    expect(c, [out(1, 1 + 40 * MSS)])
+
+
 def test_established_ack_frees_send_buffer():
     c = conn_established()
     c.send(data(3000), 0.0)
@@ -707,6 +724,49 @@ def test_fast_retransmit_partial_ack():
     expect(c, [out(1, 1, ACK | PSH, payload=data(MSS))])
     send(c, seg(1, 1 + 2 * MSS), at=0.04)
     expect(c, [out(1 + 2 * MSS, 1, ACK | PSH, payload=data(MSS, 2 * MSS))])
+    assert c.cc.in_recovery
+
+
+def test_rto_duplicate_acks_below_recover_no_fast_retransmit():
+    # RFC 6582 3.2 step 2 (avoiding multiple fast retransmits): after a timeout,
+    # recover = the highest sequence sent; duplicate ACKs that do not cover more than
+    # it (the peer answering data it already had) start no fast retransmit.
+    c = conn_established()
+    c.send(data(5 * MSS), 0.0)
+    assert len(c.take_segments()) == 5
+    fire(c, 0.2)
+    expect(c, [out(1, 1, ACK, payload=data(MSS))])
+    assert c.cc.cwnd == MSS
+    for t in (0.25, 0.26, 0.27, 0.28):
+        send(c, seg(1, 1), at=t)
+        expect_nothing(c)
+    assert not c.cc.in_recovery
+    assert c.cc.cwnd == MSS
+    assert c.cc.ssthresh == 2 * MSS + MSS // 2  # from the timeout, not halved again
+
+
+def test_rto_duplicate_acks_past_recover_fast_retransmit():
+    # Once the cumulative ACK is past recover, three duplicate ACKs start a fast
+    # retransmit again.
+    c = conn_established()
+    c.send(data(5 * MSS), 0.0)
+    c.take_segments()
+    fire(c, 0.2)  # recover = 1 + 5 MSS
+    c.take_segments()
+    send(c, seg(1, 1 + 5 * MSS), at=0.3)
+    expect_nothing(c)
+    c.send(data(5 * MSS, 5 * MSS), 0.4)
+    assert len(c.take_segments()) == 2  # cwnd: ssthresh (2.5 MSS) after that ACK
+    send(c, seg(1, 1 + 6 * MSS), at=0.45)
+    expect(c, [out(1 + 7 * MSS, 1, ACK, payload=data(MSS, 7 * MSS))])
+    for t in (0.46, 0.47):
+        send(c, seg(1, 1 + 6 * MSS), at=t)
+    expect_nothing(c)
+    send(c, seg(1, 1 + 6 * MSS), at=0.48)
+    # The retransmission, then the new data that cwnd = ssthresh + 3 MSS lets out.
+    expect(c, [out(1 + 6 * MSS, 1, ACK | PSH, payload=data(MSS, 6 * MSS)),
+               out(1 + 8 * MSS, 1, ACK, payload=data(MSS, 8 * MSS)),
+               out(1 + 9 * MSS, 1, ACK | PSH, payload=data(MSS, 9 * MSS))])
     assert c.cc.in_recovery
 
 

@@ -368,6 +368,27 @@ def test_syn_sent_syn_ack_mss(peer_mss, sizes):
     assert c.send_mss == sizes[0]
 
 
+@pytest.mark.parametrize("peer_mss", [1, 40, 87])
+def test_syn_sent_syn_ack_tiny_mss_clamped(peer_mss):
+    # A tiny MSS option must not make us send runts (CVE-2019-11479): it is raised
+    # to 88 bytes, the least MSS we accept for ourselves (Linux's TCP_MIN_MSS).
+    c = conn_syn_sent()
+    send(c, seg(0, 1, SYN | ACK, options=((MSS, peer_mss), (WSCALE, 0))))
+    expect(c, [out(1, 1)])
+    c.send(bytes(200), 0.0)
+    got = c.take_segments()
+    assert [len(s.payload) for s in got] == [88, 88, 24]
+    assert c.send_mss == 88
+
+
+def test_syn_sent_syn_ack_mss_zero_taken_as_absent():
+    # An MSS option of 0 is ignored, as Linux does: the RFC 1122 default of 536.
+    c = conn_syn_sent()
+    send(c, seg(0, 1, SYN | ACK, options=((MSS, 0), (WSCALE, 0))))
+    expect(c, [out(1, 1)])
+    assert c.send_mss == 536
+
+
 def test_listen_syn_mss_taken_as_send_mss():
     c = conn_listen()
     send(c, seg(0, None, SYN, options=((MSS, 700),)))

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from .seq import MASK
+
 
 class NewReno:
     """Slow start, congestion avoidance, fast retransmit and fast recovery."""
 
     __slots__ = ("cwnd", "ssthresh", "mss", "_acc", "recover", "in_recovery")
 
-    def __init__(self, mss: int, initial_segments: int) -> None:
+    def __init__(self, mss: int, initial_segments: int, iss: int) -> None:
         self.mss = mss
         # RFC 6928: IW = initial_segments * MSS.
         self.cwnd = initial_segments * mss
         self.ssthresh = 1 << 30
         self._acc = 0
-        self.recover = 0
+        # RFC 6582 3.2 (1): the highest sequence number sent when the last fast
+        # recovery or timeout began; starts at the ISS.
+        self.recover = iss
         self.in_recovery = False
 
     def on_ack(self, acked: int) -> None:
@@ -31,6 +35,24 @@ class NewReno:
             if self._acc >= self.cwnd:
                 self._acc -= self.cwnd
                 self.cwnd += self.mss
+
+    def may_enter_recovery(self, snd_una: int, snd_max: int) -> bool:
+        """RFC 6582 3.2 (2): whether three duplicate ACKs at ``snd_una`` may start a
+        fast retransmit, that is whether ``snd_una`` is past ``recover``.
+
+        Otherwise they may answer segments resent after the last recovery or timeout
+        that the peer already held, and halving again would punish one loss twice.
+        """
+        # recover is one past the highest sequence number then sent, and SND.UNA must
+        # exceed it, not just reach it: duplicate ACKs at exactly recover may still
+        # answer go-back-N resends of data the peer had (FreeBSD's test is the same,
+        # SEQ_LEQ(th_ack, snd_recover) blocks).
+        # recover is a past SND.MAX, so SND.UNA =< recover means recover lies in
+        # [SND.UNA, SND.MAX]. Tested as a range, the answer stays right however far
+        # the stream has moved on since (a plain comparison would flip after 2**31
+        # bytes without loss; the range can only misfire if recover, never renewed,
+        # lands inside the flight again 2**32 bytes later, and then an RTO recovers).
+        return (self.recover - snd_una) & MASK > (snd_max - snd_una) & MASK
 
     def enter_recovery(self, flight: int, snd_max: int) -> None:
         """Three duplicate ACKs: halve, and inflate by the three segments that left."""
@@ -52,9 +74,14 @@ class NewReno:
         self.cwnd = min(self.ssthresh, max(flight, self.mss) + self.mss)
         self.in_recovery = False
 
-    def on_timeout(self, flight: int) -> None:
-        """RFC 5681 (4): after an RTO, restart from one segment."""
+    def on_timeout(self, flight: int, snd_max: int) -> None:
+        """RFC 5681 (4): after an RTO, restart from one segment.
+
+        RFC 6582 3.2 (6) and 4: ``recover`` becomes ``snd_max``, so that duplicate
+        ACKs for data sent before the timeout start no fast retransmit.
+        """
         self.ssthresh = max(flight // 2, 2 * self.mss)
         self.cwnd = self.mss
         self._acc = 0
+        self.recover = snd_max
         self.in_recovery = False

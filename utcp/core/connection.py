@@ -50,15 +50,28 @@ _RECEIVE_TEXT = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
 # States in which our send side may still carry data or a FIN.
 _SEND_OPEN = (ESTABLISHED, CLOSE_WAIT)
 _SENDING = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK)
+# 3.10.5: the states in which ABORT sends a RST. Not CLOSING, LAST-ACK or TIME-WAIT:
+# both FINs have been sent there, and the connection is deleted silently.
+_ABORT_SENDS_RST = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2, SYN_RECEIVED)
 # Duplicate ACKs that trigger fast retransmit (RFC 5681 3.2).
 _DUPACK_THRESHOLD = 3
 # RFC 1122 4.2.2.6: without an MSS option, assume 536.
 _DEFAULT_PEER_MSS = 536
+# Least send MSS whatever the peer's option says, so that a tiny one cannot make us
+# cut the stream into runts (CVE-2019-11479; Linux: net.ipv4.tcp_min_snd_mss, 48).
+# 88, not 48: it is the least MSS Options accepts for our own side (Linux's
+# TCP_MIN_MSS), so both directions share one floor. Not 536: that is the default
+# when the option is absent, not a floor, and a peer on a small-MTU path may
+# legitimately ask for less; 88 already bounds the per-byte header overhead.
+_MIN_PEER_MSS = 88
 # RFC 7323 2.3: the largest shift a window-scale option may carry.
 _MAX_WSCALE = 14
 # RFC 6298 5.7: the RTO for data when the handshake gave no RTT sample.
 _SYN_FALLBACK_RTO = 3.0
-# Least time between replies to unacceptable bare ACKs (Linux: 500 ms).
+# With coalesce_acks, the most full-sized segments left unacknowledged in a batch.
+_COALESCE_MAX_SEGMENTS = 16
+# Least time between replies to unacceptable bare ACKs and between challenge ACKs,
+# one limit for both (RFC 5961 7; Linux: tcp_invalid_ratelimit, 500 ms).
 _OOW_ACK_INTERVAL = 0.5
 
 
@@ -168,7 +181,7 @@ class Connection:
 
         # Retransmission, RTT and congestion.
         self.rtt = RttEstimator(opts.initial_rto, opts.min_rto, opts.max_rto)
-        self.cc = NewReno(self.send_mss, opts.initial_cwnd)
+        self.cc = NewReno(self.send_mss, opts.initial_cwnd, iss)
         self._retries = 0
         self._rtt_seq: int | None = None  # Karn: one timed segment at a time
         self._rtt_sent = 0.0
@@ -179,7 +192,10 @@ class Connection:
         self._ack_now = False
         #: Set by a shell that reads datagrams in batches and calls flush_acks() after
         #: each: in-order data is then ACKed once per batch rather than every second
-        #: segment, as Linux does for segments merged by GRO. Duplicate ACKs (for data
+        #: segment, as Linux does for segments merged by GRO. A long batch still
+        #: draws an ACK as soon as 16 full-sized segments are unacknowledged, so the
+        #: sender's ACK clock keeps ticking within it and no single ACK releases
+        #: more than 16 segments' worth of window at once. Duplicate ACKs (for data
         #: out of order) still leave at once, so fast retransmit is unaffected.
         self.coalesce_acks = False
         self._ack_at_batch_end = False
@@ -253,11 +269,6 @@ class Connection:
     def send_buffered(self) -> int:
         """Bytes written by the application and not yet acknowledged."""
         return len(self._sndbuf)
-
-    @property
-    def is_terminated(self) -> bool:
-        """True when the connection has nothing left to do and can be forgotten."""
-        return self.state is CLOSED and not self._out
 
     def info(self) -> dict[str, object]:
         """State, RTT, windows and counters, for ``get_extra_info('utcp')``."""
@@ -353,10 +364,13 @@ class Connection:
             self._terminate("ICMP port unreachable (refused)", now)
 
     def abort(self, now: float) -> None:
-        """Abort: send RST if synchronized and drop everything (3.10.5)."""
-        if self.state.synchronized or self.state is SYN_RECEIVED:
-            if self.state is not TIME_WAIT:
-                self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
+        """Abort: drop everything and enter CLOSED, with no event (3.10.5).
+
+        A RST tells the peer in SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2 and
+        CLOSE-WAIT; in CLOSING, LAST-ACK and TIME-WAIT the connection is just deleted.
+        """
+        if self.state in _ABORT_SENDS_RST:
+            self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
         self._terminate("abort", now)
 
     def pause_reading(self) -> None:
@@ -439,7 +453,7 @@ class Connection:
             self._send_syn(now, ack=True, retransmit=True)
             return
         # RFC 5681 (4) / RFC 6298 5.4: collapse the window, go back to SND.UNA.
-        self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una))
+        self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una), self.snd_max)
         self._dupacks = 0
         self.snd_nxt = self.snd_una
         self._output(now)
@@ -515,9 +529,11 @@ class Connection:
         self.rcv_nxt = sq.add(seg.seq, 1)
         self._rcv_adv = self.rcv_nxt
         mss = seg.option(MSS)
-        self.send_mss = min(mss if isinstance(mss, int) and mss > 0 else _DEFAULT_PEER_MSS,
-                            self.options.mss)
-        self.cc = NewReno(self.send_mss, self.options.initial_cwnd)
+        # An option of 0 is ignored, as Linux does (the default applies).
+        if not isinstance(mss, int) or mss <= 0:
+            mss = _DEFAULT_PEER_MSS
+        self.send_mss = min(max(mss, _MIN_PEER_MSS), self.options.mss)
+        self.cc = NewReno(self.send_mss, self.options.initial_cwnd, self.iss)
         ws = seg.option(WSCALE)
         # RFC 7323 1.3: scaling applies only when both SYNs carry the option;
         # 2.3: a shift above 14 is taken as 14.
@@ -573,10 +589,21 @@ class Connection:
             self.rtt.fall_back(_SYN_FALLBACK_RTO)
 
     def _challenge_ack(self, now: float) -> None:
-        # RFC 5961 3.2 / 4.2: answer a suspicious RST or SYN with an ACK that only
-        # the true peer can act on.
+        # RFC 5961 3.2 / 4.2 / 5.2: answer a suspicious RST, SYN or ACK with an ACK
+        # that only the true peer can act on; 7: at most one per interval, so that a
+        # blind attacker's burst cannot turn us into a flood.
+        if self._oow_ack_limited(now):
+            return
         self.counters.challenge_acks += 1
         self._send_ack(now)
+
+    def _oow_ack_limited(self, now: float) -> bool:
+        """Whether an ACK answering an unacceptable or suspicious segment must be
+        skipped now; if not, the interval starts again from ``now``."""
+        if now - self._last_oow_ack < _OOW_ACK_INTERVAL:
+            return True
+        self._last_oow_ack = now
+        return False
 
     def _receive_other(self, seg: Segment, now: float) -> None:
         st = self.state
@@ -627,9 +654,8 @@ class Connection:
                 # tcp_invalid_ratelimit; RFC 5961 section 7 asks for such a limit).
                 # Keepalive and zero-window probes (SEQ = RCV.NXT - 1) are exempt:
                 # their whole point is the answer, and they may come faster.
-                if now - self._last_oow_ack < _OOW_ACK_INTERVAL:
+                if self._oow_ack_limited(now):
                     return
-                self._last_oow_ack = now
             self._ack_now = True
             return
 
@@ -809,7 +835,8 @@ class Connection:
         cc = self.cc
         if cc.in_recovery:
             cc.on_dupack_in_recovery()
-        elif self._dupacks == _DUPACK_THRESHOLD:
+        elif self._dupacks == _DUPACK_THRESHOLD and cc.may_enter_recovery(
+                self.snd_una, self.snd_max):
             # RFC 5681 3.2 / RFC 6582: fast retransmit, enter fast recovery.
             cc.enter_recovery(sq.sub(self.snd_max, self.snd_una), self.snd_max)
             self._rtt_seq = None
@@ -876,12 +903,14 @@ class Connection:
         pending = self._ack_pending + n
         self._ack_pending = pending
         # RFC 5681 4.2: ACK at least every second full-sized segment, "full-sized"
-        # being what the peer sends: no more than either side's MSS.
-        if pending >= 2 * min(self.options.mss, self.send_mss):
-            if self.coalesce_acks:
-                self._ack_at_batch_end = True  # one ACK for the whole batch (see flush_acks)
-            else:
+        # being what the peer sends: no more than either side's MSS (send_mss is
+        # already the lesser of the two, see _accept_syn).
+        full = self.send_mss
+        if pending >= 2 * full:
+            if not self.coalesce_acks or pending >= _COALESCE_MAX_SEGMENTS * full:
                 self._ack_now = True
+            else:
+                self._ack_at_batch_end = True  # one ACK for the whole batch (see flush_acks)
         elif self._ack_at is None:
             self._ack_at = now + self.options.delayed_ack
         if self._ooo_fin is not None and self._ooo_fin == rcv_nxt:
@@ -960,7 +989,8 @@ class Connection:
         seg = Segment(self.local_port, self.remote_port, self.iss,
                       self.rcv_nxt if ack else 0, SYN | ACK if ack else SYN, window, 0, opts)
         if retransmit:
-            self.counters.retransmissions += 1 if self.snd_max != self.iss else 0
+            # Every caller passing retransmit has sent our SYN (ISS) before.
+            self.counters.retransmissions += 1
             self._rtt_seq = None  # Karn: the ACK may answer either copy
         else:
             self._rtt_seq = self.iss
