@@ -484,7 +484,8 @@ def test_established_rst_in_window_not_exact():
     seg(100, None, RST),  # RFC 5961 3.2: in the window, not RCV.NXT
     seg(100, None, SYN),  # 4.2: a SYN on a synchronized connection
     seg(1, -70_000, ACK | PSH, payload=b"forged"),  # 5.2: an ACK far too old
-], ids=["rst", "syn", "old-ack"])
+    seg(1, 5000, ACK | PSH, payload=b"forged"),  # 5.2 / 3.10.7.4: ACKs data not yet sent
+], ids=["rst", "syn", "old-ack", "unsent-ack"])
 def test_established_challenge_acks_rate_limited(suspicious):
     # RFC 5961 7: a burst of suspicious segments draws one challenge ACK per 0.5 s
     # (Linux: tcp_invalid_ratelimit), so a blind attacker cannot make us flood.

@@ -704,8 +704,9 @@ class Connection:
         snd_una = self.snd_una
         snd_max = self.snd_max
         if (snd_max - ack) & _MASK >= _HALF:  # sq.gt(ack, snd_max)
-            # 3.10.7.4: acknowledges something not yet sent.
-            self._ack_now = True
+            # 3.10.7.4: acknowledges something not yet sent: drop it and ACK, at
+            # most once per interval (RFC 5961 5.2 and 7), like any challenge ACK.
+            self._challenge_ack(now)
             return
         # sq.lt(ack, sq.add(snd_una, -max(max_snd_wnd, 1)))
         if (ack - snd_una + max(self.max_snd_wnd, 1)) & _MASK >= _HALF:
