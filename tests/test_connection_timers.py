@@ -21,7 +21,7 @@ from tcpscript import (
 from utcp.core.config import Options
 from utcp.core.events import DataReceived, TimedOut
 from utcp.core.state import State
-from utcp.core.wire import ACK, PSH, RST
+from utcp.core.wire import ACK, PSH, RST, SYN
 
 KA = {"keepalive": True, "keepalive_idle": 10.0, "keepalive_interval": 5.0,
       "keepalive_count": 3}
@@ -175,6 +175,17 @@ def test_keepalive_unacceptable_segment_does_not_reset_idle():
     c = conn_established(**KA)
     send(c, seg(100_000_000, 1), at=5.0)  # far outside the window
     expect(c, [out(1, 1)])  # 3.10.7.4: answered with an ACK, and otherwise ignored
+    fire(c, 10.0)
+    expect(c, [PROBE])
+
+
+@pytest.mark.parametrize("flags", [RST, SYN], ids=["rst", "syn"])
+def test_keepalive_challenged_segment_does_not_reset_idle(flags):
+    # An in-window RST or SYN only draws a challenge ACK (RFC 5961): anyone could
+    # have sent it, so it says nothing about the peer being alive.
+    c = conn_established(**KA)
+    send(c, seg(100, None, flags), at=5.0)
+    expect(c, [out(1, 1)])
     fire(c, 10.0)
     expect(c, [PROBE])
 

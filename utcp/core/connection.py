@@ -659,11 +659,6 @@ class Connection:
             self._ack_now = True
             return
 
-        opts = self.options
-        if opts.keepalive:
-            self._ka_at = now + opts.keepalive_idle  # anything heard resets idle
-            self._probes = 0
-
         # Second: RST (RFC 5961 3.2: only an exact match resets).
         if f & RST:
             if seg_seq != rcv_nxt:
@@ -684,6 +679,13 @@ class Connection:
         if f & SYN:
             self._challenge_ack(now)
             return
+
+        opts = self.options
+        if opts.keepalive:
+            # Anything acceptable heard resets idle (not a RST or SYN that merely
+            # drew a challenge ACK: anyone could have sent it).
+            self._ka_at = now + opts.keepalive_idle
+            self._probes = 0
 
         # Fifth: ACK.
         if not f & ACK:
