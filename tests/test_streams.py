@@ -295,6 +295,44 @@ async def test_refused_when_no_socket_is_bound_at_the_port(family, host) -> None
     assert refused.value.errno == errno.ECONNREFUSED
 
 
+def _resolving_to(monkeypatch: pytest.MonkeyPatch, *hosts: str) -> None:
+    """Make the running loop resolve the name ``utcp.test`` to ``hosts``, in order."""
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+
+    async def getaddrinfo(host, port, **kwargs):
+        if host != "utcp.test":
+            return await real(host, port, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", (h, port)) for h in hosts]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+
+
+async def test_each_resolved_address_is_tried_in_turn(make_server, monkeypatch) -> None:
+    server = await make_server()
+    # Nothing is bound at 127.0.0.2 (loopback too): refused there, then connected.
+    _resolving_to(monkeypatch, "127.0.0.2", HOST)
+    async with deadline(5):
+        reader, writer = await utcp.open_connection("utcp.test", server.port)
+        assert writer.get_extra_info("peername") == (HOST, server.port)
+        writer.write(b"second address")
+        assert await reader.readexactly(14) == b"second address"
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_every_resolved_address_failing_names_each(monkeypatch) -> None:
+    port = _unbound_udp_port(socket.AF_INET, HOST)
+    _resolving_to(monkeypatch, "127.0.0.2", "127.0.0.3")
+    async with deadline(5):
+        with pytest.raises(OSError, match=r"multiple exceptions: .*127\.0\.0\.2.*127\.0\.0\.3"):
+            await utcp.open_connection("utcp.test", port)
+    _resolving_to(monkeypatch, "127.0.0.2")
+    async with deadline(5):
+        with pytest.raises(ConnectionRefusedError):
+            await utcp.open_connection("utcp.test", port)
+
+
 async def test_segment_for_no_connection_draws_rst(make_server, raw_socket) -> None:
     server = await make_server()
     raw = await raw_socket()

@@ -60,7 +60,8 @@ def _check_port(port: Any, *, allow_zero: bool) -> int:
 
 
 async def _resolve(loop: asyncio.AbstractEventLoop, host: str | None,
-                   port: int) -> tuple[int, tuple[Any, ...]]:
+                   port: int) -> list[tuple[int, tuple[Any, ...]]]:
+    """The (family, address) pairs ``host`` names, in the resolver's order."""
     if host:
         # A numeric address needs no resolver (on asyncio's loop, getaddrinfo is a
         # round trip through a worker thread: most of a loopback connection's cost).
@@ -69,12 +70,15 @@ async def _resolve(loop: asyncio.AbstractEventLoop, host: str | None,
                 socket.inet_pton(family, host)
             except (OSError, ValueError):
                 continue
-            return family, (host, port) if family == socket.AF_INET else (host, port, 0, 0)
+            return [(family, (host, port) if family == socket.AF_INET else (host, port, 0, 0))]
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     if not infos:
         raise OSError(f"cannot resolve {host!r}")
-    family, _, _, _, addr = infos[0]
-    return family, addr
+    found: list[tuple[int, tuple[Any, ...]]] = []
+    for family, _, _, _, addr in infos:
+        if (family, addr) not in found:
+            found.append((family, addr))
+    return found
 
 
 async def _new_endpoint(loop: asyncio.AbstractEventLoop, local_addr: tuple[str, int],
@@ -142,15 +146,37 @@ async def open_connection(
 ) -> tuple[StreamReader, StreamWriter]:
     """Connect to a utcp server at ``host``:``port`` and return its streams.
 
-    Raises ``ConnectionRefusedError`` when a RST answers the SYN and
-    ``TimeoutError`` when the SYN retries run out. Without ``local_addr`` the
+    A name that resolves to several addresses is tried at each in turn, as
+    asyncio does. Raises ``ConnectionRefusedError`` when a RST or an ICMP port
+    unreachable answers the SYN and ``TimeoutError`` when the SYN retries run out
+    (with several addresses, that error if all failed alike, else an ``OSError``
+    naming each). Without ``local_addr`` the
     connection shares the loop's client socket for its address family.
     """
     loop = asyncio.get_running_loop()
     port = _check_port(port, allow_zero=False)
     if not isinstance(limit, int) or limit <= 0:
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
-    family, addr = await _resolve(loop, host, port)
+    addresses = await _resolve(loop, host, port)
+    # Like asyncio: each address the name resolves to in turn, until one connects.
+    for family, _ in addresses:
+        _options(family, options)  # bad options fail once, before any attempt
+    errors: list[OSError] = []
+    for family, addr in addresses:
+        try:
+            return await _connect_to(loop, family, addr, port, local_addr, limit, observer,
+                                     options)
+        except OSError as exc:
+            errors.append(exc)
+    if len(errors) == 1 or all(str(e) == str(errors[0]) for e in errors):
+        raise errors[0]
+    raise OSError("multiple exceptions: " + ", ".join(str(e) for e in errors))
+
+
+async def _connect_to(loop: asyncio.AbstractEventLoop, family: int, addr: tuple[Any, ...],
+                      port: int, local_addr: tuple[str, int] | None, limit: int,
+                      observer: Observer | None,
+                      options: dict[str, Any]) -> tuple[StreamReader, StreamWriter]:
     opts = _options(family, options)
     if local_addr is not None:
         ep = await _new_endpoint(loop, local_addr, family)
