@@ -198,6 +198,28 @@ def test_echo_on_uvloop(scenario) -> None:
     run_on_loop(uvloop.new_event_loop, bounded())
 
 
+@pytest.mark.skipif(uvloop is None, reason="uvloop is not installed")
+def test_shared_endpoint_keeps_working_on_uvloop_after_a_syn_to_nowhere() -> None:
+    # The host answers a SYN to a port where nothing is bound with ICMP port
+    # unreachable. libuv stops polling a socket that reports an error, so on uvloop
+    # the endpoint does not ask for ICMP errors (the SYN times out instead): the
+    # shared client endpoint must go on carrying the next connection.
+    async def scenario() -> None:
+        async with deadline(10):
+            server = await utcp.start_server(echo_handler, HOST, 0)
+            try:
+                assert await echo_once(server.port, b"before") == b"before"
+                with pytest.raises((TimeoutError, ConnectionRefusedError)):
+                    await utcp.open_connection(HOST, _unbound_udp_port(socket.AF_INET, HOST),
+                                               syn_retries=1, initial_rto=0.05, min_rto=0.05)
+                assert await echo_once(server.port, b"after") == b"after"
+            finally:
+                server.close()
+                await server.wait_closed()
+
+    run_on_loop(uvloop.new_event_loop, scenario())
+
+
 # ------------------------------------------------------------ half-close
 
 

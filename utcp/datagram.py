@@ -16,6 +16,7 @@ import asyncio
 import os
 import socket
 import struct
+from asyncio import selector_events
 from typing import Any
 
 #: Most datagrams read per wake-up before the loop gets a turn.
@@ -32,8 +33,15 @@ _EE_ORIGIN_ICMP = 2
 _EE_ORIGIN_ICMP6 = 3
 
 
-def _enable_recverr(sock: socket.socket) -> bool:
-    """Ask the kernel to queue ICMP errors on ``sock``; False where it cannot."""
+def _enable_recverr(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> bool:
+    """Ask the kernel to queue ICMP errors on ``sock``; False where it cannot.
+
+    Only a selector loop keeps reading a socket whose error queue is not empty:
+    libuv (uvloop) stops polling a descriptor that reports an error, so there the
+    socket goes without ICMP errors and a refused SYN times out instead.
+    """
+    if not isinstance(loop, selector_events.BaseSelectorEventLoop):
+        return False
     level_opt = _RECVERR.get(sock.family)
     if level_opt is None or not _MSG_ERRQUEUE or not hasattr(sock, "recvmsg"):
         return False
@@ -55,7 +63,7 @@ class BatchedDatagramTransport:
         self._closed = False
         self.send_errors = 0  # datagrams the kernel refused (a full socket buffer)
         sock.setblocking(False)
-        self._recverr = _enable_recverr(sock)
+        self._recverr = _enable_recverr(sock, loop)
         self._extra = {"socket": sock, "sockname": sock.getsockname()}
         self._batch_done = getattr(protocol, "batch_done", None)
         loop.add_reader(sock.fileno(), self._read_ready)
