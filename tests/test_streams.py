@@ -27,6 +27,7 @@ from conftest import (
 
 import utcp
 from utcp.core.wire import ACK, FIN, MSS, RST, SYN, BadChecksum, Segment, decode, encode
+from utcp.endpoint import Endpoint
 
 try:
     import uvloop
@@ -315,6 +316,23 @@ async def test_refused_when_no_socket_is_bound_at_the_port(family, host) -> None
         with pytest.raises(ConnectionRefusedError) as refused:
             await utcp.open_connection(host, port)
     assert refused.value.errno == errno.ECONNREFUSED
+
+
+async def test_an_icmp_error_costs_no_other_peer_its_datagram() -> None:
+    # A pending ICMP error fails the socket's next send, whatever its destination:
+    # that datagram, to a peer that is alive, still leaves.
+    ep = await Endpoint.create((HOST, 0))
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.bind((HOST, 0))
+            peer.settimeout(5)
+            # Loopback answers within the first send: the error is pending at the second.
+            ep.transport.sendto(b"x" * 20, (HOST, _unbound_udp_port(socket.AF_INET, HOST)))
+            ep.transport.sendto(b"for the live peer", peer.getsockname())
+            assert peer.recv(100) == b"for the live peer"
+        assert ep.drops["icmp-port-unreachable"] == 1
+    finally:
+        ep.close()
 
 
 def _resolving_to(monkeypatch: pytest.MonkeyPatch, *hosts: str) -> None:

@@ -13,6 +13,7 @@ many segments, happens once. It offers the part of
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import struct
@@ -31,6 +32,9 @@ _MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0)
 # struct sock_extended_err: ee_errno, ee_origin, ee_type, ee_code, ...
 _EE_ORIGIN_ICMP = 2
 _EE_ORIGIN_ICMP6 = 3
+#: What a pending ICMP error makes the next send on the socket fail with.
+_ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                          errno.EHOSTDOWN, errno.EPROTO})
 
 
 def _enable_recverr(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> bool:
@@ -116,11 +120,16 @@ class BatchedDatagramTransport:
         except (BlockingIOError, InterruptedError):
             self.send_errors += 1  # TCP retransmits it like any lost segment
         except OSError as exc:
-            if self._recverr:
-                self.send_errors += 1  # this datagram did not leave
-                self._read_errors()  # a queued ICMP error surfaced here: read it
-            else:
+            if not (self._recverr and exc.errno in _ICMP_ERRNOS):
                 self._protocol.error_received(exc)
+                return
+            # An ICMP error about some earlier datagram, to any peer, surfaced
+            # here and this datagram did not leave: read the error, send again.
+            self._read_errors()
+            try:
+                self._sock.sendto(data, addr)
+            except OSError:
+                self.send_errors += 1  # TCP retransmits it like any lost segment
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._extra.get(name, default)
