@@ -122,6 +122,76 @@ async def test_local_addr_binds_a_socket_of_its_own() -> None:
         await server.wait_closed()
 
 
+async def _respond_and_close(reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+    await reader.read()  # the whole request, to EOF
+    writer.write(b"response")
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_own_socket_keeps_an_unread_reply_through_time_wait() -> None:
+    # We half-close first, so the server's reply and FIN take us to TIME-WAIT
+    # before we read: the reply must still be there when we do.
+    async with deadline(10):
+        server = await utcp.start_server(_respond_and_close, HOST, 0)
+        reader, writer = await utcp.open_connection(HOST, server.port, local_addr=(HOST, 0),
+                                                    msl=0.05)
+        writer.write(b"request")
+        writer.write_eof()
+        ep = writer.transport.endpoint
+        while ep.statistics()["connections"] != {"TIME-WAIT": 1}:
+            await asyncio.sleep(0.005)
+        assert await reader.read() == b"response"
+        writer.close()
+        await writer.wait_closed()
+        await ep.wait_closed()  # once TIME-WAIT is over
+        server.close()
+        await server.wait_closed()
+
+
+async def test_own_socket_stays_through_time_wait_to_ack_a_repeated_fin() -> None:
+    # Our last ACK is lost: the server repeats its FIN, and our socket, still open
+    # through TIME-WAIT, acknowledges it, so the server's close completes.
+    server_closed: asyncio.Future[BaseException | None] = (
+        asyncio.get_running_loop().create_future())
+
+    async def respond_and_close(reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+        try:
+            await _respond_and_close(reader, writer)
+            server_closed.set_result(None)
+        except OSError as exc:
+            server_closed.set_result(exc)
+
+    async with deadline(10):
+        server = await utcp.start_server(respond_and_close, HOST, 0, data_retries=3,
+                                         min_rto=0.05, initial_rto=0.1)
+        reader, writer = await utcp.open_connection(HOST, server.port, local_addr=(HOST, 0),
+                                                    msl=0.5)
+        tr = writer.transport
+        udp = tr.endpoint.transport
+        real_sendto = udp.sendto
+        lost = []
+
+        def lose_the_first_ack_in_time_wait(data: bytes, addr: object = None) -> None:
+            if str(tr.conn.state) == "TIME-WAIT" and not lost:
+                lost.append(data)
+                return
+            real_sendto(data, addr)
+
+        udp.sendto = lose_the_first_ack_in_time_wait
+        writer.write(b"request")
+        writer.write_eof()
+        assert await reader.read() == b"response"
+        writer.close()
+        await writer.wait_closed()
+        assert await server_closed is None
+        assert lost and server.statistics()["retransmissions"] >= 1
+        server.close()
+        await server.wait_closed()
+
+
 async def test_connections_left_open_when_the_loop_ends_are_reset() -> None:
     # A connection cannot outlive its loop: its peer learns at once, by RST.
     async with deadline(20):

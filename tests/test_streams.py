@@ -1008,6 +1008,37 @@ async def test_closed_server_port_is_free_while_its_connections_wait_in_time_wai
             await again.wait_closed()
 
 
+async def test_closed_server_leaves_a_time_wait_handler_its_unread_data() -> None:
+    # The handler half-closes first and reads later; meanwhile the client's reply
+    # and FIN put the connection in TIME-WAIT and the server is closed, which
+    # frees its socket. The handler still reads the whole reply.
+    handler_read: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    go = asyncio.Event()
+
+    async def half_close_first(reader, writer):
+        writer.write_eof()
+        await go.wait()
+        try:
+            handler_read.set_result(await reader.read())
+        except OSError as exc:
+            handler_read.set_exception(exc)
+        writer.close()
+
+    async with deadline(10):
+        server = await utcp.start_server(half_close_first, HOST, 0)
+        reader, writer = await utcp.open_connection(HOST, server.port)
+        assert await reader.read() == b""
+        writer.write(b"reply")
+        writer.close()
+        await writer.wait_closed()
+        await wait_until(lambda: server.statistics()["connections"] == {"TIME-WAIT": 1})
+        server.close()
+        await server.wait_closed()
+        await asyncio.wait_for(server._endpoint.wait_closed(), 5)
+        go.set()
+        assert await handler_read == b"reply"
+
+
 # ------------------------------------------------------------ bad arguments
 
 

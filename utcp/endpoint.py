@@ -101,6 +101,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self._timer_at: float | None = None
         self._closed = loop.create_future()
         self._close_when_idle = False
+        self._time_wait_holds = True  # TIME-WAIT keeps a socket closing when idle open
         self._time_wait = 0  # connections in TIME-WAIT (each transport flags its own)
         self._keeper: asyncio.Task[None] | None = None
         self._coalesce = False
@@ -421,16 +422,22 @@ class Endpoint(asyncio.DatagramProtocol):
 
     # -------------------------------------------------------------- lifecycle
 
-    def close_when_idle(self) -> None:
-        """Close the socket once no connection and no listener is left."""
+    def close_when_idle(self, *, time_wait_holds: bool = True) -> None:
+        """Close the socket once no connection and no listener is left.
+
+        With ``time_wait_holds=False`` connections in TIME-WAIT do not count: like
+        a kernel socket with SO_REUSEADDR, a closed server's port is free again
+        once only they are left (a late FIN from their peers then finds the port
+        closed, and those connections end there).
+        """
         self._close_when_idle = True
+        self._time_wait_holds = time_wait_holds
         self._close_if_idle()
 
     def _close_if_idle(self) -> None:
-        # Connections in TIME-WAIT do not hold the socket: like a kernel socket with
-        # SO_REUSEADDR, a closed server's port is free again once only they are left
-        # (a late FIN from their peers then finds the port closed).
-        if not self.listeners and len(self.connections) == self._time_wait:
+        if self.listeners:
+            return
+        if len(self.connections) == (0 if self._time_wait_holds else self._time_wait):
             self.close()
 
     def close(self) -> None:

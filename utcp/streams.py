@@ -231,7 +231,7 @@ class Server:
         if self._listener is None:
             return
         self._endpoint.stop_listening(self._listener)
-        self._endpoint.close_when_idle()
+        self._endpoint.close_when_idle(time_wait_holds=False)
         if self._serving_forever is not None and not self._serving_forever.done():
             self._serving_forever.cancel()
         self._listener = None

@@ -166,6 +166,9 @@ class ConnectionTransport(asyncio.Transport):
             self._listener.half_open -= 1
 
     def _endpoint_lost(self) -> None:
+        if self.conn.state is _TIME_WAIT:
+            self._lose(None)  # both sides had finished: all data and EOF were delivered
+            return
         self._fail(ConnectionAbortedError(errno.ECONNABORTED, "the endpoint's socket was closed"))
 
     def _peer_text(self) -> str:
