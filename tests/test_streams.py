@@ -817,6 +817,63 @@ async def test_reset_after_the_peers_fin_leaves_its_data_readable(make_server) -
     assert isinstance(error, ConnectionResetError)
 
 
+async def test_reply_after_the_peers_reset_fails_in_wait_closed(make_server) -> None:
+    # The client sends its request and FIN, then resets. The server reads the
+    # request to EOF and replies: the reply cannot arrive, and wait_closed() says so.
+    client_reset = asyncio.Event()
+    outcome: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    async def reply_late(reader, writer):
+        assert await reader.read() == b"request"
+        await client_reset.wait()
+        await wait_until(lambda: state(writer) == "CLOSED")  # the RST has arrived
+        writer.write(b"response")
+        writer.close()
+        try:
+            await writer.wait_closed()
+            outcome.set_result(None)
+        except ConnectionResetError as exc:
+            outcome.set_result(exc)
+
+    server = await make_server(reply_late)
+    async with deadline(10):
+        _, writer = await utcp.open_connection(HOST, server.port)
+        writer.write(b"request")
+        writer.write_eof()
+        await wait_until(lambda: state(writer) == "FIN-WAIT-2")
+        writer.transport.abort()
+        client_reset.set()
+        error = await outcome
+    assert isinstance(error, ConnectionResetError) and error.errno == errno.ECONNRESET
+
+
+async def test_close_after_the_peers_reset_succeeds_when_nothing_was_lost(make_server) -> None:
+    # As above, but the server only closes: nothing of its own was lost.
+    client_reset = asyncio.Event()
+    outcome: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    async def just_close(reader, writer):
+        assert await reader.read() == b"request"
+        await client_reset.wait()
+        await wait_until(lambda: state(writer) == "CLOSED")
+        writer.close()
+        try:
+            await writer.wait_closed()
+            outcome.set_result(None)
+        except ConnectionResetError as exc:
+            outcome.set_result(exc)
+
+    server = await make_server(just_close)
+    async with deadline(10):
+        _, writer = await utcp.open_connection(HOST, server.port)
+        writer.write(b"request")
+        writer.write_eof()
+        await wait_until(lambda: state(writer) == "FIN-WAIT-2")
+        writer.transport.abort()
+        client_reset.set()
+        assert await outcome is None
+
+
 async def test_wait_closed_raises_when_the_fin_is_never_acknowledged(make_server) -> None:
     server = await make_server(echo_handler)
     async with deadline(10):

@@ -59,7 +59,6 @@ class ConnectionTransport(asyncio.Transport):
         self._flush_handle: asyncio.Handle | None = None
         self._closing = False
         self._closing_wait = False  # closed; connection_lost waits for the FIN's ACK
-        self._eof_delivered = False
         # A RST that came after the peer's FIN, while data for the reader was held.
         self._reset_after_fin: ConnectionResetError | None = None
         self._eof = False
@@ -83,13 +82,10 @@ class ConnectionTransport(asyncio.Transport):
             elif isinstance(ev, Connected):
                 self._on_connected()
             elif isinstance(ev, EndOfStream):
-                self._eof_delivered = True
                 if self._protocol is not None and not self._lost and not self._closing_wait:
                     keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
                     if not keep_open:
                         self.close()
-                if self._reset_after_fin is not None:
-                    self._lose(None)
             elif isinstance(ev, Reset):
                 # With errno set, as the kernel's errors come: code that checks
                 # exc.errno works the same on utcp.
@@ -101,11 +97,9 @@ class ConnectionTransport(asyncio.Transport):
                     errno.ECONNRESET, f"connection reset by {self._peer_text()}")
                 if ev.after_fin and not self._pending_size and not self.conn.send_buffered:
                     # The peer had finished and has everything of ours: as with the
-                    # kernel's TCP, the reader still gets all data and EOF; only a
-                    # later write fails.
+                    # kernel's TCP, the reader still gets all data and EOF; a later
+                    # write fails (drain() and wait_closed() raise), close() does not.
                     self._reset_after_fin = exc
-                    if self._eof_delivered:
-                        self._lose(None)
                 else:
                     self._fail(exc)
             elif isinstance(ev, TimedOut):
@@ -271,6 +265,9 @@ class ConnectionTransport(asyncio.Transport):
             raise RuntimeError("Cannot call write() after write_eof()")
         if not data or self._lost or self._closing:
             return  # like asyncio: writes after the connection is lost are dropped
+        if self._reset_after_fin is not None:
+            self._lose(self._reset_after_fin, soon=True)  # the peer reset after its FIN
+            return
         self._pending.append(bytes(data))
         self._pending_size += len(data)
         if self._flush_handle is None:
