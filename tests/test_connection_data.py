@@ -585,6 +585,40 @@ def test_established_persist_gives_up():
     assert events(c) == [TimedOut("persist")]
 
 
+def test_closed_connection_persist_gives_up_though_probes_are_answered():
+    # A peer that answers every probe with a shut window keeps an open connection
+    # waiting for ever (3.8.6.1); one the application has closed gets
+    # data_retries probes in all, as Linux's orphans do, then times out.
+    c = conn_established(data_retries=3)
+    send(c, seg(1, 1, window=0))
+    c.send(b"x", 0.0)
+    c.close(0.0)
+    assert c.state is State.FIN_WAIT_1
+    t = 0.0
+    for k in range(3):
+        t = fire(c, t + 0.2 * 2**k)
+        expect(c, [out(0, 1)])
+        send(c, seg(1, 1, window=0), at=t + 0.01)  # answered: still shut
+        expect_nothing(c)
+    fire(c, t + 0.2 * 2**3)
+    expect_nothing(c)
+    assert c.state is State.CLOSED
+    assert events(c) == [TimedOut("persist")]
+
+
+def test_open_connection_persists_while_probes_are_answered():
+    c = conn_established(data_retries=3)
+    send(c, seg(1, 1, window=0))
+    c.send(b"x", 0.0)
+    t = 0.0
+    for k in range(6):
+        t = fire(c, t + 0.2 * 2**k)
+        expect(c, [out(0, 1)])
+        send(c, seg(1, 1, window=0), at=t + 0.01)
+    assert c.state is State.ESTABLISHED
+    assert events(c) == []
+
+
 # -------------------------------------------------------- RTO (RFC 6298)
 
 

@@ -128,7 +128,8 @@ class Connection:
         "_ack_at", "_ack_at_batch_end", "_ack_now", "_ack_pending", "_close_at",
         "_closed_reported", "_dupacks", "_eof_held", "_events", "_fin_queued",
         "_fin_received", "_fin_seq", "_ka_at", "_last_oow_ack", "_ooo", "_ooo_fin",
-        "_orphaned", "_out", "_peer_offered_wscale", "_persist_at", "_probes", "_rcv_adv",
+        "_orphan_probes", "_orphaned", "_out", "_peer_offered_wscale", "_persist_at",
+        "_probes", "_rcv_adv",
         "_rcv_wscale", "_rcvbuf", "_reading_paused", "_retries", "_rtt_sent", "_rtt_seq",
         "_rtx_at", "_snd_wscale", "_sndbuf", "_was_listening",
     )
@@ -210,6 +211,7 @@ class Connection:
         self._probes = 0  # unanswered keepalive or zero-window probes
         self._last_oow_ack = float("-inf")
         self._orphaned = False  # close() called: nobody will read any more
+        self._orphan_probes = 0  # zero-window probes since orphaned, answered or not
 
         self._out: list[Segment] = []
         self._events: list[Event] = []
@@ -461,10 +463,20 @@ class Connection:
             self._rtx_at = now + self.rtt.rto
 
     def _on_persist_timeout(self, now: float) -> None:
-        if self._probes >= self.options.data_retries:
+        retries = self.options.data_retries
+        if self._probes >= retries:
             self._events.append(TimedOut("persist"))
             self._terminate("zero-window probes unanswered", now)
             return
+        if self._orphaned:
+            # A peer may keep its window shut for ever, answering every probe
+            # (RFC 9293 3.8.6.1 lets it); nobody waits on a closed connection's
+            # data, so it gets data_retries probes in all (Linux: tcp_orphan_retries).
+            if self._orphan_probes >= retries:
+                self._events.append(TimedOut("persist"))
+                self._terminate("window stayed shut after close", now)
+                return
+            self._orphan_probes += 1
         self._probes += 1
         # Zero-window probe as Linux sends it: an old sequence number draws an ACK
         # that carries the current window (3.8.6.1 allows probing with no data).
@@ -743,6 +755,7 @@ class Connection:
                 self.max_snd_wnd = window
             if window and self._persist_at is not None:
                 self._persist_at = None
+                self._orphan_probes = 0
                 self.rtt.reset_backoff()
 
         st = self.state
