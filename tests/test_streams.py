@@ -874,6 +874,20 @@ async def test_close_after_the_peers_reset_succeeds_when_nothing_was_lost(make_s
         assert await outcome is None
 
 
+async def test_abort_after_close_is_not_reported_as_the_peers_reset(make_server) -> None:
+    async def read_nothing(reader, writer):
+        await asyncio.sleep(30)
+
+    server = await make_server(read_nothing)
+    async with deadline(10):
+        _, writer = await utcp.open_connection(HOST, server.port)
+        writer.write(b"x" * MB)  # far more than the windows: still unacknowledged
+        writer.close()
+        writer.transport.abort()  # we give up on it ourselves
+        await writer.wait_closed()  # as asyncio's: an abort is no error
+        assert state(writer) == "CLOSED"
+
+
 async def test_wait_closed_raises_when_the_fin_is_never_acknowledged(make_server) -> None:
     server = await make_server(echo_handler)
     async with deadline(10):

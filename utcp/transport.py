@@ -319,6 +319,7 @@ class ConnectionTransport(asyncio.Transport):
         """Reset the connection (RST) and drop anything unsent."""
         self._pending.clear()
         self._pending_size = 0
+        self._closing_wait = False  # our own reset: not the peer's, no error
         if self.conn.state is not _CLOSED:
             self.conn.abort(self._loop.time())
             self._endpoint.service(self)
