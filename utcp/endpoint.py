@@ -302,8 +302,9 @@ class Endpoint(asyncio.DatagramProtocol):
                 heap = self._heap
                 if len(heap) > 64 + 4 * len(self.connections):
                     # Superseded entries (deadlines moved, connections gone) pile up
-                    # and keep dead connections alive: drop them now and then.
-                    heap = self._heap = [e for e in heap if e[2]._deadline == e[0]]
+                    # and keep dead connections alive: drop them now and then (in
+                    # place: _on_timer may be walking this very list).
+                    heap[:] = [e for e in heap if e[2]._deadline == e[0]]
                     heapq.heapify(heap)
                 heapq.heappush(heap, (d, next(self._tiebreak), tr))
                 if self._timer_at is None or d < self._timer_at:
