@@ -670,13 +670,34 @@ def test_rto_karn_no_sample_from_retransmission():
     assert c.rtt.srtt == pytest.approx(0.1)  # no sample from the retransmitted segment
     assert c.rtt.rttvar == pytest.approx(0.05)
     assert c.next_deadline() is None
-    # New data got through, so the backoff is dropped (see Connection._on_new_ack).
+    # No sample, so the backoff stays (RFC 6298 section 5): new data waits 2 x 0.3 s.
     c.send(b"y", 2.0)
     c.take_segments()
-    assert c.next_deadline() == pytest.approx(2.3)
-    send(c, seg(1, 3), at=2.1)  # a segment sent once: a sample
+    assert c.next_deadline() == pytest.approx(2.6)
+    send(c, seg(1, 3), at=2.1)  # a segment sent once: a sample collapses the RTO
     assert c.rtt.srtt == pytest.approx(0.1)
     assert c.rtt.rto == pytest.approx(0.25)  # 0.1 + 4 * (3/4 * 0.05)
+
+
+def test_rto_karn_backoff_kept_until_rtt_grown_past_it_is_sampled():
+    # The path's RTT jumps from 0.1 s to 1 s, above the 0.3 s RTO. Every ACK answers
+    # a segment that was also retransmitted, so none is a sample; only a backoff kept
+    # until the RTO exceeds the RTT lets a segment through once and be timed.
+    c = conn_established_rtt(0.1)
+    t, acked, spurious = 1.0, 1, []
+    for _ in range(6):
+        c.send(b"x", t)
+        c.take_segments()
+        before = c.counters.retransmissions
+        while c.next_deadline() is not None and c.next_deadline() < t + 1.0:
+            tick(c, c.next_deadline())
+            c.take_segments()
+        acked += 1
+        send(c, seg(1, acked), at=t + 1.0)
+        spurious.append(c.counters.retransmissions - before)
+        t += 2.0
+    assert spurious[0] >= 1 and spurious[-3:] == [0, 0, 0], spurious
+    assert c.rtt.srtt > 0.5  # the grown RTT was measured
 
 
 def test_rto_exponential_backoff_to_120s_then_timeout():

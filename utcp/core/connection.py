@@ -816,13 +816,12 @@ class Connection:
         if rtt_seq is not None and (rtt_seq - ack) & _MASK >= _HALF:  # sq.gt(ack, rtt_seq)
             self.rtt.sample(now - self._rtt_sent)
             self._rtt_seq = None
-        else:
-            # No sample (Karn), but new data got through: drop the backoff now rather
-            # than when a later sample comes (Karn's algorithm proper). Without
-            # timestamps or SACK, samples are rare under heavy loss and the RTO would
-            # stay backed off for long; Linux, which times every ACK with timestamps,
-            # collapses the RTO on such ACKs too.
-            self.rtt.reset_backoff()
+        # Otherwise no sample, and the backoff stays until one comes (Karn's algorithm;
+        # RFC 6298 section 5: the RTO collapses "once a new RTT measurement is
+        # obtained"; Linux resets icsk_backoff only then too). An ACK that may answer
+        # a retransmission says nothing of the RTT: dropping the backoff on it would
+        # keep an RTO that fell below a grown RTT there for ever, every segment sent
+        # twice.
         cc = self.cc
         if cc.in_recovery:
             if sq.ge(ack, cc.recover):
