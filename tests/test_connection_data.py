@@ -343,6 +343,17 @@ def test_established_receive_out_of_order_several_holes():
     assert events(c) == [DataReceived(data(200, 200))]
 
 
+def test_established_receive_partial_gap_fill_acked_at_once():
+    c = conn_established()
+    send(c, seg(201, 1, payload=data(100, 200)))
+    expect(c, [out(1, 1)])
+    # RFC 5681 4.2: filling part of the hole [1, 201) is ACKed at once, not delayed.
+    send(c, seg(1, 1, payload=data(100)), at=0.01)
+    # (The window is what keeps the right edge where it was, rounded up to the scale.)
+    expect(c, [out(1, 101, window=(256 * 1024 - 100 + 7) >> 3)])
+    assert events(c) == [DataReceived(data(100))]
+
+
 def test_established_receive_overlapping_out_of_order():
     c = conn_established()
     send(c, seg(101, 1, payload=data(100, 100)))

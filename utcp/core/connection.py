@@ -904,12 +904,14 @@ class Connection:
             return
         rcv_nxt = (rcv_nxt + n) & _MASK  # sq.add()
         if self._ooo.size:
+            # RFC 5681 4.2: a segment that fills all or part of a gap is ACKed at
+            # once, so that a sender in recovery learns of each hole without delay.
+            self._ack_now = True
             more = self._ooo.pop_ready(rcv_nxt)
             if more:
                 payload += more
                 n += len(more)
                 rcv_nxt = sq.add(rcv_nxt, len(more))
-                self._ack_now = True  # a hole was filled: tell the sender at once
         self.rcv_nxt = rcv_nxt
         if self._reading_paused:
             self._rcvbuf += payload
