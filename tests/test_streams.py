@@ -996,29 +996,37 @@ async def test_backlog_limits_half_open_connections(make_server, raw_socket) -> 
         assert await echo_once(server.port, b"through") == b"through"
 
 
-async def test_syn_reopening_time_wait_respects_the_backlog(make_server, raw_socket) -> None:
+async def _server_in_time_wait(make_server, raw, *, backlog: int, port: int = 40001):
+    """A server whose connection from ``raw``'s ``port`` (ISN 1000) is in TIME-WAIT."""
     async def close_at_once(reader, writer):
         writer.close()
 
-    server = await make_server(close_at_once, backlog=1)
+    server = await make_server(close_at_once, backlog=backlog)
+    addr = (HOST, server.port)
+    # The client connects; the server closes first and ends in TIME-WAIT.
+    raw.send(Segment(port, server.port, seq=1000, flags=SYN, window=65535), addr)
+    synack, _, _ = await raw.recv()
+    raw.send(Segment(port, server.port, seq=1001, ack=synack.seq + 1, flags=ACK,
+                     window=65535), addr)
+    fin, _, _ = await raw.recv()
+    assert fin.flags & FIN
+    raw.send(Segment(port, server.port, seq=1001, ack=fin.seq + 1, flags=FIN | ACK,
+                     window=65535), addr)
+    await raw.recv()  # the ACK of our FIN
+    assert server.statistics()["connections"] == {"TIME-WAIT": 1}
+    return server
+
+
+async def test_syn_reopening_time_wait_respects_the_backlog(make_server, raw_socket) -> None:
     raw = await raw_socket()
+    async with deadline(10):
+        server = await _server_in_time_wait(make_server, raw, backlog=1)
     addr = (HOST, server.port)
 
     def syn(port: int, seq: int) -> Segment:
         return Segment(port, server.port, seq=seq, flags=SYN, window=65535)
 
     async with deadline(10):
-        # 40001 connects; the server closes first and ends in TIME-WAIT.
-        raw.send(syn(40001, 1000), addr)
-        synack, _, _ = await raw.recv()
-        raw.send(Segment(40001, server.port, seq=1001, ack=synack.seq + 1, flags=ACK,
-                         window=65535), addr)
-        fin, _, _ = await raw.recv()
-        assert fin.flags & FIN
-        raw.send(Segment(40001, server.port, seq=1001, ack=fin.seq + 1, flags=FIN | ACK,
-                         window=65535), addr)
-        await raw.recv()  # the ACK of our FIN
-        assert server.statistics()["connections"] == {"TIME-WAIT": 1}
         # 40002 takes the one place in the backlog.
         raw.send(syn(40002, 5000), addr)
         assert (await raw.recv())[0].flags == SYN | ACK
@@ -1031,6 +1039,22 @@ async def test_syn_reopening_time_wait_respects_the_backlog(make_server, raw_soc
         raw.send(syn(40001, 900_000), addr)
         (reply,) = await raw.collect(0.1)
         assert (reply.dst_port, reply.flags, reply.ack) == (40001, SYN | ACK, 900_001)
+
+
+async def test_syn_rst_on_a_time_wait_4tuple_opens_nothing(make_server, raw_socket) -> None:
+    # A SYN that also carries RST is no connection request: it must neither end
+    # the TIME-WAIT connection nor take a place in the backlog.
+    raw = await raw_socket()
+    async with deadline(10):
+        server = await _server_in_time_wait(make_server, raw, backlog=1)
+        addr = (HOST, server.port)
+        raw.send(Segment(40001, server.port, seq=900_000, flags=SYN | RST, window=65535), addr)
+        assert await raw.collect(0.1) == []
+        assert server.statistics()["connections"] == {"TIME-WAIT": 1}
+        raw.send(Segment(40005, server.port, seq=5000, flags=SYN, window=65535), addr)
+        (reply,) = await raw.collect(0.1)
+        assert (reply.dst_port, reply.flags, reply.ack) == (40005, SYN | ACK, 5001)
+        assert "backlog-full" not in server.statistics()["drops"]
 
 
 async def test_closed_server_port_is_free_while_its_connections_wait_in_time_wait() -> None:

@@ -159,7 +159,7 @@ class Endpoint(asyncio.DatagramProtocol):
         now = self.loop.time()
         if tr is not None:
             conn = tr.conn
-            if conn.state is _TIME_WAIT and seg.flags & SYN and not seg.flags & ACK:
+            if conn.state is _TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN:
                 if self._reopen_from_time_wait(tr, seg, addr, now):
                     return
             conn.receive(seg, now)
