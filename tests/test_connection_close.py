@@ -535,6 +535,46 @@ def test_established_syn_old():
     send(c, seg(0, None, SYN, options=PEER_SYN_OPTIONS))
     expect(c, [out(1, 1)])
     assert c.state is State.ESTABLISHED
+    assert c.counters.challenge_acks == 1
+
+
+# Each synchronized state, with our SND.MAX and RCV.NXT there (relative to the ISNs).
+SYNCHRONIZED = [
+    pytest.param(conn_established, 1, 1, id="ESTABLISHED"),
+    pytest.param(conn_fin_wait_1, 2, 1, id="FIN-WAIT-1"),
+    pytest.param(conn_fin_wait_2, 2, 1, id="FIN-WAIT-2"),
+    pytest.param(conn_close_wait, 1, 2, id="CLOSE-WAIT"),
+    pytest.param(conn_closing, 2, 2, id="CLOSING"),
+    pytest.param(conn_last_ack, 2, 2, id="LAST-ACK"),
+    pytest.param(conn_time_wait, 2, 2, id="TIME-WAIT"),
+]
+
+
+@pytest.mark.parametrize("fixture, snd, rcv", SYNCHRONIZED)
+@pytest.mark.parametrize("where", ["in-window", "old"])
+def test_synchronized_syn_draws_rate_limited_challenge_ack(fixture, snd, rcv, where):
+    # RFC 5961 4.2: any SYN on a synchronized connection, in the window or not,
+    # draws a challenge ACK and changes nothing; 7: a burst draws one per 500 ms.
+    c = fixture()
+    state = c.state
+    syn_seq = rcv + 10 if where == "in-window" else 0
+    for k in range(5):
+        send(c, seg(syn_seq, None, SYN, options=PEER_SYN_OPTIONS), at=k * 0.1)
+        expect(c, [out(snd, rcv)] if k == 0 else [])
+    send(c, seg(syn_seq, None, SYN, options=PEER_SYN_OPTIONS), at=0.5)
+    expect(c, [out(snd, rcv)])
+    assert c.state is state
+    assert events(c) == []
+    assert c.counters.challenge_acks == 2
+
+
+def test_established_rst_exactly_one_past_rcv_nxt_draws_challenge_ack():
+    # RFC 5961 3.2: only SEQ = RCV.NXT resets; RCV.NXT + 1 is in the window, not exact.
+    c = conn_established()
+    send(c, seg(2, None, RST))
+    expect(c, [out(1, 1)])
+    assert c.state is State.ESTABLISHED
+    assert events(c) == []
 
 
 def test_fin_wait_2_rst():

@@ -654,6 +654,12 @@ class Connection:
         if not ok:
             if f & RST:
                 return
+            if f & SYN:
+                # RFC 5961 4.2: a SYN draws a challenge ACK wherever its sequence
+                # number lies, within the one rate limit (7), as in the window.
+                self.counters.unacceptable += 1
+                self._challenge_ack(now)
+                return
             if st is TIME_WAIT and f & FIN and sq.add(seg_seq, seg_len) == rcv_nxt:
                 # A retransmitted FIN: our last ACK was lost. Re-ACK, restart 2 MSL.
                 self._close_at = now + 2 * self.options.msl
