@@ -382,16 +382,20 @@ async def test_segment_for_no_connection_draws_rst(make_server, raw_socket) -> N
         raw.send(Segment(5555, server.port, seq=1000, ack=777777, flags=ACK, window=1000), addr)
         rst, _, _ = await raw.recv()
         assert (rst.src_port, rst.dst_port, rst.flags, rst.seq) == (server.port, 5555, RST, 777777)
-        # Data without ACK: RST,ACK acknowledging it.
-        raw.send(Segment(5556, server.port, seq=2000, flags=0, payload=b"hello"), addr)
+        # Data without ACK, to a TCP port nothing listens on: RST,ACK acknowledging it.
+        raw.send(Segment(5556, 9, seq=2000, flags=0, payload=b"hello"), addr)
         rst, _, _ = await raw.recv()
-        assert (rst.flags, rst.seq, rst.ack) == (RST | ACK, 0, 2005)
+        assert (rst.src_port, rst.flags, rst.seq, rst.ack) == (9, RST | ACK, 0, 2005)
+        # The same to the listening port is dropped (RFC 9293 3.10.7.2, LISTEN).
+        raw.send(Segment(5556, server.port, seq=2000, flags=0, payload=b"hello"), addr)
+        raw.send(Segment(5556, server.port, seq=2000, flags=FIN), addr)
         # A RST is never answered.
         raw.send(Segment(5557, server.port, seq=3000, flags=RST), addr)
         assert await raw.collect(0.1) == []
     stats = server.statistics()
     assert stats["resets_sent"] == 2
     assert stats["drops"]["no-connection"] == 2
+    assert stats["drops"]["listen-no-syn"] == 2
     assert stats["drops"]["rst-for-no-connection"] == 1
     assert stats["connections"] == {}
 

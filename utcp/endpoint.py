@@ -217,15 +217,19 @@ class Endpoint(asyncio.DatagramProtocol):
     def _no_connection(self, seg: Segment, addr: Address, now: float) -> None:
         listener = self.listeners.get(seg.dst_port)
         f = seg.flags
-        if listener is not None and f & SYN and not f & (ACK | RST):
-            if listener.half_open >= listener.backlog:
-                # Like a full SYN queue: drop silently, the peer will retry.
-                self.drops["backlog-full"] += 1
-                return
-            self._accept(listener, seg, addr, now)
-            return
         if f & RST:
             self.drops["rst-for-no-connection"] += 1
+            return
+        if listener is not None and not f & ACK:
+            # RFC 9293 3.10.7.2 (LISTEN): a SYN opens a connection; text or control
+            # with neither SYN nor ACK is dropped.
+            if not f & SYN:
+                self.drops["listen-no-syn"] += 1
+            elif listener.half_open >= listener.backlog:
+                # Like a full SYN queue: drop silently, the peer will retry.
+                self.drops["backlog-full"] += 1
+            else:
+                self._accept(listener, seg, addr, now)
             return
         # RFC 9293 3.10.7.1: answer with a RST (LISTEN answers an ACK the same way).
         self.drops["no-connection"] += 1
