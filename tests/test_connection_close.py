@@ -466,8 +466,10 @@ def test_established_rst():
 def test_established_rst_ack():
     c = conn_established()
     send(c, seg(1, 1, RST | ACK))
+    expect_nothing(c)  # a RST is never answered
     assert c.state is State.CLOSED
     assert events(c) == [Reset()]
+    assert c.next_deadline() is None
 
 
 def test_established_rst_in_window_not_exact():

@@ -522,6 +522,10 @@ def test_syn_received_retransmitted_syn_ack_no_rtt_sample():
     send(c, seg(1, 1), at=0.6)
     assert c.state is State.ESTABLISHED
     assert c.rtt.srtt is None
+    # RFC 6298 5.7: with no sample from the handshake, data starts from a 3 s RTO.
+    c.send(b"x", 1.0)
+    c.take_segments()
+    assert c.next_deadline() == pytest.approx(4.0)
 
 
 def test_syn_sent_syn_ack_rtt_sample():

@@ -9,8 +9,12 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pairsim import Pair
 
 from utcp.core import wire
+from utcp.core.config import Options
+from utcp.core.observer import NullObserver
+from utcp.core.state import State
 from utcp.core.wire import (
     ACK,
     CWR,
@@ -283,7 +287,8 @@ def test_decode_accepts_buffers(kind) -> None:
 @pytest.fixture(scope="module")
 def scapy_tcp():
     logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
-    inet = pytest.importorskip("scapy.layers.inet")
+    from scapy.layers import inet  # a declared test dependency: missing is a failure
+
     return inet.TCP, inet.TCPOptions[1]
 
 
@@ -328,6 +333,53 @@ def test_scapy_dissects_our_segments(scapy_tcp, seg: Segment) -> None:
                      else (k, v) for k, v in seg.options)
     assert from_scapy_options(t.options, scapy_kinds) == expected
     assert bytes(t.payload) == seg.payload
+
+
+class _Sent(NullObserver):
+    def __init__(self) -> None:
+        self.segments: list[Segment] = []
+
+    def segment_sent(self, conn, seg, now):
+        self.segments.append(seg)
+
+
+def test_scapy_dissects_every_segment_a_connection_sends(scapy_tcp) -> None:
+    # What the state machine really emits, not generated segments: a handshake with
+    # options, data both ways over a lossy link (retransmissions, duplicate ACKs), a
+    # receiver that stops reading (zero-window probes), the four-way close, and a
+    # second connection that is aborted (RST).
+    TCP, scapy_kinds = scapy_tcp
+    sent = _Sent()
+    p = Pair(client_observer=sent, server_observer=sent, loss=0.05, seed=3,
+             server_opts=Options(rcv_buf=8192))
+    p.client.connect(0.0)
+    p.run(stop=lambda: p.client.state is State.ESTABLISHED)
+    p.server.pause_reading()
+    p.client.send(bytes(range(256)) * 200, p.now)
+    p.run(until=p.now + 3)
+    p.server.resume_reading(p.now)
+    p.server.send(b"reply", p.now)
+    p.run(stop=lambda: p.client.unacked_data == p.client.unsent == 0)
+    p.client.shutdown(p.now)
+    p.server.shutdown(p.now)
+    p.run()
+    q = Pair(client_observer=sent, server_observer=sent)
+    q.client.connect(0.0)
+    q.run(stop=lambda: q.server.state is State.ESTABLISHED)
+    q.client.abort(q.now)
+    q.run()
+
+    kinds = {flag_names(s.flags) for s in sent.segments}
+    assert {"SYN", "SYN,ACK", "ACK", "PSH,ACK", "FIN,ACK", "RST"} <= kinds, kinds
+    assert p.client.counters.retransmissions > 0
+    assert any(s.window == 0 for s in sent.segments)  # the stalled reader's window
+    for seg in sent.segments:
+        t = TCP(encode(seg))
+        assert (t.sport, t.dport, t.seq, t.ack) == (seg.src_port, seg.dst_port, seg.seq,
+                                                    seg.ack)
+        assert int(t.flags) == seg.flags and t.window == seg.window
+        assert from_scapy_options(t.options, scapy_kinds) == seg.options
+        assert bytes(t.payload) == seg.payload
 
 
 # --- malformed datagrams ---------------------------------------------------------------
