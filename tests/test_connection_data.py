@@ -449,6 +449,43 @@ def test_established_scaled_window_never_retracts():
     assert 1002 + (32643 << 3) >= 1 + (256 * 1024)
 
 
+def test_established_scaled_window_holds_a_paused_reader_to_its_buffer():
+    # With a shift of 3, each ACK could round the right edge up by up to 7 bytes;
+    # small segments at that edge must not grow a paused reader's buffer for ever.
+    c = conn_established()
+    c.pause_reading()
+    rcv = 1
+    for _ in range(20):  # fill most of the 256 KiB buffer, ACKed every 2 segments
+        send(c, seg(rcv, 1, payload=data(13_100)))
+        rcv += 13_100
+    for _ in range(300):  # then 3-byte segments, each ACKed when the delay runs out
+        send(c, seg(rcv, 1, payload=b"abc"))
+        tick(c, 1.0)
+        acks = c.take_segments()
+        if acks:
+            rcv = acks[-1].ack - REMOTE_ISS
+    held = rcv - 1
+    assert 256 * 1024 <= held < 256 * 1024 + 8  # the window closed within a unit
+    assert acks[-1].window == 0
+    c.resume_reading(2.0)
+    assert sum(len(e.data) for e in events(c)) == held
+
+
+def test_established_bare_ack_at_the_window_edge_is_accepted():
+    # The peer filled our window past a hole; its bare ACKs carry SEQ = its SND.MAX,
+    # which is our right edge (RCV.NXT + RCV.WND). They still acknowledge our data.
+    c = conn_established(rcv_buf=4096)  # unscaled
+    c.send(b"request", 0.0)
+    c.take_segments()
+    send(c, seg(101, 1, payload=data(4096 - 100)))  # all but the first 100 bytes
+    expect(c, [out(8, 1, window=4096)])  # the edge offered stays (3.8.6.2.2)
+    send(c, seg(1 + 4096, 8), at=0.01)
+    expect_nothing(c)
+    assert c.unacked_data == 0
+    assert c.counters.unacceptable == 0
+    assert c.next_deadline() is None  # nothing in flight: no retransmission timer
+
+
 def test_established_segment_beyond_window_acked():
     c = conn_established(rcv_buf=4096)
     send(c, seg(1 + 4096, 1, payload=b"far"))

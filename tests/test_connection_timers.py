@@ -8,6 +8,7 @@ from tcpscript import (
     conn_established,
     conn_syn_received,
     conn_syn_sent,
+    conn_time_wait,
     events,
     expect,
     expect_nothing,
@@ -188,6 +189,18 @@ def test_keepalive_challenged_segment_does_not_reset_idle(flags):
     expect(c, [out(1, 1)])
     fire(c, 10.0)
     expect(c, [PROBE])
+
+
+def test_keepalive_none_in_time_wait():
+    # TIME-WAIT only waits out 2 MSL: a segment it accepts starts no keepalive,
+    # and it ends at 2 MSL silently, without probes, RST or a timeout.
+    c = conn_time_wait(**KA)
+    send(c, seg(2, 2), at=1.0)
+    expect_nothing(c)
+    fire(c, 60.0)
+    expect_nothing(c)
+    assert c.state is State.CLOSED
+    assert events(c) == []
 
 
 def test_keepalive_waits_while_data_in_flight():

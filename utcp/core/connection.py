@@ -486,6 +486,9 @@ class Connection:
 
     def _on_keepalive_timeout(self, now: float) -> None:
         opts = self.options
+        if self.state is TIME_WAIT or not self.state.synchronized:
+            self._ka_at = None
+            return
         if self._probes >= opts.keepalive_count:
             # Like Linux, tell the peer (if it is there after all) with a RST.
             self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
@@ -643,8 +646,13 @@ class Connection:
             rcv_wnd = 0
         seg_len = len(payload) + (f & SYN and 1) + (f & FIN and 1)
         if seg_len == 0:
-            # sq.in_window(seg_seq, rcv_nxt, rcv_wnd)
-            ok = seg_seq == rcv_nxt if rcv_wnd == 0 else (seg_seq - rcv_nxt) & _MASK < rcv_wnd
+            # RCV.NXT =< SEG.SEQ =< RCV.NXT + RCV.WND: the right edge included, as Linux
+            # and BSD accept it (table 6 stops one short). A peer that filled our
+            # window sends its bare ACKs at SND.MAX, which is that edge: were they
+            # refused, a lost segment would hide every ACK of our data behind the
+            # hole. A RST must lie strictly inside (RFC 5961 3.2).
+            off = (seg_seq - rcv_nxt) & _MASK
+            ok = off < rcv_wnd if f & RST else off <= rcv_wnd
         elif rcv_wnd == 0:
             ok = False
         else:
@@ -699,9 +707,10 @@ class Connection:
             return
 
         opts = self.options
-        if opts.keepalive:
+        if opts.keepalive and st is not TIME_WAIT:
             # Anything acceptable heard resets idle (not a RST or SYN that merely
-            # drew a challenge ACK: anyone could have sent it).
+            # drew a challenge ACK: anyone could have sent it). TIME-WAIT has no
+            # keepalive: it only waits out 2 MSL.
             self._ka_at = now + opts.keepalive_idle
             self._probes = 0
 
@@ -992,12 +1001,20 @@ class Connection:
         shift = self._rcv_wscale
         field = wnd >> shift
         if field << shift < edge:
-            # Rounding down to the scale's unit would pull the right edge back:
-            # round the old edge up instead (Linux's tcp_select_window does too).
-            field = (edge + (1 << shift) - 1) >> shift
+            # Less room than the edge already offered: offer that edge again
+            # (3.8.6.2.2), to within the scale's unit. Rounded up (as Linux does),
+            # the edge moves on by up to a unit with every ACK; so only while that
+            # leaves less than a unit offered beyond the free space. Past that it is
+            # rounded down, and the edge the peer sees retracts by less than a unit
+            # (RFC 7323 2.4) while data up to the old edge is still accepted: RCV.ADV
+            # keeps it. Without this a paused reader's buffer would grow unbounded.
+            up = (edge + (1 << shift) - 1) >> shift
+            field = up if (up << shift) - wnd < 1 << shift else edge >> shift
         if field > 0xFFFF:
             field = 0xFFFF
-        self._rcv_adv = (rcv_nxt + (field << shift)) & _MASK  # sq.add()
+        adv = (rcv_nxt + (field << shift)) & _MASK  # sq.add()
+        if (adv - self._rcv_adv) & _MASK < _HALF:  # sq.ge(adv, RCV.ADV)
+            self._rcv_adv = adv
         return Segment(self.local_port, self.remote_port, seq, rcv_nxt, flags,
                        field, 0, (), payload)
 
