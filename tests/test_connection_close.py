@@ -579,6 +579,45 @@ def test_established_rst_exactly_one_past_rcv_nxt_draws_challenge_ack():
     assert events(c) == []
 
 
+@pytest.mark.parametrize("junk_first", [False, True], ids=["fin-first", "junk-first"])
+def test_established_data_past_an_early_fin_is_not_delivered(junk_first):
+    # A FIN ahead of a hole fixes where the stream ends: bytes a misbehaving peer
+    # sends at or past it are no data, whether they come before the FIN or after.
+    c = conn_established()
+    junk = seg(11, 1, payload=b"XXXXX")
+    if junk_first:
+        send(c, junk)
+    send(c, seg(11, 1, ACK | FIN))
+    if not junk_first:
+        send(c, junk)
+    c.take_segments()
+    send(c, seg(1, 1, payload=b"a" * 10))  # the hole fills
+    expect(c, [out(1, 12)])
+    assert events(c) == [DataReceived(b"a" * 10), EndOfStream()]
+    assert c.state is State.CLOSE_WAIT
+    c.close(0.1)  # nothing unread is held: an orderly FIN, not a reset
+    expect(c, [out(1, 12, FIN | ACK)])
+
+
+def test_established_abort_drops_held_data():
+    c = conn_established()
+    c.pause_reading()
+    send(c, seg(1, 1, payload=b"held"))
+    c.abort(0.1)
+    c.resume_reading(0.2)
+    assert events(c) == []
+
+
+def test_established_rst_drops_held_data():
+    # Before the peer's FIN a reset ends reading at once, held data included.
+    c = conn_established()
+    c.pause_reading()
+    send(c, seg(1, 1, payload=b"held"))
+    send(c, seg(5, None, RST))
+    c.resume_reading(0.2)
+    assert events(c) == [Reset()]
+
+
 def test_fin_wait_2_rst():
     c = conn_fin_wait_2()
     send(c, seg(1, None, RST))

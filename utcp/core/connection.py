@@ -373,7 +373,15 @@ class Connection:
         """
         if self.state in _ABORT_SENDS_RST:
             self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
+        self._drop_received()
         self._terminate("abort", now)
+
+    def _drop_received(self) -> None:
+        """Forget received data the application has not been given."""
+        self._rcvbuf.clear()
+        self._ooo = ReassemblyQueue()
+        self._ooo_fin = None
+        self._eof_held = False
 
     def pause_reading(self) -> None:
         """Hold received data in the receive buffer; the window closes as it fills."""
@@ -698,6 +706,10 @@ class Connection:
                 self._terminate("RST received", now)
                 return
             self._events.append(Reset(refused=st is SYN_RECEIVED, after_fin=self._fin_received))
+            if not self._fin_received:
+                # A reset before the peer's FIN ends reading at once: held data goes
+                # too. After its FIN, all it sent stays readable (as with Linux).
+                self._drop_received()
             self._terminate("RST received", now)
             return
 
@@ -904,6 +916,11 @@ class Connection:
         room = (self._rcv_adv - seg_seq) & _MASK  # sq.sub(RCV.ADV, seg_seq)
         if room >= _HALF:
             room -= _MOD
+        fin = self._ooo_fin
+        if fin is not None:
+            # Nothing past a FIN already received is data: a peer that sends some
+            # anyway does not have it delivered, and the stream still ends there.
+            room = min(room, sq.sub(fin, seg_seq))
         if n > room:
             payload = payload[:max(room, 0)]
             n = len(payload)
@@ -924,6 +941,8 @@ class Connection:
             self._ack_now = True
             more = self._ooo.pop_ready(rcv_nxt)
             if more:
+                if fin is not None:
+                    more = more[:(fin - rcv_nxt) & _MASK]
                 payload += more
                 n += len(more)
                 rcv_nxt = sq.add(rcv_nxt, len(more))
@@ -954,6 +973,8 @@ class Connection:
             self._ack_now = True
             return
         self._fin_received = True
+        if self._ooo.size:
+            self._ooo = ReassemblyQueue()  # held past the FIN: no data (see _receive_text)
         self.rcv_nxt = sq.add(self.rcv_nxt, 1)
         self._ack_now = True
         if self._reading_paused and self._rcvbuf:
