@@ -7,7 +7,7 @@ import logging
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pairsim import Pair
 
@@ -321,6 +321,11 @@ def from_scapy_options(options: list, scapy_kinds: dict) -> tuple:
 @given(segments)
 def test_scapy_dissects_our_segments(scapy_tcp, seg: Segment) -> None:
     TCP, scapy_kinds = scapy_tcp
+    # Kinds that scapy parses with layouts of their own (MD5, TCP-AO, ...) and utcp
+    # carries as opaque bytes: scapy's parsers fail on lengths those layouts do not
+    # expect (TCP-AO of length 3 raises struct.error inside scapy), so leave them out.
+    ours = (NOP, MSS, WSCALE, SACK_PERMITTED, SACK, TIMESTAMPS)
+    assume(not any(k in scapy_kinds.values() and k not in ours for k, _ in seg.options))
     t = TCP(encode(seg))
     assert (t.sport, t.dport, t.seq, t.ack) == (seg.src_port, seg.dst_port, seg.seq, seg.ack)
     # scapy splits the 4 reserved bits as 3 reserved + the historic NS bit above CWR.
@@ -328,10 +333,7 @@ def test_scapy_dissects_our_segments(scapy_tcp, seg: Segment) -> None:
     assert t.reserved == seg.reserved >> 1
     assert (t.window, t.urgptr) == (seg.window, seg.urgent)
     assert t.dataofs == 5 + (sum(map(option_size, seg.options)) + 3) // 4
-    expected = tuple((k, ...) if isinstance(k, int) and k in scapy_kinds.values()
-                     and k not in (NOP, MSS, WSCALE, SACK_PERMITTED, SACK, TIMESTAMPS)
-                     else (k, v) for k, v in seg.options)
-    assert from_scapy_options(t.options, scapy_kinds) == expected
+    assert from_scapy_options(t.options, scapy_kinds) == seg.options
     assert bytes(t.payload) == seg.payload
 
 
