@@ -1121,6 +1121,38 @@ async def test_closed_server_leaves_a_time_wait_handler_its_unread_data() -> Non
         assert await handler_read == b"reply"
 
 
+# ------------------------------------------------------------ observers
+
+
+async def test_an_observer_that_raises_costs_its_connection_nothing(make_server) -> None:
+    # The observer runs inside the state machine; its exception is reported to the
+    # loop's exception handler once, and the connection goes on untraced.
+    class Failing(utcp.NullObserver):
+        calls = 0
+
+        def segment_sent(self, conn, seg, now):
+            Failing.calls += 1
+            raise RuntimeError("observer bug")
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict] = []
+    server = await make_server()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        async with deadline(10):
+            reader, writer = await utcp.open_connection(HOST, server.port, observer=Failing())
+            writer.write(b"still works")
+            assert await reader.readexactly(11) == b"still works"
+            writer.close()
+            await writer.wait_closed()
+    finally:
+        loop.set_exception_handler(None)
+    assert Failing.calls == 1
+    assert [type(c["exception"]) for c in reported] == [RuntimeError]
+    assert "no longer called" in reported[0]["message"]
+    assert client_endpoint(writer).statistics()["connections"] == {"TIME-WAIT": 1}
+
+
 # ------------------------------------------------------------ bad arguments
 
 
@@ -1135,10 +1167,23 @@ async def test_bad_options() -> None:
         await utcp.open_connection(HOST, 9, bogus=1)
     with pytest.raises(ValueError, match="mss must be between 88 and 65495, got 5"):
         await utcp.open_connection(HOST, 9, mss=5)
-    with pytest.raises(ValueError, match="initial_rto"):
+    with pytest.raises(ValueError, match="initial_rto must be more than zero seconds, got -1"):
         await utcp.open_connection(HOST, 9, initial_rto=-1)
-    with pytest.raises(ValueError, match="limit"):
-        await utcp.open_connection(HOST, 9, limit=0)
+    with pytest.raises(ValueError, match="delayed_ack must be zero or more seconds"):
+        await utcp.open_connection(HOST, 9, delayed_ack=-0.1)
+    with pytest.raises(ValueError, match="msl must be a finite number of seconds, got 'long'"):
+        await utcp.open_connection(HOST, 9, msl="long")
+    with pytest.raises(ValueError, match="rcv_buf must be an integer, got 1.5"):
+        await utcp.open_connection(HOST, 9, rcv_buf=1.5)
+    with pytest.raises(ValueError, match="keepalive must be True or False, got 1"):
+        await utcp.open_connection(HOST, 9, keepalive=1)
+    for limit in (0, True, 1.5):
+        with pytest.raises(ValueError, match="limit must be a positive integer"):
+            await utcp.open_connection(HOST, 9, limit=limit)
+    with pytest.raises(TypeError, match="observer must have state_changed.*lacks"):
+        await utcp.open_connection(HOST, 9, observer=42)
+    with pytest.raises(TypeError, match="observer must have"):
+        await utcp.start_server(echo_handler, HOST, 0, observer=object())
     with pytest.raises(ValueError, match="backlog must be a positive integer, got 0"):
         await utcp.start_server(echo_handler, HOST, 0, backlog=0)
     with pytest.raises(ValueError, match="port"):

@@ -47,6 +47,61 @@ _FIN_UNACKED = (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
 _PORTS_SEQ = struct.Struct("!HHI")
 
 
+def check_observer(observer: object) -> None:
+    """Raise TypeError unless ``observer`` is None or has the observer methods."""
+    if observer is None:
+        return
+    missing = [name for name in ("state_changed", "segment_sent", "segment_received")
+               if not callable(getattr(observer, name, None))]
+    if missing:
+        raise TypeError(f"observer must have state_changed, segment_sent and segment_received "
+                        f"methods (subclass utcp.NullObserver); {observer!r} lacks "
+                        f"{', '.join(missing)}")
+
+
+class _GuardedObserver:
+    """Passes every call on to the application's observer.
+
+    The observer runs inside the state machine: were its exception to propagate,
+    the connection would stop halfway through a transition. One that raises is
+    reported through the loop's exception handler instead and is no longer called
+    for that connection, which goes on untraced.
+    """
+
+    __slots__ = ("inner", "_loop")
+
+    def __init__(self, inner: Observer, loop: asyncio.AbstractEventLoop) -> None:
+        self.inner = inner
+        self._loop = loop
+
+    def state_changed(self, conn: Connection, old: State, new: State, cause: str,
+                      now: float) -> None:
+        try:
+            self.inner.state_changed(conn, old, new, cause, now)
+        except Exception as exc:
+            self._failed(conn, exc)
+
+    def segment_sent(self, conn: Connection, seg: Segment, now: float) -> None:
+        try:
+            self.inner.segment_sent(conn, seg, now)
+        except Exception as exc:
+            self._failed(conn, exc)
+
+    def segment_received(self, conn: Connection, seg: Segment, now: float) -> None:
+        try:
+            self.inner.segment_received(conn, seg, now)
+        except Exception as exc:
+            self._failed(conn, exc)
+
+    def _failed(self, conn: Connection, exc: Exception) -> None:
+        conn.observer = None
+        self._loop.call_exception_handler({
+            "message": f"utcp observer {self.inner!r} raised; it is no longer called "
+                       f"for {conn!r}",
+            "exception": exc,
+        })
+
+
 class Listener:
     """A passive open on one local port."""
 
@@ -372,6 +427,8 @@ class Endpoint(asyncio.DatagramProtocol):
         now = self.loop.time()
         local_port = self._free_port(remote, remote_port)
         iss = self._isn(self.local_address, local_port, remote, remote_port, now)
+        if observer is not None:
+            observer = _GuardedObserver(observer, self.loop)
         conn = Connection(local_port, remote_port, iss=iss, options=options, observer=observer)
         conn.coalesce_acks = self._coalesce
         tr = ConnectionTransport(self, conn, remote)
@@ -411,6 +468,8 @@ class Endpoint(asyncio.DatagramProtocol):
         """Accept connections to TCP ``port``; ``on_connection`` gets each established one."""
         if port in self.listeners:
             raise OSError(errno.EADDRINUSE, f"port {port} is already listening")
+        if observer is not None:
+            observer = _GuardedObserver(observer, self.loop)
         listener = Listener(port, backlog, options, on_connection, observer)
         self.listeners[port] = listener
         return listener

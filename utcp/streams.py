@@ -16,7 +16,7 @@ from typing import Any
 
 from .core.config import DEFAULT_MSS_IPV6, OPTION_NAMES, Options
 from .core.observer import Observer
-from .endpoint import Endpoint, Listener
+from .endpoint import Endpoint, Listener, check_observer
 from .transport import ConnectionTransport
 
 StreamReader = asyncio.StreamReader
@@ -57,6 +57,11 @@ def _check_port(port: Any, *, allow_zero: bool) -> int:
         raise ValueError(f"port must be an integer from {0 if allow_zero else 1} to 65535, "
                          f"got {port!r}")
     return port
+
+
+def _check_limit(limit: Any) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
 
 
 async def _resolve(loop: asyncio.AbstractEventLoop, host: str | None,
@@ -155,8 +160,8 @@ async def open_connection(
     """
     loop = asyncio.get_running_loop()
     port = _check_port(port, allow_zero=False)
-    if not isinstance(limit, int) or limit <= 0:
-        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    _check_limit(limit)
+    check_observer(observer)
     addresses = await _resolve(loop, host, port)
     # Like asyncio: each address the name resolves to in turn, until one connects.
     for family, _ in addresses:
@@ -293,8 +298,8 @@ async def start_server(
     port = _check_port(port, allow_zero=True)
     if not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 1:
         raise ValueError(f"backlog must be a positive integer, got {backlog!r}")
-    if not isinstance(limit, int) or limit <= 0:
-        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    _check_limit(limit)
+    check_observer(observer)
     if host is not None and not isinstance(host, str):
         hosts = list(host)
         if len(hosts) != 1:

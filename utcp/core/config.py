@@ -63,15 +63,16 @@ class Options:
             check(0 <= getattr(self, name) <= 255, name, "between 0 and 255")
         check(1 <= self.initial_cwnd <= 1000, "initial_cwnd", "between 1 and 1000")
         check(1 <= self.keepalive_count <= 1000, "keepalive_count", "between 1 and 1000")
-        for name in ("initial_rto", "min_rto", "max_rto", "delayed_ack", "msl",
-                     "fin_wait_2_timeout", "keepalive_idle", "keepalive_interval"):
+        positive = ("initial_rto", "min_rto", "max_rto", "keepalive_interval", "msl",
+                    "keepalive_idle")
+        for name in positive + ("delayed_ack", "fin_wait_2_timeout"):
             v = getattr(self, name)
             check(isinstance(v, (int, float)) and not isinstance(v, bool)
                   and math.isfinite(v), name, "a finite number of seconds")
-            check(v >= 0, name, "zero or more seconds")
-        for name in ("initial_rto", "min_rto", "max_rto", "keepalive_interval", "msl",
-                     "keepalive_idle"):
-            check(getattr(self, name) > 0, name, "more than zero seconds")
+            if name in positive:
+                check(v > 0, name, "more than zero seconds")
+            else:
+                check(v >= 0, name, "zero or more seconds")
         check(self.min_rto <= self.initial_rto <= self.max_rto, "initial_rto",
               "between min_rto and max_rto")
         check(self.delayed_ack <= 0.5, "delayed_ack", "at most 0.5 s (RFC 1122)")
