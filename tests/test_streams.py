@@ -343,6 +343,8 @@ def _resolving_to(monkeypatch: pytest.MonkeyPatch, *hosts: str) -> None:
     async def getaddrinfo(host, port, **kwargs):
         if host != "utcp.test":
             return await real(host, port, **kwargs)
+        if kwargs.get("family", socket.AF_UNSPEC) not in (socket.AF_UNSPEC, socket.AF_INET):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", (h, port)) for h in hosts]
 
     monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
@@ -627,6 +629,57 @@ async def test_cancelling_serve_forever_closes_the_server() -> None:
         assert server.statistics()["listeners"] == []
         await server.wait_closed()
         await server._endpoint.wait_closed()  # nothing left open: the socket is closed
+
+
+async def test_start_serving_false_listens_only_once_started() -> None:
+    async with deadline(10):
+        server = await utcp.start_server(echo_handler, HOST, 0, start_serving=False)
+        assert not server.is_serving() and server.sockets  # bound, not listening
+        with pytest.raises(ConnectionRefusedError):  # a RST: nothing listens yet
+            await utcp.open_connection(HOST, server.port)
+        await server.start_serving()
+        assert server.is_serving()
+        assert await echo_once(server.port, b"now") == b"now"
+        server.close()
+        await server.wait_closed()
+        assert server.sockets == ()
+
+
+async def test_start_server_listens_on_what_a_name_resolves_to(monkeypatch) -> None:
+    if not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+
+    async def getaddrinfo(host, port, **kwargs):  # a name with only an IPv6 address
+        if host != "v6only.test":
+            return await real(host, port, **kwargs)
+        return [(socket.AF_INET6, socket.SOCK_DGRAM, 17, "", ("::1", port, 0, 0))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    async with deadline(10):
+        server = await utcp.start_server(echo_handler, "v6only.test", 0)
+        try:
+            assert server.sockets[0].family == socket.AF_INET6
+            reader, writer = await utcp.open_connection("::1", server.port)
+            assert writer.get_extra_info("utcp")["send_mss"] == 1432  # IPv6's default
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+
+async def test_family_limits_the_addresses_tried(make_server, monkeypatch) -> None:
+    server = await make_server()
+    _resolving_to(monkeypatch, HOST)  # an IPv4 address only
+    async with deadline(10):
+        with pytest.raises(socket.gaierror):
+            await utcp.open_connection("utcp.test", server.port, family=socket.AF_INET6)
+        reader, writer = await utcp.open_connection("utcp.test", server.port,
+                                                    family=socket.AF_INET)
+        writer.close()
+        await writer.wait_closed()
 
 
 # ------------------------------------------------------------ hostile datagrams
@@ -1184,6 +1237,16 @@ async def test_bad_options() -> None:
         await utcp.open_connection(HOST, 9, observer=42)
     with pytest.raises(TypeError, match="observer must have"):
         await utcp.start_server(echo_handler, HOST, 0, observer=object())
+    with pytest.raises(ValueError, match="ssl is not supported by utcp"):
+        await utcp.open_connection(HOST, 9, ssl=True)
+    with pytest.raises(ValueError, match="ssl is not supported by utcp"):
+        await utcp.start_server(echo_handler, HOST, 0, ssl=object())
+    with pytest.raises(ValueError, match="reuse_port is not supported"):
+        await utcp.start_server(echo_handler, HOST, 0, reuse_port=True)
+    with pytest.raises(ValueError, match="family must be"):
+        await utcp.open_connection(HOST, 9, family=socket.AF_UNIX)
+    with pytest.raises(TypeError, match="host must be a string or None, got 123"):
+        await utcp.start_server(echo_handler, 123, 0)
     with pytest.raises(ValueError, match="backlog must be a positive integer, got 0"):
         await utcp.start_server(echo_handler, HOST, 0, backlog=0)
     with pytest.raises(ValueError, match="port"):

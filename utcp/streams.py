@@ -64,19 +64,37 @@ def _check_limit(limit: Any) -> None:
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
 
 
-async def _resolve(loop: asyncio.AbstractEventLoop, host: str | None,
-                   port: int) -> list[tuple[int, tuple[Any, ...]]]:
+def _check_unsupported(**args: Any) -> None:
+    for name, value in args.items():
+        if value:
+            raise ValueError(f"{name} is not supported by utcp, got {value!r}")
+
+
+def _check_family(family: Any) -> None:
+    if family not in (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6):
+        raise ValueError(f"family must be AF_UNSPEC, AF_INET or AF_INET6, got {family!r}")
+
+
+async def _resolve(loop: asyncio.AbstractEventLoop, host: str | None, port: int,
+                   family: int = socket.AF_UNSPEC, *,
+                   passive: bool = False) -> list[tuple[int, tuple[Any, ...]]]:
     """The (family, address) pairs ``host`` names, in the resolver's order."""
+    _check_family(family)
+    if host is not None and not isinstance(host, str):
+        raise TypeError(f"host must be a string or None, got {host!r}")
     if host:
         # A numeric address needs no resolver (on asyncio's loop, getaddrinfo is a
         # round trip through a worker thread: most of a loopback connection's cost).
-        for family in (socket.AF_INET, socket.AF_INET6):
+        for fam in (socket.AF_INET, socket.AF_INET6):
+            if family not in (socket.AF_UNSPEC, fam):
+                continue
             try:
-                socket.inet_pton(family, host)
+                socket.inet_pton(fam, host)
             except (OSError, ValueError):
                 continue
-            return [(family, (host, port) if family == socket.AF_INET else (host, port, 0, 0))]
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            return [(fam, (host, port) if fam == socket.AF_INET else (host, port, 0, 0))]
+    infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM,
+                                   flags=socket.AI_PASSIVE if passive else 0)
     if not infos:
         raise OSError(f"cannot resolve {host!r}")
     found: list[tuple[int, tuple[Any, ...]]] = []
@@ -146,6 +164,8 @@ async def open_connection(
     *,
     local_addr: tuple[str, int] | None = None,
     limit: int = _DEFAULT_LIMIT,
+    family: int = socket.AF_UNSPEC,
+    ssl: Any = None,
     observer: Observer | None = None,
     **options: Any,
 ) -> tuple[StreamReader, StreamWriter]:
@@ -155,14 +175,16 @@ async def open_connection(
     asyncio does. Raises ``ConnectionRefusedError`` when a RST or an ICMP port
     unreachable answers the SYN and ``TimeoutError`` when the SYN retries run out
     (with several addresses, that error if all failed alike, else an ``OSError``
-    naming each). Without ``local_addr`` the
-    connection shares the loop's client socket for its address family.
+    naming each). Without ``local_addr`` the connection shares the loop's client
+    socket for its address family. ``family`` (``AF_INET`` or ``AF_INET6``) limits
+    the addresses tried; ``ssl`` must be None: utcp carries no TLS.
     """
     loop = asyncio.get_running_loop()
     port = _check_port(port, allow_zero=False)
     _check_limit(limit)
     check_observer(observer)
-    addresses = await _resolve(loop, host, port)
+    _check_unsupported(ssl=ssl)
+    addresses = await _resolve(loop, host, port, family)
     # Like asyncio: each address the name resolves to in turn, until one connects.
     for family, _ in addresses:
         _options(family, options)  # bad options fail once, before any attempt
@@ -200,15 +222,16 @@ async def _connect_to(loop: asyncio.AbstractEventLoop, family: int, addr: tuple[
 
 
 class Server:
-    """A listening utcp server, with the interface of :class:`asyncio.Server`."""
+    """A utcp server, with the interface of :class:`asyncio.Server`."""
 
-    def __init__(self, endpoint: Endpoint, listener: Listener) -> None:
+    def __init__(self, endpoint: Endpoint, listen: Callable[[], Listener], port: int) -> None:
         self._endpoint = endpoint
-        self._listener: Listener | None = listener
+        self._listen = listen
+        self._listener: Listener | None = None
+        self._accepted_by: Listener | None = None  # kept after close(): its connections go on
         self._loop = endpoint.loop
         self._serving_forever: asyncio.Future[None] | None = None
-        self._port = listener.port
-        self._accepted_by = listener  # kept after close(): its connections may go on
+        self._port = port
         self._closed = self._loop.create_future()
 
     def __repr__(self) -> str:
@@ -218,7 +241,7 @@ class Server:
     def sockets(self) -> tuple[Any, ...]:
         tr = self._endpoint.transport
         sock = tr.get_extra_info("socket") if tr is not None else None
-        return (sock,) if sock is not None and self.is_serving() else ()
+        return (sock,) if sock is not None and not self._closed.done() else ()
 
     @property
     def port(self) -> int:
@@ -231,30 +254,35 @@ class Server:
     def is_serving(self) -> bool:
         return self._listener is not None
 
+    async def start_serving(self) -> None:
+        """Start accepting connections (at once unless ``start_serving=False`` was given)."""
+        if self._closed.done():
+            raise RuntimeError(f"server {self!r} is closed")
+        if self._listener is None:
+            self._listener = self._accepted_by = self._listen()
+
     def close(self) -> None:
         """Stop accepting connections; connections already accepted go on."""
-        if self._listener is None:
+        if self._closed.done():
             return
-        self._endpoint.stop_listening(self._listener)
+        if self._listener is not None:
+            self._endpoint.stop_listening(self._listener)
+            self._listener = None
         self._endpoint.close_when_idle(time_wait_holds=False)
         if self._serving_forever is not None and not self._serving_forever.done():
             self._serving_forever.cancel()
-        self._listener = None
         self._closed.set_result(None)
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed and every accepted connection has ended."""
         await asyncio.shield(self._closed)
-        await self._accepted_by.wait_connections_ended()
-
-    async def start_serving(self) -> None:
-        """Servers start serving at once; present for asyncio compatibility."""
+        if self._accepted_by is not None:
+            await self._accepted_by.wait_connections_ended()
 
     async def serve_forever(self) -> None:
         if self._serving_forever is not None:
             raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
-        if self._listener is None:
-            raise RuntimeError(f"server {self!r} is closed")
+        await self.start_serving()
         self._serving_forever = self._loop.create_future()
         try:
             await self._serving_forever
@@ -284,15 +312,23 @@ async def start_server(
     host: str | Iterable[str] | None = None,
     port: int = 0,
     *,
+    family: int = socket.AF_UNSPEC,
     backlog: int = 100,
     limit: int = _DEFAULT_LIMIT,
+    start_serving: bool = True,
+    reuse_address: bool | None = None,
+    reuse_port: bool | None = None,
+    ssl: Any = None,
     observer: Observer | None = None,
     **options: Any,
 ) -> Server:
     """Listen on ``host``:``port`` (UDP and TCP port alike) and call
     ``client_connected_cb(reader, writer)`` for each connection.
 
-    ``port=0`` picks a free port: read it from ``server.port``.
+    ``port=0`` picks a free port: read it from ``server.port``. ``host`` may be a
+    name; the server listens on the first address it resolves to (of ``family``,
+    if given). ``reuse_address`` is accepted for compatibility: a closed server's
+    port is always free again at once, as with SO_REUSEADDR.
     """
     loop = asyncio.get_running_loop()
     port = _check_port(port, allow_zero=True)
@@ -300,14 +336,19 @@ async def start_server(
         raise ValueError(f"backlog must be a positive integer, got {backlog!r}")
     _check_limit(limit)
     check_observer(observer)
-    if host is not None and not isinstance(host, str):
+    _check_unsupported(ssl=ssl, reuse_port=reuse_port)
+    if isinstance(host, (list, tuple, set, frozenset)):
         hosts = list(host)
         if len(hosts) != 1:
             raise ValueError("utcp servers listen on one host address")
         host = hosts[0]
-    family = socket.AF_INET6 if host is not None and ":" in host else socket.AF_INET
+    if host is None:
+        # Like a kernel socket bound to INADDR_ANY: IPv4 only (pass "::" for IPv6).
+        family, addr = socket.AF_INET, ("0.0.0.0", port)
+    else:
+        family, addr = (await _resolve(loop, host, port, family, passive=True))[0]
     opts = _options(family, options)
-    ep = await _new_endpoint(loop, (host if host is not None else "0.0.0.0", port), family)
+    ep = await _new_endpoint(loop, addr, family)
 
     def on_connection(tr: ConnectionTransport) -> None:
         reader = StreamReader(limit=limit, loop=loop)
@@ -315,5 +356,9 @@ async def start_server(
         tr.set_protocol(protocol)
         tr._make_connection()
 
-    listener = ep.listen(ep.local_address[1], backlog, opts, on_connection, observer)
-    return Server(ep, listener)
+    local_port = ep.local_address[1]
+    server = Server(
+        ep, lambda: ep.listen(local_port, backlog, opts, on_connection, observer), local_port)
+    if start_serving:
+        await server.start_serving()
+    return server
