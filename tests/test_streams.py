@@ -60,6 +60,32 @@ def state(writer: asyncio.StreamWriter) -> str:
 # Plain coroutines, so the same scenarios run on asyncio's loop and on uvloop.
 
 
+async def wildcard_server_answers_from_the_chosen_address() -> None:
+    # The server's socket is bound to 0.0.0.0 and the client sends to 127.0.0.2.
+    # Left to itself the kernel would answer from 127.0.0.1 (its choice for that
+    # destination), which the client cannot match to its connection: like TCP,
+    # the server must answer from the address the SYN was sent to. Each side's
+    # sockname is then the concrete address, as the kernel's would be.
+    seen = []
+
+    async def handler(reader, writer):
+        seen.append(writer.get_extra_info("sockname"))
+        writer.close()
+
+    server = await utcp.start_server(handler, "0.0.0.0", 0)
+    try:
+        reader, writer = await utcp.open_connection("127.0.0.2", server.port)
+        assert writer.get_extra_info("sockname")[0] == "127.0.0.1"  # the kernel's pick
+        assert writer.get_extra_info("peername") == ("127.0.0.2", server.port)
+        assert await reader.read() == b""
+        assert seen == [("127.0.0.2", server.port)]
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def echo_one_byte() -> None:
     server = await utcp.start_server(echo_handler, HOST, 0)
     try:
@@ -187,7 +213,8 @@ async def test_concurrent_connections_beyond_backlog_complete_by_retrying(make_s
 @pytest.mark.parametrize("scenario", [
     pytest.param(echo_one_byte, id="one-byte"),
     pytest.param(echo_ten_megabytes, id="ten-megabytes"),
-    pytest.param(lambda: echo_concurrent(50), id="50-concurrent"),
+    pytest.param(lambda: echo_concurrent(200, backlog=256), id="200-concurrent"),
+    pytest.param(wildcard_server_answers_from_the_chosen_address, id="wildcard-server"),
 ])
 @pytest.mark.skipif(uvloop is None, reason="uvloop is not installed")
 def test_echo_on_uvloop(scenario) -> None:
@@ -629,6 +656,11 @@ async def test_cancelling_serve_forever_closes_the_server() -> None:
         assert server.statistics()["listeners"] == []
         await server.wait_closed()
         await server._endpoint.wait_closed()  # nothing left open: the socket is closed
+
+
+async def test_server_on_a_wildcard_answers_from_the_address_the_client_chose() -> None:
+    async with deadline(10):
+        await wildcard_server_answers_from_the_chosen_address()
 
 
 async def test_start_serving_false_listens_only_once_started() -> None:

@@ -12,9 +12,18 @@ import sys
 
 import pytest
 
-# Link-local addresses on a veth pair that exists only inside this test.
+# Addresses on a veth pair that exists only inside this test: IPv4 link-local,
+# IPv6 unique-local and IPv6 link-local (which needs its scope, "%interface").
+# The server has a second address of each kind: a server on a wildcard address
+# must answer from the one the client chose, not from the kernel's pick.
 SERVER_IP = "169.254.77.1"
+SERVER_IP_2 = "169.254.77.3"
 CLIENT_IP = "169.254.77.2"
+SERVER_IP6 = "fd77::1"
+CLIENT_IP6 = "fd77::2"
+SERVER_LL = "fe80::77:1"
+SERVER_LL_2 = "fe80::77:3"
+CLIENT_LL = "fe80::77:2"
 PORT = 7007
 
 
@@ -42,28 +51,43 @@ def two_hosts():
         _sh("ip", "link", "add", va, "type", "veth", "peer", "name", vb)
         _sh("ip", "link", "set", va, "netns", a)
         _sh("ip", "link", "set", vb, "netns", b)
-        _sh("ip", "-n", a, "addr", "add", f"{SERVER_IP}/24", "dev", va)
+        for ip in (SERVER_IP, SERVER_IP_2):
+            _sh("ip", "-n", a, "addr", "add", f"{ip}/24", "dev", va)
         _sh("ip", "-n", b, "addr", "add", f"{CLIENT_IP}/24", "dev", vb)
+        # nodad: usable at once, without duplicate address detection's wait.
+        for ns, dev, ips in ((a, va, (SERVER_IP6, SERVER_LL, SERVER_LL_2)),
+                             (b, vb, (CLIENT_IP6, CLIENT_LL))):
+            for ip in ips:
+                _sh("ip", "-n", ns, "addr", "add", f"{ip}/64", "dev", dev, "nodad")
         for ns, dev in ((a, va), (b, vb)):
             _sh("ip", "-n", ns, "link", "set", "lo", "up")
             _sh("ip", "-n", ns, "link", "set", dev, "up")
-        yield a, b
+        yield a, b, vb
     finally:
         for ns in (a, b):  # deleting a namespace deletes its end of the veth pair
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def test_echo_between_two_hosts_through_the_cli(two_hosts: tuple[str, str]) -> None:
-    server_ns, client_ns = two_hosts
+@pytest.mark.parametrize("listen, connect, client", [
+    pytest.param(SERVER_IP, SERVER_IP, CLIENT_IP, id="ipv4"),
+    pytest.param("0.0.0.0", SERVER_IP_2, CLIENT_IP, id="ipv4-wildcard-second-address"),
+    pytest.param("::", SERVER_IP6, CLIENT_IP6, id="ipv6"),
+    # (RFC 6724 would pick fe80::77:3, the longer prefix match, for the answers.)
+    pytest.param("::", SERVER_LL + "%{dev}", CLIENT_LL, id="ipv6-link-local-two-addresses"),
+])
+def test_echo_between_two_hosts_through_the_cli(two_hosts: tuple[str, str, str], listen: str,
+                                                connect: str, client: str) -> None:
+    server_ns, client_ns, client_dev = two_hosts
+    connect = connect.format(dev=client_dev)
     utcp = [sys.executable, "-m", "utcp"]
     server = subprocess.Popen(
-        ["ip", "netns", "exec", server_ns, *utcp, "echo-server", "--host", SERVER_IP,
+        ["ip", "netns", "exec", server_ns, *utcp, "echo-server", "--host", listen,
          "--port", str(PORT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert server.stderr is not None
         assert "listening" in server.stderr.readline()
         result = subprocess.run(
-            ["ip", "netns", "exec", client_ns, *utcp, "echo-client", SERVER_IP, str(PORT)],
+            ["ip", "netns", "exec", client_ns, *utcp, "echo-client", connect, str(PORT)],
             input="hello from the other host\nsecond line\n", capture_output=True,
             text=True, timeout=60)
         assert result.returncode == 0, result.stderr
@@ -76,4 +100,4 @@ def test_echo_between_two_hosts_through_the_cli(two_hosts: tuple[str, str]) -> N
         except subprocess.TimeoutExpired:
             server.kill()
             _, err = server.communicate()
-    assert f"connection from {CLIENT_IP}" in err
+    assert f"connection from {client}" in err

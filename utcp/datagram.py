@@ -17,6 +17,7 @@ import errno
 import os
 import socket
 import struct
+import sys
 from asyncio import selector_events
 from typing import Any
 
@@ -29,12 +30,88 @@ MAX_DATAGRAM = 65536
 # with IP_RECVERR / IPV6_RECVERR, and read with MSG_ERRQUEUE (see ip(7)).
 _RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, 11), socket.AF_INET6: (socket.IPPROTO_IPV6, 25)}
 _MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0)
+_RECVERR_CMSGS = frozenset(_RECVERR.values())  # the control messages carrying the error
 # struct sock_extended_err: ee_errno, ee_origin, ee_type, ee_code, ...
 _EE_ORIGIN_ICMP = 2
 _EE_ORIGIN_ICMP6 = 3
 #: What a pending ICMP error makes the next send on the socket fail with.
 _ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
                           errno.EHOSTDOWN, errno.EPROTO})
+
+# Linux: a socket bound to a wildcard address learns each datagram's destination
+# address from IP_PKTINFO / IPV6_RECVPKTINFO, and sends from a chosen address with
+# the same control message (ip(7), ipv6(7)). Python 3.11 lacks IP_PKTINFO's number.
+_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+_IN_PKTINFO = struct.Struct("=I4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
+_IN6_PKTINFO = struct.Struct("=16sI")  # ipi6_addr, ipi6_ifindex
+_PKTINFO_SPACE = socket.CMSG_SPACE(max(_IN_PKTINFO.size, _IN6_PKTINFO.size)) \
+    if hasattr(socket, "CMSG_SPACE") else 0
+
+
+def address_key(addr: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What names a peer's UDP address in an endpoint's connection table.
+
+    IPv4 (host, port) as it is; IPv6 without flowinfo, and without the scope id
+    unless it has one (link-local hosts on different interfaces are different).
+    """
+    if len(addr) == 2:
+        return addr
+    return (addr[0], addr[1]) if not addr[3] else (addr[0], addr[1], addr[3])
+
+
+class LocalAddress:
+    """The address a datagram arrived at, on a socket bound to a wildcard address.
+
+    TCP answers from the address the peer sent to; the kernel's choice of source
+    address for a wildcard socket may be another one (a second address on the
+    interface, another link-local address), whose replies the peer cannot match.
+    """
+
+    __slots__ = ("host", "ancillary")
+
+    def __init__(self, host: str, ancillary: tuple[int, int, bytes]) -> None:
+        self.host = host
+        #: The control message that makes sendmsg() send from ``host``.
+        self.ancillary = ancillary
+
+    def __repr__(self) -> str:
+        return f"LocalAddress({self.host!r})"
+
+
+def _wildcard(sock: socket.socket) -> bool:
+    host = sock.getsockname()[0]
+    return host in ("0.0.0.0", "::")
+
+
+def _enable_pktinfo(sock: socket.socket) -> bool:
+    """Ask the kernel for each datagram's destination address; False where it cannot."""
+    if sys.platform != "linux" or not _PKTINFO_SPACE or not _wildcard(sock):
+        return False
+    try:
+        if sock.family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+        elif sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        else:
+            return False
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def _local_address(ancdata: list[tuple[int, int, bytes]]) -> LocalAddress | None:
+    for level, kind, info in ancdata:
+        if level == socket.IPPROTO_IP and kind == _IP_PKTINFO and len(info) >= 12:
+            _, _, dst = _IN_PKTINFO.unpack_from(info)
+            return LocalAddress(socket.inet_ntop(socket.AF_INET, dst), (
+                socket.IPPROTO_IP, _IP_PKTINFO, _IN_PKTINFO.pack(0, dst, bytes(4))))
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(info) >= 20:
+            dst, ifindex = _IN6_PKTINFO.unpack_from(info)
+            if dst[:12] == b"\0" * 10 + b"\xff\xff":
+                return None  # IPv4-mapped on a dual-stack socket: the kernel's choice
+            return LocalAddress(socket.inet_ntop(socket.AF_INET6, dst), (
+                socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, _IN6_PKTINFO.pack(dst, ifindex)))
+    return None
 
 
 def _enable_recverr(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> bool:
@@ -60,7 +137,7 @@ class BatchedDatagramTransport:
     """A non-blocking UDP socket driven by ``loop.add_reader``."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
-                 protocol: asyncio.DatagramProtocol) -> None:
+                 protocol: asyncio.DatagramProtocol, *, pktinfo: bool = False) -> None:
         self._loop = loop
         self._sock = sock
         self._protocol = protocol
@@ -68,10 +145,33 @@ class BatchedDatagramTransport:
         self.send_errors = 0  # datagrams the kernel refused (a full socket buffer)
         sock.setblocking(False)
         self._recverr = _enable_recverr(sock, loop)
+        #: Whether datagrams arrive with the address they were sent to (LocalAddress):
+        #: asked for by servers, where a socket on a wildcard address answers.
+        self.pktinfo = pktinfo and _enable_pktinfo(sock)
         self._extra = {"socket": sock, "sockname": sock.getsockname()}
         self._batch_done = getattr(protocol, "batch_done", None)
-        loop.add_reader(sock.fileno(), self._read_ready)
+        loop.add_reader(sock.fileno(),
+                        self._read_ready_pktinfo if self.pktinfo else self._read_ready)
         protocol.connection_made(self)  # type: ignore[arg-type]
+
+    def _read_ready_pktinfo(self) -> None:
+        """As :meth:`_read_ready`, each datagram with the local address it reached."""
+        recvmsg = self._sock.recvmsg
+        received = self._protocol.datagram_received
+        for _ in range(BATCH):
+            try:
+                data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, _PKTINFO_SPACE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if self._recverr:
+                    self._read_errors()
+                    continue
+                self._protocol.error_received(exc)
+                break
+            received(data, addr, _local_address(ancdata) if ancdata else None)
+        if self._batch_done is not None:
+            self._batch_done()
 
     def _read_ready(self) -> None:
         recvfrom = self._sock.recvfrom
@@ -102,9 +202,9 @@ class BatchedDatagramTransport:
             except OSError as exc:
                 self._protocol.error_received(exc)
                 return
-            for _level, _type, info in ancdata:
-                if len(info) < 8:
-                    continue
+            for level, kind, info in ancdata:
+                if (level, kind) not in _RECVERR_CMSGS or len(info) < 8:
+                    continue  # (IP_PKTINFO comes along when it is enabled)
                 err, origin, icmp_type, icmp_code = struct.unpack_from("=IBBB", info)
                 if origin in (_EE_ORIGIN_ICMP, _EE_ORIGIN_ICMP6) and unreachable is not None:
                     unreachable(data, addr, err)
@@ -131,6 +231,19 @@ class BatchedDatagramTransport:
             except OSError:
                 self.send_errors += 1  # TCP retransmits it like any lost segment
 
+    def sendto_from(self, data: bytes, addr: Any, local: LocalAddress) -> None:
+        """Send one datagram from the local address ``local`` (see :attr:`pktinfo`)."""
+        if self._closed:
+            return
+        try:
+            self._sock.sendmsg([data], [local.ancillary], 0, addr)
+        except (BlockingIOError, InterruptedError):
+            self.send_errors += 1
+        except OSError:
+            # That address is gone (or the error is an ICMP one for another peer):
+            # let sendto() deal with it, from the address the kernel picks.
+            self.sendto(data, addr)
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._extra.get(name, default)
 
@@ -156,9 +269,12 @@ class BatchedDatagramTransport:
 
 async def open_datagram_socket(
     loop: asyncio.AbstractEventLoop, protocol: asyncio.DatagramProtocol,
-    local_addr: tuple[Any, ...], family: int = 0,
+    local_addr: tuple[Any, ...], family: int = 0, *, pktinfo: bool = False,
 ) -> Any:
     """Bind a UDP socket at ``local_addr`` and connect ``protocol`` to it.
+
+    With ``pktinfo``, a socket on a wildcard address hands each datagram to the
+    protocol with the address it was sent to (see :class:`LocalAddress`).
 
     Uses :class:`BatchedDatagramTransport` where the loop supports ``add_reader``
     and asyncio's datagram transport elsewhere (such as Windows' proactor loop).
@@ -172,7 +288,7 @@ async def open_datagram_socket(
     try:
         sock.bind(addr)
         try:
-            return BatchedDatagramTransport(loop, sock, protocol)
+            return BatchedDatagramTransport(loop, sock, protocol, pktinfo=pktinfo)
         except NotImplementedError:
             transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
             return transport

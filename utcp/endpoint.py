@@ -26,7 +26,7 @@ from .core.isn import IsnGenerator
 from .core.observer import Observer
 from .core.state import State
 from .core.wire import ACK, RST, SYN, BadChecksum, MalformedSegment, Segment, decode, encode
-from .datagram import BatchedDatagramTransport, open_datagram_socket
+from .datagram import BatchedDatagramTransport, LocalAddress, address_key, open_datagram_socket
 from .transport import ConnectionTransport
 
 Address = tuple[Any, ...]
@@ -171,11 +171,15 @@ class Endpoint(asyncio.DatagramProtocol):
     @classmethod
     async def create(cls, local_addr: tuple[str, int], *,
                      loop: asyncio.AbstractEventLoop | None = None,
-                     family: int = 0) -> Endpoint:
-        """Bind a UDP socket at ``local_addr`` and return the endpoint on it."""
+                     family: int = 0, server: bool = False) -> Endpoint:
+        """Bind a UDP socket at ``local_addr`` and return the endpoint on it.
+
+        A ``server`` endpoint on a wildcard address answers each peer from the
+        address the peer sent to, as TCP does.
+        """
         loop = loop or asyncio.get_running_loop()
         ep = cls(loop)
-        await open_datagram_socket(loop, ep, local_addr, family)
+        await open_datagram_socket(loop, ep, local_addr, family, pktinfo=server)
         return ep
 
     # ------------------------------------------------------- DatagramProtocol
@@ -198,7 +202,10 @@ class Endpoint(asyncio.DatagramProtocol):
                     pass
         self.local_address = transport.get_extra_info("sockname")
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
+    def datagram_received(self, data: bytes, addr: Address,
+                          local: LocalAddress | None = None) -> None:
+        """One datagram from ``addr``; ``local`` is the address it was sent to, when a
+        socket bound to a wildcard address learns it (then replies leave from it)."""
         self.segments_in += 1
         try:
             seg = decode(data)
@@ -208,21 +215,22 @@ class Endpoint(asyncio.DatagramProtocol):
         except MalformedSegment:
             self.drops["malformed"] += 1
             return
-        if len(addr) > 2:
-            addr = addr[:2]  # IPv6: flowinfo and scope do not name the peer
-        tr = self.connections.get((addr, seg.dst_port, seg.src_port))
+        # IPv6: (host, port, flowinfo, scope id). Connections are keyed by host and
+        # port, and the scope id if any (link-local); replies go to the whole address.
+        key = addr if len(addr) == 2 else address_key(addr)
+        tr = self.connections.get((key, seg.dst_port, seg.src_port))
         now = self.loop.time()
         if tr is not None:
             conn = tr.conn
             if conn.state is _TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN:
-                if self._reopen_from_time_wait(tr, seg, addr, now):
+                if self._reopen_from_time_wait(tr, seg, addr, local, now):
                     return
             conn.receive(seg, now)
             self.service(tr)
             if conn._ack_at_batch_end:
                 self._batch.append(tr)
             return
-        self._no_connection(seg, addr, now)
+        self._no_connection(seg, addr, local, now)
 
     def batch_done(self) -> None:
         """The datagram transport read a batch: send each connection's one ACK for it."""
@@ -244,9 +252,7 @@ class Endpoint(asyncio.DatagramProtocol):
             return
         self.drops["icmp-port-unreachable"] += 1
         src_port, dst_port, seq = _PORTS_SEQ.unpack_from(quoted)
-        if len(addr) > 2:
-            addr = addr[:2]
-        tr = self.connections.get((addr, src_port, dst_port))
+        tr = self.connections.get((address_key(addr), src_port, dst_port))
         if tr is not None:
             tr.conn.port_unreachable(seq, self.loop.time())
             self.service(tr)
@@ -269,7 +275,8 @@ class Endpoint(asyncio.DatagramProtocol):
 
     # ------------------------------------------------------------ demultiplex
 
-    def _no_connection(self, seg: Segment, addr: Address, now: float) -> None:
+    def _no_connection(self, seg: Segment, addr: Address, local: LocalAddress | None,
+                       now: float) -> None:
         listener = self.listeners.get(seg.dst_port)
         f = seg.flags
         if f & RST:
@@ -284,29 +291,30 @@ class Endpoint(asyncio.DatagramProtocol):
                 # Like a full SYN queue: drop silently, the peer will retry.
                 self.drops["backlog-full"] += 1
             else:
-                self._accept(listener, seg, addr, now)
+                self._accept(listener, seg, addr, local, now)
             return
         # RFC 9293 3.10.7.1: answer with a RST (LISTEN answers an ACK the same way).
         self.drops["no-connection"] += 1
         rst = reset_for(seg)
         if rst is not None:
             self.resets_sent += 1
-            self._send(rst, addr)
+            self._send(rst, addr, local)
 
-    def _accept(self, listener: Listener, seg: Segment, addr: Address, now: float) -> None:
+    def _accept(self, listener: Listener, seg: Segment, addr: Address,
+                local: LocalAddress | None, now: float) -> None:
         iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
         conn = Connection(listener.port, seg.src_port, iss=iss, options=listener.options,
                           observer=listener.observer)
         conn.coalesce_acks = self._coalesce
-        tr = ConnectionTransport(self, conn, addr, listener=listener)
-        self.connections[(addr, listener.port, seg.src_port)] = tr
+        tr = ConnectionTransport(self, conn, addr, listener=listener, local=local)
+        self.connections[(tr.address_key, listener.port, seg.src_port)] = tr
         listener.half_open += 1
         conn.listen(now)
         conn.receive(seg, now)
         self.service(tr)
 
     def _reopen_from_time_wait(self, tr: ConnectionTransport, seg: Segment, addr: Address,
-                               now: float) -> bool:
+                               local: LocalAddress | None, now: float) -> bool:
         # RFC 9293 3.10.7.4 (RFC 1122 4.2.2.13): a new SYN whose sequence number is
         # beyond the old connection's may reopen a 4-tuple in TIME-WAIT.
         from .core import seq as sq
@@ -318,16 +326,19 @@ class Endpoint(asyncio.DatagramProtocol):
             self.drops["backlog-full"] += 1  # as for any SYN: the peer will retry
             return True
         self._forget(tr)
-        self._accept(listener, seg, addr, now)
+        self._accept(listener, seg, addr, local, now)
         return True
 
     # ----------------------------------------------------------------- output
 
-    def _send(self, seg: Segment, addr: Address) -> None:
+    def _send(self, seg: Segment, addr: Address, local: LocalAddress | None = None) -> None:
         if self.transport is None:
             return
         self.segments_out += 1
-        self.transport.sendto(encode(seg), addr)
+        if local is not None:
+            self.transport.sendto_from(encode(seg), addr, local)  # type: ignore[attr-defined]
+        else:
+            self.transport.sendto(encode(seg), addr)
 
     def service(self, tr: ConnectionTransport) -> None:
         """Send what ``tr``'s connection queued, deliver its events, re-arm its timer."""
@@ -339,9 +350,14 @@ class Endpoint(asyncio.DatagramProtocol):
             transport = self.transport
             if transport is not None:
                 addr = tr.remote_address
-                sendto = transport.sendto
-                for s in segs:
-                    sendto(encode(s), addr)
+                local = tr.local
+                if local is None:
+                    sendto = transport.sendto
+                    for s in segs:
+                        sendto(encode(s), addr)
+                else:
+                    for s in segs:
+                        transport.sendto_from(encode(s), addr, local)  # type: ignore
                 self.segments_out += len(segs)
         events = conn._events
         if events:
@@ -394,7 +410,7 @@ class Endpoint(asyncio.DatagramProtocol):
             self._arm(heap[0][0])
 
     def _forget(self, tr: ConnectionTransport) -> None:
-        key = (tr.remote_address, tr.conn.local_port, tr.conn.remote_port)
+        key = (tr.address_key, tr.conn.local_port, tr.conn.remote_port)
         if self.connections.get(key) is tr:
             del self.connections[key]
             for name, value in tr.conn.counters.as_dict().items():
@@ -422,17 +438,16 @@ class Endpoint(asyncio.DatagramProtocol):
         """Start an active open to ``remote`` (a UDP address) and TCP ``remote_port``."""
         if self.transport is None:
             raise ConnectionError("the endpoint's socket is closed")
-        if len(remote) > 2:
-            remote = remote[:2]
+        key = address_key(remote)
         now = self.loop.time()
-        local_port = self._free_port(remote, remote_port)
+        local_port = self._free_port(key, remote_port)
         iss = self._isn(self.local_address, local_port, remote, remote_port, now)
         if observer is not None:
             observer = _GuardedObserver(observer, self.loop)
         conn = Connection(local_port, remote_port, iss=iss, options=options, observer=observer)
         conn.coalesce_acks = self._coalesce
         tr = ConnectionTransport(self, conn, remote)
-        self.connections[(remote, local_port, remote_port)] = tr
+        self.connections[(key, local_port, remote_port)] = tr
         conn.connect(now)
         self.service(tr)
         return tr

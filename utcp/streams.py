@@ -105,8 +105,8 @@ async def _resolve(loop: asyncio.AbstractEventLoop, host: str | None, port: int,
 
 
 async def _new_endpoint(loop: asyncio.AbstractEventLoop, local_addr: tuple[str, int],
-                        family: int = 0) -> Endpoint:
-    ep = await Endpoint.create(local_addr, loop=loop, family=family)
+                        family: int = 0, *, server: bool = False) -> Endpoint:
+    ep = await Endpoint.create(local_addr, loop=loop, family=family, server=server)
     # When asyncio.run() ends it cancels every task: this one then closes the
     # socket, so no endpoint outlives its loop unclosed.
     ep._keeper = loop.create_task(_keep(ep), name=f"utcp endpoint {ep.local_address}")
@@ -348,7 +348,7 @@ async def start_server(
     else:
         family, addr = (await _resolve(loop, host, port, family, passive=True))[0]
     opts = _options(family, options)
-    ep = await _new_endpoint(loop, addr, family)
+    ep = await _new_endpoint(loop, addr, family, server=True)
 
     def on_connection(tr: ConnectionTransport) -> None:
         reader = StreamReader(limit=limit, loop=loop)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 from typing import TYPE_CHECKING, Any
 
 from .core.connection import Connection, ConnectionStateError
 from .core.events import Closed, Connected, DataReceived, EndOfStream, Reset, TimedOut
 from .core.state import State
+from .datagram import address_key
 
 if TYPE_CHECKING:
+    from .datagram import LocalAddress
     from .endpoint import Address, Endpoint, Listener
 
 # asyncio's defaults for a transport's write buffer.
@@ -41,12 +44,19 @@ class ConnectionTransport(asyncio.Transport):
     """The asyncio face of one :class:`~utcp.core.connection.Connection`."""
 
     def __init__(self, endpoint: Endpoint, conn: Connection, remote_address: Address,
-                 *, listener: Listener | None = None) -> None:
+                 *, listener: Listener | None = None, local: LocalAddress | None = None) -> None:
         super().__init__()
         self._endpoint = endpoint
         self._loop = endpoint.loop
         self.conn = conn
+        #: The peer's UDP address, as sent to (IPv6: with flowinfo and scope id).
         self.remote_address = remote_address
+        #: What names the peer in the endpoint's table (see endpoint.address_key).
+        self.address_key = address_key(remote_address)
+        #: The local address the peer reached, where the socket is bound to a
+        #: wildcard address: segments leave from it (None: the kernel chooses).
+        self.local = local
+        self._sockname_cache: Address | None = None
         self._listener = listener
         self._half_open = listener is not None  # counted in the listener's backlog
         self._in_time_wait = False  # counted in the endpoint's TIME-WAIT total
@@ -193,7 +203,7 @@ class ConnectionTransport(asyncio.Transport):
         if name == "peername":
             return self.remote_address
         if name == "sockname":
-            return self._endpoint.local_address
+            return self._sockname()
         if name == "socket":
             tr = self._endpoint.transport
             return tr.get_extra_info("socket") if tr is not None else default
@@ -203,6 +213,26 @@ class ConnectionTransport(asyncio.Transport):
             info["remote_port"] = self.conn.remote_port
             return info
         return default
+
+    def _sockname(self) -> Address:
+        """The local UDP address the peer sees, as the kernel's sockname would be."""
+        if self._sockname_cache is None:
+            base = self._endpoint.local_address
+            host = base[0]
+            if self.local is not None:
+                host = self.local.host
+            elif host in ("0.0.0.0", "::"):
+                # A socket bound to a wildcard address: ask the routing table which
+                # address datagrams to the peer leave from (connect sends nothing).
+                family = socket.AF_INET6 if len(base) > 2 else socket.AF_INET
+                try:
+                    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                        probe.connect(self.remote_address)
+                        host = probe.getsockname()[0]
+                except OSError:
+                    pass
+            self._sockname_cache = (host, *base[1:])
+        return self._sockname_cache
 
     def is_closing(self) -> bool:
         return self._closing or self._lost
