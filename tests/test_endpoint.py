@@ -7,8 +7,9 @@ import heapq
 import types
 
 import pytest
-from conftest import HOST, deadline
+from conftest import HOST, deadline, read_all, send_all
 
+import utcp
 from utcp.core.config import Options
 from utcp.endpoint import Endpoint
 
@@ -39,3 +40,36 @@ async def test_timer_keeps_the_earliest_deadline_when_its_heap_is_compacted(raw_
     finally:
         ep.close()
         await ep.wait_closed()
+
+
+async def test_one_timer_for_all_segments_not_one_per_segment(monkeypatch, make_server) -> None:
+    # The connections' deadlines share the endpoint's one loop timer, re-armed only
+    # when the earliest deadline moves earlier: a bulk transfer of thousands of
+    # segments arms it a handful of times, never once per segment.
+    loop = asyncio.get_running_loop()
+    armed = 0
+    call_at, call_later = loop.call_at, loop.call_later
+
+    def counting_call_at(*args, **kwargs):
+        nonlocal armed
+        armed += 1
+        return call_at(*args, **kwargs)
+
+    def counting_call_later(*args, **kwargs):
+        nonlocal armed
+        armed += 1
+        return call_later(*args, **kwargs)
+
+    server = await make_server()
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    monkeypatch.setattr(loop, "call_later", counting_call_later)
+    async with deadline(30):
+        reader, writer = await utcp.open_connection(HOST, server.port)
+        data = bytes(5_000_000)
+        _, echoed = await asyncio.gather(send_all(writer, data), read_all(reader))
+        assert echoed == data
+        writer.close()
+        await writer.wait_closed()
+    segments = server.statistics()["segments_in"] + server.statistics()["segments_out"]
+    assert segments > 5000
+    assert armed < segments / 100, (armed, segments)
