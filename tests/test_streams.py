@@ -793,11 +793,14 @@ async def test_slow_reader_blocks_a_fast_writer(make_server) -> None:
     chunk = 64 * 1024
     rcv_buf = 32 * 1024
 
+    held = []  # on the reading side: in the connection, and in the StreamReader
+
     async def slow_handler(reader, writer):
         got = bytearray()
         try:
             while part := await reader.read(4096):
                 got += part
+                held.append((writer.get_extra_info("utcp")["unread"], len(reader._buffer)))
                 await asyncio.sleep(0.001)
             writer.write(sha(bytes(got)).encode())
         finally:
@@ -823,6 +826,10 @@ async def test_slow_reader_blocks_a_fast_writer(make_server) -> None:
         assert await reader.read() == sha(data).encode()
         writer.close()
     assert blocked > len(data) // chunk // 4  # flow control held the writer back
+    # The reader's memory is bounded too: the receive buffer, and asyncio's pause at
+    # twice the reader's limit (plus what one delivery adds before it pauses).
+    assert max(unread for unread, _ in held) <= rcv_buf
+    assert max(buffered for _, buffered in held) <= 2 * 4096 + rcv_buf
 
 
 async def test_close_without_drain_still_delivers_everything(make_server) -> None:

@@ -286,6 +286,7 @@ class Connection:
             "send_mss": self.send_mss,
             "unacked": self.unacked_data,
             "unsent": self.unsent,
+            "unread": len(self._rcvbuf) + self._ooo.size,
             **self.counters.as_dict(),
         }
 
