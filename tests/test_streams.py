@@ -832,6 +832,25 @@ async def test_slow_reader_blocks_a_fast_writer(make_server) -> None:
     assert max(buffered for _, buffered in held) <= 2 * 4096 + rcv_buf
 
 
+async def test_readexactly_beyond_twice_the_limit(make_server) -> None:
+    # asyncio's StreamReader pauses reading at twice its limit, and readexactly(n)
+    # for a larger n resumes it before it waits: the held data must still wake it.
+    data = random.Random(9).randbytes(300_000)
+
+    async def send_then_close(reader, writer):
+        writer.write(data)
+        await writer.drain()
+        writer.close()
+
+    server = await make_server(send_then_close)
+    async with deadline(10):
+        reader, writer = await utcp.open_connection(HOST, server.port, limit=16 * 1024)
+        await asyncio.sleep(0.2)  # all of it arrives while nobody reads: paused
+        assert await reader.readexactly(len(data)) == data
+        writer.close()
+        await writer.wait_closed()
+
+
 async def test_close_without_drain_still_delivers_everything(make_server) -> None:
     data = random.Random(8).randbytes(2 * MB)
     received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()

@@ -77,6 +77,7 @@ class ConnectionTransport(asyncio.Transport):
         self._high = DEFAULT_HIGH_WATER
         self._low = DEFAULT_HIGH_WATER // 4
         self._writing_paused = False
+        self._resume_handle: asyncio.Handle | None = None  # resume_reading() due
 
     def __repr__(self) -> str:
         return (f"<utcp transport {self.conn.local_port}>{self.remote_address[0]}:"
@@ -243,6 +244,11 @@ class ConnectionTransport(asyncio.Transport):
             return
         self._closing = True
         self._flush()
+        if self._resume_handle is not None:
+            # Reading was resumed: that data belongs to the reader already, and
+            # does not make close() a reset (see Connection.close).
+            self._resume_handle.cancel()
+            self._resume()
         conn = self.conn
         if conn.state is not _CLOSED:
             conn.close(self._loop.time())
@@ -275,13 +281,25 @@ class ConnectionTransport(asyncio.Transport):
     # ------------------------------------------------------------ ReadTransport
 
     def is_reading(self) -> bool:
-        return not self.conn._reading_paused
+        return self._resume_handle is not None or not self.conn._reading_paused
 
     def pause_reading(self) -> None:
+        if self._resume_handle is not None:
+            self._resume_handle.cancel()
+            self._resume_handle = None
         self.conn.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.conn._reading_paused:
+        # Held data is delivered from the loop, not from within this call, as a
+        # kernel socket's would be: asyncio's StreamReader resumes reading and only
+        # then sets up the waiter that the data must wake (readexactly(n) with n
+        # beyond twice its limit would otherwise pause again and wait for ever).
+        if self.conn._reading_paused and self._resume_handle is None:
+            self._resume_handle = self._loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        self._resume_handle = None
+        if self.conn._reading_paused and not self._lost:
             self.conn.resume_reading(self._loop.time())
             self._endpoint.service(self)
 
