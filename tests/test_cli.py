@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,9 +25,10 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def start_echo_server(port: int, *extra: str) -> subprocess.Popen[str]:
+def start_echo_server(port: int, *extra: str,
+                      stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
     proc = subprocess.Popen([*UTCP, "echo-server", "--host", "127.0.0.1", "--port", str(port),
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *extra], stdout=stdout, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     line = proc.stderr.readline()  # the server announces itself once it listens
     assert "listening" in line, line
@@ -40,6 +42,24 @@ def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.communicate()
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> str:
+    """Wait for ``proc`` to exit by itself and return its stderr; fail if it does not."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"{proc.args} still ran after {timeout} s; stderr:\n{err}")
+    return err
+
+
+def closed_pipe() -> int:
+    """The write end of a pipe whose read end is already closed: writing to it fails."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return write_end
 
 
 def test_demo_prints_the_ladder_of_a_whole_connection() -> None:
@@ -89,6 +109,49 @@ def test_echo_client_and_server_exchange_lines() -> None:
     assert "echoed 30 bytes" in err  # three times "ping pong" and a newline
 
 
+@pytest.mark.parametrize(("stdin", "echoed"), [
+    (b"\xff\xfe\x00abc\n", b"\xff\xfe\x00abc\n"),  # not UTF-8, and a NUL
+    (b"0123456789" * 20_000 + b"\n", b"0123456789" * 20_000 + b"\n"),  # past readline's limit
+    (b"one\r\n\ntwo", b"one\r\n\ntwo\n"),  # sent as is; only a last line gets its newline
+], ids=["non-utf8", "200KB-line", "no-final-newline"])
+def test_echo_client_round_trips_arbitrary_bytes(stdin: bytes, echoed: bytes) -> None:
+    port = free_udp_port()
+    server = start_echo_server(port)
+    try:
+        result = subprocess.run([*UTCP, "echo-client", "127.0.0.1", str(port)], input=stdin,
+                                capture_output=True, timeout=20)
+    finally:
+        stop(server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == echoed
+
+
+def test_echo_client_message_keeps_the_bytes_of_its_argument() -> None:
+    port = free_udp_port()
+    server = start_echo_server(port)
+    try:
+        result = subprocess.run([*UTCP, "echo-client", "127.0.0.1", str(port), "--message",
+                                 b"caf\xe9 \xff"], capture_output=True, timeout=20)
+    finally:
+        stop(server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"caf\xe9 \xff\n"
+
+
+def test_echo_client_and_server_exchange_lines_on_uvloop() -> None:
+    pytest.importorskip("uvloop", reason="uvloop is not installed: nothing to run on")
+    port = free_udp_port()
+    server = start_echo_server(port, "--uvloop")
+    try:
+        result = run("echo-client", "127.0.0.1", str(port), "--uvloop", input="one\ntwo\n",
+                     timeout=20)
+    finally:
+        _, err = stop(server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["one", "two"]
+    assert "echoed 8 bytes" in err
+
+
 def test_echo_client_trace_prints_a_live_ladder() -> None:
     port = free_udp_port()
     server = start_echo_server(port, "--trace")
@@ -114,6 +177,90 @@ def test_echo_client_reports_a_silent_host_without_traceback() -> None:
     assert result.stderr.startswith("utcp: no answer from 127.0.0.1:")
     assert "Traceback" not in result.stderr
     assert time.monotonic() - t0 < 20
+
+
+def test_echo_client_reports_a_refused_connection_without_traceback() -> None:
+    port = free_udp_port()  # nothing is bound there: the SYN draws an ICMP port unreachable
+    t0 = time.monotonic()
+    result = run("echo-client", "127.0.0.1", str(port), "--message", "x", timeout=20)
+    assert result.returncode == 1
+    assert result.stderr == (f"utcp: connection refused by 127.0.0.1:{port} "
+                             "(nothing listens on that port)\n")
+    assert result.stdout == ""
+    assert time.monotonic() - t0 < 10
+
+
+def test_demo_trace_into_a_closed_pipe_ends_quietly() -> None:
+    # Like `utcp demo --trace | head -5`: rows still come (TIME-WAIT lasts 1 s) after
+    # the reader has gone.
+    proc = subprocess.Popen([*UTCP, "demo", "--trace"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for _ in range(5):
+        assert proc.stdout.readline()
+    proc.stdout.close()
+    err = finish(proc, timeout=10)
+    assert proc.returncode == 141
+    assert err == ""
+
+
+def test_echo_client_trace_into_a_closed_stdout_ends_quietly() -> None:
+    port = free_udp_port()
+    server = start_echo_server(port)
+    out = closed_pipe()
+    try:
+        client = subprocess.Popen([*UTCP, "echo-client", "127.0.0.1", str(port), "--message",
+                                   "hi", "--trace"], stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.PIPE, text=True)
+        os.close(out)
+        err = finish(client, timeout=10)
+    finally:
+        stop(server)
+    assert client.returncode == 141
+    assert err == ""
+
+
+def test_echo_server_trace_into_a_closed_stdout_ends_quietly() -> None:
+    port = free_udp_port()
+    out = closed_pipe()
+    server = start_echo_server(port, "--trace", stdout=out)
+    os.close(out)
+    client = subprocess.Popen([*UTCP, "echo-client", "127.0.0.1", str(port), "--message",
+                               "hi", "--syn-retries", "1"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        err = finish(server, timeout=10)  # the first trace line stops the server
+    finally:
+        client.kill()
+        client.wait()
+    assert server.returncode == 141
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_stops_the_echo_server_with_a_client_connected() -> None:
+    port = free_udp_port()
+    server = start_echo_server(port)
+    client = subprocess.Popen([*UTCP, "echo-client", "127.0.0.1", str(port)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert client.stdin is not None and client.stdout is not None
+    try:
+        client.stdin.write("hello\n")
+        client.stdin.flush()
+        assert client.stdout.readline() == "hello\n"  # connected, and it stays so
+        t0 = time.monotonic()
+        server.send_signal(signal.SIGINT)
+        err = finish(server, timeout=8)
+        took = time.monotonic() - t0
+    finally:
+        client.kill()
+        client.communicate()
+        if server.poll() is None:
+            stop(server)
+    assert server.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == "utcp: interrupted"
+    assert took < 5
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -153,6 +300,6 @@ def test_python_dash_m_and_console_script_agree() -> None:
     assert result.returncode == 0
     assert "echo-server" in result.stdout and "demo" in result.stdout
     script = os.path.join(os.path.dirname(sys.executable), "utcp")
-    if os.path.exists(script):
-        assert subprocess.run([script, "--help"], capture_output=True, text=True,
-                              timeout=30).stdout == result.stdout
+    assert os.path.exists(script), f"no console script {script}: pip install -e . in this venv"
+    assert subprocess.run([script, "--help"], capture_output=True, text=True,
+                          timeout=30).stdout == result.stdout

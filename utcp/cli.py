@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import socket
 import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from . import open_connection, start_server
+from . import Server, open_connection, start_server
 from .core.config import Options
 from .core.connection import Connection
 from .core.observer import NullObserver
@@ -18,10 +20,68 @@ from .core.wire import Segment
 from .ladder import Ladder
 
 DEFAULT_PORT = 7007
+#: The streams' buffer limit (asyncio's default, which utcp keeps).
+_READ_LIMIT = 64 * 1024
 
 
 class CliError(Exception):
     """A failure to report as one plain line, without a traceback."""
+
+
+# ------------------------------------------------------------------ stdout
+
+
+class _Stdout:
+    """Standard output, where a reader that has gone (``| head``) ends the command quietly.
+
+    Every write to stdout goes through :meth:`write`. Many come from observers, which
+    the TCP core calls in the middle of a state change: an exception there would break
+    the connection, so a closed pipe never raises. Instead stdout is pointed at
+    os.devnull, so that no later write or the flush at exit fails again, and the main
+    task is cancelled; :func:`main` then exits with status 141, as for SIGPIPE.
+    """
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.main_task: asyncio.Task[None] | None = None
+
+    def write(self, data: str | bytes) -> None:
+        """Write text or bytes to stdout and flush them, or stop the program quietly."""
+        if self.closed:
+            return
+        try:
+            if isinstance(data, str):
+                sys.stdout.write(data)
+                sys.stdout.flush()
+            else:
+                sys.stdout.flush()  # text written before these bytes goes out first
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            self.reader_gone()
+
+    def line(self, text: str = "") -> None:
+        """Write ``text`` and a newline."""
+        self.write(text + "\n")
+
+    def reader_gone(self) -> None:
+        """Point stdout at os.devnull and cancel the main task, if there is one."""
+        self.closed = True
+        # As the Python docs on SIGPIPE advise: anything still buffered, and the flush
+        # at interpreter exit, must not fail with another BrokenPipeError.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass  # stdout is no file descriptor: nothing the OS can still fail on
+        finally:
+            os.close(devnull)
+        task = self.main_task
+        if task is not None and not task.done():
+            task.cancel()
+
+
+_stdout = _Stdout()
 
 
 # ---------------------------------------------------------------- tracing
@@ -37,9 +97,8 @@ class _PerConnectionTrace(NullObserver):
     def _obs(self, conn: Connection) -> Any:
         obs = self._ladders.get(conn)
         if obs is None:
-            print(f"-- trace of connection {conn.local_port} <-> {conn.remote_port} --",
-                  flush=True)
-            ladder = Ladder("client", "server", live=lambda line: print(line, flush=True))
+            _stdout.line(f"-- trace of connection {conn.local_port} <-> {conn.remote_port} --")
+            ladder = Ladder("client", "server", live=_stdout.line)
             obs = self._ladders[conn] = ladder.observer(self._side)
         return obs
 
@@ -59,13 +118,21 @@ class _PerConnectionTrace(NullObserver):
 # ------------------------------------------------------------- echo server
 
 
+#: How long a stopping server waits for its clients to take the FIN and close.
+STOP_GRACE = 1.0
+
+
 async def echo_server(host: str, port: int, trace: bool, options: dict[str, Any]) -> None:
+    """Echo every byte back to each client until the task is cancelled (Ctrl-C)."""
+    clients: set[asyncio.StreamWriter] = set()
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         info = writer.get_extra_info("utcp")
         who = f"{peer[0]}:{peer[1]} (port {info['remote_port']})"
         print(f"connection from {who}", file=sys.stderr, flush=True)
         total = 0
+        clients.add(writer)
         try:
             while data := await reader.read(65536):
                 total += len(data)
@@ -77,6 +144,13 @@ async def echo_server(host: str, port: int, trace: bool, options: dict[str, Any]
         except (ConnectionError, TimeoutError) as exc:
             print(f"lost {who}: {exc}", file=sys.stderr, flush=True)
             writer.transport.abort()
+        except asyncio.CancelledError:
+            # The program ends and asyncio.run() cancels what is left, such as a
+            # connection accepted while the server stopped. Not re-raised: Python
+            # 3.11's StreamReaderProtocol logs a cancelled handler with a traceback.
+            writer.transport.abort()
+        finally:
+            clients.discard(writer)
 
     try:
         server = await start_server(
@@ -86,8 +160,32 @@ async def echo_server(host: str, port: int, trace: bool, options: dict[str, Any]
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     print(f"utcp echo server listening on {host}:{server.port} (UDP)", file=sys.stderr,
           flush=True)
-    async with server:
-        await server.serve_forever()
+    try:
+        # Not server.serve_forever(): cancelled, it waits for every connection to end,
+        # which a client that stays connected never does, and Ctrl-C would be swallowed.
+        await asyncio.get_running_loop().create_future()
+    finally:
+        await _stop_server(server, clients)
+
+
+async def _stop_server(server: Server, clients: set[asyncio.StreamWriter]) -> None:
+    """Close the server and its connections: a FIN each, then a RST for those that
+    have not closed within STOP_GRACE seconds."""
+    server.close()  # accept no more connections
+    writers = list(clients)
+    for writer in writers:
+        writer.close()
+
+    async def closed(writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):  # ended by an error: closed all the same
+            await writer.wait_closed()
+
+    waits = {asyncio.ensure_future(closed(writer)): writer for writer in writers}
+    if waits:
+        _, lingering = await asyncio.wait(waits, timeout=STOP_GRACE)
+        for wait in lingering:
+            wait.cancel()
+            waits[wait].transport.abort()
 
 
 # ------------------------------------------------------------- echo client
@@ -95,6 +193,7 @@ async def echo_server(host: str, port: int, trace: bool, options: dict[str, Any]
 
 async def echo_client(host: str, port: int, message: str | None, count: int, trace: bool,
                       options: dict[str, Any]) -> None:
+    """Send ``message`` ``count`` times, or the lines of stdin, and print each echo."""
     try:
         reader, writer = await open_connection(
             host, port, observer=_PerConnectionTrace("client") if trace else None, **options)
@@ -110,31 +209,39 @@ async def echo_client(host: str, port: int, message: str | None, count: int, tra
         raise CliError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
 
     async def lines() -> Any:
+        # Bytes, not text: whatever stdin holds goes to the server and back unchanged.
         if message is not None:
+            line = os.fsencode(message) + b"\n"  # the bytes of the argument as given
             for _ in range(count):
-                yield message
+                yield line
             return
         loop = asyncio.get_running_loop()
         while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
+            line = await loop.run_in_executor(None, sys.stdin.buffer.readline)
             if not line:
                 return
-            yield line.rstrip("\n")
+            yield line if line.endswith(b"\n") else line + b"\n"
 
     try:
         async for line in lines():
-            writer.write(line.encode() + b"\n")
+            writer.write(line)
+            # The echo is exactly what was sent: read that many bytes (readline fails on
+            # a line longer than its limit), while the line goes out, so that neither
+            # side's buffers fill up and stall the other; printed piece by piece.
+            left = len(line)
+            while left:
+                echo = await reader.readexactly(min(left, _READ_LIMIT))
+                left -= len(echo)
+                _stdout.write(echo)
             await writer.drain()
-            echo = await reader.readline()
-            if not echo:
-                raise CliError("the server closed the connection")
-            print(echo.decode(errors="replace").rstrip("\n"), flush=True)
         writer.write_eof()
         rest = await reader.read()
         if rest:
-            print(rest.decode(errors="replace"), end="", flush=True)
+            _stdout.write(rest)
         writer.close()
         await writer.wait_closed()
+    except asyncio.IncompleteReadError:
+        raise CliError("the server closed the connection") from None
     except (ConnectionError, TimeoutError) as exc:
         raise CliError(f"connection to {host}:{port} failed: {exc}") from None
 
@@ -143,8 +250,8 @@ async def echo_client(host: str, port: int, message: str | None, count: int, tra
 
 
 async def demo(msl: float, trace: bool, options: dict[str, Any]) -> None:
-    live = (lambda line: print(line, flush=True)) if trace else None
-    ladder = Ladder("client", "server", live=live)
+    """Run a server and a client over loopback and print the ladder of their exchange."""
+    ladder = Ladder("client", "server", live=_stdout.line if trace else None)
     done = asyncio.get_running_loop().create_future()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -158,9 +265,9 @@ async def demo(msl: float, trace: bool, options: dict[str, Any]) -> None:
     opts = {"msl": msl, **options}
     server = await start_server(handle, "127.0.0.1", 0, observer=ladder.observer("server"),
                                 **opts)
-    print(f"A server listens on 127.0.0.1:{server.port}. A client connects, sends 'hello'\n"
-          "and half-closes; the server answers 'HELLO' to the half-closed client and\n"
-          "closes. Sequence numbers are relative to each side's ISN.\n")
+    _stdout.line(f"A server listens on 127.0.0.1:{server.port}. A client connects, sends "
+                 "'hello'\nand half-closes; the server answers 'HELLO' to the half-closed "
+                 "client and\ncloses. Sequence numbers are relative to each side's ISN.\n")
     watch = _TimeWaitWatch(ladder.observer("client"))
     reader, writer = await open_connection("127.0.0.1", server.port, observer=watch, **opts)
     writer.write(b"hello")
@@ -173,10 +280,10 @@ async def demo(msl: float, trace: bool, options: dict[str, Any]) -> None:
     server.close()
     await server.wait_closed()
     if trace:
-        print("\nThe same exchange, with each state on the row of its cause:\n")
-    print(ladder.render())
-    print(f"\nclient received {reply!r}; TIME-WAIT lasted {waited:.2f} s "
-          f"(2 x MSL = {2 * msl:g} s), then CLOSED.")
+        _stdout.line("\nThe same exchange, with each state on the row of its cause:\n")
+    _stdout.line(ladder.render())
+    _stdout.line(f"\nclient received {reply!r}; TIME-WAIT lasted {waited:.2f} s "
+                 f"(2 x MSL = {2 * msl:g} s), then CLOSED.")
 
 
 class _TimeWaitWatch(NullObserver):
@@ -271,10 +378,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+async def _as_main_task(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` as the task a closed stdout cancels; that cancellation ends it
+    normally."""
+    _stdout.main_task = asyncio.current_task()
+    try:
+        await coro
+    except asyncio.CancelledError:
+        if not _stdout.closed:
+            raise  # Ctrl-C: asyncio turns this into KeyboardInterrupt
+    finally:
+        _stdout.main_task = None
+
+
 def run(coro: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
     """Run ``coro`` on asyncio's default loop or on uvloop."""
     if not use_uvloop:
-        asyncio.run(coro)
+        asyncio.run(_as_main_task(coro))
         return
     try:
         import uvloop
@@ -283,13 +403,22 @@ def run(coro: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
         raise CliError("uvloop is not installed: pip install 'utcp[uvloop]'") from None
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(coro)
+            runner.run(_as_main_task(coro))
     else:  # pragma: no cover - Python 3.10
         uvloop.install()
-        asyncio.run(coro)
+        asyncio.run(_as_main_task(coro))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``utcp`` command; returns its exit status."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # a write not made through _stdout, outside any observer
+        _stdout.reader_gone()
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     options: dict[str, Any] = {}
@@ -315,8 +444,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"utcp: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("utcp: interrupted", file=sys.stderr)
         return 130
-    return 0
+    except asyncio.CancelledError:
+        # stdout closed by the coroutine's last write: the task was cancelled as it
+        # returned, too late for _as_main_task to see.
+        if not _stdout.closed:
+            raise
+    # 141 = 128 + SIGPIPE: what a shell reports for a command stopped by a closed pipe.
+    return 141 if _stdout.closed else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
