@@ -263,6 +263,32 @@ def test_ctrl_c_stops_the_echo_server_with_a_client_connected() -> None:
     assert took < 5
 
 
+def test_ctrl_c_stops_an_echo_client_waiting_for_stdin() -> None:
+    # As typed at a terminal: stdin is a tty, and the client waits for the next line.
+    port = free_udp_port()
+    server = start_echo_server(port)
+    tty, typist = os.openpty()
+    client = subprocess.Popen([*UTCP, "echo-client", "127.0.0.1", str(port)],
+                              stdin=typist, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    os.close(typist)
+    assert client.stdout is not None and client.stderr is not None
+    try:
+        os.write(tty, b"hello\n")
+        assert client.stdout.readline() == "hello\n"  # now it waits for the next line
+        client.send_signal(signal.SIGINT)
+        client.wait(timeout=8)  # stdin stays open: no EOF ends it, only the signal
+        err = client.stderr.read()
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.communicate()
+        os.close(tty)
+        stop(server)
+    assert client.returncode == 130, err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["echo-client", "127.0.0.1", "99999"], "port out of range"),
     (["echo-client", "127.0.0.1", "http"], "not a port number"),

@@ -8,6 +8,7 @@ import contextlib
 import os
 import socket
 import sys
+import threading
 from collections.abc import Coroutine
 from typing import Any
 
@@ -215,11 +216,7 @@ async def echo_client(host: str, port: int, message: str | None, count: int, tra
             for _ in range(count):
                 yield line
             return
-        loop = asyncio.get_running_loop()
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.buffer.readline)
-            if not line:
-                return
+        async for line in _stdin_lines():
             yield line if line.endswith(b"\n") else line + b"\n"
 
     try:
@@ -244,6 +241,44 @@ async def echo_client(host: str, port: int, message: str | None, count: int, tra
         raise CliError("the server closed the connection") from None
     except (ConnectionError, TimeoutError) as exc:
         raise CliError(f"connection to {host}:{port} failed: {exc}") from None
+
+
+async def _stdin_lines() -> Any:
+    """The lines of standard input, as bytes, read without blocking the loop.
+
+    A daemon thread reads file descriptor 0 with os.read: unlike a thread of the
+    loop's executor, which asyncio.run() joins at exit, it cannot keep Ctrl-C from
+    ending the program while it waits for input; and unlike sys.stdin's buffer, a
+    bare file descriptor has no lock for the interpreter's exit to trip over.
+    """
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(0, 65536)
+            except OSError:
+                chunk = b""
+            try:
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+            except RuntimeError:
+                return  # the loop is closed: the program is ending
+            if not chunk:
+                return
+
+    threading.Thread(target=read, name="utcp stdin", daemon=True).start()
+    pending = b""
+    while True:
+        chunk = await chunks.get()
+        if not chunk:
+            if pending:
+                yield pending
+            return
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line + b"\n"
 
 
 # -------------------------------------------------------------------- demo
