@@ -23,10 +23,10 @@ from tcpscript import (
     tick,
 )
 
-from utcp.core.events import DataReceived, TimedOut
+from utcp.core.events import DataReceived, Reset, TimedOut
 from utcp.core.seq import add
 from utcp.core.state import State
-from utcp.core.wire import ACK, PSH, SYN, WSCALE
+from utcp.core.wire import ACK, PSH, RST, SYN, WSCALE
 from utcp.core.wire import MSS as MSS_OPTION
 
 MSS = 1452
@@ -469,6 +469,39 @@ def test_established_scaled_window_holds_a_paused_reader_to_its_buffer():
     assert acks[-1].window == 0
     c.resume_reading(2.0)
     assert sum(len(e.data) for e in events(c)) == held
+
+
+def test_established_zero_window_rst_at_rcv_nxt_resets():
+    # RFC 5961 3.2: a RST exactly at RCV.NXT resets, even with the window shut by a
+    # paused reader (table 6's zero-window case accepts SEQ = RCV.NXT).
+    c = conn_established(rcv_buf=2000, mss=1000)
+    c.pause_reading()
+    send(c, seg(1, 1, payload=data(2000)))
+    c.take_segments()
+    assert c.rcv_wnd == 0
+    send(c, seg(2001, None, RST), at=0.1)
+    expect_nothing(c)
+    assert c.state is State.CLOSED
+    assert events(c) == [Reset()]
+
+
+def test_fast_retransmit_resends_only_what_was_sent():
+    # The peer's window let 100 of 3000 bytes out. The fast retransmission is those
+    # 100 bytes, not a full MSS of bytes never sent (whose ACK would be dropped as
+    # acknowledging unsent data, and the transfer would stall).
+    c = conn_established()
+    send(c, seg(1, 1, window=100))
+    c.send(data(3000), 0.0)
+    expect(c, [out(1, 1, ACK, payload=data(100))])
+    for k in range(3):
+        send(c, seg(1, 1, window=100), at=0.01 + k * 0.001)
+    expect(c, [out(1, 1, ACK | PSH, payload=data(100))])
+    send(c, seg(1, 101, window=65535), at=0.05)  # it opens its window: the rest flows
+    rest = c.take_segments()
+    assert rest[0].seq == LOCAL_ISS + 101
+    assert b"".join(s.payload for s in rest) == data(3000)[100:]
+    send(c, seg(1, 3001), at=0.1)
+    assert c.unacked_data == 0 and c.counters.challenge_acks == 0
 
 
 def test_established_bare_ack_at_the_window_edge_is_accepted():

@@ -582,3 +582,20 @@ def test_reset_for_uses_segment_ports():
     r = reset_for(seg(0, None, SYN))
     assert (r.src_port, r.dst_port) == (LOCAL_PORT, REMOTE_PORT)
     assert (r.seq, r.ack) == (0, add(REMOTE_ISS, 1))
+
+
+def test_syn_received_never_offers_more_than_its_syn_ack():
+    # Until the handshake completes, every segment offers the SYN-ACK's (unscaled)
+    # edge: a retransmitted SYN-ACK, which cannot scale, then pulls nothing back,
+    # and data the peer sends up to any edge it was shown is taken.
+    c = conn_syn_received(rcv_buf=300_000)  # a shift of 3; the SYN-ACK offered 65535
+    send(c, seg(2, None, RST), at=0.01)  # in window, not exact: a challenge ACK
+    (challenge,) = c.take_segments()
+    assert challenge.window << 3 <= 65535
+    c.handle_timer(c.next_deadline())  # the SYN-ACK's retransmission
+    (synack,) = c.take_segments()
+    assert synack.flags == SYN | ACK and synack.window == 65535
+    send(c, seg(1, 1), at=1.1)
+    assert c.state is State.ESTABLISHED
+    send(c, seg(1 + 60_000, 1, payload=b"x" * 1000), at=1.2)  # within the 65535 offered
+    assert c.counters.out_of_order == 1 and c.counters.unacceptable == 0

@@ -659,9 +659,10 @@ class Connection:
             # and BSD accept it (table 6 stops one short). A peer that filled our
             # window sends its bare ACKs at SND.MAX, which is that edge: were they
             # refused, a lost segment would hide every ACK of our data behind the
-            # hole. A RST must lie strictly inside (RFC 5961 3.2).
+            # hole. A RST must lie strictly inside, or at RCV.NXT itself (RFC 5961
+            # 3.2), which a zero window does not change.
             off = (seg_seq - rcv_nxt) & _MASK
-            ok = off < rcv_wnd if f & RST else off <= rcv_wnd
+            ok = (off < rcv_wnd or off == 0) if f & RST else off <= rcv_wnd
         elif rcv_wnd == 0:
             ok = False
         else:
@@ -888,7 +889,13 @@ class Connection:
     def _retransmit_first(self, now: float) -> None:
         """Resend the segment at SND.UNA without moving SND.NXT."""
         seq = self.snd_una
-        n = min(self.send_mss, len(self._sndbuf))
+        # Only what was sent (RFC 5681 3.2: "the missing segment"): bytes past SND.MAX
+        # were never offered within the window, and an ACK of them would be an ACK of
+        # data not yet sent, which is dropped (the window update it carries with it).
+        sent = sq.sub(self.snd_max, seq)
+        if self._fin_seq is not None and sq.gt(self.snd_max, self._fin_seq):
+            sent -= 1  # the FIN's sequence number carries no byte
+        n = max(0, min(self.send_mss, len(self._sndbuf), sent))
         flags = ACK
         if n:
             payload = self._sndbuf.peek(seq, n)
@@ -1034,6 +1041,11 @@ class Connection:
             field = up if (up << shift) - wnd < 1 << shift else edge >> shift
         if field > 0xFFFF:
             field = 0xFFFF
+        if self.state is SYN_RECEIVED and field << shift > edge:
+            # Until the handshake completes, no more than the SYN-ACK offered (as
+            # Linux's request sockets): its retransmission cannot be scaled, and it
+            # would pull a larger edge back.
+            field = edge >> shift
         adv = (rcv_nxt + (field << shift)) & _MASK  # sq.add()
         if (adv - self._rcv_adv) & _MASK < _HALF:  # sq.ge(adv, RCV.ADV)
             self._rcv_adv = adv
@@ -1047,7 +1059,9 @@ class Connection:
             opts += ((WSCALE, self.options.wscale),)
         window = min(self.rcv_wnd, 0xFFFF)  # a SYN's window is never scaled
         if self.irs is not None:
-            self._rcv_adv = sq.add(self.rcv_nxt, window)
+            adv = sq.add(self.rcv_nxt, window)
+            if sq.gt(adv, self._rcv_adv):
+                self._rcv_adv = adv  # never pull back an edge already offered
         seg = Segment(self.local_port, self.remote_port, self.iss,
                       self.rcv_nxt if ack else 0, SYN | ACK if ack else SYN, window, 0, opts)
         if retransmit:
