@@ -485,6 +485,24 @@ def test_established_zero_window_rst_at_rcv_nxt_resets():
     assert events(c) == [Reset()]
 
 
+def test_established_zero_window_data_still_acknowledges_ours():
+    # Our reader is paused and our window is shut; the peer's data at RCV.NXT cannot
+    # be taken, but the ACK it carries for our data is processed (RFC 9293 table 6's
+    # "special allowance"), and the shut window is ACKed again.
+    c = conn_established(rcv_buf=2000, mss=1000)
+    c.pause_reading()
+    send(c, seg(1, 1, payload=data(2000)))
+    c.take_segments()
+    c.send(b"request", 0.0)
+    c.take_segments()
+    send(c, seg(2001, 8, ACK | PSH, payload=b"more"), at=0.1)
+    expect(c, [out(8, 2001, window=0)])
+    assert c.unacked_data == 0  # our 7 bytes are acknowledged
+    assert c.next_deadline() is None  # nothing in flight: no retransmission timer
+    c.resume_reading(0.2)
+    assert events(c) == [DataReceived(data(2000))]  # "more" was dropped, not delivered
+
+
 def test_fast_retransmit_resends_only_what_was_sent():
     # The peer's window let 100 of 3000 bytes out. The fast retransmission is those
     # 100 bytes, not a full MSS of bytes never sent (whose ACK would be dropped as

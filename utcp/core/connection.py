@@ -664,7 +664,17 @@ class Connection:
             off = (seg_seq - rcv_nxt) & _MASK
             ok = (off < rcv_wnd or off == 0) if f & RST else off <= rcv_wnd
         elif rcv_wnd == 0:
-            ok = False
+            # Table 6: no text is acceptable into a zero window, but "special
+            # allowance" is made for its ACK and RST: at RCV.NXT those are processed
+            # (as Linux does), the text and FIN dropped and the shut window re-ACKed.
+            # Else a peer sending data both ways would have its ACKs of our data
+            # ignored for as long as our reader is paused.
+            ok = seg_seq == rcv_nxt and not f & SYN
+            if ok:
+                self.counters.unacceptable += 1
+                payload = b""
+                f &= ~FIN
+                self._ack_now = True
         else:
             # sq.in_window() of the first or the last byte
             ok = ((seg_seq - rcv_nxt) & _MASK < rcv_wnd
@@ -762,7 +772,8 @@ class Connection:
         new_ack = (snd_una - ack) & _MASK >= _HALF  # sq.gt(ack, snd_una)
         if new_ack:
             self._on_new_ack(ack, now)
-        elif ack == snd_una and not payload and not f & FIN and window == self.snd_wnd \
+        elif ack == snd_una and not seg.payload and not seg.flags & FIN \
+                and window == self.snd_wnd \
                 and (snd_una - snd_max) & _MASK >= _HALF:  # sq.lt(snd_una, snd_max)
             self._on_dupack(now)
 
