@@ -48,6 +48,10 @@ _PKTINFO_SPACE = socket.CMSG_SPACE(max(_IN_PKTINFO.size, _IN6_PKTINFO.size)) \
     if hasattr(socket, "CMSG_SPACE") else 0
 
 
+#: The hosts a socket bound to any address reports as its own.
+WILDCARD_HOSTS = ("0.0.0.0", "::")
+
+
 def address_key(addr: tuple[Any, ...]) -> tuple[Any, ...]:
     """What names a peer's UDP address in an endpoint's connection table.
 
@@ -78,14 +82,10 @@ class LocalAddress:
         return f"LocalAddress({self.host!r})"
 
 
-def _wildcard(sock: socket.socket) -> bool:
-    host = sock.getsockname()[0]
-    return host in ("0.0.0.0", "::")
-
-
 def _enable_pktinfo(sock: socket.socket) -> bool:
     """Ask the kernel for each datagram's destination address; False where it cannot."""
-    if sys.platform != "linux" or not _PKTINFO_SPACE or not _wildcard(sock):
+    if sys.platform != "linux" or not _PKTINFO_SPACE or \
+            sock.getsockname()[0] not in WILDCARD_HOSTS:
         return False
     try:
         if sock.family == socket.AF_INET:

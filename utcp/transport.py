@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .core.connection import Connection, ConnectionStateError
 from .core.events import Closed, Connected, DataReceived, EndOfStream, Reset, TimedOut
 from .core.state import State
-from .datagram import address_key
+from .datagram import WILDCARD_HOSTS, address_key
 
 if TYPE_CHECKING:
     from .datagram import LocalAddress
@@ -51,7 +51,7 @@ class ConnectionTransport(asyncio.Transport):
         self.conn = conn
         #: The peer's UDP address, as sent to (IPv6: with flowinfo and scope id).
         self.remote_address = remote_address
-        #: What names the peer in the endpoint's table (see endpoint.address_key).
+        #: What names the peer in the endpoint's table (see datagram.address_key).
         self.address_key = address_key(remote_address)
         #: The local address the peer reached, where the socket is bound to a
         #: wildcard address: segments leave from it (None: the kernel chooses).
@@ -222,7 +222,7 @@ class ConnectionTransport(asyncio.Transport):
             host = base[0]
             if self.local is not None:
                 host = self.local.host
-            elif host in ("0.0.0.0", "::"):
+            elif host in WILDCARD_HOSTS:
                 # A socket bound to a wildcard address: ask the routing table which
                 # address datagrams to the peer leave from (connect sends nothing).
                 family = socket.AF_INET6 if len(base) > 2 else socket.AF_INET

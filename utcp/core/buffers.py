@@ -84,6 +84,11 @@ class ReassemblyQueue:
         self._ranges = out
         self.size = sum(len(d) for _, d in out)
 
+    def clear(self) -> None:
+        """Forget everything held."""
+        self._ranges = []
+        self.size = 0
+
     def pop_ready(self, rcv_nxt: int) -> bytes:
         """Remove and return the bytes that now continue at ``rcv_nxt`` (may be empty)."""
         ranges = self._ranges

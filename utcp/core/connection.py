@@ -380,7 +380,7 @@ class Connection:
     def _drop_received(self) -> None:
         """Forget received data the application has not been given."""
         self._rcvbuf.clear()
-        self._ooo = ReassemblyQueue()
+        self._ooo.clear()
         self._ooo_fin = None
         self._eof_held = False
 
@@ -495,9 +495,6 @@ class Connection:
 
     def _on_keepalive_timeout(self, now: float) -> None:
         opts = self.options
-        if self.state is TIME_WAIT or not self.state.synchronized:
-            self._ka_at = None
-            return
         if self._probes >= opts.keepalive_count:
             # Like Linux, tell the peer (if it is there after all) with a RST.
             self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
@@ -992,8 +989,7 @@ class Connection:
             self._ack_now = True
             return
         self._fin_received = True
-        if self._ooo.size:
-            self._ooo = ReassemblyQueue()  # held past the FIN: no data (see _receive_text)
+        self._ooo.clear()  # anything held is past the FIN: no data (see _receive_text)
         self.rcv_nxt = sq.add(self.rcv_nxt, 1)
         self._ack_now = True
         if self._reading_paused and self._rcvbuf:
