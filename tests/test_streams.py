@@ -702,6 +702,23 @@ async def test_start_server_listens_on_what_a_name_resolves_to(monkeypatch) -> N
             await server.wait_closed()
 
 
+async def test_start_server_without_host_binds_the_family_asked_for() -> None:
+    if not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    async with deadline(10):
+        server = await utcp.start_server(echo_handler, None, 0, family=socket.AF_INET6)
+        try:
+            assert server.sockets[0].family == socket.AF_INET6
+            reader, writer = await utcp.open_connection("::1", server.port)
+            writer.write(b"v6")
+            assert await reader.readexactly(2) == b"v6"
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+
 async def test_family_limits_the_addresses_tried(make_server, monkeypatch) -> None:
     server = await make_server()
     _resolving_to(monkeypatch, HOST)  # an IPv4 address only

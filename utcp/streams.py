@@ -343,8 +343,13 @@ async def start_server(
             raise ValueError("utcp servers listen on one host address")
         host = hosts[0]
     if host is None:
-        # Like a kernel socket bound to INADDR_ANY: IPv4 only (pass "::" for IPv6).
-        family, addr = socket.AF_INET, ("0.0.0.0", port)
+        # Like a kernel socket bound to INADDR_ANY: IPv4 only unless family says
+        # otherwise (or host is "::").
+        _check_family(family)
+        if family == socket.AF_INET6:
+            addr: tuple[Any, ...] = ("::", port, 0, 0)
+        else:
+            family, addr = socket.AF_INET, ("0.0.0.0", port)
     else:
         family, addr = (await _resolve(loop, host, port, family, passive=True))[0]
     opts = _options(family, options)
