@@ -159,7 +159,7 @@ async def _run_case(stack: str, mode: str, count: int, concurrency: int,
 
     if client_endpoint is not None:
         st = client_endpoint.statistics()
-        res.table = len(client_endpoint.connections)
+        res.table = len(client_endpoint.stack)
         res.states = st["connections"]
         res.stats = {"client": st, "server": server.statistics()}
 
@@ -188,7 +188,7 @@ async def _time_wait_memory(n: int) -> tuple[int, int]:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    table0 = len(endpoint.connections)
+    table0 = len(endpoint.stack)
     for _ in range(n):
         await asyncio.wait_for(_cycle(utcp.open_connection, server.port), 10)
     # The last FIN exchanges finish and the server forgets its side; its timer heap
@@ -197,7 +197,7 @@ async def _time_wait_memory(n: int) -> tuple[int, int]:
     gc.collect()
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    entries = len(endpoint.connections) - table0
+    entries = len(endpoint.stack) - table0
     server.close()
     await asyncio.wait_for(server.wait_closed(), 5)
     return entries, (after - before) // max(entries, 1)

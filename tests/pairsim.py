@@ -1,9 +1,14 @@
-"""Two sans-I/O connections joined by a simulated link, on virtual time."""
+"""Two sans-I/O connections joined by a simulated link, on virtual time.
+
+The connection-level sibling of tests/netsim.py (whose stacks demultiplex many
+connections); both use netsim's seeded :class:`~netsim.Link`.
+"""
 
 from __future__ import annotations
 
 import heapq
-import random
+
+from netsim import Link
 
 from utcp.core.config import Options
 from utcp.core.connection import Connection
@@ -32,8 +37,12 @@ class Pair:
         self.server = Connection(7007, 40000, iss=server_iss, options=server_opts,
                                  observer=server_observer)
         self.server.listen()
-        self.delay, self.loss, self.dup, self.reorder = delay, loss, dup, reorder
-        self.rng = random.Random(seed)
+        self.links = {
+            self.client: Link(delay=delay, loss=loss, dup=dup, reorder=reorder,
+                              seed=f"{seed}/up"),
+            self.server: Link(delay=delay, loss=loss, dup=dup, reorder=reorder,
+                              seed=f"{seed}/down"),
+        }
         self._q: list[tuple[float, int, Connection, bytes]] = []
         self._n = 0
         self.events: dict[Connection, list[Event]] = {self.client: [], self.server: []}
@@ -49,20 +58,13 @@ class Pair:
         for c in (self.client, self.server):
             for s in c.take_segments():
                 self.sent_segments += 1
-                if self.rng.random() < self.loss:
-                    continue
-                copies = 2 if self.rng.random() < self.dup else 1
-                for _ in range(copies):
-                    d = self.delay
-                    if self.rng.random() < self.reorder:
-                        d += self.rng.random() * self.delay * 3
+                for d in self.links[c].delays():
                     self._n += 1
                     heapq.heappush(self._q, (self.now + d, self._n, self._peer(c), encode(s)))
             for e in c.take_events():
                 self.events[c].append(e)
                 if isinstance(e, DataReceived):
                     self.received[c] += e.data
-
     def step(self) -> bool:
         """Advance to the next arrival or deadline; False when nothing is left."""
         self.pump()

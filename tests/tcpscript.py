@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from utcp.core.config import Options
 from utcp.core.connection import Connection
-from utcp.core.events import Event
+from utcp.core.events import Event, FinAcked
 from utcp.core.seq import add
 from utcp.core.state import State
 from utcp.core.wire import ACK, FIN, MSS, SYN, WSCALE, Segment
@@ -153,6 +153,7 @@ def conn_fin_wait_2(**opts) -> Connection:
     send(c, seg(1, 2))
     expect_nothing(c)
     assert c.state is State.FIN_WAIT_2
+    assert c.take_events() == [FinAcked()]
     return c
 
 

@@ -27,7 +27,15 @@ from tcpscript import (
 )
 
 from utcp.core.connection import Connection
-from utcp.core.events import Closed, Connected, DataReceived, EndOfStream, Reset, TimedOut
+from utcp.core.events import (
+    Closed,
+    Connected,
+    DataReceived,
+    EndOfStream,
+    FinAcked,
+    Reset,
+    TimedOut,
+)
 from utcp.core.observer import NullObserver
 from utcp.core.state import State
 from utcp.core.wire import ACK, FIN, PSH, RST, SYN, Segment
@@ -80,7 +88,7 @@ def test_fin_wait_1_ack_of_fin():
     expect_nothing(c)
     assert c.state is State.FIN_WAIT_2
     assert c.next_deadline() is None  # shutdown(), not close(): no FIN-WAIT-2 timer
-    assert events(c) == []
+    assert events(c) == [FinAcked()]
 
 
 def test_fin_wait_2_fin():
@@ -97,7 +105,7 @@ def test_fin_wait_1_fin_with_ack_of_fin():
     send(c, seg(1, 2, FIN | ACK))
     expect(c, [out(2, 2)])
     assert c.state is State.TIME_WAIT
-    assert events(c) == [EndOfStream(), Closed()]
+    assert events(c) == [FinAcked(), EndOfStream(), Closed()]
 
 
 def test_fin_wait_1_fin_retransmit_backoff_then_timeout():
@@ -138,7 +146,7 @@ def test_fin_wait_1_receives_data():
     send(c, seg(5, 2, FIN | ACK), at=0.01)
     expect(c, [out(2, 6)])
     assert c.state is State.TIME_WAIT
-    assert events(c) == [EndOfStream(), Closed()]
+    assert events(c) == [FinAcked(), EndOfStream(), Closed()]
 
 
 def test_fin_wait_2_half_close_keeps_receiving():
@@ -169,7 +177,7 @@ def test_fin_wait_2_timeout_after_close():
     fire(c, 61.0)
     expect(c, [rst(2)])
     assert c.state is State.CLOSED
-    assert events(c) == [TimedOut("fin-wait-2")]
+    assert events(c) == [FinAcked(), TimedOut("fin-wait-2")]
 
 
 def test_fin_wait_2_no_timeout_after_shutdown():
@@ -271,7 +279,7 @@ def test_last_ack_ack_of_fin():
     send(c, seg(2, 2), at=0.1)
     expect_nothing(c)
     assert c.state is State.CLOSED
-    assert events(c) == [Closed()]
+    assert events(c) == [FinAcked(), Closed()]
     assert c.next_deadline() is None
 
 
@@ -283,7 +291,7 @@ def test_last_ack_fin_retransmit():
     expect(c, [out(1, 2, FIN | ACK)])
     send(c, seg(2, 2), at=0.7)
     assert c.state is State.CLOSED
-    assert events(c) == [Closed()]
+    assert events(c) == [FinAcked(), Closed()]
 
 
 def test_last_ack_ack_without_fin_ignored():
@@ -309,7 +317,7 @@ def test_closing_ack_of_fin():
     send(c, seg(2, 2), at=0.1)
     expect_nothing(c)
     assert c.state is State.TIME_WAIT
-    assert events(c) == [Closed()]
+    assert events(c) == [FinAcked(), Closed()]
     assert c.next_deadline() == pytest.approx(60.1)
 
 
@@ -343,7 +351,8 @@ def test_simultaneous_close_two_connections():
     a.handle_timer(60.12)
     b.handle_timer(60.12)
     assert a.state is b.state is State.CLOSED
-    assert a.take_events() == b.take_events() == [Connected(), EndOfStream(), Closed()]
+    assert a.take_events() == b.take_events() == [
+        Connected(), EndOfStream(), FinAcked(), Closed()]
 
 
 # ------------------------------------------------------------------ TIME-WAIT
@@ -643,15 +652,19 @@ def test_close_wait_rst_leaves_held_data_readable():
     assert events(c) == [DataReceived(b"request"), EndOfStream()]
 
 
-@pytest.mark.parametrize("fixture, rcv", [(conn_closing, 2), (conn_last_ack, 2),
-                                          (conn_time_wait, 2)])
-def test_closing_states_rst(fixture, rcv):
-    # 3.10.7.4: CLOSING, LAST-ACK, TIME-WAIT: a RST just ends the connection.
+@pytest.mark.parametrize("fixture, told", [
+    (conn_closing, [Reset(after_fin=True)]),
+    (conn_last_ack, [Reset(after_fin=True)]),
+    (conn_time_wait, []),
+])
+def test_closing_states_rst(fixture, told):
+    # 3.10.7.4: CLOSING, LAST-ACK, TIME-WAIT: a RST just ends the connection. Where
+    # our FIN was not yet acknowledged, the application learns of the reset.
     c = fixture()
-    send(c, seg(rcv, None, RST))
+    send(c, seg(2, None, RST))
     expect_nothing(c)
     assert c.state is State.CLOSED
-    assert events(c) == []
+    assert events(c) == told
 
 
 def test_time_wait_rst_in_window_not_exact():

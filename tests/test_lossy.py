@@ -48,7 +48,7 @@ async def test_a_megabyte_each_way_through_a_lossy_link(loss, make_server) -> No
             writer.close()
             assert sha(await got_up) == sha(up_data)
             assert sha(got_down) == sha(down_data)
-            client_ep = writer.transport._endpoint
+            client_ep = writer.transport.endpoint
             # Let the closing handshake finish and the last delayed datagrams land.
             await wait_until(lambda: server.statistics()["connections"] == {}, 20)
             await wait_until(lambda: relay.idle, 5)

@@ -1,54 +1,20 @@
-"""Local port allocation for client connections sharing one socket."""
+"""Local ports of client connections sharing one socket, over real sockets.
+
+How the stack chooses ports and when it reuses them is tested on virtual time
+in tests/test_stack.py."""
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import gc
 import socket
 import weakref
 
-import pytest
 from conftest import HOST, deadline, echo_handler, echo_once
 
 import utcp
-from utcp import endpoint, streams
-
-
-@pytest.fixture
-def three_ports(monkeypatch: pytest.MonkeyPatch) -> range:
-    ports = range(40100, 40103)
-    monkeypatch.setattr(endpoint, "EPHEMERAL_PORTS", ports)
-    return ports
-
-
-async def test_ports_in_time_wait_are_not_reused_while_it_lasts(three_ports: range) -> None:
-    # Without timestamps (RFC 6191) nothing tells an old duplicate from new data:
-    # a 4-tuple in TIME-WAIT is not reused; with every port taken, connect fails
-    # the way the kernel's does (EADDRNOTAVAIL) until TIME-WAIT ends.
-    async with deadline(20):
-        server = await utcp.start_server(echo_handler, HOST, 0)
-        used = set()
-        for _ in range(3):  # the client closes first: each 4-tuple enters TIME-WAIT
-            reader, writer = await utcp.open_connection(HOST, server.port, msl=0.25)
-            used.add(writer.get_extra_info("utcp")["local_port"])
-            writer.write(b"x")
-            assert await reader.readexactly(1) == b"x"
-            writer.close()
-            await writer.wait_closed()
-            assert await reader.read() == b""
-        assert used == set(three_ports)
-        ep = writer.transport.endpoint
-        while ep.statistics()["connections"] != {"TIME-WAIT": 3}:
-            await asyncio.sleep(0.01)
-        with pytest.raises(OSError, match="all 3 are in use or in TIME-WAIT") as failed:
-            await utcp.open_connection(HOST, server.port)
-        assert failed.value.errno == errno.EADDRNOTAVAIL
-        while ep.statistics()["connections"]:  # 2 MSL = 0.5 s
-            await asyncio.sleep(0.01)
-        assert await echo_once(server.port, b"again") == b"again"
-        server.close()
-        await server.wait_closed()
+from utcp import streams
+from utcp.core.stack import EPHEMERAL_PORTS
 
 
 async def test_concurrent_connections_get_distinct_ports() -> None:
@@ -58,7 +24,7 @@ async def test_concurrent_connections_get_distinct_ports() -> None:
                                        for _ in range(50)))
         ports = {w.get_extra_info("utcp")["local_port"] for _, w in pairs}
         assert len(ports) == 50
-        assert all(p in endpoint.EPHEMERAL_PORTS for p in ports)
+        assert all(p in EPHEMERAL_PORTS for p in ports)
         for _, w in pairs:
             w.close()
         server.close()

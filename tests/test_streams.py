@@ -49,7 +49,7 @@ def _ipv6_loopback() -> bool:
 
 
 def client_endpoint(writer: asyncio.StreamWriter):
-    return writer.transport._endpoint
+    return writer.transport.endpoint
 
 
 def state(writer: asyncio.StreamWriter) -> str:
@@ -357,7 +357,7 @@ async def test_an_icmp_error_costs_no_other_peer_its_datagram() -> None:
             ep.transport.sendto(b"x" * 20, (HOST, _unbound_udp_port(socket.AF_INET, HOST)))
             ep.transport.sendto(b"for the live peer", peer.getsockname())
             assert peer.recv(100) == b"for the live peer"
-        assert ep.drops["icmp-port-unreachable"] == 1
+        assert ep.statistics()["drops"]["icmp-port-unreachable"] == 1
     finally:
         ep.close()
 

@@ -52,17 +52,6 @@ _PKTINFO_SPACE = socket.CMSG_SPACE(max(_IN_PKTINFO.size, _IN6_PKTINFO.size)) \
 WILDCARD_HOSTS = ("0.0.0.0", "::")
 
 
-def address_key(addr: tuple[Any, ...]) -> tuple[Any, ...]:
-    """What names a peer's UDP address in an endpoint's connection table.
-
-    IPv4 (host, port) as it is; IPv6 without flowinfo, and without the scope id
-    unless it has one (link-local hosts on different interfaces are different).
-    """
-    if len(addr) == 2:
-        return addr
-    return (addr[0], addr[1]) if not addr[3] else (addr[0], addr[1], addr[3])
-
-
 class LocalAddress:
     """The address a datagram arrived at, on a socket bound to a wildcard address.
 

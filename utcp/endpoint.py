@@ -1,50 +1,40 @@
-"""The endpoint: one datagram socket carrying many TCP connections.
+"""The endpoint: a :class:`~utcp.core.stack.Stack` on one asyncio datagram socket.
 
-It decodes each datagram into a segment, finds the connection by
-(remote address, local port, remote port), hands it the segment with the
-loop's time, and sends what the connection queued. Listeners turn SYNs into new
-connections. All connections' deadlines share one loop timer, re-armed to the
-earliest. Nothing here implements TCP; that is :mod:`utcp.core`.
+It moves datagrams and time, nothing else: what arrives goes into the stack with
+the loop's time, what the stack wants sent goes out, the stack's events go to
+each connection's owner (its transport), and one loop timer wakes the stack at
+its next deadline. Every TCP decision is the stack's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import heapq
-import itertools
-import random
 import socket
-import struct
-from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .core.config import Options
-from .core.connection import Connection, reset_for
-from .core.isn import IsnGenerator
+from .core.connection import Connection
+from .core.events import Connected, Event
 from .core.observer import Observer
+from .core.stack import Address, Listener, Stack
 from .core.state import State
-from .core.wire import ACK, RST, SYN, BadChecksum, MalformedSegment, Segment, decode, encode
-from .datagram import BatchedDatagramTransport, LocalAddress, address_key, open_datagram_socket
-from .transport import ConnectionTransport
-
-Address = tuple[Any, ...]
-Key = tuple[Address, int, int]  # (remote UDP address, local port, remote port)
+from .core.wire import Segment
+from .datagram import BatchedDatagramTransport, open_datagram_socket
 
 # Requested UDP socket buffer size (the kernel may cap it at net.core.rmem_max).
 SOCKET_BUFFER = 4 * 1024 * 1024
 
-# Linux's default ephemeral port range (net.ipv4.ip_local_port_range).
-EPHEMERAL_PORTS = range(32768, 61000)
 
-# Looking up a member on an Enum class (State.CLOSED) is slow in CPython 3.11;
-# the per-segment path uses these instead.
-_CLOSED = State.CLOSED
-_TIME_WAIT = State.TIME_WAIT
-_FIN_UNACKED = (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
-# The start of a TCP header: source port, destination port, sequence number.
-_PORTS_SEQ = struct.Struct("!HHI")
+class ConnectionOwner(Protocol):
+    """What the endpoint tells the application side of a connection."""
+
+    def handle_events(self, events: list[Event]) -> None:
+        """Events of the connection, in order."""
+
+    def endpoint_closed(self) -> None:
+        """The socket closed under a connection that was still open."""
 
 
 def check_observer(observer: object) -> None:
@@ -102,71 +92,27 @@ class _GuardedObserver:
         })
 
 
-class Listener:
-    """A passive open on one local port."""
-
-    __slots__ = ("port", "backlog", "options", "on_connection", "observer", "half_open",
-                 "connections", "_emptied")
-
-    def __init__(self, port: int, backlog: int, options: Options,
-                 on_connection: Callable[[ConnectionTransport], None],
-                 observer: Observer | None) -> None:
-        self.port = port
-        self.backlog = backlog
-        self.options = options
-        self.on_connection = on_connection
-        self.observer = observer
-        self.half_open = 0  # connections in SYN-RECEIVED
-        # Established connections the application has not yet seen end.
-        self.connections: set[ConnectionTransport] = set()
-        self._emptied: list[asyncio.Future[None]] = []
-
-    def connection_ended(self, tr: ConnectionTransport) -> None:
-        """``tr`` was handed to the application and has ended for it."""
-        self.connections.discard(tr)
-        if not self.connections:
-            for f in self._emptied:
-                if not f.done():
-                    f.set_result(None)
-            self._emptied.clear()
-
-    async def wait_connections_ended(self) -> None:
-        """Wait until every connection this listener accepted has ended."""
-        while self.connections:
-            f = asyncio.get_running_loop().create_future()
-            self._emptied.append(f)
-            await f
+def _guarded(observer: Observer | None, loop: asyncio.AbstractEventLoop) -> Observer | None:
+    return None if observer is None else _GuardedObserver(observer, loop)
 
 
 class Endpoint(asyncio.DatagramProtocol):
     """TCP over one UDP socket. Create with :meth:`Endpoint.create`."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *,
-                 isn: IsnGenerator | None = None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, stack: Stack | None = None) -> None:
         self.loop = loop
+        #: The sans-I/O stack that makes every TCP decision for this socket.
+        self.stack = stack if stack is not None else Stack()
         self.transport: asyncio.DatagramTransport | None = None
         self.family = socket.AF_INET
         self.local_address: Address = ("", 0)
-        self._isn = isn if isn is not None else IsnGenerator()
-        self.connections: dict[Key, ConnectionTransport] = {}
-        self.listeners: dict[int, Listener] = {}
-        self._heap: list[tuple[float, int, ConnectionTransport]] = []
-        self._tiebreak = itertools.count()
+        self._batched = False  # the transport reads in batches and calls batch_done
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._accept: dict[Listener, Callable[[Connection], ConnectionOwner]] = {}
         self._closed = loop.create_future()
         self._close_when_idle = False
-        self._time_wait_holds = True  # TIME-WAIT keeps a socket closing when idle open
-        self._time_wait = 0  # connections in TIME-WAIT (each transport flags its own)
-        self._keeper: asyncio.Task[None] | None = None
-        self._coalesce = False
-        self._batch: list[ConnectionTransport] = []  # owe an ACK at the batch's end
-        # Statistics.
-        self.segments_in = 0
-        self.segments_out = 0
-        self.drops: Counter[str] = Counter()
-        self._finished = Counter()  # counters of connections already forgotten
-        self.resets_sent = 0
+        self._time_wait_holds = True
 
     @classmethod
     async def create(cls, local_addr: tuple[str, int], *,
@@ -188,8 +134,9 @@ class Endpoint(asyncio.DatagramProtocol):
         # (asyncio's and uvloop's datagram transports do not all subclass
         # DatagramTransport, so no isinstance check here.)
         self.transport = transport  # type: ignore[assignment]
-        # Reading in batches, the endpoint can ACK once per batch (batch_done).
-        self._coalesce = isinstance(transport, BatchedDatagramTransport)
+        self._batched = isinstance(transport, BatchedDatagramTransport)
+        # Reading in batches, the stack can ACK once per batch (batch_done).
+        self.stack.coalesce_acks = self._batched
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.family = sock.family
@@ -201,303 +148,133 @@ class Endpoint(asyncio.DatagramProtocol):
                 except OSError:
                     pass
         self.local_address = transport.get_extra_info("sockname")
+        self.stack.local_address = self.local_address
 
-    def datagram_received(self, data: bytes, addr: Address,
-                          local: LocalAddress | None = None) -> None:
-        """One datagram from ``addr``; ``local`` is the address it was sent to, when a
+    def datagram_received(self, data: bytes, addr: Address, via: Any = None) -> None:
+        """One datagram from ``addr``; ``via`` is the local address it reached, when a
         socket bound to a wildcard address learns it (then replies leave from it)."""
-        self.segments_in += 1
-        try:
-            seg = decode(data)
-        except BadChecksum:
-            self.drops["bad-checksum"] += 1
-            return
-        except MalformedSegment:
-            self.drops["malformed"] += 1
-            return
-        # IPv6: (host, port, flowinfo, scope id). Connections are keyed by host and
-        # port, and the scope id if any (link-local); replies go to the whole address.
-        key = addr if len(addr) == 2 else address_key(addr)
-        tr = self.connections.get((key, seg.dst_port, seg.src_port))
-        now = self.loop.time()
-        if tr is not None:
-            conn = tr.conn
-            if conn.state is _TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN:
-                if self._reopen_from_time_wait(tr, seg, addr, local, now):
-                    return
-            conn.receive(seg, now)
-            self.service(tr)
-            if conn._ack_at_batch_end:
-                self._batch.append(tr)
-            return
-        self._no_connection(seg, addr, local, now)
+        self.stack.receive(data, addr, self.loop.time(), via)
+        if not self._batched:
+            self.flush()
 
     def batch_done(self) -> None:
-        """The datagram transport read a batch: send each connection's one ACK for it."""
-        batch = self._batch
-        if not batch:
-            return
-        self._batch = []
-        now = self.loop.time()
-        for tr in batch:
-            conn = tr.conn
-            if conn._ack_at_batch_end:
-                conn.flush_acks(now)
-                self.service(tr)
+        """The datagram transport read a batch: send what the stack has for it."""
+        self.stack.end_batch(self.loop.time())
+        self.flush()
 
     def unreachable(self, quoted: bytes, addr: Address, err: int) -> None:
         """An ICMP error answered a datagram sent to ``addr``; ``quoted`` is its start."""
-        if err != errno.ECONNREFUSED or len(quoted) < 8:
-            self.drops["icmp-error"] += 1
-            return
-        self.drops["icmp-port-unreachable"] += 1
-        src_port, dst_port, seq = _PORTS_SEQ.unpack_from(quoted)
-        tr = self.connections.get((address_key(addr), src_port, dst_port))
-        if tr is not None:
-            tr.conn.port_unreachable(seq, self.loop.time())
-            self.service(tr)
+        self.stack.icmp_error(quoted, addr, err == errno.ECONNREFUSED, self.loop.time())
+        self.flush()
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors on an unconnected socket name no connection; count them.
-        self.drops["icmp-error"] += 1
+        self.stack.count_drop("icmp-error")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for tr in list(self.connections.values()):
-            tr._endpoint_lost()
-        self.connections.clear()
-        self._time_wait = 0
+        for conn in self.stack.connections():
+            owner = conn.owner
+            if owner is not None:
+                owner.endpoint_closed()  # type: ignore[attr-defined]
         if not self._closed.done():
             self._closed.set_result(None)
 
-    # ------------------------------------------------------------ demultiplex
+    # ------------------------------------------------------------------ output
 
-    def _no_connection(self, seg: Segment, addr: Address, local: LocalAddress | None,
-                       now: float) -> None:
-        listener = self.listeners.get(seg.dst_port)
-        f = seg.flags
-        if f & RST:
-            self.drops["rst-for-no-connection"] += 1
-            return
-        if listener is not None and not f & ACK:
-            # RFC 9293 3.10.7.2 (LISTEN): a SYN opens a connection; text or control
-            # with neither SYN nor ACK is dropped.
-            if not f & SYN:
-                self.drops["listen-no-syn"] += 1
-            elif listener.half_open >= listener.backlog:
-                # Like a full SYN queue: drop silently, the peer will retry.
-                self.drops["backlog-full"] += 1
-            else:
-                self._accept(listener, seg, addr, local, now)
-            return
-        # RFC 9293 3.10.7.1: answer with a RST (LISTEN answers an ACK the same way).
-        self.drops["no-connection"] += 1
-        rst = reset_for(seg)
-        if rst is not None:
-            self.resets_sent += 1
-            self._send(rst, addr, local)
-
-    def _accept(self, listener: Listener, seg: Segment, addr: Address,
-                local: LocalAddress | None, now: float) -> None:
-        iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
-        conn = Connection(listener.port, seg.src_port, iss=iss, options=listener.options,
-                          observer=listener.observer)
-        conn.coalesce_acks = self._coalesce
-        tr = ConnectionTransport(self, conn, addr, listener=listener, local=local)
-        self.connections[(tr.address_key, listener.port, seg.src_port)] = tr
-        listener.half_open += 1
-        conn.listen(now)
-        conn.receive(seg, now)
-        self.service(tr)
-
-    def _reopen_from_time_wait(self, tr: ConnectionTransport, seg: Segment, addr: Address,
-                               local: LocalAddress | None, now: float) -> bool:
-        # RFC 9293 3.10.7.4 (RFC 1122 4.2.2.13): a new SYN whose sequence number is
-        # beyond the old connection's may reopen a 4-tuple in TIME-WAIT.
-        from .core import seq as sq
-
-        listener = self.listeners.get(seg.dst_port)
-        if listener is None or not sq.gt(seg.seq, tr.conn.rcv_nxt):
-            return False
-        if listener.half_open >= listener.backlog:
-            self.drops["backlog-full"] += 1  # as for any SYN: the peer will retry
-            return True
-        self._forget(tr)
-        self._accept(listener, seg, addr, local, now)
-        return True
-
-    # ----------------------------------------------------------------- output
-
-    def _send(self, seg: Segment, addr: Address, local: LocalAddress | None = None) -> None:
-        if self.transport is None:
-            return
-        self.segments_out += 1
-        if local is not None:
-            self.transport.sendto_from(encode(seg), addr, local)  # type: ignore[attr-defined]
-        else:
-            self.transport.sendto(encode(seg), addr)
-
-    def service(self, tr: ConnectionTransport) -> None:
-        """Send what ``tr``'s connection queued, deliver its events, re-arm its timer."""
-        conn = tr.conn
-        # (conn.take_segments() and conn.take_events(), without the calls when empty.)
-        segs = conn._out
-        if segs:
-            conn._out = []
-            transport = self.transport
-            if transport is not None:
-                addr = tr.remote_address
-                local = tr.local
-                if local is None:
-                    sendto = transport.sendto
-                    for s in segs:
-                        sendto(encode(s), addr)
+    def flush(self) -> None:
+        """Send what the stack queued, deliver its events, re-arm the timer."""
+        stack = self.stack
+        datagrams = stack.datagrams_to_send()
+        transport = self.transport
+        if datagrams and transport is not None:
+            sendto = transport.sendto
+            for data, addr, via in datagrams:
+                if via is None:
+                    sendto(data, addr)
                 else:
-                    for s in segs:
-                        transport.sendto_from(encode(s), addr, local)  # type: ignore
-                self.segments_out += len(segs)
-        events = conn._events
-        if events:
-            conn._events = []
-            tr._deliver(events)
-        if tr._writing_paused:
-            tr._after_service()
-        if tr._closing_wait and conn.state not in _FIN_UNACKED:
-            tr._fin_acked()
-        if conn.state is _CLOSED:
-            self._forget(tr)
-            return
-        d = conn.next_deadline()
-        if d != tr._deadline:
-            tr._deadline = d
-            if d is not None:
-                heap = self._heap
-                if len(heap) > 64 + 4 * len(self.connections):
-                    # Superseded entries (deadlines moved, connections gone) pile up
-                    # and keep dead connections alive: drop them now and then (in
-                    # place: _on_timer may be walking this very list).
-                    heap[:] = [e for e in heap if e[2]._deadline == e[0]]
-                    heapq.heapify(heap)
-                heapq.heappush(heap, (d, next(self._tiebreak), tr))
-                if self._timer_at is None or d < self._timer_at:
-                    self._arm(d)
-
-    def _arm(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = self.loop.call_at(when, self._on_timer)
+                    transport.sendto_from(data, addr, via)  # type: ignore[attr-defined]
+        for conn, events in stack.take_events():
+            owner = conn.owner
+            if owner is None:
+                # A passive open is handed to its listener's owner when it completes
+                # its handshake; what a half-open connection reports goes nowhere.
+                accept = self._accept.get(conn.listener)  # type: ignore[arg-type]
+                if accept is None or not any(type(e) is Connected for e in events):
+                    continue
+                owner = conn.owner = accept(conn)
+            owner.handle_events(events)  # type: ignore[attr-defined]
+        when = stack.next_deadline()
+        if when is not None and (self._timer_at is None or when < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = when
+            self._timer = self.loop.call_at(when, self._on_timer)
+        if self._close_when_idle:
+            self._close_if_idle()
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        heap = self._heap
-        now = self.loop.time()
-        while heap and heap[0][0] <= now + 0.0005:
-            when, _, tr = heapq.heappop(heap)
-            if tr._deadline != when:
-                continue  # superseded by a later deadline
-            tr._deadline = None
-            # asyncio may wake us a hair early; the connection must see its deadline.
-            tr.conn.handle_timer(max(now, when))
-            self.service(tr)
-        while heap and heap[0][2]._deadline != heap[0][0]:
-            heapq.heappop(heap)
-        if heap:
-            self._arm(heap[0][0])
+        self.stack.handle_timer(self.loop.time())
+        self.flush()
 
-    def _forget(self, tr: ConnectionTransport) -> None:
-        key = (tr.address_key, tr.conn.local_port, tr.conn.remote_port)
-        if self.connections.get(key) is tr:
-            del self.connections[key]
-            for name, value in tr.conn.counters.as_dict().items():
-                self._finished[name] += value
-        tr._deadline = None
-        if tr._in_time_wait:
-            tr._in_time_wait = False
-            self._time_wait -= 1
-        tr._forgotten()
-        if self._close_when_idle:
-            self._close_if_idle()
-
-    def time_wait_entered(self, tr: ConnectionTransport) -> None:
-        """``tr``'s connection entered TIME-WAIT."""
-        if not tr._in_time_wait:
-            tr._in_time_wait = True
-            self._time_wait += 1
-            if self._close_when_idle:
-                self._close_if_idle()
-
-    # ------------------------------------------------------ connections, ports
+    # ----------------------------------------------------- connection calls
 
     def connect(self, remote: Address, remote_port: int, options: Options,
-                observer: Observer | None = None) -> ConnectionTransport:
-        """Start an active open to ``remote`` (a UDP address) and TCP ``remote_port``."""
+                make_owner: Callable[[Connection], ConnectionOwner],
+                observer: Observer | None = None) -> ConnectionOwner:
+        """Start an active open to ``remote`` (a UDP address) and TCP ``remote_port``;
+        ``make_owner(conn)`` makes the object its events go to, and is returned."""
         if self.transport is None:
             raise ConnectionError("the endpoint's socket is closed")
-        key = address_key(remote)
-        now = self.loop.time()
-        local_port = self._free_port(key, remote_port)
-        iss = self._isn(self.local_address, local_port, remote, remote_port, now)
-        if observer is not None:
-            observer = _GuardedObserver(observer, self.loop)
-        conn = Connection(local_port, remote_port, iss=iss, options=options, observer=observer)
-        conn.coalesce_acks = self._coalesce
-        tr = ConnectionTransport(self, conn, remote)
-        self.connections[(key, local_port, remote_port)] = tr
-        conn.connect(now)
-        self.service(tr)
-        return tr
-
-    def _free_port(self, remote: Address, remote_port: int) -> int:
-        """A local port with no connection toward (remote, remote_port).
-
-        A 4-tuple in TIME-WAIT is not reused while TIME-WAIT lasts: without
-        timestamps (RFC 6191) a late segment of the old connection could not be
-        told from the new one's.
-        """
-        ports = EPHEMERAL_PORTS
-        n = len(ports)
-        conns = self.connections
-        listeners = self.listeners
-        # Random probes find a free port at once unless the range is nearly full.
-        for _ in range(16):
-            p = ports[random.randrange(n)]
-            if (remote, p, remote_port) not in conns and p not in listeners:
-                return p
-        start = random.randrange(n)
-        for i in range(n):
-            p = ports[(start + i) % n]
-            if (remote, p, remote_port) not in conns and p not in listeners:
-                return p
-        raise OSError(errno.EADDRNOTAVAIL,
-                      f"no free local port toward {remote[0]}:{remote_port}: "
-                      f"all {n} are in use or in TIME-WAIT")
+        conn = self.stack.connect(remote, remote_port, options, self.loop.time(),
+                                  _guarded(observer, self.loop))
+        owner = make_owner(conn)
+        conn.owner = owner
+        self.flush()
+        return owner
 
     def listen(self, port: int, backlog: int, options: Options,
-               on_connection: Callable[[ConnectionTransport], None],
+               accept: Callable[[Connection], ConnectionOwner],
                observer: Observer | None = None) -> Listener:
-        """Accept connections to TCP ``port``; ``on_connection`` gets each established one."""
-        if port in self.listeners:
-            raise OSError(errno.EADDRINUSE, f"port {port} is already listening")
-        if observer is not None:
-            observer = _GuardedObserver(observer, self.loop)
-        listener = Listener(port, backlog, options, on_connection, observer)
-        self.listeners[port] = listener
+        """Accept connections to TCP ``port``; ``accept(conn)`` makes the owner of each
+        one that completes its handshake."""
+        listener = self.stack.listen(port, backlog, options, _guarded(observer, self.loop))
+        self._accept[listener] = accept
         return listener
 
     def stop_listening(self, listener: Listener) -> None:
         """Stop accepting; established connections go on, half-open ones are reset."""
-        if self.listeners.get(listener.port) is listener:
-            del self.listeners[listener.port]
-        # Like closing a listening socket, which drops its SYN queue: a handshake that
-        # completed later would hand a connection to a server that is closed.
-        for tr in [t for t in self.connections.values()
-                   if t._listener is listener and t._half_open]:
-            tr.abort()
+        self.stack.stop_listening(listener, self.loop.time())
+        self._accept.pop(listener, None)
+        self.flush()
+
+    def send(self, conn: Connection, data: bytes) -> None:
+        self.stack.send(conn, data, self.loop.time())
+        self.flush()
+
+    def shutdown(self, conn: Connection) -> None:
+        self.stack.shutdown(conn, self.loop.time())
+        self.flush()
+
+    def close_connection(self, conn: Connection) -> None:
+        self.stack.close(conn, self.loop.time())
+        self.flush()
+
+    def abort(self, conn: Connection) -> None:
+        self.stack.abort(conn, self.loop.time())
+        self.flush()
+
+    def pause_reading(self, conn: Connection) -> None:
+        self.stack.pause_reading(conn)
+
+    def resume_reading(self, conn: Connection) -> None:
+        self.stack.resume_reading(conn, self.loop.time())
+        self.flush()
 
     # -------------------------------------------------------------- lifecycle
 
@@ -514,9 +291,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self._close_if_idle()
 
     def _close_if_idle(self) -> None:
-        if self.listeners:
-            return
-        if len(self.connections) == (0 if self._time_wait_holds else self._time_wait):
+        if self.stack.idle(count_time_wait=self._time_wait_holds):
             self.close()
 
     def close(self) -> None:
@@ -531,17 +306,4 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def statistics(self) -> dict[str, Any]:
         """Segments in and out, retransmissions, drops by cause, connections by state."""
-        totals = Counter(self._finished)
-        for tr in self.connections.values():
-            totals.update(tr.conn.counters.as_dict())
-        states = Counter(str(tr.conn.state) for tr in self.connections.values())
-        return {
-            "segments_in": self.segments_in,
-            "segments_out": self.segments_out,
-            "retransmissions": totals["retransmissions"],
-            "resets_sent": self.resets_sent,
-            "drops": dict(self.drops),
-            "connections": dict(states),
-            "listeners": sorted(self.listeners),
-            "connection_totals": dict(totals),
-        }
+        return self.stack.statistics()

@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from .core.config import DEFAULT_MSS_IPV6, OPTION_NAMES, Options
+from .core.connection import Connection
 from .core.observer import Observer
-from .endpoint import Endpoint, Listener, check_observer
+from .core.stack import Listener
+from .endpoint import Endpoint, check_observer
 from .transport import ConnectionTransport
 
 StreamReader = asyncio.StreamReader
@@ -28,6 +30,8 @@ _DEFAULT_LIMIT = 2**16  # asyncio's StreamReader default
 # Client connections of one loop share one endpoint (one UDP socket) per family.
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Endpoint]] = (
     weakref.WeakKeyDictionary())
+# The task that closes an endpoint when its loop ends (see _keep).
+_keepers: weakref.WeakKeyDictionary[Endpoint, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 # The task creating a loop's shared endpoint, while it runs.
 _creating: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[int, asyncio.Task[Endpoint]]] = weakref.WeakKeyDictionary()
@@ -109,7 +113,7 @@ async def _new_endpoint(loop: asyncio.AbstractEventLoop, local_addr: tuple[str, 
     ep = await Endpoint.create(local_addr, loop=loop, family=family, server=server)
     # When asyncio.run() ends it cancels every task: this one then closes the
     # socket, so no endpoint outlives its loop unclosed.
-    ep._keeper = loop.create_task(_keep(ep), name=f"utcp endpoint {ep.local_address}")
+    _keepers[ep] = loop.create_task(_keep(ep), name=f"utcp endpoint {ep.local_address}")
     return ep
 
 
@@ -117,11 +121,16 @@ async def _keep(ep: Endpoint) -> None:
     try:
         await ep.wait_closed()
     finally:
+        _keepers.pop(ep, None)
         # The loop is ending (or the socket went): a connection cannot outlive its
         # loop the way a kernel's outlives a process, so reset the ones still open
         # rather than leave their peers half-open until they time out.
-        for tr in list(ep.connections.values()):
-            tr.abort()
+        for conn in ep.stack.connections():
+            owner = conn.owner
+            if isinstance(owner, ConnectionTransport):
+                owner.abort()
+            elif ep.transport is not None:
+                ep.abort(conn)
         ep.close()
         # The registry is keyed weakly by loop, but an endpoint refers to its loop:
         # drop the entry, or every loop that ever connected stays alive.
@@ -211,24 +220,33 @@ async def _connect_to(loop: asyncio.AbstractEventLoop, family: int, addr: tuple[
         ep = await _client_endpoint(loop, family)
     reader = StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+
+    def make_transport(conn: Connection) -> ConnectionTransport:
+        tr = ConnectionTransport(ep, conn)
+        tr.set_protocol(protocol)
+        return tr
+
     try:
-        tr = ep.connect(addr, port, opts, observer)
+        tr = ep.connect(addr, port, opts, make_transport, observer)
     finally:
         if local_addr is not None:
             ep.close_when_idle()  # a socket of its own: gone with its connection
-    tr.set_protocol(protocol)
-    await tr._wait_connected()
+    assert isinstance(tr, ConnectionTransport)
+    await tr.wait_connected()
     return reader, StreamWriter(tr, protocol, reader, loop)
 
 
 class Server:
     """A utcp server, with the interface of :class:`asyncio.Server`."""
 
-    def __init__(self, endpoint: Endpoint, listen: Callable[[], Listener], port: int) -> None:
+    def __init__(self, endpoint: Endpoint, listen: Callable[[Server], Listener],
+                 port: int) -> None:
         self._endpoint = endpoint
         self._listen = listen
         self._listener: Listener | None = None
-        self._accepted_by: Listener | None = None  # kept after close(): its connections go on
+        # Accepted connections the application has not yet seen end.
+        self._connections: set[ConnectionTransport] = set()
+        self._emptied: list[asyncio.Future[None]] = []
         self._loop = endpoint.loop
         self._serving_forever: asyncio.Future[None] | None = None
         self._port = port
@@ -259,7 +277,7 @@ class Server:
         if self._closed.done():
             raise RuntimeError(f"server {self!r} is closed")
         if self._listener is None:
-            self._listener = self._accepted_by = self._listen()
+            self._listener = self._listen(self)
 
     def close(self) -> None:
         """Stop accepting connections; connections already accepted go on."""
@@ -276,8 +294,23 @@ class Server:
     async def wait_closed(self) -> None:
         """Wait until the server is closed and every accepted connection has ended."""
         await asyncio.shield(self._closed)
-        if self._accepted_by is not None:
-            await self._accepted_by.wait_connections_ended()
+        while self._connections:
+            f = self._loop.create_future()
+            self._emptied.append(f)
+            await f
+
+    def connection_accepted(self, tr: ConnectionTransport) -> None:
+        """``tr`` was accepted; :meth:`wait_closed` waits for it to end."""
+        self._connections.add(tr)
+
+    def connection_ended(self, tr: ConnectionTransport) -> None:
+        """The application is done with the accepted connection ``tr``."""
+        self._connections.discard(tr)
+        if not self._connections:
+            for f in self._emptied:
+                if not f.done():
+                    f.set_result(None)
+            self._emptied.clear()
 
     async def serve_forever(self) -> None:
         if self._serving_forever is not None:
@@ -355,15 +388,18 @@ async def start_server(
     opts = _options(family, options)
     ep = await _new_endpoint(loop, addr, family, server=True)
 
-    def on_connection(tr: ConnectionTransport) -> None:
-        reader = StreamReader(limit=limit, loop=loop)
-        protocol = asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
-        tr.set_protocol(protocol)
-        tr._make_connection()
+    def listen(server: Server) -> Listener:
+        def accept(conn: Connection) -> ConnectionTransport:
+            tr = ConnectionTransport(ep, conn, accepted=True, on_end=server.connection_ended)
+            reader = StreamReader(limit=limit, loop=loop)
+            tr.set_protocol(asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop))
+            server.connection_accepted(tr)
+            return tr
+
+        return ep.listen(local_port, backlog, opts, accept, observer)
 
     local_port = ep.local_address[1]
-    server = Server(
-        ep, lambda: ep.listen(local_port, backlog, opts, on_connection, observer), local_port)
+    server = Server(ep, listen, local_port)
     if start_serving:
         await server.start_serving()
     return server

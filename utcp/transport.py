@@ -10,16 +10,26 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .core.connection import Connection, ConnectionStateError
-from .core.events import Closed, Connected, DataReceived, EndOfStream, Reset, TimedOut
+from .core.events import (
+    Connected,
+    DataReceived,
+    EndOfStream,
+    Event,
+    FinAcked,
+    Reset,
+    TimedOut,
+    Writable,
+)
+from .core.stack import Address
 from .core.state import State
-from .datagram import WILDCARD_HOSTS, address_key
+from .datagram import WILDCARD_HOSTS
 
 if TYPE_CHECKING:
-    from .datagram import LocalAddress
-    from .endpoint import Address, Endpoint, Listener
+    from .endpoint import Endpoint
 
 # asyncio's defaults for a transport's write buffer.
 DEFAULT_HIGH_WATER = 64 * 1024
@@ -41,29 +51,27 @@ _TIMEOUT_MESSAGES = {
 
 
 class ConnectionTransport(asyncio.Transport):
-    """The asyncio face of one :class:`~utcp.core.connection.Connection`."""
+    """The asyncio face of one :class:`~utcp.core.connection.Connection`.
 
-    def __init__(self, endpoint: Endpoint, conn: Connection, remote_address: Address,
-                 *, listener: Listener | None = None, local: LocalAddress | None = None) -> None:
+    ``accepted`` is True for a connection a listener accepted (its protocol is
+    told of it when the handshake completes) and False for an active open
+    (``wait_connected()`` then waits for the handshake). ``on_end`` is called
+    once the application is done with the connection.
+    """
+
+    def __init__(self, endpoint: Endpoint, conn: Connection, *, accepted: bool = False,
+                 on_end: Callable[[ConnectionTransport], None] | None = None) -> None:
         super().__init__()
         self._endpoint = endpoint
         self._loop = endpoint.loop
         self.conn = conn
         #: The peer's UDP address, as sent to (IPv6: with flowinfo and scope id).
-        self.remote_address = remote_address
-        #: What names the peer in the endpoint's table (see datagram.address_key).
-        self.address_key = address_key(remote_address)
-        #: The local address the peer reached, where the socket is bound to a
-        #: wildcard address: segments leave from it (None: the kernel chooses).
-        self.local = local
+        self.remote_address: Address = conn.peer  # type: ignore[assignment]
+        self._on_end = on_end
         self._sockname_cache: Address | None = None
-        self._listener = listener
-        self._half_open = listener is not None  # counted in the listener's backlog
-        self._in_time_wait = False  # counted in the endpoint's TIME-WAIT total
         self._protocol: asyncio.BaseProtocol | None = None
-        self._deadline: float | None = None  # the entry in the endpoint's timer heap
         self._connected: asyncio.Future[None] | None = (
-            None if listener is not None else self._loop.create_future())
+            None if accepted else self._loop.create_future())
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._flush_handle: asyncio.Handle | None = None
@@ -85,54 +93,63 @@ class ConnectionTransport(asyncio.Transport):
 
     # ------------------------------------------------------- from the endpoint
 
-    def _deliver(self, events: list[Any]) -> None:
+    def handle_events(self, events: list[Event]) -> None:
+        """The connection's events: protocol callbacks and the errors asyncio users expect."""
         for ev in events:
-            if isinstance(ev, DataReceived):
+            kind = type(ev)
+            if kind is DataReceived:
                 if self._protocol is not None and not self._lost and not self._closing_wait:
                     self._protocol.data_received(ev.data)  # type: ignore[attr-defined]
-            elif isinstance(ev, Connected):
-                self._on_connected()
-            elif isinstance(ev, EndOfStream):
+            elif kind is Connected:
+                self._make_connection()
+                if self._connected is not None and not self._connected.done():
+                    self._connected.set_result(None)
+            elif kind is EndOfStream:
                 if self._protocol is not None and not self._lost and not self._closing_wait:
                     keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
                     if not keep_open:
                         self.close()
-            elif isinstance(ev, Reset):
-                # With errno set, as the kernel's errors come: code that checks
-                # exc.errno works the same on utcp.
-                if ev.refused:
-                    self._fail(ConnectionRefusedError(
-                        errno.ECONNREFUSED, f"connection refused by {self._peer_text()}"))
-                    continue
-                exc = ConnectionResetError(
-                    errno.ECONNRESET, f"connection reset by {self._peer_text()}")
-                if ev.after_fin and not self._pending_size and not self.conn.send_buffered:
-                    # The peer had finished and has everything of ours: as with the
-                    # kernel's TCP, the reader still gets all data and EOF; a later
-                    # write fails (drain() and wait_closed() raise), close() does not.
-                    self._reset_after_fin = exc
-                else:
-                    self._fail(exc)
-            elif isinstance(ev, TimedOut):
+            elif kind is FinAcked:
+                if self._closing_wait:
+                    self._closing_wait = False
+                    self._lose(None)
+            elif kind is Writable:
+                self._maybe_resume_writing()
+            elif kind is Reset:
+                self._on_reset(ev)  # type: ignore[arg-type]
+            elif kind is TimedOut:
                 self._fail(TimeoutError(
                     errno.ETIMEDOUT,
                     f"{_TIMEOUT_MESSAGES.get(ev.reason, 'connection timed out')} "
                     f"({self._peer_text()})"))
-            elif isinstance(ev, Closed):
-                # The orderly end; the application already shut its side.
-                if self.conn.state is _TIME_WAIT:
-                    self._endpoint.time_wait_entered(self)
 
-    def _on_connected(self) -> None:
-        if self._listener is not None:
-            self._half_open = False
-            self._listener.half_open -= 1
-            self._listener.connections.add(self)
-            self._listener.on_connection(self)
+    def _on_reset(self, ev: Reset) -> None:
+        # With errno set, as the kernel's errors come: code that checks exc.errno
+        # works the same on utcp.
+        if ev.refused:
+            self._fail(ConnectionRefusedError(
+                errno.ECONNREFUSED, f"connection refused by {self._peer_text()}"))
+            return
+        exc = ConnectionResetError(errno.ECONNRESET, f"connection reset by {self._peer_text()}")
+        if self._closing_wait:
+            # Closed, waiting for the FIN's ACK: a reset after the peer's FIN fails
+            # wait_closed() only if data of ours was still unacknowledged.
+            self._closing_wait = False
+            self._lose(None if ev.after_fin and not self.conn.send_buffered else exc)
+        elif ev.after_fin and not self._pending_size and not self.conn.send_buffered:
+            # The peer had finished and has everything of ours: as with the kernel's
+            # TCP, the reader still gets all data and EOF; a later write fails
+            # (drain() and wait_closed() raise), close() does not.
+            self._reset_after_fin = exc
         else:
-            self._make_connection()
-            if self._connected is not None and not self._connected.done():
-                self._connected.set_result(None)
+            self._fail(exc)
+
+    def endpoint_closed(self) -> None:
+        """The endpoint's socket closed under this connection."""
+        if self.conn.state is _TIME_WAIT:
+            self._lose(None)  # both sides had finished: all data and EOF were delivered
+            return
+        self._fail(ConnectionAbortedError(errno.ECONNABORTED, "the endpoint's socket was closed"))
 
     def _make_connection(self) -> None:
         if self._protocol is not None and not self._made:
@@ -153,8 +170,8 @@ class ConnectionTransport(asyncio.Transport):
         self._lost = True
         self._pending.clear()
         self._pending_size = 0
-        if self._listener is not None:
-            self._listener.connection_ended(self)
+        if self._on_end is not None:
+            self._on_end(self)
         protocol = self._protocol
         # The connection may linger (TIME-WAIT); the application's objects need not.
         self._protocol = None
@@ -164,28 +181,23 @@ class ConnectionTransport(asyncio.Transport):
             else:
                 protocol.connection_lost(exc)
 
-    def _forgotten(self) -> None:
-        """The endpoint dropped the connection (it reached CLOSED)."""
-        if self._half_open and self._listener is not None:
-            self._half_open = False
-            self._listener.half_open -= 1
-
-    def _endpoint_lost(self) -> None:
-        if self.conn.state is _TIME_WAIT:
-            self._lose(None)  # both sides had finished: all data and EOF were delivered
-            return
-        self._fail(ConnectionAbortedError(errno.ECONNABORTED, "the endpoint's socket was closed"))
-
     def _peer_text(self) -> str:
         return f"{self.remote_address[0]}:{self.conn.remote_port}"
 
-    def _after_service(self) -> None:
-        if self._writing_paused and self.get_write_buffer_size() <= self._low:
+    def _maybe_resume_writing(self) -> None:
+        if not self._writing_paused:
+            return
+        if self.get_write_buffer_size() <= self._low:
             self._writing_paused = False
+            self.conn.send_low_water = None
             if self._protocol is not None:
                 self._protocol.resume_writing()
+        else:
+            # The connection says when enough of what it holds has left.
+            self.conn.send_low_water = max(self._low - self._pending_size, 0)
 
-    async def _wait_connected(self) -> None:
+    async def wait_connected(self) -> None:
+        """Wait for the handshake of an active open (its error if it fails)."""
         assert self._connected is not None
         try:
             await self._connected
@@ -220,8 +232,9 @@ class ConnectionTransport(asyncio.Transport):
         if self._sockname_cache is None:
             base = self._endpoint.local_address
             host = base[0]
-            if self.local is not None:
-                host = self.local.host
+            via = self.conn.via
+            if via is not None:
+                host = via.host  # type: ignore[attr-defined]
             elif host in WILDCARD_HOSTS:
                 # A socket bound to a wildcard address: ask the routing table which
                 # address datagrams to the peer leave from (connect sends nothing).
@@ -251,26 +264,15 @@ class ConnectionTransport(asyncio.Transport):
             self._resume()
         conn = self.conn
         if conn.state is not _CLOSED:
-            conn.close(self._loop.time())
-            self._endpoint.service(self)
+            self._endpoint.close_connection(conn)
         if conn.state in _FIN_UNACKED:
             # wait_closed() resolves once the peer has everything, FIN included (the
-            # endpoint calls _fin_acked), or with the error that ended the connection:
-            # a connection cannot outlive its loop, so this is the program's one way
+            # FinAcked event), or with the error that ended the connection: a
+            # connection cannot outlive its loop, so this is the program's one way
             # to know its data arrived before it exits.
             self._closing_wait = True
         else:
             self._lose(None, soon=True)
-
-    def _fin_acked(self) -> None:
-        """Our FIN was acknowledged (or the connection ended) after close()."""
-        self._closing_wait = False
-        if self.conn.state is _CLOSED and self.conn.send_buffered:
-            # Ended (a RST in LAST-ACK or CLOSING) with data of ours unacknowledged.
-            self._lose(ConnectionResetError(
-                errno.ECONNRESET, f"connection reset by {self._peer_text()}"))
-        else:
-            self._lose(None)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
@@ -281,27 +283,26 @@ class ConnectionTransport(asyncio.Transport):
     # ------------------------------------------------------------ ReadTransport
 
     def is_reading(self) -> bool:
-        return self._resume_handle is not None or not self.conn._reading_paused
+        return self._resume_handle is not None or not self.conn.reading_paused
 
     def pause_reading(self) -> None:
         if self._resume_handle is not None:
             self._resume_handle.cancel()
             self._resume_handle = None
-        self.conn.pause_reading()
+        self._endpoint.pause_reading(self.conn)
 
     def resume_reading(self) -> None:
         # Held data is delivered from the loop, not from within this call, as a
         # kernel socket's would be: asyncio's StreamReader resumes reading and only
         # then sets up the waiter that the data must wake (readexactly(n) with n
         # beyond twice its limit would otherwise pause again and wait for ever).
-        if self.conn._reading_paused and self._resume_handle is None:
+        if self.conn.reading_paused and self._resume_handle is None:
             self._resume_handle = self._loop.call_soon(self._resume)
 
     def _resume(self) -> None:
         self._resume_handle = None
-        if self.conn._reading_paused and not self._lost:
-            self.conn.resume_reading(self._loop.time())
-            self._endpoint.service(self)
+        if self.conn.reading_paused and not self._lost:
+            self._endpoint.resume_reading(self.conn)
 
     # ----------------------------------------------------------- WriteTransport
 
@@ -324,7 +325,7 @@ class ConnectionTransport(asyncio.Transport):
         # The connection's whole send buffer bounds its unsent part: most writes
         # are decided without computing that part.
         if (not self._writing_paused
-                and self._pending_size + len(self.conn._sndbuf) > self._high
+                and self._pending_size + self.conn.send_buffered > self._high
                 and self.get_write_buffer_size() > self._high):
             self._writing_paused = True
             if self._protocol is not None:
@@ -344,12 +345,12 @@ class ConnectionTransport(asyncio.Transport):
         self._pending.clear()
         self._pending_size = 0
         try:
-            self.conn.send(data, self._loop.time())
+            self._endpoint.send(self.conn, data)
         except ConnectionStateError:
             if self._reset_after_fin is not None:
                 self._lose(self._reset_after_fin)  # writing after the peer's RST fails
             return  # the connection ended meanwhile; its error reaches drain()/read()
-        self._endpoint.service(self)
+        self._maybe_resume_writing()
 
     def write_eof(self) -> None:
         if self._eof:
@@ -357,8 +358,7 @@ class ConnectionTransport(asyncio.Transport):
         self._eof = True
         self._flush()
         if self.conn.state is not _CLOSED:
-            self.conn.shutdown(self._loop.time())
-            self._endpoint.service(self)
+            self._endpoint.shutdown(self.conn)
 
     def can_write_eof(self) -> bool:
         return True
@@ -369,8 +369,7 @@ class ConnectionTransport(asyncio.Transport):
         self._pending_size = 0
         self._closing_wait = False  # our own reset: not the peer's, no error
         if self.conn.state is not _CLOSED:
-            self.conn.abort(self._loop.time())
-            self._endpoint.service(self)
+            self._endpoint.abort(self.conn)
         self._closing = True
         self._lose(None, soon=True)
 

@@ -18,7 +18,17 @@ from . import seq as sq
 from .buffers import ReassemblyQueue, SendBuffer
 from .config import Options
 from .congestion import NewReno
-from .events import Closed, Connected, DataReceived, EndOfStream, Event, Reset, TimedOut
+from .events import (
+    Closed,
+    Connected,
+    DataReceived,
+    EndOfStream,
+    Event,
+    FinAcked,
+    Reset,
+    TimedOut,
+    Writable,
+)
 from .observer import Observer
 from .rtt import RttEstimator
 from .state import State
@@ -123,8 +133,10 @@ class Connection:
     # access is quicker on the per-segment path.
     __slots__ = (
         "cc", "coalesce_acks", "counters", "irs", "iss", "local_port", "max_snd_wnd",
-        "observer", "options", "rcv_nxt", "remote_port", "rtt", "send_mss", "snd_max",
-        "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "state",
+        "observer", "options", "rcv_nxt", "remote_port", "rtt", "send_low_water", "send_mss",
+        "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "state",
+        # Kept by the stack that carries the connection (see utcp.core.stack).
+        "key", "listener", "owner", "peer", "timer_bucket", "via",
         "_ack_at", "_ack_at_batch_end", "_ack_now", "_ack_pending", "_close_at",
         "_closed_reported", "_dupacks", "_eof_held", "_events", "_fin_queued",
         "_fin_received", "_fin_seq", "_ka_at", "_last_oow_ack", "_ooo", "_ooo_fin",
@@ -213,9 +225,26 @@ class Connection:
         self._orphaned = False  # close() called: nobody will read any more
         self._orphan_probes = 0  # zero-window probes since orphaned, answered or not
 
+        #: Set by the application to be told (:class:`Writable`) once no more than
+        #: this many written bytes are left unsent; cleared when that is reported.
+        self.send_low_water: int | None = None
+
         self._out: list[Segment] = []
         self._events: list[Event] = []
         self._closed_reported = False
+
+        # The stack's bookkeeping; a connection on its own leaves them as they are.
+        #: The peer's datagram address, and the local address it reached (or None).
+        self.peer: object = None
+        self.via: object = None
+        #: The connection's entry in its stack's table, and the listener that
+        #: accepted it (None for an active open).
+        self.key: object = None
+        self.listener: object = None
+        #: Whatever the application side keeps for this connection (the asyncio
+        #: shell's transport); the core never looks at it.
+        self.owner: object = None
+        self.timer_bucket: int | None = None
 
     # ------------------------------------------------------------------ outputs
 
@@ -271,6 +300,16 @@ class Connection:
     def send_buffered(self) -> int:
         """Bytes written by the application and not yet acknowledged."""
         return len(self._sndbuf)
+
+    @property
+    def reading_paused(self) -> bool:
+        """Whether received data is held back (:meth:`pause_reading`)."""
+        return self._reading_paused
+
+    @property
+    def holds_received(self) -> bool:
+        """Whether received data or its end is held back for a paused reader."""
+        return bool(self._rcvbuf) or self._eof_held
 
     def info(self) -> dict[str, object]:
         """State, RTT, windows and counters, for ``get_extra_info('utcp')``."""
@@ -711,7 +750,13 @@ class Connection:
                 # 3.10.7.4: a passive open returns to LISTEN; our listener forgets it.
                 self._terminate("RST received", now)
                 return
-            if st in (CLOSING, LAST_ACK, TIME_WAIT):
+            if st is TIME_WAIT:
+                self._terminate("RST received", now)
+                return
+            if st is CLOSING or st is LAST_ACK:
+                # 3.10.7.4 asks for nothing more than CLOSED here, but our FIN was
+                # never acknowledged: the application, waiting for that, learns why.
+                self._events.append(Reset(after_fin=True))
                 self._terminate("RST received", now)
                 return
             self._events.append(Reset(refused=st is SYN_RECEIVED, after_fin=self._fin_received))
@@ -800,13 +845,16 @@ class Connection:
         # sq.gt(SND.UNA, fin_seq)
         if fin_seq is not None and (fin_seq - self.snd_una) & _MASK >= _HALF:
             if st is FIN_WAIT_1:
+                self._events.append(FinAcked())
                 self._set_state(FIN_WAIT_2, "ACK of FIN", now)
                 if self._orphaned:
                     self._close_at = now + self.options.fin_wait_2_timeout
             elif st is CLOSING:
+                self._events.append(FinAcked())
                 self._enter_time_wait("ACK of FIN", now)
                 return
             elif st is LAST_ACK:
+                self._events.append(FinAcked())
                 self._report_closed()
                 self._terminate("ACK of FIN", now)
                 return
@@ -1001,6 +1049,7 @@ class Connection:
             self._set_state(CLOSE_WAIT, "FIN received", now)
         elif st is FIN_WAIT_1:
             if self._fin_seq is not None and sq.gt(self.snd_una, self._fin_seq):
+                self._events.append(FinAcked())
                 self._enter_time_wait("FIN received", now)
             else:
                 self._set_state(CLOSING, "FIN received", now)
@@ -1184,6 +1233,10 @@ class Connection:
             self._persist_at = None
             if self._rtx_at is None:
                 self._rtx_at = now + self.rtt.rto
+            low = self.send_low_water
+            if low is not None and self.unsent <= low:
+                self.send_low_water = None
+                self._events.append(Writable())
         if self._ack_now:
             self._send_ack(now)
 

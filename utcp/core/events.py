@@ -33,6 +33,23 @@ class EndOfStream(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class FinAcked(Event):
+    """The peer acknowledged our FIN: everything we sent has arrived.
+
+    Emitted once, whether or not the peer's own FIN has come.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Writable(Event):
+    """What was written but not yet sent fell to ``Connection.send_low_water``.
+
+    Emitted once each time the application sets that mark (asyncio's
+    ``resume_writing``); the mark is then cleared.
+    """
+
+
+@dataclass(frozen=True, slots=True)
 class Closed(Event):
     """Both directions finished and our FIN was acknowledged.
 
@@ -49,6 +66,8 @@ class Reset(Event):
     ``after_fin`` is True when the peer's FIN had arrived before the RST: all it
     sent is here, data held while reading was paused included (still delivered
     by ``resume_reading``, then :class:`EndOfStream`); only our sending failed.
+    A RST in CLOSING or LAST-ACK is reported this way too: our FIN was never
+    acknowledged, and data of ours may not have arrived.
     """
 
     refused: bool = False

@@ -1,0 +1,317 @@
+"""The sans-I/O stack: demultiplexing, listeners, resets, ports and timers.
+
+Most tests run stacks on tests/netsim.py's virtual-time network; a few feed one
+stack datagrams by hand and read back exactly what it sends.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+
+import pytest
+from netsim import Network
+
+from utcp.core.config import Options
+from utcp.core.events import Closed, Connected, DataReceived, EndOfStream, FinAcked, Reset
+from utcp.core.isn import IsnGenerator
+from utcp.core.stack import Stack
+from utcp.core.state import State
+from utcp.core.wire import ACK, RST, SYN, Segment, decode, encode
+
+SERVER = ("10.0.0.1", 7007)
+CLIENT = ("10.0.0.2", 5000)
+OTHER = ("10.0.0.3", 5000)
+PLAIN = Options()  # options without timestamps
+
+
+def network(**link) -> tuple[Network, object, object]:
+    """A network with a listening server host and a client host."""
+    net = Network(**link)
+    server = net.add(SERVER)
+    server.stack.listen(7007, 100, Options())
+    client = net.add(CLIENT)
+    return net, server, client
+
+
+def connect(net: Network, client, options: Options | None = None):
+    conn = client.stack.connect(SERVER, 7007, options or Options(), net.now)
+    net.run(stop=lambda: conn.state is not State.SYN_SENT)
+    return conn
+
+
+def lone_stack(**kw) -> Stack:
+    kw.setdefault("isn", IsnGenerator(b"fixed"))
+    kw.setdefault("rng", random.Random(1))
+    return Stack(SERVER, **kw)
+
+
+def sent(stack: Stack) -> list[tuple[Segment, tuple]]:
+    return [(decode(data), addr) for data, addr, _ in stack.datagrams_to_send()]
+
+
+# ------------------------------------------------------------------ handshake
+
+
+def test_handshake_and_echo_between_two_stacks():
+    net, server, client = network()
+    conn = connect(net, client)
+    assert conn.state is State.ESTABLISHED
+    client.stack.send(conn, b"hello", net.now)
+    net.run(stop=lambda: server.received)
+    [accepted] = server.connections()
+    assert bytes(server.received[accepted]) == b"hello"
+    assert server.events_of(accepted)[:2] == [Connected(), DataReceived(b"hello")]
+    assert accepted.listener is server.stack.listeners[7007]
+    assert accepted.peer == CLIENT and accepted.remote_port == conn.local_port
+
+
+def test_whole_life_leaves_nothing_but_time_wait_then_nothing():
+    net, server, client = network()
+    conn = connect(net, client, Options(msl=1.0))
+    client.stack.send(conn, b"x", net.now)
+    client.stack.close(conn, net.now)
+    net.run(stop=lambda: server.events and server.events[-1][1] == EndOfStream())
+    [accepted] = server.connections()
+    server.stack.close(accepted, net.now)
+    net.run(stop=lambda: conn.state is State.TIME_WAIT)
+    assert client.events_of(conn) == [Connected(), FinAcked(), EndOfStream(), Closed()]
+    entered = net.now
+    net.run(stop=lambda: accepted.state is State.CLOSED)
+    assert server.events_of(accepted)[-2:] == [FinAcked(), Closed()]
+    assert len(server.stack) == 0  # LAST-ACK ended in CLOSED: forgotten
+    assert client.stack.statistics()["connections"] == {"TIME-WAIT": 1}
+    net.run()
+    assert len(client.stack) == 0
+    assert net.now == pytest.approx(entered + 2.0, abs=0.002)  # 2 MSL, to the millisecond
+
+
+def test_two_clients_with_the_same_port_are_two_connections():
+    # Demultiplexing is by (remote address, local port, remote port): the same
+    # TCP ports from two addresses are two connections.
+    net = Network()
+    server = net.add(SERVER)
+    server.stack.listen(7007, 100, Options())
+    a = net.add(CLIENT, ephemeral_ports=range(40000, 40001))
+    b = net.add(OTHER, ephemeral_ports=range(40000, 40001))
+    ca = a.stack.connect(SERVER, 7007, Options(), 0.0)
+    cb = b.stack.connect(SERVER, 7007, Options(), 0.0)
+    net.run(stop=lambda: ca.state is cb.state is State.ESTABLISHED)
+    a.stack.send(ca, b"from a", net.now)
+    b.stack.send(cb, b"from b", net.now)
+    net.run(stop=lambda: len(server.received) == 2)
+    assert sorted(bytes(v) for v in server.received.values()) == [b"from a", b"from b"]
+    assert {c.peer for c in server.received} == {CLIENT, OTHER}
+
+
+def test_syn_retransmitted_with_backoff_until_silence_times_out():
+    stack = lone_stack()
+    conn = stack.connect(OTHER, 7007, Options(syn_retries=2), 0.0)
+    now, sends = 0.0, []
+    while conn.state is State.SYN_SENT:
+        sends += [(now, s.flags) for s, _ in sent(stack)]
+        now = stack.next_deadline()
+        stack.handle_timer(now)
+    assert sends == [(0.0, SYN), (1.0, SYN), (3.0, SYN)]  # then after 1 s and 2 s more
+    assert now == 7.0
+    [(_, [timed_out])] = stack.take_events()
+    assert timed_out.reason == "syn"
+    assert len(stack) == 0
+
+
+# ---------------------------------------------------------- no connection
+
+
+def test_segment_for_no_connection_draws_a_reset():
+    stack = lone_stack()
+    stack.receive(encode(Segment(5000, 9999, 100, 200, ACK)), CLIENT, 0.0)
+    assert sent(stack) == [(Segment(9999, 5000, 200, 0, RST), CLIENT)]
+    stack.receive(encode(Segment(5000, 9999, 100, 0, SYN)), CLIENT, 0.0)
+    assert sent(stack) == [(Segment(9999, 5000, 0, 101, RST | ACK), CLIENT)]
+    assert stack.statistics()["drops"] == {"no-connection": 2}
+    assert stack.statistics()["resets_sent"] == 2
+
+
+def test_reset_for_no_connection_is_never_answered():
+    stack = lone_stack()
+    stack.receive(encode(Segment(5000, 9999, 100, 200, RST)), CLIENT, 0.0)
+    assert sent(stack) == []
+    assert stack.statistics()["drops"] == {"rst-for-no-connection": 1}
+
+
+def test_garbage_is_counted_and_dropped():
+    stack = lone_stack()
+    stack.receive(b"short", CLIENT, 0.0)
+    good = bytearray(encode(Segment(5000, 9999, 1, 0, SYN)))
+    good[-1] ^= 0xFF
+    stack.receive(bytes(good), CLIENT, 0.0)
+    assert sent(stack) == []
+    assert stack.statistics()["drops"] == {"malformed": 1, "bad-checksum": 1}
+
+
+def test_listener_answers_syn_and_drops_what_has_neither_syn_nor_ack():
+    stack = lone_stack()
+    stack.listen(7007, 10, Options())
+    stack.receive(encode(Segment(5000, 7007, 100, 0, 0)), CLIENT, 0.0)
+    assert sent(stack) == []
+    assert stack.statistics()["drops"] == {"listen-no-syn": 1}
+    stack.receive(encode(Segment(5000, 7007, 100, 0, SYN)), CLIENT, 0.0)
+    [(synack, to)] = sent(stack)
+    assert synack.flags == SYN | ACK and synack.ack == 101 and to == CLIENT
+    assert stack.statistics()["connections"] == {"SYN-RECEIVED": 1}
+
+
+def test_backlog_bounds_half_open_connections():
+    stack = lone_stack()
+    stack.listen(7007, 2, Options())
+    for port in (5001, 5002, 5003):
+        stack.receive(encode(Segment(port, 7007, 100, 0, SYN)), CLIENT, 0.0)
+    assert len(sent(stack)) == 2
+    assert stack.statistics()["drops"] == {"backlog-full": 1}
+
+
+def test_completed_handshakes_free_the_backlog():
+    net = Network()
+    server = net.add(SERVER)
+    listener = server.stack.listen(7007, 1, Options())
+    client = net.add(CLIENT)
+    conns = [client.stack.connect(SERVER, 7007, Options(), 0.0) for _ in range(3)]
+    net.run()
+    assert all(c.state is State.ESTABLISHED for c in conns)
+    assert len(server.connections()) == 3 and not listener.half_open
+    # One at a time got in; the others' SYNs were dropped and retried.
+    assert server.stack.statistics()["drops"]["backlog-full"] >= 2
+
+
+def test_stop_listening_resets_half_open_connections_and_refuses_new_ones():
+    stack = lone_stack()
+    listener = stack.listen(7007, 10, Options())
+    stack.receive(encode(Segment(5000, 7007, 100, 0, SYN)), CLIENT, 0.0)
+    sent(stack)
+    stack.stop_listening(listener, 0.1)
+    [(rst, _)] = sent(stack)
+    assert rst.flags == RST
+    assert len(stack) == 0
+    stack.receive(encode(Segment(5001, 7007, 100, 0, SYN)), CLIENT, 0.2)
+    [(refusal, _)] = sent(stack)
+    assert refusal.flags == RST | ACK
+
+
+def test_listening_twice_on_a_port_is_refused():
+    stack = lone_stack()
+    stack.listen(7007, 10, Options())
+    with pytest.raises(OSError) as failed:
+        stack.listen(7007, 10, Options())
+    assert failed.value.errno == errno.EADDRINUSE
+
+
+def test_icmp_port_unreachable_refuses_a_connection_in_syn_sent():
+    stack = lone_stack()
+    conn = stack.connect(OTHER, 7007, Options(), 0.0)
+    [(syn, _)] = sent(stack)
+    stack.icmp_error(encode(syn)[:8], OTHER, True, 0.01)
+    assert conn.state is State.CLOSED
+    assert stack.take_events() == [(conn, [Reset(refused=True)])]
+    assert len(stack) == 0
+    assert stack.statistics()["drops"] == {"icmp-port-unreachable": 1}
+
+
+# ------------------------------------------------------------------- ports
+
+
+def test_local_ports_are_distinct_and_come_from_the_range():
+    stack = lone_stack(ephemeral_ports=range(40000, 40100))
+    ports = {stack.connect(OTHER, 7007, Options(), 0.0).local_port for _ in range(100)}
+    assert ports == set(range(40000, 40100))
+    with pytest.raises(OSError, match="all 100 are in use") as failed:
+        stack.connect(OTHER, 7007, Options(), 0.0)
+    assert failed.value.errno == errno.EADDRNOTAVAIL
+    # Toward another server port, every local port is free again.
+    assert stack.connect(OTHER, 7008, Options(), 0.0).local_port in range(40000, 40100)
+
+
+def test_a_port_in_time_wait_is_not_reused_without_timestamps():
+    # Without timestamps (RFC 6191) nothing tells an old duplicate from new data:
+    # the 4-tuple stays taken for the whole of TIME-WAIT.
+    net = Network()
+    server = net.add(SERVER)
+    server.stack.listen(7007, 100, PLAIN)
+    client = net.add(CLIENT, ephemeral_ports=range(40000, 40001))
+    opts = PLAIN.with_(msl=5.0)
+    conn = client.stack.connect(SERVER, 7007, opts, 0.0)
+    net.run(stop=lambda: conn.state is State.ESTABLISHED)
+    client.stack.close(conn, net.now)
+    net.run(stop=lambda: server.events and server.events[-1][1] == EndOfStream())
+    server.stack.close(server.connections()[0], net.now)
+    net.run(stop=lambda: conn.state is State.TIME_WAIT)
+    net.run(until=net.now + 9.0)
+    with pytest.raises(OSError) as failed:
+        client.stack.connect(SERVER, 7007, opts, net.now)
+    assert failed.value.errno == errno.EADDRNOTAVAIL
+    net.run()  # TIME-WAIT ends
+    assert client.stack.connect(SERVER, 7007, opts, net.now).local_port == 40000
+
+
+def test_a_syn_beyond_the_old_sequence_space_reopens_time_wait_on_the_server():
+    # The server closed first and holds TIME-WAIT; the client comes back on the
+    # same port with a higher ISN (RFC 9293 3.10.7.4): a new connection.
+    net = Network()
+    server = net.add(SERVER)
+    server.stack.listen(7007, 100, PLAIN)
+    client = net.add(CLIENT, ephemeral_ports=range(40000, 40001))
+    conn = client.stack.connect(SERVER, 7007, PLAIN, 0.0)
+    net.run(stop=lambda: conn.state is State.ESTABLISHED and server.connections())
+    [old] = server.connections()
+    server.stack.close(old, net.now)
+    net.run(stop=lambda: conn.state is State.CLOSE_WAIT)
+    client.stack.close(conn, net.now)
+    net.run(stop=lambda: old.state is State.TIME_WAIT and conn.state is State.CLOSED)
+    again = client.stack.connect(SERVER, 7007, PLAIN, net.now + 1.0)
+    assert again.local_port == 40000
+    net.run()
+    assert again.state is State.ESTABLISHED
+    assert len(server.connections()) == 2
+    assert server.stack.statistics()["connections"] == {"ESTABLISHED": 1}
+
+
+# ------------------------------------------------------------------ timers
+
+
+def test_one_deadline_for_all_connections():
+    stack = lone_stack()
+    a = stack.connect(OTHER, 7007, Options(initial_rto=2.0), 0.0)
+    b = stack.connect(OTHER, 7007, Options(initial_rto=0.5, min_rto=0.2), 0.1)
+    sent(stack)
+    assert stack.next_deadline() == pytest.approx(0.6)
+    stack.handle_timer(0.6)
+    assert [s.flags for s, _ in sent(stack)] == [SYN]  # b's SYN again, not a's
+    assert a.counters.retransmissions == 0 and b.counters.retransmissions == 1
+    assert stack.next_deadline() == pytest.approx(1.6)  # b's next, after backoff
+    stack.handle_timer(1.6)
+    sent(stack)
+    assert stack.next_deadline() == pytest.approx(2.0)  # a's first
+
+
+def test_timers_run_at_most_a_millisecond_late_and_never_early():
+    stack = lone_stack()
+    stack.connect(OTHER, 7007, Options(initial_rto=0.2003), 0.0)
+    sent(stack)
+    due = stack.next_deadline()
+    assert 0.2003 <= due <= 0.2013
+    stack.handle_timer(0.2)
+    assert sent(stack) == []
+    stack.handle_timer(due)
+    assert len(sent(stack)) == 1
+
+
+def test_a_deadline_that_moves_later_costs_no_new_timer_entry():
+    # A bulk sender restarts its retransmission timer on every ACK: the timer
+    # structure holds one entry per connection however often that happens.
+    net, server, client = network()
+    conn = connect(net, client)
+    client.stack.send(conn, bytes(2_000_000), net.now)
+    for _ in range(2000):
+        net.step()
+        assert len(client.stack._timers) <= 1
+        assert len(client.stack._timers._heap) <= 8
+    assert conn.counters.segments_out > 1000

@@ -1,0 +1,437 @@
+"""The stack: every TCP connection behind one datagram socket, free of I/O.
+
+A :class:`Stack` stands where a host's TCP layer stands. It takes datagrams
+with the address they came from (:meth:`~Stack.receive`), application calls
+(:meth:`~Stack.connect`, :meth:`~Stack.listen`, :meth:`~Stack.send`, ...) and
+timer expiries (:meth:`~Stack.handle_timer`), each with the current time. It
+decides everything TCP decides above a single connection: which connection a
+segment belongs to (by remote address, local port and remote port), what a
+listener does with a SYN and how many half-open connections it keeps, the RST
+for a segment with no connection, when a 4-tuple in TIME-WAIT may be opened
+again, initial sequence numbers and local ports, and every connection's
+deadline. In return it hands out the datagrams to send
+(:meth:`~Stack.datagrams_to_send`), the events for the application
+(:meth:`~Stack.take_events`) and the moment it next wants to be woken
+(:meth:`~Stack.next_deadline`). It never reads a clock and never touches a
+socket, so a simulated network of stacks on virtual time runs it unchanged.
+
+Section numbers in comments refer to RFC 9293 unless another RFC is named.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+import struct
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from . import seq as sq
+from .config import Options
+from .connection import Connection, reset_for
+from .events import Event
+from .isn import IsnGenerator
+from .observer import Observer
+from .state import State
+from .timers import Timers
+from .wire import ACK, RST, SYN, BadChecksum, MalformedSegment, Segment, decode, encode
+
+#: A datagram address: (host, port), or (host, port, flowinfo, scope id) for IPv6.
+Address = tuple[Any, ...]
+#: What names a connection in the table: (remote address key, local port, remote port).
+Key = tuple[Address, int, int]
+
+#: Linux's default ephemeral port range (net.ipv4.ip_local_port_range).
+EPHEMERAL_PORTS = range(32768, 61000)
+
+# Timers may be run this early: an event loop can wake a hair before the deadline
+# it was asked for (uvloop keeps time in milliseconds).
+_EARLY = 0.0005
+
+_CLOSED = State.CLOSED
+_SYN_RECEIVED = State.SYN_RECEIVED
+_TIME_WAIT = State.TIME_WAIT
+# The start of a TCP header, as an ICMP error quotes it: ports and sequence number.
+_PORTS_SEQ = struct.Struct("!HHI")
+
+
+def address_key(addr: Address) -> Address:
+    """What names a peer's datagram address in a stack's table.
+
+    IPv4 (host, port) as it is; IPv6 without flowinfo, and without the scope id
+    unless it has one (link-local hosts on different interfaces are different).
+    """
+    if len(addr) == 2:
+        return addr
+    return (addr[0], addr[1]) if not addr[3] else (addr[0], addr[1], addr[3])
+
+
+class Listener:
+    """A passive open on one local port, and its queue of half-open connections."""
+
+    __slots__ = ("port", "backlog", "options", "observer", "half_open")
+
+    def __init__(self, port: int, backlog: int, options: Options,
+                 observer: Observer | None) -> None:
+        self.port = port
+        #: Most connections kept in SYN-RECEIVED; SYNs beyond are dropped and counted.
+        self.backlog = backlog
+        self.options = options
+        self.observer = observer
+        #: The connections in SYN-RECEIVED that this listener accepted.
+        self.half_open: set[Connection] = set()
+
+    def __repr__(self) -> str:
+        return f"<Listener port {self.port}, {len(self.half_open)}/{self.backlog} half-open>"
+
+
+class Stack:
+    """TCP for every connection behind one datagram socket.
+
+    ``local_address`` is the socket's own address (it keys initial sequence
+    numbers). ``isn`` and ``rng`` make runs repeatable in tests; by default the
+    ISN secret and the port choice come from the operating system's random source.
+    With ``coalesce_acks``, in-order data is ACKed once per batch of datagrams
+    (see :meth:`end_batch` and ``Connection.coalesce_acks``).
+    """
+
+    def __init__(self, local_address: Address = ("0.0.0.0", 0), *,
+                 isn: IsnGenerator | None = None, rng: random.Random | None = None,
+                 ephemeral_ports: range = EPHEMERAL_PORTS,
+                 coalesce_acks: bool = False) -> None:
+        self.local_address = local_address
+        self.coalesce_acks = coalesce_acks
+        self._isn = isn if isn is not None else IsnGenerator()
+        self._rng = rng if rng is not None else random.Random()
+        if not len(ephemeral_ports):
+            raise ValueError("ephemeral_ports must not be empty")
+        # One int object per port, shared by every key that names it.
+        self._ports = list(ephemeral_ports)
+        self._conns: dict[Key, Connection] = {}
+        self.listeners: dict[int, Listener] = {}
+        self._timers = Timers()
+        self._datagrams: list[tuple[bytes, Address, Any]] = []
+        self._events: list[tuple[Connection, list[Event]]] = []
+        self._batch: list[Connection] = []  # owe an ACK at the end of the batch
+        # Statistics.
+        self.segments_in = 0
+        self.segments_out = 0
+        self.resets_sent = 0
+        self.drops: Counter[str] = Counter()
+        self._finished: Counter[str] = Counter()  # counters of connections forgotten
+
+    # ------------------------------------------------------------------ outputs
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address, Any]]:
+        """Return and forget the datagrams to send, oldest first, as
+        ``(data, address, via)``: ``via`` is the local address to send from (what
+        :meth:`receive` was given with the peer's datagrams), or None."""
+        out = self._datagrams
+        self._datagrams = []
+        return out
+
+    def take_events(self) -> list[tuple[Connection, list[Event]]]:
+        """Return and forget the events for the application, as (connection, events)."""
+        out = self._events
+        self._events = []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """The earliest time :meth:`handle_timer` must be called, or None."""
+        return self._timers.next_deadline()
+
+    # ------------------------------------------------------------------- inputs
+
+    def receive(self, data: bytes, addr: Address, now: float, via: Any = None) -> None:
+        """One datagram from ``addr``; ``via`` is the local address it reached, where
+        the socket learns it (replies then leave from there)."""
+        self.segments_in += 1
+        try:
+            seg = decode(data)
+        except BadChecksum:
+            self.drops["bad-checksum"] += 1
+            return
+        except MalformedSegment:
+            self.drops["malformed"] += 1
+            return
+        key = (addr if len(addr) == 2 else address_key(addr), seg.dst_port, seg.src_port)
+        conn = self._conns.get(key)
+        if conn is None:
+            self._no_connection(seg, key, addr, via, now)
+            return
+        if conn.state is _TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN \
+                and self._reopen(conn, seg, key, addr, via, now):
+            return
+        conn.receive(seg, now)
+        self._service(conn)
+        if conn._ack_at_batch_end:
+            self._batch.append(conn)
+
+    def end_batch(self, now: float) -> None:
+        """The datagrams read together are all in: send each connection's one ACK."""
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        for conn in batch:
+            if conn._ack_at_batch_end:
+                conn.flush_acks(now)
+                self._service(conn)
+
+    def handle_timer(self, now: float) -> None:
+        """Run every deadline due at ``now``."""
+        arm = self._timers.arm
+        for conn in self._timers.expired(now + _EARLY):
+            if conn.state is _CLOSED:
+                continue
+            d = conn.next_deadline()
+            if d is None:
+                continue
+            if d <= now + _EARLY:
+                # An event loop may wake a hair early: the connection sees its deadline.
+                conn.handle_timer(d if d > now else now)
+                self._service(conn)
+            else:
+                arm(conn, d)
+
+    def icmp_error(self, quoted: bytes, addr: Address, port_unreachable: bool,
+                   now: float) -> None:
+        """An ICMP error answered a datagram sent to ``addr``; ``quoted`` is its start."""
+        if not port_unreachable or len(quoted) < 8:
+            self.drops["icmp-error"] += 1
+            return
+        self.drops["icmp-port-unreachable"] += 1
+        src_port, dst_port, seq = _PORTS_SEQ.unpack_from(quoted)
+        conn = self._conns.get((address_key(addr), src_port, dst_port))
+        if conn is not None:
+            conn.port_unreachable(seq, now)
+            self._service(conn)
+
+    def count_drop(self, cause: str) -> None:
+        """Count a datagram dropped below the stack (an error the socket reported)."""
+        self.drops[cause] += 1
+
+    # -------------------------------------------------------- application calls
+
+    def connect(self, remote: Address, remote_port: int, options: Options, now: float,
+                observer: Observer | None = None) -> Connection:
+        """Start an active open to ``remote`` (a datagram address) and TCP ``remote_port``.
+
+        Raises ``OSError`` (``EADDRNOTAVAIL``) when no local port is free toward it.
+        """
+        peer = address_key(remote)
+        local_port = self._free_port(peer, remote_port)
+        iss = self._isn(self.local_address, local_port, remote, remote_port, now)
+        conn = Connection(local_port, remote_port, iss=iss, options=options, observer=observer)
+        conn.coalesce_acks = self.coalesce_acks
+        conn.peer = remote
+        conn.key = key = (peer, local_port, remote_port)
+        self._conns[key] = conn
+        conn.connect(now)
+        self._service(conn)
+        return conn
+
+    def listen(self, port: int, backlog: int, options: Options,
+               observer: Observer | None = None) -> Listener:
+        """Accept connections to TCP ``port``: a :class:`~utcp.core.events.Connected`
+        event introduces each one that completes its handshake."""
+        if port in self.listeners:
+            raise OSError(errno.EADDRINUSE, f"port {port} is already listening")
+        listener = Listener(port, backlog, options, observer)
+        self.listeners[port] = listener
+        return listener
+
+    def stop_listening(self, listener: Listener, now: float) -> None:
+        """Stop accepting. Established connections go on; half-open ones are reset,
+        as closing a listening socket drops its SYN queue."""
+        if self.listeners.get(listener.port) is listener:
+            del self.listeners[listener.port]
+        for conn in list(listener.half_open):
+            self.abort(conn, now)
+
+    def send(self, conn: Connection, data: bytes, now: float) -> None:
+        """Queue ``data`` on ``conn`` (see :meth:`Connection.send`)."""
+        conn.send(data, now)
+        self._service(conn)
+
+    def shutdown(self, conn: Connection, now: float) -> None:
+        """Half-close ``conn``: FIN after its data."""
+        conn.shutdown(now)
+        self._service(conn)
+
+    def close(self, conn: Connection, now: float) -> None:
+        """Close ``conn`` (see :meth:`Connection.close`)."""
+        conn.close(now)
+        self._service(conn)
+
+    def abort(self, conn: Connection, now: float) -> None:
+        """Reset ``conn`` and forget it."""
+        conn.abort(now)
+        self._service(conn)
+
+    def pause_reading(self, conn: Connection) -> None:
+        """Hold ``conn``'s received data; its window closes as the buffer fills."""
+        conn.pause_reading()
+
+    def resume_reading(self, conn: Connection, now: float) -> None:
+        """Deliver what ``conn`` held and reopen its window."""
+        conn.resume_reading(now)
+        self._service(conn)
+
+    # ------------------------------------------------------------------ queries
+
+    def connections(self) -> Iterator[Connection]:
+        """Every connection the stack holds."""
+        return iter(list(self._conns.values()))
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def idle(self, *, count_time_wait: bool = True) -> bool:
+        """Whether no listener and no connection is left (TIME-WAIT counting or not)."""
+        if self.listeners:
+            return False
+        if count_time_wait or not self._conns:
+            return not self._conns
+        return all(c.state is _TIME_WAIT for c in self._conns.values())
+
+    def statistics(self) -> dict[str, Any]:
+        """Segments in and out, retransmissions, drops by cause, connections by state."""
+        totals = Counter(self._finished)
+        for conn in self._conns.values():
+            totals.update(conn.counters.as_dict())
+        states = Counter(str(conn.state) for conn in self._conns.values())
+        return {
+            "segments_in": self.segments_in,
+            "segments_out": self.segments_out,
+            "retransmissions": totals["retransmissions"],
+            "resets_sent": self.resets_sent,
+            "drops": dict(self.drops),
+            "connections": dict(states),
+            "listeners": sorted(self.listeners),
+            "connection_totals": dict(totals),
+        }
+
+    # ----------------------------------------------------------------- internal
+
+    def _service(self, conn: Connection) -> None:
+        """Collect what ``conn`` queued and file its deadline; forget it once CLOSED."""
+        segs = conn._out
+        if segs:
+            conn._out = []
+            peer = conn.peer
+            via = conn.via
+            out = self._datagrams
+            for s in segs:
+                out.append((encode(s), peer, via))
+            self.segments_out += len(segs)
+        events = conn._events
+        if events:
+            conn._events = []
+            self._events.append((conn, events))
+        state = conn.state
+        if state is _CLOSED:
+            self._forget(conn)
+            return
+        if state is not _SYN_RECEIVED:
+            listener = conn.listener
+            if listener is not None and conn in listener.half_open:
+                listener.half_open.discard(conn)
+        d = conn.next_deadline()
+        if d is not None:
+            self._timers.arm(conn, d)
+
+    def _forget(self, conn: Connection) -> None:
+        key = conn.key
+        if self._conns.get(key) is conn:  # type: ignore[arg-type]
+            del self._conns[key]  # type: ignore[arg-type]
+            self._finished.update(conn.counters.as_dict())
+        self._timers.cancel(conn)
+        listener = conn.listener
+        if listener is not None:
+            listener.half_open.discard(conn)  # type: ignore[attr-defined]
+
+    def _no_connection(self, seg: Segment, key: Key, addr: Address, via: Any,
+                       now: float) -> None:
+        f = seg.flags
+        if f & RST:
+            self.drops["rst-for-no-connection"] += 1
+            return
+        listener = self.listeners.get(seg.dst_port)
+        if listener is not None and not f & ACK:
+            # 3.10.7.2 (LISTEN): a SYN opens a connection; text or control with
+            # neither SYN nor ACK is dropped.
+            if not f & SYN:
+                self.drops["listen-no-syn"] += 1
+            elif len(listener.half_open) >= listener.backlog:
+                # Like a full SYN queue: drop silently, the peer will retry.
+                self.drops["backlog-full"] += 1
+            else:
+                self._accept(listener, seg, key, addr, via, now)
+            return
+        # 3.10.7.1: answer with a RST (LISTEN answers an ACK the same way).
+        self.drops["no-connection"] += 1
+        rst = reset_for(seg)
+        if rst is not None:
+            self.resets_sent += 1
+            self.segments_out += 1
+            self._datagrams.append((encode(rst), addr, via))
+
+    def _accept(self, listener: Listener, seg: Segment, key: Key, addr: Address, via: Any,
+                now: float) -> None:
+        iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
+        conn = Connection(listener.port, seg.src_port, iss=iss, options=listener.options,
+                          observer=listener.observer)
+        conn.coalesce_acks = self.coalesce_acks
+        conn.peer = addr
+        conn.via = via
+        conn.key = key
+        conn.listener = listener
+        self._conns[key] = conn
+        listener.half_open.add(conn)
+        conn.listen(now)
+        conn.receive(seg, now)
+        self._service(conn)
+
+    def _reopen(self, old: Connection, seg: Segment, key: Key, addr: Address, via: Any,
+                now: float) -> bool:
+        """A SYN for a 4-tuple in TIME-WAIT: True if it was taken as a new connection
+        (or dropped as a listener's would be), False to let TIME-WAIT answer it."""
+        # 3.10.7.4 (RFC 1122 4.2.2.13): a new SYN whose sequence number is beyond
+        # the old connection's may reopen the 4-tuple.
+        listener = self.listeners.get(seg.dst_port)
+        if listener is None or not sq.gt(seg.seq, old.rcv_nxt):
+            return False
+        if len(listener.half_open) >= listener.backlog:
+            self.drops["backlog-full"] += 1  # as for any SYN: the peer will retry
+            return True
+        self._forget(old)
+        self._accept(listener, seg, key, addr, via, now)
+        return True
+
+    def _free_port(self, peer: Address, remote_port: int) -> int:
+        """A local port with no connection toward (peer, remote_port).
+
+        A 4-tuple in TIME-WAIT is not reused while TIME-WAIT lasts: without
+        timestamps (RFC 6191) a late segment of the old connection could not be
+        told from the new one's.
+        """
+        ports = self._ports
+        n = len(ports)
+        conns = self._conns
+        listeners = self.listeners
+        rng = self._rng
+        # Random probes find a free port at once unless the range is nearly full.
+        for _ in range(16):
+            p = ports[int(rng.random() * n)]
+            if (peer, p, remote_port) not in conns and p not in listeners:
+                return p
+        start = rng.randrange(n)
+        for i in range(n):
+            p = ports[(start + i) % n]
+            if (peer, p, remote_port) not in conns and p not in listeners:
+                return p
+        raise OSError(errno.EADDRNOTAVAIL,
+                      f"no free local port toward {peer[0]}:{remote_port}: "
+                      f"all {n} are in use or in TIME-WAIT")
