@@ -15,7 +15,7 @@ from utcp.core.connection import Connection
 from utcp.core.events import Event, FinAcked
 from utcp.core.seq import add
 from utcp.core.state import State
-from utcp.core.wire import ACK, FIN, MSS, SYN, WSCALE, Segment
+from utcp.core.wire import ACK, FIN, MSS, NOP, SYN, TIMESTAMPS, WSCALE, Segment
 
 LOCAL_PORT = 49152
 REMOTE_PORT = 7007
@@ -105,10 +105,25 @@ def window(**opts) -> int:
     return min(o.rcv_buf >> o.wscale, 0xFFFF)
 
 
-def syn_options(**opts) -> tuple:
-    """The options of our SYN with these connection options."""
+def syn_options(tsval: int = 0, tsecr: int = 0, **opts) -> tuple:
+    """The options of our SYN with these connection options, sent at ``tsval`` ms
+    (a SYN-ACK's to a SYN that offered timestamps and window scaling: ``tsecr``)."""
+    o = _options(opts)
+    if not o.timestamps:
+        return ((MSS, o.mss), (WSCALE, o.wscale))
+    return ((MSS, o.mss), (NOP, None), (NOP, None), (TIMESTAMPS, (tsval, tsecr)),
+            (NOP, None), (WSCALE, o.wscale))
+
+
+def synack_options(**opts) -> tuple:
+    """The options of our SYN-ACK to a SYN with PEER_SYN_OPTIONS (no timestamps)."""
     o = _options(opts)
     return ((MSS, o.mss), (WSCALE, o.wscale))
+
+
+def ts(tsval: int, tsecr: int) -> tuple:
+    """The options of a segment carrying timestamps, laid out as utcp and Linux do."""
+    return ((NOP, None), (NOP, None), (TIMESTAMPS, (tsval, tsecr)))
 
 
 def conn_syn_sent(**opts) -> Connection:
@@ -127,7 +142,7 @@ def conn_listen(**opts) -> Connection:
 def conn_syn_received(**opts) -> Connection:
     c = conn_listen(**opts)
     send(c, seg(0, None, SYN, options=PEER_SYN_OPTIONS))
-    expect(c, [out(0, 1, SYN | ACK, syn_window(**opts), options=syn_options(**opts))])
+    expect(c, [out(0, 1, SYN | ACK, syn_window(**opts), options=synack_options(**opts))])
     return c
 
 

@@ -25,6 +25,7 @@ from tcpscript import (
     out,
     seg,
     send,
+    syn_options,
     tick,
 )
 
@@ -34,7 +35,12 @@ from utcp.core.seq import add
 from utcp.core.state import State
 from utcp.core.wire import ACK, FIN, MSS, PSH, RST, SYN, WSCALE, Segment
 
-SYN_SEG = out(0, None, SYN, SYN_WINDOW, options=SYN_OPTIONS)
+SYN_SEG = out(0, None, SYN, SYN_WINDOW, options=syn_options())
+
+
+def syn_seg(at: float) -> object:
+    """Our SYN, sent (again) at time ``at``: its timestamp is the time in ms."""
+    return out(0, None, SYN, SYN_WINDOW, options=syn_options(round(at * 1000)))
 SYN_ACK_SEG = out(0, 1, SYN | ACK, SYN_WINDOW, options=SYN_OPTIONS)
 
 
@@ -333,8 +339,10 @@ def test_simultaneous_open_two_connections():
     a.receive(syn_b[0], 0.01)
     b.receive(syn_a[0], 0.01)
     synack_a, synack_b = a.take_segments(), b.take_segments()
-    assert synack_a == [Segment(1111, 2222, 100, 901, SYN | ACK, SYN_WINDOW, 0, SYN_OPTIONS)]
-    assert synack_b == [Segment(2222, 1111, 900, 101, SYN | ACK, SYN_WINDOW, 0, SYN_OPTIONS)]
+    # Each SYN-ACK echoes the other's SYN timestamp (0) with its own (10 ms).
+    synack = syn_options(10, 0)
+    assert synack_a == [Segment(1111, 2222, 100, 901, SYN | ACK, SYN_WINDOW, 0, synack)]
+    assert synack_b == [Segment(2222, 1111, 900, 101, SYN | ACK, SYN_WINDOW, 0, synack)]
     assert a.state is b.state is State.SYN_RECEIVED
     a.receive(synack_b[0], 0.02)
     b.receive(synack_a[0], 0.02)
@@ -464,7 +472,7 @@ def test_syn_sent_retransmit_exponential_backoff():
         t += rto
         assert c.next_deadline() == t
         tick(c, t)
-        expect(c, [SYN_SEG])
+        expect(c, [syn_seg(t)])
         assert c.state is State.SYN_SENT
     assert c.next_deadline() == 63 + 64
     tick(c, 127)
@@ -477,7 +485,7 @@ def test_syn_sent_retransmit_exponential_backoff():
 def test_syn_sent_retries_configurable():
     c = conn_syn_sent(syn_retries=1)
     tick(c, 1.0)
-    expect(c, [SYN_SEG])
+    expect(c, [syn_seg(1.0)])
     tick(c, 3.0)
     expect_nothing(c)
     assert events(c) == [TimedOut("syn")]
@@ -506,7 +514,7 @@ def test_syn_sent_retransmitted_then_syn_ack_no_rtt_sample():
     # RFC 6298 5.7: after a retransmitted SYN the data RTO starts at 3 s.
     c = conn_syn_sent()
     tick(c, 1.0)
-    expect(c, [SYN_SEG])
+    expect(c, [syn_seg(1.0)])
     send(c, seg(0, 1, SYN | ACK, options=PEER_SYN_OPTIONS), at=1.1)
     expect(c, [out(1, 1)])
     assert c.rtt.srtt is None

@@ -53,6 +53,9 @@ SCENARIO_TIMEOUT = 60.0
 
 # utcp's defaults, as its SYN should carry them
 UTCP_MSS = utcp.Options().mss  # 1452
+# With timestamps (on by default in both stacks) each segment carries 12 bytes of
+# options, so its payload is that much under the MSS (RFC 6691).
+TS_SPACE = 12
 UTCP_WSCALE = utcp.Options().wscale  # 3: 256 KiB receive buffer
 
 
@@ -326,14 +329,17 @@ def test_utcp_client_talks_to_a_kernel_tcp_server(netns: str) -> None:
     # Every segment crossed the bridge with a valid checksum on both sides.
     assert bridge.bad_utcp_checksum == bridge.bad_kernel_checksum == bridge.malformed == 0
 
-    # The handshake: utcp's SYN offers MSS and window scale; the kernel's SYN-ACK
-    # carries a window scale only because ours was accepted (RFC 7323 1.3).
+    # The handshake: utcp's SYN offers MSS, window scale and timestamps; the kernel's
+    # SYN-ACK carries a window scale and timestamps only because ours did (RFC 7323).
     syn, synack = handshake(log)
     assert (syn.mss, syn.wscale) == (UTCP_MSS, UTCP_WSCALE), syn
+    assert syn.option(tunbridge.TIMESTAMPS) is not None, syn
     assert synack.ack == syn.seq + 1 and synack.wscale is not None, synack
-    # The kernel agreed: it sends at most our MSS, and scales our window by our shift.
+    assert synack.option(tunbridge.TIMESTAMPS) is not None, synack
+    # The kernel agreed: it sends at most our MSS less the timestamps, and scales
+    # our window by our shift.
     est = r["established"]
-    assert ss_field(est, "mss") == str(UTCP_MSS), est
+    assert ss_field(est, "mss") == str(UTCP_MSS - TS_SPACE), est
     assert ss_field(est, "wscale") == f"{UTCP_WSCALE},{synack.wscale}", est
     if ss_field(est, "snd_wnd") is not None:  # ss from iproute2 5.x on
         assert ss_field(est, "snd_wnd") == str(utcp.Options().rcv_buf), est
@@ -344,8 +350,11 @@ def test_utcp_client_talks_to_a_kernel_tcp_server(netns: str) -> None:
     assert r["served"]["bytes"] == 5 + MB
     assert r["served"]["sha"] == sha(b"hello" + payload)
     assert len(r["echoed"]) == MB and sha(r["echoed"]) == sha(payload)
-    assert max(h.payload_len for h in bridge.sent_by_kernel()) == UTCP_MSS
-    assert max(h.payload_len for h in bridge.sent_by_utcp()) <= synack.mss
+    assert max(h.payload_len for h in bridge.sent_by_kernel()) == UTCP_MSS - TS_SPACE
+    assert max(h.payload_len for h in bridge.sent_by_utcp()) == min(synack.mss, UTCP_MSS) - TS_SPACE
+    # Both kept the timestamps on every segment (RFC 7323 3.2).
+    assert all(h.option(tunbridge.TIMESTAMPS) is not None for _, h in log), \
+        [str(h) for _, h in log if h.option(tunbridge.TIMESTAMPS) is None]
 
     # The close: our FIN (half-close) first, the kernel's FIN after its last echo,
     # our final ACK; utcp went through TIME-WAIT; the kernel kept no socket.
@@ -396,25 +405,28 @@ def test_kernel_tcp_client_talks_to_a_utcp_server(netns: str) -> None:
     assert bridge.bad_utcp_checksum == bridge.bad_kernel_checksum == bridge.malformed == 0
 
     # The kernel's SYN offers MSS, SACK, timestamps and window scale; utcp's SYN-ACK
-    # answers with MSS and window scale only, so the kernel uses neither SACK nor
-    # timestamps, and does scale windows.
+    # answers with MSS, timestamps and window scale, so the kernel uses timestamps
+    # and scales windows, but no SACK.
     syn, synack = handshake(log)
     assert syn.mss == 1460 and syn.wscale is not None, syn  # 1500 (TUN MTU) - 40
     assert syn.option(tunbridge.SACK_PERMITTED) is not None, syn
     assert syn.option(tunbridge.TIMESTAMPS) is not None, syn
     assert (synack.mss, synack.wscale) == (UTCP_MSS, UTCP_WSCALE), synack
-    assert [k for k, _ in synack.options] == [tunbridge.MSS, tunbridge.WSCALE], synack
+    assert [k for k, _ in synack.options] == [
+        tunbridge.MSS, tunbridge.TIMESTAMPS, tunbridge.WSCALE], synack
     assert synack.ack == syn.seq + 1
     est = r["established"]
-    assert ss_field(est, "mss") == str(UTCP_MSS), est
+    assert ss_field(est, "mss") == str(UTCP_MSS - TS_SPACE), est
     assert ss_field(est, "wscale") == f"{UTCP_WSCALE},{syn.wscale}", est
-    assert not re.search(r"\\s(ts|sack)\\s", est), est
+    assert not re.search(r"\\ssack\\s", est), est
+    assert all(h.option(tunbridge.TIMESTAMPS) is not None for _, h in log), \
+        [str(h) for _, h in log if h.option(tunbridge.TIMESTAMPS) is None]
     assert r["handled"]["peer"][0] == UDP_HOST  # utcp sees the bridge's UDP address
 
     assert r["hello"] == b"hello"
     assert r["handled"]["bytes"] == 5 + MB and r["handled"]["sha"] == sha(b"hello" + payload)
     assert len(r["echoed"]) == MB and sha(r["echoed"]) == sha(payload)
-    assert max(h.payload_len for h in bridge.sent_by_utcp()) == UTCP_MSS
+    assert max(h.payload_len for h in bridge.sent_by_utcp()) == UTCP_MSS - TS_SPACE
 
     # The kernel half-closed first; utcp's server went CLOSE-WAIT, LAST-ACK, CLOSED,
     # and the kernel's socket waits in TIME-WAIT (its 60 s; the namespace ends it).

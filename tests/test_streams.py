@@ -479,8 +479,10 @@ async def test_echo_over_ipv6() -> None:
             data = random.Random(6).randbytes(300_000)
             _, echoed = await asyncio.gather(send_all(writer, data), read_all(reader))
             assert echoed == data
-            # A 1500-byte IPv6 path leaves 20 bytes less for the segment than IPv4's.
-            assert writer.get_extra_info("utcp")["send_mss"] == 1432
+            # A 1500-byte IPv6 path leaves 20 bytes less for the segment than IPv4's
+            # (MSS 1432), and the timestamps take 12 of each segment's.
+            info = writer.get_extra_info("utcp")
+            assert info["timestamps"] and info["send_mss"] == 1432 - 12
             writer.close()
 
 
@@ -694,7 +696,8 @@ async def test_start_server_listens_on_what_a_name_resolves_to(monkeypatch) -> N
         try:
             assert server.sockets[0].family == socket.AF_INET6
             reader, writer = await utcp.open_connection("::1", server.port)
-            assert writer.get_extra_info("utcp")["send_mss"] == 1432  # IPv6's default
+            # IPv6's default MSS, less the 12 bytes of timestamps in each segment.
+            assert writer.get_extra_info("utcp")["send_mss"] == 1432 - 12
             writer.close()
             await writer.wait_closed()
         finally:

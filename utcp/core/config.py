@@ -46,6 +46,9 @@ class Options:
     keepalive_idle: float = 7200.0
     keepalive_interval: float = 75.0
     keepalive_count: int = 9
+    #: RFC 7323 timestamps, offered in every SYN and used when both SYNs carry
+    #: them: RTT samples from every ACK, PAWS, and TIME-WAIT reuse (Linux's default).
+    timestamps: bool = True
 
     def __post_init__(self) -> None:
         def check(ok: bool, name: str, what: str) -> None:
@@ -76,7 +79,7 @@ class Options:
         check(self.min_rto <= self.initial_rto <= self.max_rto, "initial_rto",
               "between min_rto and max_rto")
         check(self.delayed_ack <= 0.5, "delayed_ack", "at most 0.5 s (RFC 1122)")
-        for name in ("nodelay", "keepalive"):
+        for name in ("nodelay", "keepalive", "timestamps"):
             check(isinstance(getattr(self, name), bool), name, "True or False")
 
     @property

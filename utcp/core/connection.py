@@ -32,7 +32,7 @@ from .events import (
 from .observer import Observer
 from .rtt import RttEstimator
 from .state import State
-from .wire import ACK, FIN, MSS, PSH, RST, SYN, WSCALE, Segment
+from .wire import ACK, FIN, MSS, NOP, PSH, RST, SYN, TIMESTAMPS, WSCALE, Segment
 
 # For sequence arithmetic inlined on the per-segment path: each such expression is
 # the body of the seq function named in its comment, spelled out to save the call.
@@ -83,6 +83,21 @@ _COALESCE_MAX_SEGMENTS = 16
 # Least time between replies to unacceptable bare ACKs and between challenge ACKs,
 # one limit for both (RFC 5961 7; Linux: tcp_invalid_ratelimit, 500 ms).
 _OOW_ACK_INTERVAL = 0.5
+# RFC 7323 5.4: the timestamp clock ticks once a millisecond (as Linux's does).
+_TS_HZ = 1000
+# RFC 7323 5.5: a TS.Recent older than 24 days is no base for PAWS.
+_PAWS_IDLE = 24 * 86400.0
+# NOP, NOP, then the 10-byte option: what timestamps take from every segment.
+_TS_OPTION_SPACE = 12
+_NOP_ENTRY = (NOP, None)
+
+
+def timestamps_of(seg: Segment) -> tuple[int, int] | None:
+    """The (TSval, TSecr) a segment carries, or None."""
+    for kind, value in seg.options:
+        if kind == TIMESTAMPS:
+            return value  # type: ignore[no-any-return]
+    return None
 
 
 class ConnectionStateError(RuntimeError):
@@ -105,7 +120,8 @@ class Counters:
     """Per-connection statistics."""
 
     __slots__ = ("segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
-                 "duplicates", "out_of_order", "unacceptable", "challenge_acks")
+                 "duplicates", "out_of_order", "unacceptable", "challenge_acks",
+                 "paws_rejected")
 
     def __init__(self) -> None:
         self.segments_in = 0
@@ -117,6 +133,7 @@ class Counters:
         self.out_of_order = 0
         self.unacceptable = 0
         self.challenge_acks = 0
+        self.paws_rejected = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -144,6 +161,7 @@ class Connection:
         "_probes", "_rcv_adv",
         "_rcv_wscale", "_rcvbuf", "_reading_paused", "_retries", "_rtt_sent", "_rtt_seq",
         "_rtx_at", "_snd_wscale", "_sndbuf", "_was_listening",
+        "ts_offset", "_last_ack_sent", "_ts_ok", "_ts_recent", "_ts_recent_at",
     )
 
     def __init__(
@@ -154,6 +172,7 @@ class Connection:
         iss: int,
         options: Options | None = None,
         observer: Observer | None = None,
+        ts_offset: int = 0,
     ) -> None:
         opts = options if options is not None else Options()
         self.options = opts
@@ -184,6 +203,15 @@ class Connection:
         self.irs: int | None = None
         self.rcv_nxt = 0
         self._rcv_adv = 0  # right edge of the window last advertised
+        self._last_ack_sent = 0  # RFC 7323 4.3: Last.ACK.sent
+
+        # Timestamps (RFC 7323): our clock is the time in ms plus this offset (the
+        # stack keeps it the same toward one peer, so that the clock a peer sees
+        # only moves forward from one connection to the next, as Linux does).
+        self.ts_offset = ts_offset
+        self._ts_ok = False  # both SYNs carried the option
+        self._ts_recent = 0  # TS.Recent: the peer's timestamp we echo
+        self._ts_recent_at = 0.0  # when TS.Recent was last set
         self._ooo = ReassemblyQueue()
         self._ooo_fin: int | None = None  # sequence number of a FIN that arrived early
         self._rcvbuf = bytearray()  # in order, held back while reading is paused
@@ -323,6 +351,7 @@ class Connection:
             "cwnd": self.cc.cwnd,
             "ssthresh": self.cc.ssthresh,
             "send_mss": self.send_mss,
+            "timestamps": self._ts_ok,
             "unacked": self.unacked_data,
             "unsent": self.unsent,
             "unread": len(self._rcvbuf) + self._ooo.size,
@@ -528,7 +557,7 @@ class Connection:
         self._probes += 1
         # Zero-window probe as Linux sends it: an old sequence number draws an ACK
         # that carries the current window (3.8.6.1 allows probing with no data).
-        self._emit(self._make(sq.add(self.snd_una, -1), ACK), now)
+        self._emit(self._make(sq.add(self.snd_una, -1), ACK, now), now)
         self.rtt.back_off()
         self._persist_at = now + self.rtt.rto
 
@@ -545,7 +574,7 @@ class Connection:
             self._ka_at = now + opts.keepalive_interval
             return
         self._probes += 1
-        self._emit(self._make(sq.add(self.snd_una, -1), ACK), now)
+        self._emit(self._make(sq.add(self.snd_una, -1), ACK, now), now)
         self._ka_at = now + opts.keepalive_interval
 
     # -------------------------------------------------------- segment arrival
@@ -579,20 +608,30 @@ class Connection:
             return
         if not f & SYN:
             return
-        self._accept_syn(seg)
+        self._accept_syn(seg, now)
         self._set_state(SYN_RECEIVED, "SYN received", now)
         self._send_syn(now, ack=True)
 
-    def _accept_syn(self, seg: Segment) -> None:
-        """Take the peer's ISN, MSS and window scale from its SYN."""
+    def _accept_syn(self, seg: Segment, now: float) -> None:
+        """Take the peer's ISN, MSS, window scale and timestamp from its SYN."""
         self.irs = seg.seq
         self.rcv_nxt = sq.add(seg.seq, 1)
         self._rcv_adv = self.rcv_nxt
+        ts = timestamps_of(seg) if seg.options else None
+        # RFC 7323 3.2: timestamps are used only if both SYNs carry them; a SYN-ACK's
+        # option is ignored if our SYN had none.
+        self._ts_ok = ts is not None and self.options.timestamps
+        if self._ts_ok:
+            self._ts_recent = ts[0]  # type: ignore[index]
+            self._ts_recent_at = now
         mss = seg.option(MSS)
         # An option of 0 is ignored, as Linux does (the default applies).
         if not isinstance(mss, int) or mss <= 0:
             mss = _DEFAULT_PEER_MSS
         self.send_mss = min(max(mss, _MIN_PEER_MSS), self.options.mss)
+        if self._ts_ok:
+            # RFC 6691: the MSS counts no options; each segment's carry 12 bytes.
+            self.send_mss -= _TS_OPTION_SPACE
         self.cc = NewReno(self.send_mss, self.options.initial_cwnd, self.iss)
         ws = seg.option(WSCALE)
         # RFC 7323 1.3: scaling applies only when both SYNs carry the option;
@@ -623,10 +662,10 @@ class Connection:
             return
         if not f & SYN:
             return
-        self._accept_syn(seg)
+        self._accept_syn(seg, now)
         if f & ACK:
             self.snd_wl2 = seg.ack
-            self._ack_of_syn(seg.ack, now)
+            self._ack_of_syn(seg.ack, now, self._tsecr_of(seg))
             self._set_state(ESTABLISHED, "SYN,ACK received", now)
             self._events.append(Connected())
             self._ack_now = True
@@ -636,11 +675,34 @@ class Connection:
             self._set_state(SYN_RECEIVED, "SYN received (simultaneous open)", now)
             self._send_syn(now, ack=True, retransmit=True)
 
-    def _ack_of_syn(self, ack: int, now: float) -> None:
+    def _tsecr_of(self, seg: Segment) -> int:
+        """The TSecr of a segment when timestamps are in use, else 0 (none)."""
+        if not self._ts_ok or not seg.options:
+            return 0
+        ts = timestamps_of(seg)
+        return ts[1] if ts is not None else 0
+
+    def _ts_rtt(self, tsecr: int, now: float) -> float | None:
+        """The RTT a TSecr echo measures (RFC 7323 4.1), or None if it cannot."""
+        if not tsecr:
+            return None  # 0 is what a TSecr says when it echoes nothing
+        delta = (int(now * _TS_HZ) + self.ts_offset - tsecr) & _MASK
+        if delta >= _HALF:
+            return None  # from the future: not an echo of ours
+        # A clock tick is the resolution: less than one counts as one (as Linux).
+        return (delta if delta else 1) / _TS_HZ
+
+    def _ack_of_syn(self, ack: int, now: float, tsecr: int = 0) -> None:
         self.snd_una = ack
         self._retries = 0
         self._rtx_at = None
-        if self._rtt_seq is not None:
+        # The echo tells which copy of a retransmitted SYN is answered: with
+        # timestamps, a retransmitted handshake still gives an RTT sample.
+        r = self._ts_rtt(tsecr, now)
+        if r is not None:
+            self.rtt.sample(r)
+            self._rtt_seq = None
+        elif self._rtt_seq is not None:
             self.rtt.sample(now - self._rtt_sent)
             self._rtt_seq = None
         else:
@@ -684,6 +746,24 @@ class Connection:
                 # we already have; drop that bit, as BSD does, and take its ACK.
                 f &= ~SYN
                 seg_seq = sq.add(seg_seq, 1)
+
+        ts = None
+        if self._ts_ok and seg.options:
+            ts = timestamps_of(seg)
+            # RFC 7323 5.3 R1 (PAWS): a timestamp older than TS.Recent marks an old
+            # duplicate from an earlier pass through the sequence space. Dropped and
+            # answered like any unacceptable segment, within the same rate limit (as
+            # Linux does); a RST is judged by its sequence number alone (5.2).
+            if ts is not None and not f & RST \
+                    and (ts[0] - self._ts_recent) & _MASK >= _HALF \
+                    and now - self._ts_recent_at < _PAWS_IDLE:
+                self.counters.unacceptable += 1
+                self.counters.paws_rejected += 1
+                if f & SYN:
+                    self._challenge_ack(now)
+                elif not self._oow_ack_limited(now):
+                    self._ack_now = True
+                return
 
         # First: sequence number acceptable? (3.10.7.4, table 6)
         rcv_wnd = (self._rcv_adv - rcv_nxt) & _MASK  # max(sq.sub(RCV.ADV, RCV.NXT), 0)
@@ -772,6 +852,16 @@ class Connection:
             self._challenge_ack(now)
             return
 
+        tsecr = 0
+        if ts is not None:
+            tsval, tsecr = ts
+            # RFC 7323 4.3 (R3): remember the timestamp to echo, from a segment that
+            # is not older and starts at or before what we last acknowledged.
+            if (tsval - self._ts_recent) & _MASK < _HALF \
+                    and (self._last_ack_sent - seg_seq) & _MASK < _HALF:
+                self._ts_recent = tsval
+                self._ts_recent_at = now
+
         opts = self.options
         if opts.keepalive and st is not TIME_WAIT:
             # Anything acceptable heard resets idle (not a RST or SYN that merely
@@ -786,7 +876,7 @@ class Connection:
         ack = seg.ack
         if st is SYN_RECEIVED:
             if sq.lt(self.snd_una, ack) and sq.le(ack, self.snd_max):
-                self._ack_of_syn(sq.add(self.iss, 1), now)
+                self._ack_of_syn(sq.add(self.iss, 1), now, tsecr)
                 self._set_state(ESTABLISHED, "ACK of SYN", now)
                 self._events.append(Connected())
                 if self._fin_queued:
@@ -813,7 +903,7 @@ class Connection:
         window = seg.window << wshift
         new_ack = (snd_una - ack) & _MASK >= _HALF  # sq.gt(ack, snd_una)
         if new_ack:
-            self._on_new_ack(ack, now)
+            self._on_new_ack(ack, now, tsecr)
         elif ack == snd_una and not seg.payload and not seg.flags & FIN \
                 and window == self.snd_wnd \
                 and (snd_una - snd_max) & _MASK >= _HALF:  # sq.lt(snd_una, snd_max)
@@ -881,7 +971,7 @@ class Connection:
 
         self._output(now)
 
-    def _on_new_ack(self, ack: int, now: float) -> None:
+    def _on_new_ack(self, ack: int, now: float, tsecr: int = 0) -> None:
         snd_una = self.snd_una
         snd_max = self.snd_max
         # The caller checked SND.UNA < ACK =< SND.MAX, and SND.MAX - SND.UNA (at most
@@ -896,9 +986,15 @@ class Connection:
         if data_acked > 0:
             buf.ack(data_acked)
         self._retries = 0
-        # RFC 6298 (2.x) with Karn's rule: sample only a segment sent once.
         rtt_seq = self._rtt_seq
-        if rtt_seq is not None and (rtt_seq - ack) & _MASK >= _HALF:  # sq.gt(ack, rtt_seq)
+        r = self._ts_rtt(tsecr, now) if tsecr else None
+        if r is not None:
+            # RFC 7323 4.1: with timestamps every ACK of new data is a sample, and
+            # the echo tells which transmission it answers (no Karn's rule needed).
+            self.rtt.sample(r)
+            self._rtt_seq = None
+        # RFC 6298 (2.x) with Karn's rule: sample only a segment sent once.
+        elif rtt_seq is not None and (rtt_seq - ack) & _MASK >= _HALF:  # sq.gt(ack, rtt_seq)
             self.rtt.sample(now - self._rtt_sent)
             self._rtt_seq = None
         # Otherwise no sample, and the backoff stays until one comes (Karn's algorithm;
@@ -965,7 +1061,7 @@ class Connection:
         if payload:
             flags |= PSH
         self.counters.retransmissions += 1
-        self._emit(self._make(seq, flags, payload), now)
+        self._emit(self._make(seq, flags, now, payload), now)
 
     def _receive_text(self, seg_seq: int, payload: bytes, now: float) -> None:
         rcv_nxt = self.rcv_nxt
@@ -1071,12 +1167,13 @@ class Connection:
 
     # ----------------------------------------------------------------- output
 
-    def _make(self, seq: int, flags: int, payload: bytes = b"") -> Segment:
-        """A segment from us carrying the current ACK and window.
+    def _make(self, seq: int, flags: int, now: float, payload: bytes = b"") -> Segment:
+        """A segment from us carrying the current ACK, window and timestamps.
 
         The window field is scaled and never shrinks the right edge (3.8.6.2.2).
         """
         rcv_nxt = self.rcv_nxt
+        self._last_ack_sent = rcv_nxt
         wnd = self.options.rcv_buf - len(self._rcvbuf) - self._ooo.size  # self.rcv_wnd
         if wnd < 0:
             wnd = 0
@@ -1105,14 +1202,30 @@ class Connection:
         adv = (rcv_nxt + (field << shift)) & _MASK  # sq.add()
         if (adv - self._rcv_adv) & _MASK < _HALF:  # sq.ge(adv, RCV.ADV)
             self._rcv_adv = adv
+        if self._ts_ok:
+            # RFC 7323 3.2: once negotiated, in every segment but a RST; laid out
+            # as Linux and BSD do, NOP NOP first, so that the values are aligned.
+            opts: tuple = (_NOP_ENTRY, _NOP_ENTRY, (TIMESTAMPS, (
+                (int(now * _TS_HZ) + self.ts_offset) & _MASK, self._ts_recent)))
+        else:
+            opts = ()
         return Segment(self.local_port, self.remote_port, seq, rcv_nxt, flags,
-                       field, 0, (), payload)
+                       field, 0, opts, payload)
 
     def _send_syn(self, now: float, *, ack: bool, retransmit: bool = False) -> None:
         opts: tuple = ((MSS, self.options.mss),)
+        if self._ts_ok if ack else self.options.timestamps:
+            # RFC 7323 3.2: a SYN offers timestamps; a SYN-ACK answers a SYN that
+            # did. (Linux's order, without SACK-permitted: MSS, NOP, NOP, TS.)
+            tsval = (int(now * _TS_HZ) + self.ts_offset) & _MASK
+            opts += (_NOP_ENTRY, _NOP_ENTRY,
+                     (TIMESTAMPS, (tsval, self._ts_recent if ack else 0)))
         if not ack or self._peer_offered_wscale:
             # RFC 7323 2.2: a SYN-ACK carries the option only if the SYN did.
+            if len(opts) > 1:
+                opts += (_NOP_ENTRY,)
             opts += ((WSCALE, self.options.wscale),)
+        self._last_ack_sent = self.rcv_nxt
         window = min(self.rcv_wnd, 0xFFFF)  # a SYN's window is never scaled
         if self.irs is not None:
             adv = sq.add(self.rcv_nxt, window)
@@ -1136,7 +1249,7 @@ class Connection:
         # SND.MAX, not SND.NXT: after a go-back-N timeout SND.NXT points into data the
         # peer may already hold, and an ACK with that sequence number would be
         # unacceptable to it (BSD's tcp_output does the same).
-        self._emit(self._make(self.snd_max, ACK), now)
+        self._emit(self._make(self.snd_max, ACK, now), now)
 
     def flush_acks(self, now: float) -> None:
         """End of a batch of received segments: send the ACK the batch is owed."""
@@ -1214,7 +1327,7 @@ class Connection:
                 flags |= PSH
             if fin_due and n == avail:
                 flags |= FIN
-            seg = self._make(snd_nxt, flags, payload)
+            seg = self._make(snd_nxt, flags, now, payload)
             if (snd_nxt - snd_max) & _MASK >= _HALF:  # sq.lt(snd_nxt, snd_max): resent
                 self.counters.retransmissions += 1
             else:

@@ -1,4 +1,4 @@
-"""Initial sequence numbers, as RFC 6528 recommends.
+"""Initial sequence numbers, as RFC 6528 recommends, and timestamp clock offsets.
 
 ISN = M + F(localip, localport, remoteip, remoteport, secretkey), where M is a
 clock ticking every microsecond and F a keyed hash. The clock value is passed
@@ -39,3 +39,17 @@ class IsnGenerator:
         ).digest()
         m = int(now * 1_000_000)  # RFC 6528: a timer ticking roughly every microsecond
         return (m + int.from_bytes(h, "big")) & MASK
+
+    def timestamp_offset(self, local: object, remote: object) -> int:
+        """The offset added to the timestamp clock of connections from ``local`` to
+        ``remote`` (RFC 7323 7.1: not the bare clock, which would tell an observer
+        the host's uptime).
+
+        The ports are left out, as Linux leaves them out: every connection between
+        the same two hosts sees one clock, which only moves forward, so a new
+        connection's timestamps are newer than anything an old one sent on the
+        same 4-tuple (what TIME-WAIT reuse and RFC 6191 rely on).
+        """
+        h = hashlib.blake2s(f"ts|{local!r}|{remote!r}".encode(), key=self._secret,
+                            digest_size=4).digest()
+        return int.from_bytes(h, "big")

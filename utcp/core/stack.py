@@ -223,7 +223,8 @@ class Stack:
         peer = address_key(remote)
         local_port = self._free_port(peer, remote_port)
         iss = self._isn(self.local_address, local_port, remote, remote_port, now)
-        conn = Connection(local_port, remote_port, iss=iss, options=options, observer=observer)
+        conn = Connection(local_port, remote_port, iss=iss, options=options, observer=observer,
+                          ts_offset=self._ts_offset(peer))
         conn.coalesce_acks = self.coalesce_acks
         conn.peer = remote
         conn.key = key = (peer, local_port, remote_port)
@@ -382,7 +383,7 @@ class Stack:
                 now: float) -> None:
         iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
         conn = Connection(listener.port, seg.src_port, iss=iss, options=listener.options,
-                          observer=listener.observer)
+                          observer=listener.observer, ts_offset=self._ts_offset(key[0]))
         conn.coalesce_acks = self.coalesce_acks
         conn.peer = addr
         conn.via = via
@@ -409,6 +410,10 @@ class Stack:
         self._forget(old)
         self._accept(listener, seg, key, addr, via, now)
         return True
+
+    def _ts_offset(self, peer: Address) -> int:
+        """The timestamp clock offset toward ``peer`` (see IsnGenerator.timestamp_offset)."""
+        return self._isn.timestamp_offset(self.local_address, peer)
 
     def _free_port(self, peer: Address, remote_port: int) -> int:
         """A local port with no connection toward (peer, remote_port).

@@ -1,0 +1,269 @@
+"""RFC 7323 timestamps: negotiation, RTT samples from TSecr, and PAWS.
+
+Our timestamp clock is the time in milliseconds plus the connection's offset
+(0 here, so a segment sent at t = 1.25 s carries TSval 1250). The peer's clock
+starts at PEER_TS.
+"""
+
+from __future__ import annotations
+
+import pytest
+from tcpscript import (
+    PEER_SYN_OPTIONS,
+    SYN_WINDOW,
+    expect,
+    expect_nothing,
+    fire,
+    make,
+    out,
+    seg,
+    send,
+    syn_options,
+    synack_options,
+    ts,
+    window,
+)
+
+from utcp.core.connection import Connection
+from utcp.core.events import DataReceived
+from utcp.core.state import State
+from utcp.core.wire import ACK, FIN, MSS, NOP, PSH, RST, SYN, TIMESTAMPS, WSCALE, Segment
+
+PEER_TS = 70_000
+LOCAL_MSS = 1452
+
+
+def peer_syn_options(tsval: int = PEER_TS, tsecr: int = 0) -> tuple:
+    return ((MSS, 1452), (NOP, None), (NOP, None), (TIMESTAMPS, (tsval, tsecr)),
+            (NOP, None), (WSCALE, 0))
+
+
+def ts_established(**opts) -> Connection:
+    """ESTABLISHED by an active open at t=0, SYN-ACK at 10 ms, both with timestamps."""
+    c = make(**opts)
+    c.connect(0.0)
+    expect(c, [out(0, None, SYN, SYN_WINDOW, options=syn_options(0, **opts))])
+    send(c, seg(0, 1, SYN | ACK, options=peer_syn_options(PEER_TS, 0)), at=0.01)
+    expect(c, [out(1, 1, options=ts(10, PEER_TS))])
+    assert c.state is State.ESTABLISHED
+    c.take_events()
+    return c
+
+
+# -------------------------------------------------------------- negotiation
+
+
+def test_syn_offers_timestamps_with_our_clock():
+    c = make()
+    c.connect(1.25)
+    [syn] = c.take_segments()
+    assert syn.option(TIMESTAMPS) == (1250, 0)  # TSecr is 0: nothing to echo yet
+
+
+def test_clock_offset_and_wrap():
+    c = Connection(49152, 7007, iss=1000, ts_offset=2**32 - 500)
+    c.connect(1.0)
+    [syn] = c.take_segments()
+    assert syn.option(TIMESTAMPS) == (500, 0)  # 1000 ms past an offset 500 short of 2**32
+
+
+def test_timestamps_off_offers_none():
+    c = make(timestamps=False)
+    c.connect(0.0)
+    expect(c, [out(0, None, SYN, SYN_WINDOW, options=((MSS, LOCAL_MSS), (WSCALE, 3)))])
+
+
+def test_syn_ack_with_timestamps_turns_them_on():
+    c = ts_established()
+    assert c.info()["timestamps"] is True
+    # RFC 6691: 12 bytes of each segment go to the option, not to data.
+    assert c.send_mss == LOCAL_MSS - 12
+    c.send(b"x" * 5000, 0.5)
+    sizes = [len(s.payload) for s in c.take_segments()]
+    assert sizes == [1440, 1440, 1440, 680]
+
+
+def test_syn_ack_without_timestamps_leaves_them_off():
+    c = make()
+    c.connect(0.0)
+    c.take_segments()
+    send(c, seg(0, 1, SYN | ACK, options=PEER_SYN_OPTIONS), at=0.01)
+    expect(c, [out(1, 1)])  # no option at all
+    assert c.info()["timestamps"] is False and c.send_mss == LOCAL_MSS
+
+
+def test_syn_ack_timestamps_ignored_when_we_offered_none():
+    # RFC 7323 3.2: an option in the SYN-ACK means nothing if our SYN had none.
+    c = make(timestamps=False)
+    c.connect(0.0)
+    c.take_segments()
+    send(c, seg(0, 1, SYN | ACK, options=peer_syn_options()), at=0.01)
+    expect(c, [out(1, 1)])
+
+
+def test_passive_open_echoes_the_syn_timestamp():
+    c = make()
+    c.listen()
+    send(c, seg(0, None, SYN, options=peer_syn_options()), at=2.0)
+    expect(c, [out(0, 1, SYN | ACK, SYN_WINDOW, options=syn_options(2000, PEER_TS))])
+    send(c, seg(1, 1, options=ts(PEER_TS + 5, 2000)), at=2.003)
+    assert c.state is State.ESTABLISHED and c.info()["timestamps"] is True
+    assert c.rtt.srtt == pytest.approx(0.003)
+
+
+@pytest.mark.parametrize("peer_offers, ours", [(False, True), (True, False)])
+def test_passive_open_without_both_uses_none(peer_offers, ours):
+    c = make(timestamps=ours)
+    c.listen()
+    send(c, seg(0, None, SYN, options=peer_syn_options() if peer_offers else PEER_SYN_OPTIONS))
+    expect(c, [out(0, 1, SYN | ACK, SYN_WINDOW, options=synack_options())])
+    send(c, seg(1, 1, options=ts(PEER_TS, 0) if peer_offers else ()), at=0.01)
+    c.send(b"hi", 0.02)
+    expect(c, [out(1, 1, ACK | PSH, window(), b"hi")])
+
+
+def test_every_segment_but_a_reset_carries_timestamps():
+    c = ts_established(keepalive=True, keepalive_idle=10.0)
+    c.send(b"data", 1.0)
+    expect(c, [out(1, 1, ACK | PSH, payload=b"data", options=ts(1000, PEER_TS))])
+    send(c, seg(1, 5, options=ts(PEER_TS + 100, 1000)), at=1.1)
+    fire(c, 11.1)  # keepalive probe
+    expect(c, [out(4, 1, options=ts(11100, PEER_TS + 100))])
+    c.abort(12.0)
+    expect(c, [Segment(49152, 7007, 1005, 0, RST)])
+
+
+# ---------------------------------------------------------- RTT from TSecr
+
+
+def test_every_ack_is_an_rtt_sample():
+    # Karn's timing takes one sample per flight; the echo makes every ACK one.
+    c = ts_established()
+    c.send(b"a" * 2880, 1.0)
+    c.take_segments()
+    before = c.rtt.srtt
+    send(c, seg(1, 1441, options=ts(PEER_TS + 1, 1000)), at=1.08)
+    first = c.rtt.srtt
+    send(c, seg(1, 2881, options=ts(PEER_TS + 2, 1000)), at=1.2)
+    assert before != first != c.rtt.srtt
+    # 7/8 of the last SRTT and 1/8 of the new sample (RFC 6298 2.3).
+    assert c.rtt.srtt == pytest.approx(first * 7 / 8 + 0.2 / 8)
+
+
+def test_retransmitted_syn_still_gives_an_rtt_sample():
+    # Without timestamps a SYN-ACK after a retransmitted SYN gives no sample and
+    # the data RTO starts at 3 s (RFC 6298 5.7); the echo tells which SYN it answers.
+    c = make()
+    c.connect(0.0)
+    c.take_segments()
+    fire(c, 1.0)
+    [again] = c.take_segments()
+    assert again.option(TIMESTAMPS) == (1000, 0)
+    send(c, seg(0, 1, SYN | ACK, options=peer_syn_options(PEER_TS, 1000)), at=1.25)
+    assert c.rtt.srtt == pytest.approx(0.25)
+    c.take_segments()
+    c.send(b"x", 2.0)
+    c.take_segments()
+    assert c.next_deadline() == pytest.approx(2.0 + 0.25 + 4 * 0.125)
+
+
+@pytest.mark.parametrize("tsecr", [0, 5000], ids=["echoes-nothing", "from-the-future"])
+def test_an_unusable_echo_falls_back_to_timing_one_segment(tsecr):
+    # TSecr 0 echoes nothing, and one ahead of our clock is no echo of ours: the
+    # sample is the one segment timed per flight, as without timestamps.
+    c = ts_established()
+    srtt = c.rtt.srtt
+    c.send(b"a", 1.0)
+    c.take_segments()
+    send(c, seg(1, 2, options=ts(PEER_TS + 1, tsecr)), at=1.05)
+    assert c.rtt.srtt == pytest.approx(srtt * 7 / 8 + 0.05 / 8)
+
+
+# -------------------------------------------------------------------- PAWS
+
+
+def test_paws_drops_an_old_duplicate_and_acks():
+    c = ts_established()
+    send(c, seg(1, 1, ACK | PSH, payload=b"new", options=ts(PEER_TS + 50, 10)), at=1.0)
+    assert c.take_events() == [DataReceived(b"new")]
+    c.take_segments()
+    # Bytes in the window, but from an older pass through the sequence space.
+    send(c, seg(4, 1, ACK | PSH, payload=b"old", options=ts(PEER_TS + 10, 10)), at=1.1)
+    expect(c, [out(1, 4, options=ts(1100, PEER_TS + 50))])
+    assert c.take_events() == []
+    assert c.rcv_nxt == 5000 + 4 and c.counters.paws_rejected == 1
+
+
+def test_paws_answers_are_rate_limited():
+    c = ts_established()
+    send(c, seg(1, 1, options=ts(PEER_TS + 50, 10)), at=1.0)
+    for k in range(5):
+        send(c, seg(1, 1, ACK | PSH, payload=b"x", options=ts(PEER_TS, 10)), at=1.1 + k * 0.01)
+    assert len(c.take_segments()) == 1
+    assert c.counters.paws_rejected == 5
+
+
+def test_paws_does_not_judge_a_reset():
+    # RFC 7323 5.2: a RST is acceptable by its sequence number alone.
+    c = ts_established()
+    send(c, seg(1, 1, options=ts(PEER_TS + 50, 10)), at=1.0)
+    send(c, seg(1, None, RST, options=ts(PEER_TS, 0)), at=1.1)
+    assert c.state is State.CLOSED
+
+
+def test_paws_rests_after_24_days_of_silence():
+    c = ts_established()
+    day = 86400.0
+    send(c, seg(1, 1, ACK | PSH, payload=b"late", options=ts(PEER_TS - 1, 10)), at=25 * day)
+    assert c.take_events() == [DataReceived(b"late")]
+
+
+def test_timestamps_wrap_like_sequence_numbers():
+    c = make()
+    c.connect(0.0)
+    c.take_segments()
+    top = 2**32 - 2
+    send(c, seg(0, 1, SYN | ACK, options=peer_syn_options(top, 0)), at=0.01)
+    c.take_segments()
+    c.take_events()
+    send(c, seg(1, 1, ACK | PSH, payload=b"past", options=ts(3, 10)), at=0.02)  # wrapped
+    assert c.take_events() == [DataReceived(b"past")]
+    c.take_segments()
+    c.send(b"x", 0.1)
+    assert c.take_segments()[0].option(TIMESTAMPS) == (100, 3)
+
+
+def test_echo_is_the_earliest_unacknowledged_segment():
+    # RFC 7323 4.3: out of order, TS.Recent stays with the segment that filled
+    # RCV.NXT last, so the echo measures the whole delay, not the latest segment's.
+    c = ts_established()
+    send(c, seg(1441, 1, ACK | PSH, payload=b"b" * 100, options=ts(PEER_TS + 20, 10)), at=1.0)
+    expect(c, [out(1, 1, options=ts(1000, PEER_TS))])  # dup ACK, echo unchanged
+    send(c, seg(1, 1, ACK | PSH, payload=b"a" * 1440, options=ts(PEER_TS + 30, 10)), at=1.1)
+    expect(c, [out(1, 1541, options=ts(1100, PEER_TS + 30))])
+
+
+def test_syn_with_an_old_timestamp_draws_a_challenge_ack():
+    c = ts_established()
+    send(c, seg(1, 1, options=ts(PEER_TS + 50, 10)), at=1.0)
+    send(c, seg(0, None, SYN, options=peer_syn_options(PEER_TS)), at=1.1)
+    expect(c, [out(1, 1, options=ts(1100, PEER_TS + 50))])
+    assert c.counters.challenge_acks == 1 and c.state is State.ESTABLISHED
+
+
+def test_fin_in_time_wait_is_reacked_with_timestamps():
+    c = ts_established()
+    c.shutdown(1.0)
+    expect(c, [out(1, 1, FIN | ACK, options=ts(1000, PEER_TS))])
+    send(c, seg(1, 2, FIN | ACK, options=ts(PEER_TS + 40, 1000)), at=1.04)
+    expect(c, [out(2, 2, options=ts(1040, PEER_TS + 40))])
+    assert c.state is State.TIME_WAIT
+    # A retransmitted FIN is no acceptable segment: its timestamp is not taken
+    # (RFC 7323 R3), and the echo stays that of the FIN that ended the connection.
+    send(c, seg(1, 2, FIN | ACK, options=ts(PEER_TS + 300, 1000)), at=1.3)
+    expect(c, [out(2, 2, options=ts(1300, PEER_TS + 40))])
+    assert c.next_deadline() == pytest.approx(1.3 + 60)
+    send(c, seg(1, 2, FIN | ACK, options=ts(PEER_TS + 39, 1000)), at=1.9)  # older
+    expect(c, [out(2, 2, options=ts(1900, PEER_TS + 40))])  # answered all the same
+    assert c.counters.paws_rejected == 1
+    expect_nothing(c)
