@@ -22,7 +22,7 @@ from utcp.core.wire import ACK, RST, SYN, Segment, decode, encode
 SERVER = ("10.0.0.1", 7007)
 CLIENT = ("10.0.0.2", 5000)
 OTHER = ("10.0.0.3", 5000)
-PLAIN = Options()  # options without timestamps
+PLAIN = Options(timestamps=False)
 
 
 def network(**link) -> tuple[Network, object, object]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .core.connection import Connection, ConnectionStateError
 from .core.events import (
+    Closed,
     Connected,
     DataReceived,
     EndOfStream,
@@ -113,6 +114,11 @@ class ConnectionTransport(asyncio.Transport):
                 if self._closing_wait:
                     self._closing_wait = False
                     self._lose(None)
+            elif kind is Closed:
+                # Both directions are done and every byte was delivered: the connection
+                # has ended (what is left of it in TIME-WAIT is the stack's business),
+                # though the transport stays open until the application closes it.
+                self._ended()
             elif kind is Writable:
                 self._maybe_resume_writing()
             elif kind is Reset:
@@ -170,8 +176,7 @@ class ConnectionTransport(asyncio.Transport):
         self._lost = True
         self._pending.clear()
         self._pending_size = 0
-        if self._on_end is not None:
-            self._on_end(self)
+        self._ended()
         protocol = self._protocol
         # The connection may linger (TIME-WAIT); the application's objects need not.
         self._protocol = None
@@ -180,6 +185,13 @@ class ConnectionTransport(asyncio.Transport):
                 self._loop.call_soon(protocol.connection_lost, exc)
             else:
                 protocol.connection_lost(exc)
+
+    def _ended(self) -> None:
+        """The connection is over for the application: tell ``on_end``, once."""
+        on_end = self._on_end
+        if on_end is not None:
+            self._on_end = None
+            on_end(self)
 
     def _peer_text(self) -> str:
         return f"{self.remote_address[0]}:{self.conn.remote_port}"

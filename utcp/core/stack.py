@@ -35,6 +35,7 @@ from .isn import IsnGenerator
 from .observer import Observer
 from .state import State
 from .timers import Timers
+from .timewait import TimeWaitTable, reopens
 from .wire import ACK, RST, SYN, BadChecksum, MalformedSegment, Segment, decode, encode
 
 #: A datagram address: (host, port), or (host, port, flowinfo, scope id) for IPv6.
@@ -44,6 +45,9 @@ Key = tuple[Address, int, int]
 
 #: Linux's default ephemeral port range (net.ipv4.ip_local_port_range).
 EPHEMERAL_PORTS = range(32768, 61000)
+#: How long after its last timestamp a 4-tuple in TIME-WAIT may be taken by an
+#: active open (Linux's tcp_tw_reuse, with net.ipv4.tcp_tw_reuse_delay).
+TW_REUSE_DELAY = 1.0
 
 # Timers may be run this early: an event loop can wake a hair before the deadline
 # it was asked for (uvloop keeps time in milliseconds).
@@ -93,15 +97,19 @@ class Stack:
     numbers). ``isn`` and ``rng`` make runs repeatable in tests; by default the
     ISN secret and the port choice come from the operating system's random source.
     With ``coalesce_acks``, in-order data is ACKed once per batch of datagrams
-    (see :meth:`end_batch` and ``Connection.coalesce_acks``).
+    (see :meth:`end_batch` and ``Connection.coalesce_acks``). ``tw_reuse_delay``
+    is how long after its last timestamp an active open may reuse a 4-tuple in
+    TIME-WAIT (None: never).
     """
 
     def __init__(self, local_address: Address = ("0.0.0.0", 0), *,
                  isn: IsnGenerator | None = None, rng: random.Random | None = None,
                  ephemeral_ports: range = EPHEMERAL_PORTS,
-                 coalesce_acks: bool = False) -> None:
+                 coalesce_acks: bool = False,
+                 tw_reuse_delay: float | None = TW_REUSE_DELAY) -> None:
         self.local_address = local_address
         self.coalesce_acks = coalesce_acks
+        self.tw_reuse_delay = tw_reuse_delay
         self._isn = isn if isn is not None else IsnGenerator()
         self._rng = rng if rng is not None else random.Random()
         if not len(ephemeral_ports):
@@ -109,6 +117,9 @@ class Stack:
         # One int object per port, shared by every key that names it.
         self._ports = list(ephemeral_ports)
         self._conns: dict[Key, Connection] = {}
+        # Connections in TIME-WAIT, but for those traced or holding data for a
+        # paused reader, which stay whole in _conns.
+        self._tw = TimeWaitTable()
         self.listeners: dict[int, Listener] = {}
         self._timers = Timers()
         self._datagrams: list[tuple[bytes, Address, Any]] = []
@@ -139,7 +150,11 @@ class Stack:
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`handle_timer` must be called, or None."""
-        return self._timers.next_deadline()
+        t = self._timers.next_deadline()
+        tw = self._tw.next_deadline()
+        if tw is not None and (t is None or tw < t):
+            return tw
+        return t
 
     # ------------------------------------------------------------------- inputs
 
@@ -158,7 +173,10 @@ class Stack:
         key = (addr if len(addr) == 2 else address_key(addr), seg.dst_port, seg.src_port)
         conn = self._conns.get(key)
         if conn is None:
-            self._no_connection(seg, key, addr, via, now)
+            if key in self._tw:
+                self._time_wait_segment(seg, key, addr, via, now)
+            else:
+                self._no_connection(seg, key, addr, via, now)
             return
         if conn.state is _TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN \
                 and self._reopen(conn, seg, key, addr, via, now):
@@ -194,6 +212,9 @@ class Stack:
                 self._service(conn)
             else:
                 arm(conn, d)
+        tw = self._tw.next_deadline()
+        if tw is not None and tw <= now + _EARLY:
+            self._tw.expire(now + _EARLY)
 
     def icmp_error(self, quoted: bytes, addr: Address, port_unreachable: bool,
                    now: float) -> None:
@@ -221,13 +242,14 @@ class Stack:
         Raises ``OSError`` (``EADDRNOTAVAIL``) when no local port is free toward it.
         """
         peer = address_key(remote)
-        local_port = self._free_port(peer, remote_port)
-        iss = self._isn(self.local_address, local_port, remote, remote_port, now)
-        conn = Connection(local_port, remote_port, iss=iss, options=options, observer=observer,
+        key, iss = self._free_port(peer, remote_port, now)
+        if iss is None:
+            iss = self._isn(self.local_address, key[1], remote, remote_port, now)
+        conn = Connection(key[1], remote_port, iss=iss, options=options, observer=observer,
                           ts_offset=self._ts_offset(peer))
         conn.coalesce_acks = self.coalesce_acks
         conn.peer = remote
-        conn.key = key = (peer, local_port, remote_port)
+        conn.key = key
         self._conns[key] = conn
         conn.connect(now)
         self._service(conn)
@@ -283,18 +305,23 @@ class Stack:
     # ------------------------------------------------------------------ queries
 
     def connections(self) -> Iterator[Connection]:
-        """Every connection the stack holds."""
+        """Every connection the stack holds whole (not those kept as TIME-WAIT records)."""
         return iter(list(self._conns.values()))
 
     def __len__(self) -> int:
-        return len(self._conns)
+        """Connections held, TIME-WAIT records included."""
+        return len(self._conns) + len(self._tw)
+
+    def time_wait_entries(self) -> int:
+        """Entries the TIME-WAIT table holds, dormant ones (4-tuples reopened) included."""
+        return self._tw.entries()
 
     def idle(self, *, count_time_wait: bool = True) -> bool:
         """Whether no listener and no connection is left (TIME-WAIT counting or not)."""
         if self.listeners:
             return False
-        if count_time_wait or not self._conns:
-            return not self._conns
+        if count_time_wait:
+            return not self._conns and not len(self._tw)
         return all(c.state is _TIME_WAIT for c in self._conns.values())
 
     def statistics(self) -> dict[str, Any]:
@@ -303,6 +330,8 @@ class Stack:
         for conn in self._conns.values():
             totals.update(conn.counters.as_dict())
         states = Counter(str(conn.state) for conn in self._conns.values())
+        if len(self._tw):
+            states[str(_TIME_WAIT)] += len(self._tw)
         return {
             "segments_in": self.segments_in,
             "segments_out": self.segments_out,
@@ -333,6 +362,12 @@ class Stack:
             self._events.append((conn, events))
         state = conn.state
         if state is _CLOSED:
+            self._forget(conn)
+            return
+        if state is _TIME_WAIT and conn.observer is None and not conn.holds_received:
+            # Keep only a record. (A traced connection stays whole, for its observer
+            # to see it end; one holding data for a paused reader until it is read.)
+            self._tw.enter(conn)
             self._forget(conn)
             return
         if state is not _SYN_RECEIVED:
@@ -380,8 +415,9 @@ class Stack:
             self._datagrams.append((encode(rst), addr, via))
 
     def _accept(self, listener: Listener, seg: Segment, key: Key, addr: Address, via: Any,
-                now: float) -> None:
-        iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
+                now: float, iss: int | None = None) -> None:
+        if iss is None:
+            iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
         conn = Connection(listener.port, seg.src_port, iss=iss, options=listener.options,
                           observer=listener.observer, ts_offset=self._ts_offset(key[0]))
         conn.coalesce_acks = self.coalesce_acks
@@ -397,46 +433,83 @@ class Stack:
 
     def _reopen(self, old: Connection, seg: Segment, key: Key, addr: Address, via: Any,
                 now: float) -> bool:
-        """A SYN for a 4-tuple in TIME-WAIT: True if it was taken as a new connection
-        (or dropped as a listener's would be), False to let TIME-WAIT answer it."""
-        # 3.10.7.4 (RFC 1122 4.2.2.13): a new SYN whose sequence number is beyond
-        # the old connection's may reopen the 4-tuple.
+        """A SYN for a connection kept whole in TIME-WAIT: True if it was taken as a
+        new connection (or dropped as a listener's would be), False to let
+        TIME-WAIT answer it."""
         listener = self.listeners.get(seg.dst_port)
-        if listener is None or not sq.gt(seg.seq, old.rcv_nxt):
+        if listener is None or not reopens(seg, old.rcv_nxt, old._ts_ok, old._ts_recent):
             return False
         if len(listener.half_open) >= listener.backlog:
             self.drops["backlog-full"] += 1  # as for any SYN: the peer will retry
             return True
         self._forget(old)
-        self._accept(listener, seg, key, addr, via, now)
+        # Linux's choice of ISS: beyond anything the old connection sent.
+        self._accept(listener, seg, key, addr, via, now, (old.snd_max + 65535 + 2) & sq.MASK or 1)
         return True
+
+    def _time_wait_segment(self, seg: Segment, key: Key, addr: Address, via: Any,
+                           now: float) -> None:
+        """A segment for a 4-tuple kept as a TIME-WAIT record."""
+        tw = self._tw
+        if seg.flags & (SYN | ACK | RST) == SYN:
+            listener = self.listeners.get(seg.dst_port)
+            iss = tw.reopens(key, seg) if listener is not None else None
+            if iss is not None:
+                assert listener is not None
+                if len(listener.half_open) >= listener.backlog:
+                    self.drops["backlog-full"] += 1
+                    return
+                tw.release(key)
+                self._accept(listener, seg, key, addr, via, now, iss)
+                return
+        reply, _ = tw.receive(key, seg, now, self._finished)
+        if reply is not None:
+            self.segments_out += 1
+            self._datagrams.append((encode(reply), addr, tw.via(key)))
 
     def _ts_offset(self, peer: Address) -> int:
         """The timestamp clock offset toward ``peer`` (see IsnGenerator.timestamp_offset)."""
         return self._isn.timestamp_offset(self.local_address, peer)
 
-    def _free_port(self, peer: Address, remote_port: int) -> int:
-        """A local port with no connection toward (peer, remote_port).
+    def _free_port(self, peer: Address, remote_port: int, now: float) -> tuple[Key, int | None]:
+        """The key of a free 4-tuple toward (peer, remote_port), and the ISS it
+        needs (None: any).
 
-        A 4-tuple in TIME-WAIT is not reused while TIME-WAIT lasts: without
-        timestamps (RFC 6191) a late segment of the old connection could not be
-        told from the new one's.
+        A 4-tuple in TIME-WAIT is free only when the old connection used
+        timestamps and its last one came more than ``tw_reuse_delay`` ago: without
+        them (RFC 6191) a late segment of the old connection could not be told
+        from the new one's, so the 4-tuple waits out 2 MSL.
         """
         ports = self._ports
         n = len(ports)
         conns = self._conns
+        tw = self._tw
         listeners = self.listeners
+        delay = self.tw_reuse_delay
         rng = self._rng
+
+        def free(p: int) -> tuple[Key, int | None] | None:
+            key = (peer, p, remote_port)
+            if key in conns or p in listeners:
+                return None
+            if key not in tw:
+                return key, None
+            iss = tw.reusable(key, now, delay) if delay is not None else None
+            if iss is None:
+                return None
+            tw.release(key)
+            return key, iss
+
         # Random probes find a free port at once unless the range is nearly full.
         for _ in range(16):
-            p = ports[int(rng.random() * n)]
-            if (peer, p, remote_port) not in conns and p not in listeners:
-                return p
+            found = free(ports[int(rng.random() * n)])
+            if found is not None:
+                return found
         start = rng.randrange(n)
         for i in range(n):
-            p = ports[(start + i) % n]
-            if (peer, p, remote_port) not in conns and p not in listeners:
-                return p
+            found = free(ports[(start + i) % n])
+            if found is not None:
+                return found
         raise OSError(errno.EADDRNOTAVAIL,
                       f"no free local port toward {peer[0]}:{remote_port}: "
                       f"all {n} are in use or in TIME-WAIT")
