@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 
 import pytest
+from test_bench import three_free_ports
 
 UTCP = [sys.executable, "-m", "utcp"]
 
@@ -298,6 +300,9 @@ def test_ctrl_c_stops_an_echo_client_waiting_for_stdin() -> None:
     (["frobnicate"], "invalid choice"),
     (["echo-client", "127.0.0.1", "--syn-retries", "300"], "syn_retries must be between"),
     (["demo", "--msl", "inf"], "msl must be a finite number"),
+    (["bench", "connect", "127.0.0.1", "--concurrency", "0"], "at least 1"),
+    (["bench", "rr", "127.0.0.1", "--duration", "0"], "must be more than 0"),
+    (["bench", "frobnicate", "127.0.0.1"], "invalid choice"),
 ])
 def test_bad_arguments_get_a_usage_error(args: list[str], message: str) -> None:
     result = run(*args)
@@ -329,3 +334,78 @@ def test_python_dash_m_and_console_script_agree() -> None:
     assert os.path.exists(script), f"no console script {script}: pip install -e . in this venv"
     assert subprocess.run([script, "--help"], capture_output=True, text=True,
                           timeout=30).stdout == result.stdout
+
+
+# ------------------------------------------------------------------- bench
+
+
+def test_bench_connect_prints_one_json_object_and_no_progress_into_a_pipe() -> None:
+    port = free_udp_port()
+    server = start_echo_server(port)
+    try:
+        result = run("bench", "connect", "127.0.0.1", str(port), "--duration", "1",
+                     "--concurrency", "4", "--json")
+    finally:
+        stop(server)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # the progress line is for terminals only
+    r = json.loads(result.stdout)
+    assert r["test"] == "connect" and r["stack"] == "utcp" and r["failures"] == {}
+    assert r["connections"] > 10 and r["conn_per_s"] > 10
+    assert set(r["latency_ms"]) == {"p50", "p90", "p99", "max"}
+
+
+def test_bench_draws_progress_on_a_terminal() -> None:
+    port = free_udp_port()
+    server = start_echo_server(port)
+    primary, secondary = os.openpty()
+    try:
+        result = subprocess.run([*UTCP, "bench", "rr", "127.0.0.1", str(port), "--duration",
+                                 "1.2"], stderr=secondary, stdout=subprocess.PIPE, text=True,
+                                timeout=30)
+        os.close(secondary)
+        progress = os.read(primary, 4096).decode()
+    finally:
+        os.close(primary)
+        stop(server)
+    assert result.returncode == 0
+    assert "rr: " in progress and "round trips" in progress
+    assert result.stdout.startswith("request/response (utcp on asyncio, 1 byte each way):")
+
+
+def test_bench_kernel_runs_against_the_echo_servers_kernel_ports() -> None:
+    port, kernel = free_udp_port(), three_free_ports(socket.SOCK_STREAM)
+    server = start_echo_server(port, "--kernel-port", str(kernel))
+    try:
+        rr = run("bench", "rr", "127.0.0.1", str(kernel), "--kernel", "--duration", "0.5",
+                 "--json")
+        tp = run("bench", "throughput", "127.0.0.1", str(kernel), "--kernel", "--duration",
+                 "0.5")
+    finally:
+        stop(server)
+    assert rr.returncode == 0, rr.stderr
+    r = json.loads(rr.stdout)
+    assert r["stack"] == "kernel" and r["round_trips"] > 100
+    assert tp.returncode == 0, tp.stderr
+    assert tp.stdout.startswith("throughput (kernel on asyncio, to server):")
+
+
+def test_bench_throughput_both_ways_over_utcp() -> None:
+    port = three_free_ports(socket.SOCK_DGRAM)  # echo, discard and source
+    server = start_echo_server(port)
+    try:
+        results = [run("bench", "throughput", "127.0.0.1", str(port), "--duration", "0.5",
+                       "--json", *extra) for extra in ([], ["--reverse"])]
+    finally:
+        stop(server)
+    for result, direction in zip(results, ("to server", "from server"), strict=True):
+        assert result.returncode == 0, result.stderr
+        r = json.loads(result.stdout)
+        assert r["direction"] == direction and r["mb_per_s"] > 1
+
+
+def test_bench_reports_a_refused_connection_plainly() -> None:
+    port = free_udp_port()
+    result = run("bench", "rr", "127.0.0.1", str(port), "--duration", "1")
+    assert result.returncode == 1
+    assert result.stderr == f"utcp: bench rr against 127.0.0.1:{port} failed: refused\n"

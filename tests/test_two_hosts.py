@@ -5,6 +5,7 @@ Needs root (to create namespaces); skipped, with the reason, otherwise.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -100,4 +101,44 @@ def test_echo_between_two_hosts_through_the_cli(two_hosts: tuple[str, str, str],
         except subprocess.TimeoutExpired:
             server.kill()
             _, err = server.communicate()
-    assert f"connection from {client}" in err
+    # (An IPv6 address in brackets, as in a URL, so that its port reads apart.)
+    shown = f"[{client}]" if ":" in client else client
+    assert f"connection from {shown}:" in err
+
+
+def test_bench_between_two_hosts_against_utcp_and_the_kernel(
+        two_hosts: tuple[str, str, str]) -> None:
+    # utcp bench from one namespace against utcp echo-server in the other, over
+    # utcp and over the kernel's TCP: what a user compares between two machines.
+    server_ns, client_ns, _ = two_hosts
+    utcp = [sys.executable, "-m", "utcp"]
+    kernel_port = 7100
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", server_ns, *utcp, "echo-server", "--host", "0.0.0.0",
+         "--port", str(PORT), "--kernel-port", str(kernel_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = {}
+    try:
+        assert server.stderr is not None
+        assert "listening" in server.stderr.readline()
+        for test, extra in (("connect", ["--concurrency", "8"]), ("rr", []),
+                            ("throughput", []), ("throughput", ["--reverse"])):
+            for stack, port in (("utcp", PORT), ("kernel", kernel_port)):
+                kernel = ["--kernel"] if stack == "kernel" else []
+                run = subprocess.run(
+                    ["ip", "netns", "exec", client_ns, *utcp, "bench", test, SERVER_IP,
+                     str(port), "--duration", "0.5", "--json", *extra, *kernel],
+                    capture_output=True, text=True, timeout=60)
+                assert run.returncode == 0, run.stderr
+                results[test, " ".join(extra), stack] = json.loads(run.stdout)
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
+    for (test, _, stack), r in results.items():
+        assert r["stack"] == stack
+        if test == "connect":
+            assert r["failures"] == {} and r["connections"] > 20, r
+        elif test == "rr":
+            assert r["round_trips"] > 100, r
+        else:
+            assert r["mb_per_s"] > 1, r

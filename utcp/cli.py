@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import sys
 import threading
+import time
+from collections import Counter
 from collections.abc import Coroutine
 from typing import Any
 
-from . import Server, open_connection, start_server
+from . import Server, bench, open_connection, start_server
 from .core.config import Options
 from .core.connection import Connection
 from .core.observer import NullObserver
@@ -123,15 +126,52 @@ class _PerConnectionTrace(NullObserver):
 STOP_GRACE = 1.0
 
 
-async def echo_server(host: str, port: int, trace: bool, options: dict[str, Any]) -> None:
-    """Echo every byte back to each client until the task is cancelled (Ctrl-C)."""
-    clients: set[asyncio.StreamWriter] = set()
+class _ConnectionLog:
+    """The echo server's line per connection event, on stderr.
+
+    Past LIMIT lines in a second (a benchmark, say), further events of that second
+    are counted and told in one line when the second is over.
+    """
+
+    LIMIT = 10
+
+    def __init__(self) -> None:
+        self._second = 0.0
+        self._lines = 0
+        self._held: Counter[str] = Counter()
+        self._flush_handle: asyncio.TimerHandle | None = None
+
+    def event(self, kind: str, text: str) -> None:
+        """One connection ``kind`` ('opened', 'closed', 'lost'), described by ``text``."""
+        now = time.monotonic()
+        if now - self._second >= 1.0:
+            self._second = now
+            self._lines = 0
+        self._lines += 1
+        if self._lines <= self.LIMIT:
+            print(text, file=sys.stderr, flush=True)
+            return
+        self._held[kind] += 1
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(
+                self._second + 1.0 - now, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        held, self._held = self._held, Counter()
+        print("... and " + ", ".join(f"{n} more {kind}" for kind, n in sorted(held.items()))
+              + " in that second", file=sys.stderr, flush=True)
+
+
+def _echo_handler(clients: set[asyncio.StreamWriter], log: _ConnectionLog) -> Any:
+    """The echo service, for utcp's streams and asyncio's alike."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         info = writer.get_extra_info("utcp")
-        who = f"{peer[0]}:{peer[1]} (port {info['remote_port']})"
-        print(f"connection from {who}", file=sys.stderr, flush=True)
+        who = _address_text(peer[0], peer[1]) + (
+            f" (port {info['remote_port']})" if info is not None else " (kernel TCP)")
+        log.event("opened", f"connection from {who}")
         total = 0
         clients.add(writer)
         try:
@@ -141,9 +181,9 @@ async def echo_server(host: str, port: int, trace: bool, options: dict[str, Any]
                 await writer.drain()
             writer.close()
             await writer.wait_closed()
-            print(f"closed {who}: echoed {total} bytes", file=sys.stderr, flush=True)
+            log.event("closed", f"closed {who}: echoed {total} bytes")
         except (ConnectionError, TimeoutError) as exc:
-            print(f"lost {who}: {exc}", file=sys.stderr, flush=True)
+            log.event("lost", f"lost {who}: {exc}")
             writer.transport.abort()
         except asyncio.CancelledError:
             # The program ends and asyncio.run() cancels what is left, such as a
@@ -153,19 +193,66 @@ async def echo_server(host: str, port: int, trace: bool, options: dict[str, Any]
         finally:
             clients.discard(writer)
 
+    return handle
+
+
+def _address_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def echo_server(host: str, port: int, trace: bool, options: dict[str, Any],
+                      kernel_port: int | None = None) -> None:
+    """Echo every byte back to each client until the task is cancelled (Ctrl-C).
+
+    Next to the echo port, port + 1 discards and port + 2 sends without end, for
+    ``utcp bench throughput``; with ``kernel_port`` the same three services run
+    over the kernel's TCP too, for ``utcp bench --kernel``.
+    """
+    clients: set[asyncio.StreamWriter] = set()
+    log = _ConnectionLog()
+    handle = _echo_handler(clients, log)
     try:
         server = await start_server(
             handle, host, port, observer=_PerConnectionTrace("server") if trace else None,
             **options)
     except OSError as exc:
-        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    print(f"utcp echo server listening on {host}:{server.port} (UDP)", file=sys.stderr,
-          flush=True)
+        raise CliError(f"cannot listen on {_address_text(host, port)}: "
+                       f"{exc.strerror or exc}") from None
+    servers: list[Any] = [server]
+    listening = [f"echo on {_address_text(host, server.port)} (UDP)"]
+    missing = []
     try:
+        for offset, name, service in ((1, "discard", bench.discard),
+                                      (2, "source", bench.source)):
+            try:
+                servers.append(await start_server(service, host, server.port + offset,
+                                                  **options))
+                listening.append(f"{name} on port {server.port + offset}")
+            except OSError as exc:
+                missing.append(f"utcp: no {name} service for 'utcp bench throughput': "
+                               f"port {server.port + offset}: {exc.strerror or exc}")
+        if kernel_port is not None:
+            kernel_services = ((0, "echo", handle), (1, "discard", bench.discard),
+                               (2, "source", bench.source))
+            for offset, name, service in kernel_services:
+                try:
+                    servers.append(await asyncio.start_server(service, host,
+                                                              kernel_port + offset))
+                except OSError as exc:
+                    raise CliError(f"cannot listen on kernel TCP port {kernel_port + offset} "
+                                   f"({name}): {exc.strerror or exc}") from None
+            listening.append(f"kernel TCP echo, discard, source on ports "
+                             f"{kernel_port}-{kernel_port + 2}")
+        print("utcp echo server listening: " + "; ".join(listening), file=sys.stderr,
+              flush=True)
+        for line in missing:
+            print(line, file=sys.stderr, flush=True)
         # Not server.serve_forever(): cancelled, it waits for every connection to end,
         # which a client that stays connected never does, and Ctrl-C would be swallowed.
         await asyncio.get_running_loop().create_future()
     finally:
+        for other in servers[1:]:
+            other.close()
         await _stop_server(server, clients)
 
 
@@ -281,6 +368,30 @@ async def _stdin_lines() -> Any:
             yield line + b"\n"
 
 
+# ------------------------------------------------------------------- bench
+
+
+async def run_bench(args: argparse.Namespace, options: dict[str, Any]) -> None:
+    """``utcp bench TEST``: measure, then print the summary or one JSON object."""
+    common = {"duration": args.duration, "kernel": args.kernel}
+    where = _address_text(args.host, args.port)
+    try:
+        if args.test == "connect":
+            result = await bench.connect(args.host, args.port, concurrency=args.concurrency,
+                                         message_size=args.message_size, **common)
+        elif args.test == "rr":
+            result = await bench.request_response(args.host, args.port, **common)
+        else:
+            result = await bench.throughput(args.host, args.port, reverse=args.reverse,
+                                            **common)
+    except socket.gaierror as exc:
+        raise CliError(f"cannot resolve {args.host!r}: {exc.strerror}") from None
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        raise CliError(f"bench {args.test} against {where} failed: "
+                       f"{bench.failure_cause(exc)}") from None
+    _stdout.line(json.dumps(result) if args.json else bench.summary(result))
+
+
 # -------------------------------------------------------------------- demo
 
 
@@ -393,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=_port, default=DEFAULT_PORT,
                    help=f"UDP and TCP port (default {DEFAULT_PORT})")
     s.add_argument("--trace", action="store_true", help="print each connection's ladder live")
+    s.add_argument("--kernel-port", type=_port, default=None, metavar="N",
+                   help="also serve the kernel's TCP on ports N (echo), N+1 (discard) and "
+                        "N+2 (source), for 'utcp bench --kernel'")
     common(s)
 
     c = sub.add_parser("echo-client", help="send lines to an echo server, print the echoes")
@@ -405,6 +519,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SYN retransmissions before giving up (default 3: about 15 s)")
     c.add_argument("--trace", action="store_true", help="print the connection's ladder live")
     common(c)
+
+    b = sub.add_parser("bench", help="measure a path to an echo server: connections per "
+                                     "second, round trips, throughput")
+    bsub = b.add_subparsers(dest="test", metavar="TEST", required=True)
+
+    def bench_common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("host", help="host of a running 'utcp echo-server'")
+        sp.add_argument("port", type=_port, nargs="?", default=DEFAULT_PORT,
+                        help=f"its echo port (default {DEFAULT_PORT})")
+        sp.add_argument("--duration", type=_positive, default=10.0,
+                        help="seconds to run (default 10)")
+        sp.add_argument("--kernel", action="store_true",
+                        help="the same over the kernel's TCP, to 'utcp echo-server "
+                             "--kernel-port' (PORT is then that port)")
+        sp.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of the summary")
+        common(sp)
+
+    bc = bsub.add_parser("connect", help="whole connections per second (open, echo, close)")
+    bench_common(bc)
+    bc.add_argument("--concurrency", type=_count, default=64,
+                    help="connections in flight at once (default 64)")
+    bc.add_argument("--message-size", type=_count, default=16,
+                    help="bytes echoed on each connection (default 16)")
+    br = bsub.add_parser("rr", help="round trips per second of a 1-byte request/response")
+    bench_common(br)
+    bt = bsub.add_parser("throughput", help="MB/s one way (to the server's discard port)")
+    bench_common(bt)
+    bt.add_argument("--reverse", action="store_true",
+                    help="from the server (its source port) instead")
 
     d = sub.add_parser("demo", help="client and server in one process, drawn as a ladder")
     d.add_argument("--trace", action="store_true",
@@ -467,7 +611,14 @@ def _main(argv: list[str] | None) -> int:
         parser.error(str(exc))
     try:
         if args.command == "echo-server":
-            run(echo_server(args.host, args.port, args.trace, options), args.uvloop)
+            run(echo_server(args.host, args.port, args.trace, options, args.kernel_port),
+                args.uvloop)
+        elif args.command == "bench":
+            if args.port == 0:
+                raise CliError("the server port must not be 0")
+            if args.test == "connect" and args.concurrency == 0:
+                parser.error("--concurrency must be at least 1")
+            run(run_bench(args, options), args.uvloop)
         elif args.command == "echo-client":
             if args.port == 0:
                 raise CliError("the server port must not be 0")

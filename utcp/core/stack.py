@@ -129,6 +129,7 @@ class Stack:
         self.segments_in = 0
         self.segments_out = 0
         self.resets_sent = 0
+        self.accepted = 0  # passive opens that completed their handshake
         self.drops: Counter[str] = Counter()
         self._finished: Counter[str] = Counter()  # counters of connections forgotten
 
@@ -337,6 +338,7 @@ class Stack:
             "segments_out": self.segments_out,
             "retransmissions": totals["retransmissions"],
             "resets_sent": self.resets_sent,
+            "accepted": self.accepted,
             "drops": dict(self.drops),
             "connections": dict(states),
             "listeners": sorted(self.listeners),
@@ -374,6 +376,7 @@ class Stack:
             listener = conn.listener
             if listener is not None and conn in listener.half_open:
                 listener.half_open.discard(conn)
+                self.accepted += 1
         d = conn.next_deadline()
         if d is not None:
             self._timers.arm(conn, d)
