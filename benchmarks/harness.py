@@ -1,13 +1,20 @@
-"""What both benchmark scripts share: running a case on a fresh loop, the
-allocator warm-up, and picking the median of repeated runs."""
+"""What the benchmark scripts share: an echo server in its own process, running a
+case on a fresh loop, the allocator warm-up, and picking the median of repeated runs."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
 R = TypeVar("R")
+
+HOST = "127.0.0.1"
 
 
 def run_on(coro: Any, loop_name: str) -> Any:
@@ -38,6 +45,14 @@ def run_on(coro: Any, loop_name: str) -> Any:
             loop.close()
 
 
+def uvloop_available() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def warm_malloc() -> None:
     """Put glibc's allocator in the state a long-running process reaches anyway.
 
@@ -63,3 +78,77 @@ def medians(runs: Iterable[R], group: Callable[[R], Hashable],
         rs = sorted(rs, key=rate)
         out.append((rs[(len(rs) - 1) // 2], rs))
     return out
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of a process, from /proc (0 where unavailable)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def free_ports(kind: int, n: int = 3) -> int:
+    """A port P on 127.0.0.1 such that P .. P + n - 1 are free (UDP or TCP, by ``kind``).
+
+    Drawn below Linux's ephemeral range (32768-60999), where the clients' ports
+    and a TCP benchmark's thousands of sockets in TIME-WAIT are; TCP ports are
+    probed with SO_REUSEADDR, as asyncio's servers bind them.
+    """
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(10000, 32000)
+        socks = []
+        try:
+            for p in range(port, port + n):
+                s = socket.socket(socket.AF_INET, kind)
+                socks.append(s)
+                if kind == socket.SOCK_STREAM:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((HOST, p))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return port
+    raise RuntimeError(f"no {n} adjacent free ports")
+
+
+class EchoServer:
+    """``utcp echo-server`` in a process of its own, with the kernel TCP services too.
+
+    ``port`` is utcp's echo port (discard and source follow it), ``kernel_port``
+    the kernel's. Used as a context manager; stopped with SIGINT, as Ctrl-C would.
+    """
+
+    def __init__(self, loop_name: str = "asyncio", *extra: str) -> None:
+        self.port = free_ports(socket.SOCK_DGRAM)
+        self.kernel_port = free_ports(socket.SOCK_STREAM)
+        args = [sys.executable, "-m", "utcp", "echo-server", "--host", HOST,
+                "--port", str(self.port), "--kernel-port", str(self.kernel_port), *extra]
+        if loop_name == "uvloop":
+            args.append("--uvloop")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()
+        if "listening" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"the echo server did not start: {line}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def __enter__(self) -> EchoServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(2)  # SIGINT
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()

@@ -6,6 +6,7 @@ The command line around them is tested in tests/test_cli.py.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 
 import pytest
@@ -18,18 +19,21 @@ pytestmark = pytest.mark.usefixtures("loop_errors")
 
 
 def three_free_ports(kind: int) -> int:
-    """A port P such that P, P + 1 and P + 2 are free (UDP or TCP, by ``kind``)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, kind) as probe:
-            probe.bind((HOST, 0))
-            port = probe.getsockname()[1]
-        if port > 65000:
-            continue
+    """A port P such that P, P + 1 and P + 2 are free (UDP or TCP, by ``kind``).
+
+    Drawn below the ephemeral range, where other tests' TIME-WAIT sockets and
+    client ports are; TCP ports are probed with SO_REUSEADDR, as asyncio binds them.
+    """
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(10000, 32000)
+        socks = []
         try:
-            socks = []
-            for p in (port + 1, port + 2):
+            for p in range(port, port + 3):
                 s = socket.socket(socket.AF_INET, kind)
                 socks.append(s)
+                if kind == socket.SOCK_STREAM:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((HOST, p))
         except OSError:
             continue

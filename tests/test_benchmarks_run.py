@@ -13,7 +13,8 @@ BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
 @pytest.mark.parametrize("args", [
     ["bench_bulk.py", "--size", "1", "--repeat", "1"],
-    ["bench_connect.py", "--count", "20", "--concurrency", "2", "--repeat", "1"],
+    ["bench_connect.py", "--duration", "0.3", "--concurrency", "4", "--repeat", "1",
+     "--calls", "20", "--tw-memory", "50"],
 ])
 def test_benchmark_script_runs(args: list[str]) -> None:
     result = subprocess.run([sys.executable, str(BENCH / args[0]), *args[1:]],

@@ -14,6 +14,8 @@ Section numbers in comments refer to RFC 9293 unless another RFC is named.
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import seq as sq
 from .buffers import ReassemblyQueue, SendBuffer
 from .config import Options
@@ -263,15 +265,15 @@ class Connection:
 
         # The stack's bookkeeping; a connection on its own leaves them as they are.
         #: The peer's datagram address, and the local address it reached (or None).
-        self.peer: object = None
-        self.via: object = None
+        self.peer: Any = None
+        self.via: Any = None
         #: The connection's entry in its stack's table, and the listener that
         #: accepted it (None for an active open).
-        self.key: object = None
-        self.listener: object = None
+        self.key: Any = None
+        self.listener: Any = None
         #: Whatever the application side keeps for this connection (the asyncio
         #: shell's transport); the core never looks at it.
-        self.owner: object = None
+        self.owner: Any = None
         self.timer_bucket: int | None = None
 
     # ------------------------------------------------------------------ outputs
@@ -636,10 +638,12 @@ class Connection:
         ws = seg.option(WSCALE)
         # RFC 7323 1.3: scaling applies only when both SYNs carry the option;
         # 2.3: a shift above 14 is taken as 14.
-        self._peer_offered_wscale = isinstance(ws, int)
-        if self._peer_offered_wscale:
-            self._snd_wscale = min(ws, _MAX_WSCALE)  # type: ignore[type-var]
+        if isinstance(ws, int):
+            self._peer_offered_wscale = True
+            self._snd_wscale = min(ws, _MAX_WSCALE)
             self._rcv_wscale = self.options.wscale
+        else:
+            self._peer_offered_wscale = False
         # The window in a SYN is never scaled (RFC 7323 2.2).
         self.snd_wnd = seg.window
         self.max_snd_wnd = seg.window

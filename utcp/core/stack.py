@@ -122,7 +122,7 @@ class Stack:
         self._tw = TimeWaitTable()
         self.listeners: dict[int, Listener] = {}
         self._timers = Timers()
-        self._datagrams: list[tuple[bytes, Address, Any]] = []
+        self._datagrams: list[tuple[bytes, Any, Any]] = []
         self._events: list[tuple[Connection, list[Event]]] = []
         self._batch: list[Connection] = []  # owe an ACK at the end of the batch
         # Statistics.
@@ -135,7 +135,7 @@ class Stack:
 
     # ------------------------------------------------------------------ outputs
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address, Any]]:
+    def datagrams_to_send(self) -> list[tuple[bytes, Any, Any]]:
         """Return and forget the datagrams to send, oldest first, as
         ``(data, address, via)``: ``via`` is the local address to send from (what
         :meth:`receive` was given with the peer's datagrams), or None."""
@@ -383,13 +383,13 @@ class Stack:
 
     def _forget(self, conn: Connection) -> None:
         key = conn.key
-        if self._conns.get(key) is conn:  # type: ignore[arg-type]
-            del self._conns[key]  # type: ignore[arg-type]
+        if self._conns.get(key) is conn:
+            del self._conns[key]
             self._finished.update(conn.counters.as_dict())
         self._timers.cancel(conn)
         listener = conn.listener
         if listener is not None:
-            listener.half_open.discard(conn)  # type: ignore[attr-defined]
+            listener.half_open.discard(conn)
 
     def _no_connection(self, seg: Segment, key: Key, addr: Address, via: Any,
                        now: float) -> None:

@@ -48,7 +48,6 @@ _DUE_AT = _RECORD.size
 
 #: What a segment did to a record (see :meth:`TimeWaitTable.receive`).
 STAY, CLOSE = 0, 1
-_MISSING = object()
 
 
 def reopens(seg: Segment, rcv_nxt: int, ts_ok: bool, ts_recent: int) -> bool:
@@ -120,13 +119,13 @@ class TimeWaitTable:
         else:
             self._via.pop(key, None)
         records = self._records
-        old = records.get(key, _MISSING)
-        if old is not _MISSING:
+        if key in records:
             # An entry of this 4-tuple's last connection (dormant, or one that a
             # traced connection left): take over its place in the FIFO.
+            old = records[key]
             if old is not None:
                 self._count -= 1
-            records[key] = record + (old[_DUE_AT:] if old else _DUE.pack(0.0))
+            records[key] = record + (old[_DUE_AT:] if old is not None else _DUE.pack(0.0))
         else:
             two_msl = 2 * conn.options.msl
             due = max(expires, self._tails.get(two_msl, expires))
