@@ -121,16 +121,18 @@ def test_bench_between_two_hosts_against_utcp_and_the_kernel(
     try:
         assert server.stderr is not None
         assert "listening" in server.stderr.readline()
-        for test, extra in (("connect", ["--concurrency", "8"]), ("rr", []),
-                            ("throughput", []), ("throughput", ["--reverse"])):
-            for stack, port in (("utcp", PORT), ("kernel", kernel_port)):
-                kernel = ["--kernel"] if stack == "kernel" else []
-                run = subprocess.run(
-                    ["ip", "netns", "exec", client_ns, *utcp, "bench", test, SERVER_IP,
-                     str(port), "--duration", "0.5", "--json", *extra, *kernel],
-                    capture_output=True, text=True, timeout=60)
-                assert run.returncode == 0, run.stderr
-                results[test, " ".join(extra), stack] = json.loads(run.stdout)
+        for test, extra, stack in (("connect", ["--concurrency", "8"], "utcp"),
+                                   ("connect", ["--concurrency", "8"], "kernel"),
+                                   ("rr", [], "utcp"),
+                                   ("throughput", ["--reverse"], "utcp")):
+            kernel = ["--kernel"] if stack == "kernel" else []
+            port = kernel_port if kernel else PORT
+            run = subprocess.run(
+                ["ip", "netns", "exec", client_ns, *utcp, "bench", test, SERVER_IP,
+                 str(port), "--duration", "0.3", "--json", *extra, *kernel],
+                capture_output=True, text=True, timeout=60)
+            assert run.returncode == 0, run.stderr
+            results[test, " ".join(extra), stack] = json.loads(run.stdout)
     finally:
         server.terminate()
         server.communicate(timeout=10)
