@@ -137,16 +137,15 @@ async def test_own_socket_stays_through_time_wait_to_ack_a_repeated_fin() -> Non
                                                     msl=0.5)
         tr = writer.transport
         udp = tr.endpoint.transport
-        real_sendto = udp.sendto
+        real_sendmany = udp.sendmany
         lost = []
 
-        def lose_the_first_ack_in_time_wait(data: bytes, addr: object = None) -> None:
+        def lose_the_first_ack_in_time_wait(datagrams: list) -> None:
             if str(tr.conn.state) == "TIME-WAIT" and not lost:
-                lost.append(data)
-                return
-            real_sendto(data, addr)
+                lost.append(datagrams.pop(0))
+            real_sendmany(datagrams)
 
-        udp.sendto = lose_the_first_ack_in_time_wait
+        udp.sendmany = lose_the_first_ack_in_time_wait
         writer.write(b"request")
         writer.write_eof()
         assert await reader.read() == b"response"

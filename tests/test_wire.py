@@ -124,10 +124,16 @@ def option_lists(draw) -> tuple:
     return tuple(chosen)
 
 
+# What every segment of a connection with timestamps carries: the codec's fast path
+# (wire.NOP_OPTION itself, as the connection puts it, or equal tuples, as others may).
+timestamps_only = st.tuples(u32, u32, st.booleans()).map(
+    lambda t: ((wire.NOP_OPTION, wire.NOP_OPTION) if t[2] else ((NOP, None), (NOP, None)))
+    + ((TIMESTAMPS, t[:2]),))
+
 segments = st.builds(
     Segment,
     src_port=u16, dst_port=u16, seq=u32, ack=u32, flags=u8, window=u16, urgent=u16,
-    options=st.one_of(st.just(()), option_lists()),
+    options=st.one_of(st.just(()), option_lists(), timestamps_only),
     payload=st.one_of(st.binary(max_size=64), st.binary(min_size=1400, max_size=1452)),
     reserved=st.integers(0, 15),
 )
@@ -610,3 +616,18 @@ def test_checksum_failure_is_its_own_malformed_kind() -> None:
         with pytest.raises(BadChecksum):
             parse(bytes(data))
     assert issubclass(BadChecksum, MalformedSegment)
+
+
+def test_timestamps_fast_path_known_answer() -> None:
+    # NOP NOP TS: the layout of every segment of a connection with timestamps.
+    seg = Segment(49152, 7007, 1000, 5000, ACK, 512, 0,
+                  (wire.NOP_OPTION, wire.NOP_OPTION, (TIMESTAMPS, (0x01020304, 0xA0B0C0D0))))
+    data = encode(seg)
+    assert data[12] >> 4 == 8 and data[20:32] == bytes.fromhex("0101080a01020304a0b0c0d0")
+    assert rfc1071(data) == 0
+    assert data == build_construct(seg)
+    assert decode(data) == seg and decode(data).options[0] is wire.NOP_OPTION
+    # Eight words of header, but other options in them: the general path.
+    other = Segment(1, 2, 3, 4, ACK, 5, 0, ((MSS, 1460), (NOP, None), (WSCALE, 7), (NOP, None),
+                                            (NOP, None), (NOP, None), (NOP, None)))
+    assert decode(encode(other)) == other

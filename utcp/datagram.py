@@ -2,12 +2,12 @@
 
 asyncio's own datagram transport reads one datagram per turn of the event loop
 (and into a 256 KiB buffer). Under load that makes the loop, not TCP, the
-bottleneck. This transport registers the socket with ``loop.add_reader`` and
-reads up to :data:`BATCH` datagrams per wake-up, then tells the protocol the
-batch is over (``batch_done``), so that per-batch work, such as one ACK for
-many segments, happens once. It offers the part of
-:class:`asyncio.DatagramTransport` the endpoint uses, so asyncio's transport
-(or a simulated link) can stand in for it.
+bottleneck. This transport registers the socket with ``loop.add_reader``, reads
+up to :data:`BATCH` datagrams per wake-up and hands them to the protocol in one
+call (``datagrams_received``), so that per-batch work, such as one ACK for many
+segments, happens once; ``sendmany`` sends a batch the same way. It also offers
+the part of :class:`asyncio.DatagramTransport` the endpoint uses, so asyncio's
+transport (or a simulated link) can stand in for it.
 """
 
 from __future__ import annotations
@@ -138,15 +138,15 @@ class BatchedDatagramTransport:
         #: asked for by servers, where a socket on a wildcard address answers.
         self.pktinfo = pktinfo and _enable_pktinfo(sock)
         self._extra = {"socket": sock, "sockname": sock.getsockname()}
-        self._batch_done = getattr(protocol, "batch_done", None)
         loop.add_reader(sock.fileno(),
                         self._read_ready_pktinfo if self.pktinfo else self._read_ready)
         protocol.connection_made(self)  # type: ignore[arg-type]
 
     def _read_ready_pktinfo(self) -> None:
-        """As :meth:`_read_ready`, each datagram with the local address it reached."""
+        """As :meth:`_read_ready`, each datagram with the local address it reached:
+        the batch holds ``(data, addr, local)``."""
         recvmsg = self._sock.recvmsg
-        received = self._protocol.datagram_received
+        batch: list[tuple[Any, ...]] = []
         for _ in range(BATCH):
             try:
                 data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, _PKTINFO_SPACE)
@@ -158,16 +158,18 @@ class BatchedDatagramTransport:
                     continue
                 self._protocol.error_received(exc)
                 break
-            received(data, addr, _local_address(ancdata) if ancdata else None)
-        if self._batch_done is not None:
-            self._batch_done()
+            batch.append((data, addr, _local_address(ancdata) if ancdata else None))
+        if batch:
+            self._protocol.datagrams_received(batch)  # type: ignore[attr-defined]
 
     def _read_ready(self) -> None:
+        """Read up to BATCH datagrams and hand them over as ``(data, addr)`` pairs."""
         recvfrom = self._sock.recvfrom
-        received = self._protocol.datagram_received
+        batch: list[tuple[Any, ...]] = []
+        append = batch.append
         for _ in range(BATCH):
             try:
-                data, addr = recvfrom(MAX_DATAGRAM)
+                append(recvfrom(MAX_DATAGRAM))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -176,9 +178,8 @@ class BatchedDatagramTransport:
                     continue
                 self._protocol.error_received(exc)
                 break
-            received(data, addr)
-        if self._batch_done is not None:
-            self._batch_done()
+        if batch:
+            self._protocol.datagrams_received(batch)  # type: ignore[attr-defined]
 
     def _read_errors(self) -> None:
         """Hand each queued ICMP error, with the datagram it quotes, to the protocol."""
@@ -219,6 +220,23 @@ class BatchedDatagramTransport:
                 self._sock.sendto(data, addr)
             except OSError:
                 self.send_errors += 1  # TCP retransmits it like any lost segment
+
+    def sendmany(self, datagrams: list[tuple[bytes, Any, Any]]) -> None:
+        """Send ``(data, addr, local)`` datagrams in order (``local`` None: from the
+        address the kernel picks), each as :meth:`sendto` or :meth:`sendto_from` would."""
+        if self._closed:
+            return
+        sendto = self._sock.sendto
+        for data, addr, local in datagrams:
+            if local is not None:
+                self.sendto_from(data, addr, local)
+                continue
+            try:
+                sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                self.send_errors += 1  # TCP retransmits it like any lost segment
+            except OSError:
+                self.sendto(data, addr)  # an ICMP error, or worse: as sendto() deals with it
 
     def sendto_from(self, data: bytes, addr: Any, local: LocalAddress) -> None:
         """Send one datagram from the local address ``local`` (see :attr:`pktinfo`)."""
@@ -265,8 +283,11 @@ async def open_datagram_socket(
     With ``pktinfo``, a socket on a wildcard address hands each datagram to the
     protocol with the address it was sent to (see :class:`LocalAddress`).
 
-    Uses :class:`BatchedDatagramTransport` where the loop supports ``add_reader``
-    and asyncio's datagram transport elsewhere (such as Windows' proactor loop).
+    On asyncio's selector loops this is a :class:`BatchedDatagramTransport`. On
+    other loops it is the loop's own datagram transport (uvloop's, written in C,
+    reads and sends with less Python work than any transport written here), but
+    for ``pktinfo``, which needs ``recvmsg``, where the loop supports
+    ``add_reader``.
     """
     infos = await loop.getaddrinfo(local_addr[0], local_addr[1], family=family,
                                    type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
@@ -276,6 +297,9 @@ async def open_datagram_socket(
     sock = socket.socket(fam, socket.SOCK_DGRAM, proto)
     try:
         sock.bind(addr)
+        if not (pktinfo or isinstance(loop, selector_events.BaseSelectorEventLoop)):
+            transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+            return transport
         try:
             return BatchedDatagramTransport(loop, sock, protocol, pktinfo=pktinfo)
         except NotImplementedError:

@@ -106,7 +106,9 @@ class Endpoint(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.family = socket.AF_INET
         self.local_address: Address = ("", 0)
-        self._batched = False  # the transport reads in batches and calls batch_done
+        self._batched = False  # the transport reads in batches (datagrams_received)
+        self._flushing = False
+        self._batch_end_due = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._accept: dict[Listener, Callable[[Connection], ConnectionOwner]] = {}
@@ -135,8 +137,9 @@ class Endpoint(asyncio.DatagramProtocol):
         # DatagramTransport, so no isinstance check here.)
         self.transport = transport  # type: ignore[assignment]
         self._batched = isinstance(transport, BatchedDatagramTransport)
-        # Reading in batches, the stack can ACK once per batch (batch_done).
-        self.stack.coalesce_acks = self._batched
+        # The stack ACKs once per batch of datagrams: what one wake-up read (see
+        # datagrams_received), or what a loop's own transport delivered in one turn.
+        self.stack.coalesce_acks = True
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.family = sock.family
@@ -150,16 +153,26 @@ class Endpoint(asyncio.DatagramProtocol):
         self.local_address = transport.get_extra_info("sockname")
         self.stack.local_address = self.local_address
 
-    def datagram_received(self, data: bytes, addr: Address, via: Any = None) -> None:
-        """One datagram from ``addr``; ``via`` is the local address it reached, when a
-        socket bound to a wildcard address learns it (then replies leave from it)."""
-        self.stack.receive(data, addr, self.loop.time(), via)
-        if not self._batched:
-            self.flush()
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        """One datagram from ``addr``, from a loop's own datagram transport.
 
-    def batch_done(self) -> None:
-        """The datagram transport read a batch: send what the stack has for it."""
+        The datagrams of one turn of the loop make a batch: it ends (one ACK per
+        connection, what is queued sent) in a callback the first of them schedules.
+        """
+        self.stack.receive(data, addr, self.loop.time())
+        if not self._batch_end_due:
+            self._batch_end_due = True
+            self.loop.call_soon(self._batch_end)
+
+    def _batch_end(self) -> None:
+        self._batch_end_due = False
         self.stack.end_batch(self.loop.time())
+        self.flush()
+
+    def datagrams_received(self, batch: list[tuple[Any, ...]]) -> None:
+        """Datagrams the transport read in one go, as ``(data, addr)`` or, from a
+        socket that learns where each arrived, ``(data, addr, via)``."""
+        self.stack.receive_batch(batch, self.loop.time())
         self.flush()
 
     def unreachable(self, quoted: bytes, addr: Address, err: int) -> None:
@@ -185,28 +198,52 @@ class Endpoint(asyncio.DatagramProtocol):
 
     # ------------------------------------------------------------------ output
 
-    def flush(self) -> None:
-        """Send what the stack queued, deliver its events, re-arm the timer."""
-        stack = self.stack
-        datagrams = stack.datagrams_to_send()
+    def _send(self) -> None:
+        datagrams = self.stack.datagrams_to_send()
+        if not datagrams:
+            return
         transport = self.transport
-        if datagrams and transport is not None:
-            sendto = transport.sendto
-            for data, addr, via in datagrams:
-                if via is None:
-                    sendto(data, addr)
-                else:
-                    transport.sendto_from(data, addr, via)  # type: ignore[attr-defined]
-        for conn, events in stack.take_events():
-            owner = conn.owner
-            if owner is None:
-                # A passive open is handed to its listener's owner when it completes
-                # its handshake; what a half-open connection reports goes nowhere.
-                accept = self._accept.get(conn.listener)  # type: ignore[arg-type]
-                if accept is None or not any(type(e) is Connected for e in events):
-                    continue
-                owner = conn.owner = accept(conn)
-            owner.handle_events(events)  # type: ignore[attr-defined]
+        if transport is None:
+            return
+        if self._batched:
+            transport.sendmany(datagrams)  # type: ignore[attr-defined]
+            return
+        for data, addr, via in datagrams:
+            if via is None:
+                transport.sendto(data, addr)
+            else:
+                transport.sendto_from(data, addr, via)  # type: ignore[attr-defined]
+
+    def flush(self) -> None:
+        """Send what the stack queued, deliver its events, re-arm the timer.
+
+        Called again from within (an owner's callback that writes, say), it only
+        sends: the outer call delivers the events, so that each connection's
+        arrive in order.
+        """
+        if self._flushing:
+            self._send()
+            return
+        self._flushing = True
+        stack = self.stack
+        try:
+            while True:
+                self._send()
+                delivery = stack.take_events()
+                if not delivery:
+                    break
+                for conn, events in delivery:
+                    owner = conn.owner
+                    if owner is None:
+                        # A passive open goes to its listener's owner when it completes
+                        # its handshake; what a half-open connection reports goes nowhere.
+                        accept = self._accept.get(conn.listener)
+                        if accept is None or not any(type(e) is Connected for e in events):
+                            continue
+                        owner = conn.owner = accept(conn)
+                    owner.handle_events(events)
+        finally:
+            self._flushing = False
         when = stack.next_deadline()
         if when is not None and (self._timer_at is None or when < self._timer_at):
             if self._timer is not None:

@@ -73,9 +73,6 @@ class ConnectionTransport(asyncio.Transport):
         self._protocol: asyncio.BaseProtocol | None = None
         self._connected: asyncio.Future[None] | None = (
             None if accepted else self._loop.create_future())
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-        self._flush_handle: asyncio.Handle | None = None
         self._closing = False
         self._closing_wait = False  # closed; connection_lost waits for the FIN's ACK
         # A RST that came after the peer's FIN, while data for the reader was held.
@@ -142,7 +139,7 @@ class ConnectionTransport(asyncio.Transport):
             # wait_closed() only if data of ours was still unacknowledged.
             self._closing_wait = False
             self._lose(None if ev.after_fin and not self.conn.send_buffered else exc)
-        elif ev.after_fin and not self._pending_size and not self.conn.send_buffered:
+        elif ev.after_fin and not self.conn.send_buffered:
             # The peer had finished and has everything of ours: as with the kernel's
             # TCP, the reader still gets all data and EOF; a later write fails
             # (drain() and wait_closed() raise), close() does not.
@@ -174,8 +171,6 @@ class ConnectionTransport(asyncio.Transport):
         if self._lost:
             return
         self._lost = True
-        self._pending.clear()
-        self._pending_size = 0
         self._ended()
         protocol = self._protocol
         # The connection may linger (TIME-WAIT); the application's objects need not.
@@ -199,14 +194,14 @@ class ConnectionTransport(asyncio.Transport):
     def _maybe_resume_writing(self) -> None:
         if not self._writing_paused:
             return
-        if self.get_write_buffer_size() <= self._low:
+        if self.conn.unsent <= self._low:
             self._writing_paused = False
             self.conn.send_low_water = None
             if self._protocol is not None:
                 self._protocol.resume_writing()
         else:
             # The connection says when enough of what it holds has left.
-            self.conn.send_low_water = max(self._low - self._pending_size, 0)
+            self.conn.send_low_water = self._low
 
     async def wait_connected(self) -> None:
         """Wait for the handshake of an active open (its error if it fails)."""
@@ -268,7 +263,6 @@ class ConnectionTransport(asyncio.Transport):
         if self._closing:
             return
         self._closing = True
-        self._flush()
         if self._resume_handle is not None:
             # Reading was resumed: that data belongs to the reader already, and
             # does not make close() a reset (see Connection.close).
@@ -319,6 +313,12 @@ class ConnectionTransport(asyncio.Transport):
     # ----------------------------------------------------------- WriteTransport
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data`` now, as far as the windows allow; the connection keeps the rest.
+
+        As with asyncio's transports on the kernel's TCP with TCP_NODELAY, each
+        write leaves at once (a small one as a segment of its own); ``drain()``
+        blocks while more than the high-water mark is written but not yet sent.
+        """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
@@ -329,46 +329,29 @@ class ConnectionTransport(asyncio.Transport):
         if self._reset_after_fin is not None:
             self._lose(self._reset_after_fin, soon=True)  # the peer reset after its FIN
             return
-        self._pending.append(bytes(data))
-        self._pending_size += len(data)
-        if self._flush_handle is None:
-            # Writes made in one loop iteration leave as one stream of full segments.
-            self._flush_handle = self._loop.call_soon(self._flush)
-        # The connection's whole send buffer bounds its unsent part: most writes
-        # are decided without computing that part.
-        if (not self._writing_paused
-                and self._pending_size + self.conn.send_buffered > self._high
-                and self.get_write_buffer_size() > self._high):
-            self._writing_paused = True
-            if self._protocol is not None:
-                self._protocol.pause_writing()
-
-    def writelines(self, list_of_data: Any) -> None:
-        for data in list_of_data:
-            self.write(data)
-
-    def _flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        if not self._pending:
-            return
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending.clear()
-        self._pending_size = 0
+        conn = self.conn
         try:
-            self._endpoint.send(self.conn, data)
+            self._endpoint.send(conn, bytes(data))
         except ConnectionStateError:
             if self._reset_after_fin is not None:
                 self._lose(self._reset_after_fin)  # writing after the peer's RST fails
             return  # the connection ended meanwhile; its error reaches drain()/read()
-        self._maybe_resume_writing()
+        # The whole send buffer bounds its unsent part: most writes are decided
+        # without computing that part.
+        if (not self._writing_paused and conn.send_buffered > self._high
+                and conn.unsent > self._high):
+            self._writing_paused = True
+            conn.send_low_water = self._low
+            if self._protocol is not None:
+                self._protocol.pause_writing()
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
 
     def write_eof(self) -> None:
         if self._eof:
             return
         self._eof = True
-        self._flush()
         if self.conn.state is not _CLOSED:
             self._endpoint.shutdown(self.conn)
 
@@ -377,8 +360,6 @@ class ConnectionTransport(asyncio.Transport):
 
     def abort(self) -> None:
         """Reset the connection (RST) and drop anything unsent."""
-        self._pending.clear()
-        self._pending_size = 0
         self._closing_wait = False  # our own reset: not the peer's, no error
         if self.conn.state is not _CLOSED:
             self._endpoint.abort(self.conn)
@@ -386,8 +367,8 @@ class ConnectionTransport(asyncio.Transport):
         self._lose(None, soon=True)
 
     def get_write_buffer_size(self) -> int:
-        """Bytes written and not yet sent once (queued here or in the connection)."""
-        return self._pending_size + self.conn.unsent
+        """Bytes written and not yet sent once."""
+        return self.conn.unsent
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return (self._low, self._high)

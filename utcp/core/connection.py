@@ -34,7 +34,7 @@ from .events import (
 from .observer import Observer
 from .rtt import RttEstimator
 from .state import State
-from .wire import ACK, FIN, MSS, NOP, PSH, RST, SYN, TIMESTAMPS, WSCALE, Segment
+from .wire import ACK, FIN, MSS, NOP_OPTION, PSH, RST, SYN, TIMESTAMPS, WSCALE, Segment
 
 # For sequence arithmetic inlined on the per-segment path: each such expression is
 # the body of the seq function named in its comment, spelled out to save the call.
@@ -91,7 +91,7 @@ _TS_HZ = 1000
 _PAWS_IDLE = 24 * 86400.0
 # NOP, NOP, then the 10-byte option: what timestamps take from every segment.
 _TS_OPTION_SPACE = 12
-_NOP_ENTRY = (NOP, None)
+_NOP_ENTRY = NOP_OPTION
 
 
 def timestamps_of(seg: Segment) -> tuple[int, int] | None:

@@ -187,6 +187,17 @@ class Stack:
         if conn._ack_at_batch_end:
             self._batch.append(conn)
 
+    def receive_batch(self, batch: list[tuple[Any, ...]], now: float) -> None:
+        """Datagrams read together, as ``(data, addr)`` or ``(data, addr, via)``, all
+        at ``now``; then :meth:`end_batch`."""
+        receive = self.receive
+        for item in batch:
+            if len(item) == 2:
+                receive(item[0], item[1], now)
+            else:
+                receive(item[0], item[1], now, item[2])
+        self.end_batch(now)
+
     def end_batch(self, now: float) -> None:
         """The datagrams read together are all in: send each connection's one ACK."""
         batch = self._batch

@@ -27,7 +27,7 @@ import struct
 from collections import Counter, deque
 from typing import Any
 
-from .wire import ACK, FIN, NOP, RST, SYN, TIMESTAMPS, Segment
+from .wire import ACK, FIN, NOP_OPTION, RST, SYN, TIMESTAMPS, Segment
 
 _MASK = 0xFFFFFFFF
 _HALF = 1 << 31
@@ -35,7 +35,7 @@ _MOD = 1 << 32
 _TS_HZ = 1000
 _PAWS_IDLE = 24 * 86400.0
 _OOW_ACK_INTERVAL = 0.5
-_NOP = (NOP, None)
+_NOP = NOP_OPTION
 
 # expires, 2 MSL, last out-of-window ACK, TS.Recent's time, SND.NXT, RCV.NXT,
 # RCV.WND, the largest window the peer offered, TS.Recent, our timestamp offset,

@@ -469,7 +469,15 @@ _WSCALE_OPT = struct.Struct("!BBB")
 _TS_OPT = struct.Struct("!BBII")
 _U32_PAIR = struct.Struct("!II")
 _SACK_PERMITTED_OPT = bytes((SACK_PERMITTED, 2))
-_NOP_ENTRY = (NOP, None)
+#: The NOP option as ``Segment.options`` holds it. Segments whose options are
+#: ``(NOP_OPTION, NOP_OPTION, (TIMESTAMPS, ...))``, this very object twice (the
+#: layout every segment of a connection with timestamps has), take a fast path.
+NOP_OPTION = (NOP, None)
+_NOP_ENTRY = NOP_OPTION
+# The header followed by NOP, NOP and the timestamps option, in one piece.
+_HEADER_TS = struct.Struct("!HHIIBBHHHIII")
+_TS_AREA = struct.Struct("!III")  # NOP NOP kind length as one word, then TSval, TSecr
+_NOP_NOP_TS = 0x0101080A
 
 
 def _encode_options(options: Any) -> bytes:
@@ -514,6 +522,18 @@ def encode(seg: Segment) -> bytes:
         flags, window, urgent = seg.flags, seg.window, seg.urgent
         options = seg.options
         payload = seg.payload
+        if len(options) == 3 and options[0] is _NOP_ENTRY and options[1] is _NOP_ENTRY \
+                and options[2][0] == TIMESTAMPS:
+            # Timestamps alone (see NOP_OPTION): the same bytes as below, in one pack.
+            # Their words add into the sum as 0x0101 + 0x080A + TSval + TSecr.
+            tsval, tsecr = options[2][1]
+            offres = 0x80 | reserved
+            s = (sp + dp + seq + ack + (offres << 8 | flags) + window + urgent
+                 + 0x0101 + 0x080A + tsval + tsecr
+                 + ((int.from_bytes(payload, "little") % 0xFFFF) << 8)) % 0xFFFF
+            head = _HEADER_TS.pack(sp, dp, seq, ack, offres, flags, window,
+                                   0xFFFF - s if s else 0, urgent, _NOP_NOP_TS, tsval, tsecr)
+            return head + payload if payload else head
         # RFC 1071 sum with the checksum field zero, taken mod 0xFFFF (see checksum()):
         # each header field is a whole number of 16-bit words, so it adds in as is; the
         # options and payload start at even offsets and add in byte-swapped, read
@@ -547,12 +567,21 @@ def decode(data: bytes) -> Segment:
     if total % 0xFFFF or not total:
         raise BadChecksum(_BAD_CHECKSUM)
     sp, dp, seq, ack, offres, flags, window, _, urgent = _HEADER.unpack_from(data)
-    if offres >> 4 == 5:  # no options: the common case
+    offset = offres >> 4
+    if offset == 5:  # no options
         payload = data[20:]
         if type(payload) is not bytes:
             payload = bytes(payload)
         return Segment(sp, dp, seq, ack, flags, window, urgent, (), payload, offres & 0xF)
-    offset = offres >> 4
+    if offset == 8 and n >= 32:
+        nops, tsval, tsecr = _TS_AREA.unpack_from(data, 20)
+        if nops == _NOP_NOP_TS:  # NOP, NOP, timestamps: what _decode_options would make
+            payload = data[32:]
+            if type(payload) is not bytes:
+                payload = bytes(payload)
+            return Segment(sp, dp, seq, ack, flags, window, urgent,
+                           (_NOP_ENTRY, _NOP_ENTRY, (TIMESTAMPS, (tsval, tsecr))), payload,
+                           offres & 0xF)
     if offset < 5:
         raise MalformedSegment(_offset_too_small(offset))
     end = offset * 4
