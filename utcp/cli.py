@@ -168,9 +168,9 @@ def _echo_handler(clients: set[asyncio.StreamWriter], log: _ConnectionLog) -> An
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        info = writer.get_extra_info("utcp")
+        conn = getattr(writer.transport, "conn", None)  # a utcp connection, or none
         who = _address_text(peer[0], peer[1]) + (
-            f" (port {info['remote_port']})" if info is not None else " (kernel TCP)")
+            f" (port {conn.remote_port})" if conn is not None else " (kernel TCP)")
         log.event("opened", f"connection from {who}")
         total = 0
         clients.add(writer)

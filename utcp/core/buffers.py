@@ -8,31 +8,35 @@ from . import seq as sq
 class SendBuffer:
     """Bytes written by the application and not yet acknowledged.
 
-    ``start`` is the sequence number of the first byte held.
+    ``start`` is the sequence number of the first byte held, ``size`` how many
+    are held (an attribute, not ``len()``: the per-segment path reads it often).
     """
 
-    __slots__ = ("_buf", "_head", "start")
+    __slots__ = ("_buf", "_head", "start", "size")
 
     def __init__(self, start: int) -> None:
         self._buf = bytearray()
         self._head = 0  # bytes at the front already acknowledged, compacted lazily
         self.start = start
+        self.size = 0
 
     def __len__(self) -> int:
-        return len(self._buf) - self._head
+        return self.size
 
     def append(self, data: bytes) -> None:
         self._buf += data
+        self.size += len(data)
 
     def peek(self, seq: int, n: int) -> bytes:
         """Copy up to ``n`` bytes starting at sequence number ``seq``."""
-        i = self._head + sq.sub(seq, self.start)
+        i = self._head + ((seq - self.start) & sq.MASK)  # sq.sub(), never negative here
         return bytes(self._buf[i:i + n])
 
     def ack(self, n: int) -> None:
         """Drop ``n`` bytes from the front."""
         self._head += n
-        self.start = sq.add(self.start, n)
+        self.size -= n
+        self.start = (self.start + n) & sq.MASK  # sq.add()
         # Compact only when the dead prefix is large, so a stream of small ACKs
         # does not move the whole buffer each time.
         if self._head > 65536 and self._head * 2 > len(self._buf):

@@ -138,7 +138,23 @@ class Counters:
         self.paws_rejected = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in _COUNTER_NAMES}
+
+    def add_to(self, total: Counters) -> None:
+        """Add these counts to ``total`` (a stack's, of the connections it forgot)."""
+        total.segments_in += self.segments_in
+        total.segments_out += self.segments_out
+        total.bytes_in += self.bytes_in
+        total.bytes_out += self.bytes_out
+        total.retransmissions += self.retransmissions
+        total.duplicates += self.duplicates
+        total.out_of_order += self.out_of_order
+        total.unacceptable += self.unacceptable
+        total.challenge_acks += self.challenge_acks
+        total.paws_rejected += self.paws_rejected
+
+
+_COUNTER_NAMES = Counters.__slots__
 
 
 class Connection:
@@ -319,17 +335,21 @@ class Connection:
     @property
     def unsent(self) -> int:
         """Bytes written by the application and not yet sent once."""
-        return len(self._sndbuf) - self.unacked_data
+        buf = self._sndbuf
+        sent = (self.snd_max - buf.start) & _MASK  # sq.sub(SND.MAX, start), clamped below
+        if sent >= _HALF:
+            return buf.size
+        return buf.size - sent if sent < buf.size else 0
 
     @property
     def unacked_data(self) -> int:
         """Bytes sent and not yet acknowledged."""
-        return max(0, min(sq.sub(self.snd_max, self._sndbuf.start), len(self._sndbuf)))
+        return self._sndbuf.size - self.unsent
 
     @property
     def send_buffered(self) -> int:
         """Bytes written by the application and not yet acknowledged."""
-        return len(self._sndbuf)
+        return self._sndbuf.size
 
     @property
     def reading_paused(self) -> bool:
@@ -400,7 +420,7 @@ class Connection:
                 self._terminate("close before connected", now)
             return
         self._fin_queued = True
-        self._fin_seq = sq.add(self._sndbuf.start, len(self._sndbuf))
+        self._fin_seq = sq.add(self._sndbuf.start, self._sndbuf.size)
         if st is CLOSE_WAIT:
             self._set_state(LAST_ACK, "close", now)
         elif st in (ESTABLISHED, SYN_RECEIVED):
@@ -986,7 +1006,7 @@ class Connection:
         if (self.snd_nxt - ack) & _MASK >= _HALF:  # sq.lt(snd_nxt, ack)
             self.snd_nxt = ack
         buf = self._sndbuf
-        data_acked = min(acked, len(buf))
+        data_acked = acked if acked < buf.size else buf.size
         if data_acked > 0:
             buf.ack(data_acked)
         self._retries = 0
@@ -1051,7 +1071,7 @@ class Connection:
         sent = sq.sub(self.snd_max, seq)
         if self._fin_seq is not None and sq.gt(self.snd_max, self._fin_seq):
             sent -= 1  # the FIN's sequence number carries no byte
-        n = max(0, min(self.send_mss, len(self._sndbuf), sent))
+        n = max(0, min(self.send_mss, self._sndbuf.size, sent))
         flags = ACK
         if n:
             payload = self._sndbuf.peek(seq, n)
@@ -1284,7 +1304,7 @@ class Connection:
         buf = self._sndbuf
         # Neither the buffer's start nor its length changes while sending.
         start = buf.start
-        buffered = len(buf)
+        buffered = buf.size
         mss = self.send_mss
         fin_seq = self._fin_seq
         snd_nxt = self.snd_nxt

@@ -29,7 +29,7 @@ from typing import Any
 
 from . import seq as sq
 from .config import Options
-from .connection import Connection, reset_for
+from .connection import Connection, Counters, reset_for
 from .events import Event
 from .isn import IsnGenerator
 from .observer import Observer
@@ -49,6 +49,8 @@ EPHEMERAL_PORTS = range(32768, 61000)
 #: active open (Linux's tcp_tw_reuse, with net.ipv4.tcp_tw_reuse_delay).
 TW_REUSE_DELAY = 1.0
 
+# Peers whose timestamp offsets are remembered (see Stack._ts_offset).
+_TS_OFFSET_CACHE = 4096
 # Timers may be run this early: an event loop can wake a hair before the deadline
 # it was asked for (uvloop keeps time in milliseconds).
 _EARLY = 0.0005
@@ -122,6 +124,7 @@ class Stack:
         self._tw = TimeWaitTable()
         self.listeners: dict[int, Listener] = {}
         self._timers = Timers()
+        self._ts_offsets: dict[Address, int] = {}
         self._datagrams: list[tuple[bytes, Any, Any]] = []
         self._events: list[tuple[Connection, list[Event]]] = []
         self._batch: list[Connection] = []  # owe an ACK at the end of the batch
@@ -131,7 +134,7 @@ class Stack:
         self.resets_sent = 0
         self.accepted = 0  # passive opens that completed their handshake
         self.drops: Counter[str] = Counter()
-        self._finished: Counter[str] = Counter()  # counters of connections forgotten
+        self._finished = Counters()  # the counts of connections forgotten
 
     # ------------------------------------------------------------------ outputs
 
@@ -338,7 +341,7 @@ class Stack:
 
     def statistics(self) -> dict[str, Any]:
         """Segments in and out, retransmissions, drops by cause, connections by state."""
-        totals = Counter(self._finished)
+        totals = Counter(self._finished.as_dict())
         for conn in self._conns.values():
             totals.update(conn.counters.as_dict())
         states = Counter(str(conn.state) for conn in self._conns.values())
@@ -390,13 +393,16 @@ class Stack:
                 self.accepted += 1
         d = conn.next_deadline()
         if d is not None:
-            self._timers.arm(conn, d)
+            b = conn.timer_bucket
+            # Filed already at or before d: nothing to do (see timers.py).
+            if b is None or d * 1000 <= b - 1:
+                self._timers.arm(conn, d)
 
     def _forget(self, conn: Connection) -> None:
         key = conn.key
         if self._conns.get(key) is conn:
             del self._conns[key]
-            self._finished.update(conn.counters.as_dict())
+            conn.counters.add_to(self._finished)
         self._timers.cancel(conn)
         listener = conn.listener
         if listener is not None:
@@ -482,8 +488,15 @@ class Stack:
             self._datagrams.append((encode(reply), addr, tw.via(key)))
 
     def _ts_offset(self, peer: Address) -> int:
-        """The timestamp clock offset toward ``peer`` (see IsnGenerator.timestamp_offset)."""
-        return self._isn.timestamp_offset(self.local_address, peer)
+        """The timestamp clock offset toward ``peer`` (see IsnGenerator.timestamp_offset),
+        remembered for the peers seen last (a client mostly talks to a few)."""
+        cache = self._ts_offsets
+        offset = cache.get(peer)
+        if offset is None:
+            if len(cache) >= _TS_OFFSET_CACHE:
+                cache.clear()
+            offset = cache[peer] = self._isn.timestamp_offset(self.local_address, peer)
+        return offset
 
     def _free_port(self, peer: Address, remote_port: int, now: float) -> tuple[Key, int | None]:
         """The key of a free 4-tuple toward (peer, remote_port), and the ISS it

@@ -24,7 +24,7 @@ both): RFC 9293 3.10.7.4, RFC 5961 and RFC 7323's PAWS.
 from __future__ import annotations
 
 import struct
-from collections import Counter, deque
+from collections import deque
 from typing import Any
 
 from .wire import ACK, FIN, NOP_OPTION, RST, SYN, TIMESTAMPS, Segment
@@ -197,14 +197,14 @@ class TimeWaitTable:
     # ------------------------------------------------------------ segments
 
     def receive(self, key: Any, seg: Segment, now: float,
-                counters: Counter[str]) -> tuple[Segment | None, int]:
+                counters: Any) -> tuple[Segment | None, int]:
         """A segment for ``key``'s record: the ACK to answer with (or None), and
-        STAY or CLOSE. ``counters`` gets what the connection would have counted."""
+        STAY or CLOSE. ``counters`` (a Counters) gets what the connection would have counted."""
         record = self._records[key]
         assert record is not None
         (expires, two_msl, last_oow, ts_recent_at, snd_nxt, rcv_nxt, rcv_wnd, max_wnd,
          ts_recent, ts_offset, window, ts_ok) = _RECORD.unpack_from(record)
-        counters["segments_in"] += 1
+        counters.segments_in += 1
         f = seg.flags
         seq = seg.seq
         changed = False
@@ -220,7 +220,7 @@ class TimeWaitTable:
         def challenge() -> bool:
             if oow_limited():
                 return False
-            counters["challenge_acks"] += 1
+            counters.challenge_acks += 1
             return True
 
         reply = False
@@ -229,8 +229,8 @@ class TimeWaitTable:
         if ts is not None and not f & RST and (ts[0] - ts_recent) & _MASK >= _HALF \
                 and now - ts_recent_at < _PAWS_IDLE:
             # RFC 7323 5.3 R1 (PAWS).
-            counters["unacceptable"] += 1
-            counters["paws_rejected"] += 1
+            counters.unacceptable += 1
+            counters.paws_rejected += 1
             reply = challenge() if f & SYN else not oow_limited()
         else:
             seg_len = len(seg.payload) + (f & SYN and 1) + (f & FIN and 1)
@@ -240,7 +240,7 @@ class TimeWaitTable:
             elif rcv_wnd == 0:
                 ok = seq == rcv_nxt and not f & SYN
                 if ok:
-                    counters["unacceptable"] += 1
+                    counters.unacceptable += 1
                     reply = True
             else:
                 ok = off < rcv_wnd or (seq + seg_len - 1 - rcv_nxt) & _MASK < rcv_wnd
@@ -248,16 +248,16 @@ class TimeWaitTable:
                 if f & RST:
                     pass
                 elif f & SYN:
-                    counters["unacceptable"] += 1
+                    counters.unacceptable += 1
                     reply = challenge()
                 else:
                     if f & FIN and (seq + seg_len) & _MASK == rcv_nxt:
                         # A repeated FIN: our last ACK was lost. Re-ACK, restart 2 MSL.
                         expires = now + two_msl
                         changed = True
-                    counters["unacceptable"] += 1
+                    counters.unacceptable += 1
                     if seg_len and (seq - rcv_nxt) & _MASK >= _HALF:
-                        counters["duplicates"] += 1
+                        counters.duplicates += 1
                     # Unacceptable bare ACKs are answered within the rate limit,
                     # keepalive probes (SEQ = RCV.NXT - 1) always.
                     reply = not (seg_len == 0 and seq != (rcv_nxt - 1) & _MASK
@@ -290,7 +290,7 @@ class TimeWaitTable:
                 ts_recent, ts_offset, window, ts_ok) + record[_DUE_AT:]
         if not reply:
             return None, STAY
-        counters["segments_out"] += 1
+        counters.segments_out += 1
         options: tuple = ((_NOP, _NOP, (TIMESTAMPS, (
             (int(now * _TS_HZ) + ts_offset) & _MASK, ts_recent))) if ts_ok else ())
         return Segment(key[1], key[2], snd_nxt, rcv_nxt, ACK, window, 0, options), STAY
