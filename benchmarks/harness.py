@@ -9,6 +9,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
@@ -137,6 +138,14 @@ class EchoServer:
         if "listening" not in line:
             self.proc.kill()
             raise RuntimeError(f"the echo server did not start: {line}")
+        # Keep reading its log, or a long run fills the pipe and stops the server.
+        self.log: list[str] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log = (self.log + [line])[-20:]
 
     @property
     def pid(self) -> int:

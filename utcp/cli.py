@@ -141,15 +141,24 @@ class _ConnectionLog:
         self._held: Counter[str] = Counter()
         self._flush_handle: asyncio.TimerHandle | None = None
 
-    def event(self, kind: str, text: str) -> None:
-        """One connection ``kind`` ('opened', 'closed', 'lost'), described by ``text``."""
+    def event(self, kind: str, writer: asyncio.StreamWriter, detail: str = "") -> None:
+        """One event of ``writer``'s connection: ``kind`` is 'opened', 'closed' or 'lost'.
+
+        The line is made only if it is printed: a busy server prints few.
+        """
         now = time.monotonic()
         if now - self._second >= 1.0:
             self._second = now
             self._lines = 0
         self._lines += 1
         if self._lines <= self.LIMIT:
-            print(text, file=sys.stderr, flush=True)
+            peer = writer.get_extra_info("peername")
+            conn = getattr(writer.transport, "conn", None)  # a utcp connection, or none
+            who = _address_text(peer[0], peer[1]) + (
+                f" (port {conn.remote_port})" if conn is not None else " (kernel TCP)")
+            text = {"opened": f"connection from {who}", "closed": f"closed {who}"}.get(
+                kind, f"{kind} {who}")
+            print(text + detail, file=sys.stderr, flush=True)
             return
         self._held[kind] += 1
         if self._flush_handle is None:
@@ -167,11 +176,7 @@ def _echo_handler(clients: set[asyncio.StreamWriter], log: _ConnectionLog) -> An
     """The echo service, for utcp's streams and asyncio's alike."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        conn = getattr(writer.transport, "conn", None)  # a utcp connection, or none
-        who = _address_text(peer[0], peer[1]) + (
-            f" (port {conn.remote_port})" if conn is not None else " (kernel TCP)")
-        log.event("opened", f"connection from {who}")
+        log.event("opened", writer)
         total = 0
         clients.add(writer)
         try:
@@ -181,9 +186,9 @@ def _echo_handler(clients: set[asyncio.StreamWriter], log: _ConnectionLog) -> An
                 await writer.drain()
             writer.close()
             await writer.wait_closed()
-            log.event("closed", f"closed {who}: echoed {total} bytes")
+            log.event("closed", writer, f": echoed {total} bytes")
         except (ConnectionError, TimeoutError) as exc:
-            log.event("lost", f"lost {who}: {exc}")
+            log.event("lost", writer, f": {exc}")
             writer.transport.abort()
         except asyncio.CancelledError:
             # The program ends and asyncio.run() cancels what is left, such as a

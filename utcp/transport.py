@@ -60,6 +60,12 @@ class ConnectionTransport(asyncio.Transport):
     once the application is done with the connection.
     """
 
+    # Slots, not a __dict__: a server holds one of these per connection.
+    __slots__ = ("_closing", "_closing_wait", "_connected", "_endpoint", "_eof", "_high",
+                 "_loop", "_lost", "_low", "_made", "_on_end", "_protocol",
+                 "_reset_after_fin", "_resume_handle", "_sockname_cache", "_writing_paused",
+                 "conn", "remote_address")
+
     def __init__(self, endpoint: Endpoint, conn: Connection, *, accepted: bool = False,
                  on_end: Callable[[ConnectionTransport], None] | None = None) -> None:
         super().__init__()

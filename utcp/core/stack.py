@@ -49,8 +49,10 @@ EPHEMERAL_PORTS = range(32768, 61000)
 #: active open (Linux's tcp_tw_reuse, with net.ipv4.tcp_tw_reuse_delay).
 TW_REUSE_DELAY = 1.0
 
-# Peers whose timestamp offsets are remembered (see Stack._ts_offset).
+# Peers whose timestamp offsets are remembered (see Stack._ts_offset), and whose
+# addresses are shared by their connections (Stack._intern).
 _TS_OFFSET_CACHE = 4096
+_INTERNED_ADDRESSES = 4096
 # Timers may be run this early: an event loop can wake a hair before the deadline
 # it was asked for (uvloop keeps time in milliseconds).
 _EARLY = 0.0005
@@ -125,6 +127,7 @@ class Stack:
         self.listeners: dict[int, Listener] = {}
         self._timers = Timers()
         self._ts_offsets: dict[Address, int] = {}
+        self._addresses: dict[Address, Address] = {}
         self._datagrams: list[tuple[bytes, Any, Any]] = []
         self._events: list[tuple[Connection, list[Event]]] = []
         self._batch: list[Connection] = []  # owe an ACK at the end of the batch
@@ -256,6 +259,7 @@ class Stack:
 
         Raises ``OSError`` (``EADDRNOTAVAIL``) when no local port is free toward it.
         """
+        remote = self._intern(remote)
         peer = address_key(remote)
         key, iss = self._free_port(peer, remote_port, now)
         if iss is None:
@@ -434,8 +438,21 @@ class Stack:
             self.segments_out += 1
             self._datagrams.append((encode(rst), addr, via))
 
+    def _intern(self, addr: Address) -> Address:
+        """One object for equal addresses: a connection keeps its peer's address (and
+        its key holds it), and a peer's connections then share one."""
+        addrs = self._addresses
+        known = addrs.get(addr)
+        if known is None:
+            if len(addrs) >= _INTERNED_ADDRESSES:
+                addrs.clear()
+            known = addrs[addr] = addr
+        return known
+
     def _accept(self, listener: Listener, seg: Segment, key: Key, addr: Address, via: Any,
                 now: float, iss: int | None = None) -> None:
+        addr = self._intern(addr)
+        key = (addr if len(addr) == 2 else address_key(addr), key[1], key[2])
         if iss is None:
             iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
         conn = Connection(listener.port, seg.src_port, iss=iss, options=listener.options,
