@@ -198,10 +198,7 @@ class Endpoint(asyncio.DatagramProtocol):
 
     # ------------------------------------------------------------------ output
 
-    def _send(self) -> None:
-        datagrams = self.stack.datagrams_to_send()
-        if not datagrams:
-            return
+    def _send(self, datagrams: list[tuple[bytes, Any, Any]]) -> None:
         transport = self.transport
         if transport is None:
             return
@@ -221,14 +218,18 @@ class Endpoint(asyncio.DatagramProtocol):
         sends: the outer call delivers the events, so that each connection's
         arrive in order.
         """
+        stack = self.stack
         if self._flushing:
-            self._send()
+            datagrams = stack.datagrams_to_send()
+            if datagrams:
+                self._send(datagrams)
             return
         self._flushing = True
-        stack = self.stack
         try:
             while True:
-                self._send()
+                datagrams = stack.datagrams_to_send()
+                if datagrams:
+                    self._send(datagrams)
                 delivery = stack.take_events()
                 if not delivery:
                     break

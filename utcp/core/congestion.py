@@ -8,10 +8,11 @@ from .seq import MASK
 class NewReno:
     """Slow start, congestion avoidance, fast retransmit and fast recovery."""
 
-    __slots__ = ("cwnd", "ssthresh", "mss", "_acc", "recover", "in_recovery")
+    __slots__ = ("cwnd", "ssthresh", "mss", "_acc", "recover", "in_recovery", "_initial")
 
     def __init__(self, mss: int, initial_segments: int, iss: int) -> None:
         self.mss = mss
+        self._initial = initial_segments
         # RFC 6928: IW = initial_segments * MSS.
         self.cwnd = initial_segments * mss
         self.ssthresh = 1 << 30
@@ -20,6 +21,11 @@ class NewReno:
         # recovery or timeout began; starts at the ISS.
         self.recover = iss
         self.in_recovery = False
+
+    def mss_known(self, mss: int) -> None:
+        """The handshake settled the MSS (before any data): the initial window follows."""
+        self.mss = mss
+        self.cwnd = self._initial * mss
 
     def on_ack(self, acked: int) -> None:
         """New data was cumulatively acknowledged (outside fast recovery)."""

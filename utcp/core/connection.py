@@ -654,7 +654,7 @@ class Connection:
         if self._ts_ok:
             # RFC 6691: the MSS counts no options; each segment's carry 12 bytes.
             self.send_mss -= _TS_OPTION_SPACE
-        self.cc = NewReno(self.send_mss, self.options.initial_cwnd, self.iss)
+        self.cc.mss_known(self.send_mss)
         ws = seg.option(WSCALE)
         # RFC 7323 1.3: scaling applies only when both SYNs carry the option;
         # 2.3: a shift above 14 is taken as 14.
@@ -772,8 +772,10 @@ class Connection:
                 seg_seq = sq.add(seg_seq, 1)
 
         ts = None
-        if self._ts_ok and seg.options:
-            ts = timestamps_of(seg)
+        opts = seg.options
+        if self._ts_ok and opts:
+            last = opts[-1]  # (where our layout and Linux's put it, on all but SYNs)
+            ts = last[1] if last[0] == TIMESTAMPS else timestamps_of(seg)
             # RFC 7323 5.3 R1 (PAWS): a timestamp older than TS.Recent marks an old
             # duplicate from an earlier pass through the sequence space. Dropped and
             # answered like any unacceptable segment, within the same rate limit (as
@@ -918,7 +920,7 @@ class Connection:
             self._challenge_ack(now)
             return
         # sq.lt(ack, sq.add(snd_una, -max(max_snd_wnd, 1)))
-        if (ack - snd_una + max(self.max_snd_wnd, 1)) & _MASK >= _HALF:
+        if (ack - snd_una + (self.max_snd_wnd or 1)) & _MASK >= _HALF:
             # RFC 5961 5.2: far too old to be genuine.
             self._challenge_ack(now)
             return
@@ -1198,7 +1200,10 @@ class Connection:
         """
         rcv_nxt = self.rcv_nxt
         self._last_ack_sent = rcv_nxt
-        wnd = self.options.rcv_buf - len(self._rcvbuf) - self._ooo.size  # self.rcv_wnd
+        # self.rcv_wnd; a paused reader's data is all the receive buffer ever holds.
+        wnd = self.options.rcv_buf - self._ooo.size
+        if self._rcvbuf:
+            wnd -= len(self._rcvbuf)
         if wnd < 0:
             wnd = 0
         edge = (self._rcv_adv - rcv_nxt) & _MASK  # sq.sub(RCV.ADV, rcv_nxt)

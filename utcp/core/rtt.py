@@ -40,7 +40,12 @@ class RttEstimator:
             self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - r)
             self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * r
         # RFC 6298 (2.4), with Linux's 200 ms floor instead of 1 s (2.4 allows it).
-        self._base = min(max(self.srtt + max(_G, _K * self.rttvar), self.min_rto), self.max_rto)
+        # (Written out: every ACK is a sample with timestamps, and min()/max() are calls.)
+        var = _K * self.rttvar
+        rto = self.srtt + (var if var > _G else _G)
+        if rto < self.min_rto:
+            rto = self.min_rto
+        self._base = rto if rto < self.max_rto else self.max_rto
         self._backoff = 1
 
     def fall_back(self, rto: float) -> None:
