@@ -130,10 +130,17 @@ timestamps_only = st.tuples(u32, u32, st.booleans()).map(
     lambda t: ((wire.NOP_OPTION, wire.NOP_OPTION) if t[2] else ((NOP, None), (NOP, None)))
     + ((TIMESTAMPS, t[:2]),))
 
+# A SYN's options as utcp lays them out (the codec's SYN fast path) and as Linux does.
+syn_layouts = st.tuples(u16, u32, u32, u8, st.booleans()).map(
+    lambda t: ((MSS, t[0]), wire.NOP_OPTION, wire.NOP_OPTION, (TIMESTAMPS, (t[1], t[2])),
+               wire.NOP_OPTION, (WSCALE, t[3])) if t[4] else
+    ((MSS, t[0]), (SACK_PERMITTED, None), (TIMESTAMPS, (t[1], t[2])), (NOP, None),
+     (WSCALE, t[3])))
+
 segments = st.builds(
     Segment,
     src_port=u16, dst_port=u16, seq=u32, ack=u32, flags=u8, window=u16, urgent=u16,
-    options=st.one_of(st.just(()), option_lists(), timestamps_only),
+    options=st.one_of(st.just(()), option_lists(), timestamps_only, syn_layouts),
     payload=st.one_of(st.binary(max_size=64), st.binary(min_size=1400, max_size=1452)),
     reserved=st.integers(0, 15),
 )
@@ -631,3 +638,17 @@ def test_timestamps_fast_path_known_answer() -> None:
     other = Segment(1, 2, 3, 4, ACK, 5, 0, ((MSS, 1460), (NOP, None), (WSCALE, 7), (NOP, None),
                                             (NOP, None), (NOP, None), (NOP, None)))
     assert decode(encode(other)) == other
+
+
+def test_syn_options_fast_path_known_answer() -> None:
+    ours = ((MSS, 1452), wire.NOP_OPTION, wire.NOP_OPTION, (TIMESTAMPS, (7, 0)),
+            wire.NOP_OPTION, (WSCALE, 3))
+    data = encode(Segment(1, 2, 3, 0, SYN, 65535, 0, ours))
+    assert data[20:40] == bytes.fromhex("020405ac 0101 080a 00000007 00000000 010303 03"
+                                        .replace(" ", ""))
+    assert decode(data).options == ours
+    linux = bytes.fromhex("020405b4 0402 080a 0000000a 00000000 010303 07".replace(" ", ""))
+    seg = parse_construct(seal(raw_segment(linux)))
+    assert decode(seal(raw_segment(linux))) == seg
+    assert seg.options == ((MSS, 1460), (SACK_PERMITTED, None), (TIMESTAMPS, (10, 0)),
+                           (NOP, None), (WSCALE, 7))

@@ -478,10 +478,21 @@ _NOP_ENTRY = NOP_OPTION
 _HEADER_TS = struct.Struct("!HHIIBBHHHIII")
 _TS_AREA = struct.Struct("!III")  # NOP NOP kind length as one word, then TSval, TSecr
 _NOP_NOP_TS = 0x0101080A
+# The 20-byte options of a SYN: MSS, then NOP NOP (ours) or SACK-permitted (Linux's),
+# timestamps, NOP, window scale.
+_SYN_AREA = struct.Struct("!BBHBBBBIIBBBB")
+_SACK_PERMITTED_ENTRY = (SACK_PERMITTED, None)
 
 
 def _encode_options(options: Any) -> bytes:
     """The options area, padded with EOL to whole 32-bit words; ValueError if invalid."""
+    if len(options) == 6 and options[1] is _NOP_ENTRY and options[2] is _NOP_ENTRY \
+            and options[4] is _NOP_ENTRY:
+        # Our SYN's options (see connection._send_syn), in one pack.
+        (k0, mss), _, _, (k3, ts), _, (k5, ws) = options
+        if k0 == MSS and k3 == TIMESTAMPS and k5 == WSCALE and isinstance(ts, tuple):
+            return _SYN_AREA.pack(MSS, 4, mss, NOP, NOP, TIMESTAMPS, 10, ts[0], ts[1],
+                                  NOP, WSCALE, 3, ws)
     out = bytearray()
     for kind, value in options:
         if kind == NOP and value is None:
@@ -593,6 +604,17 @@ def decode(data: bytes) -> Segment:
 
 def _decode_options(data: Any, end: int) -> tuple:
     """The options in ``data[20:end]``, validated as ``OPTION`` requires."""
+    if end == 40:
+        # A SYN's 20 bytes as we and Linux lay them out: one unpack, the same tuple.
+        k0, l0, mss, a, b, k3, l3, tsval, tsecr, nop, k5, l5, ws = _SYN_AREA.unpack_from(data, 20)
+        if k0 == MSS and l0 == 4 and k3 == TIMESTAMPS and l3 == 10 and nop == NOP \
+                and k5 == WSCALE and l5 == 3:
+            if a == NOP and b == NOP:
+                return ((MSS, mss), _NOP_ENTRY, _NOP_ENTRY, (TIMESTAMPS, (tsval, tsecr)),
+                        _NOP_ENTRY, (WSCALE, ws))
+            if a == SACK_PERMITTED and b == 2:
+                return ((MSS, mss), _SACK_PERMITTED_ENTRY, (TIMESTAMPS, (tsval, tsecr)),
+                        _NOP_ENTRY, (WSCALE, ws))
     options = []
     i = 20
     while i < end:
