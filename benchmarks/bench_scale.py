@@ -27,12 +27,15 @@ from harness import HOST, EchoServer, rss_bytes, run_on, warm_malloc
 from utcp import bench
 
 # A client process: open argv[3] connections to argv[1]:argv[2], argv[4] at a time,
-# over utcp or (argv[5] == "kernel") the kernel's TCP, print "ready OPEN FAILED",
-# hold them until stdin closes, then reset them all.
+# over utcp or (argv[5] == "kernel") the kernel's TCP from address argv[6], print
+# "ready OPEN FAILED", hold them until stdin closes, then reset them all.
 HOLDER = """
-import asyncio, sys, utcp
+import asyncio, functools, sys, utcp
 
-open_connection = asyncio.open_connection if sys.argv[5] == "kernel" else utcp.open_connection
+if sys.argv[5] == "kernel":
+    open_connection = functools.partial(asyncio.open_connection, local_addr=(sys.argv[6], 0))
+else:
+    open_connection = utcp.open_connection
 
 async def main(host, port, n, at_once):
     loop = asyncio.get_running_loop()
@@ -94,10 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         share = [args.connections // clients + (i < args.connections % clients)
                  for i in range(clients)]
         t0 = time.perf_counter()
+        # Kernel TCP clients each from an address of their own (127.0.0.2, ...): from
+        # 127.0.0.1, their connections would take the ports the measuring client
+        # needs toward the same server port.
         procs = [subprocess.Popen([sys.executable, "-c", HOLDER, HOST, str(port),
-                                   str(n), str(args.at_once), stack],
+                                   str(n), str(args.at_once), stack, f"127.0.0.{i + 2}"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                 for n in share]
+                 for i, n in enumerate(share)]
         opened = failed = 0
         try:
             for p in procs:
