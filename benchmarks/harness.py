@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -131,8 +132,10 @@ class EchoServer:
                 "--port", str(self.port), "--kernel-port", str(self.kernel_port), *extra]
         if loop_name == "uvloop":
             args.append("--uvloop")
+        # SIGINT as Ctrl-C delivers it, even where this runs as a background job (whose
+        # children a shell starts with SIGINT ignored): that is how it is stopped.
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, preexec_fn=_sigint_default)
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()
         if "listening" not in line:
@@ -155,9 +158,14 @@ class EchoServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.proc.send_signal(2)  # SIGINT
+        # (Waited for, not communicated with: the drain thread is stderr's one reader.)
+        self.proc.send_signal(signal.SIGINT)
         try:
-            self.proc.communicate(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

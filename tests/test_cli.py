@@ -27,10 +27,18 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+def ctrl_c_default() -> None:
+    """In a child: SIGINT as a terminal's Ctrl-C finds it. (A shell runs a background
+    job with SIGINT ignored, and its children inherit that: run so, the Ctrl-C
+    tests would test nothing but the ignoring.)"""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_echo_server(port: int, *extra: str,
                       stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
     proc = subprocess.Popen([*UTCP, "echo-server", "--host", "127.0.0.1", "--port", str(port),
-                             *extra], stdout=stdout, stderr=subprocess.PIPE, text=True)
+                             *extra], stdout=stdout, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_default)
     assert proc.stderr is not None
     line = proc.stderr.readline()  # the server announces itself once it listens
     assert "listening" in line, line
@@ -272,7 +280,7 @@ def test_ctrl_c_stops_an_echo_client_waiting_for_stdin() -> None:
     tty, typist = os.openpty()
     client = subprocess.Popen([*UTCP, "echo-client", "127.0.0.1", str(port)],
                               stdin=typist, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+                              text=True, preexec_fn=ctrl_c_default)
     os.close(typist)
     assert client.stdout is not None and client.stderr is not None
     try:

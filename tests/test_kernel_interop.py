@@ -466,14 +466,22 @@ def test_each_side_recovers_the_others_lost_segments(netns: str) -> None:
 
     assert len(r["echoed"]) == MB and sha(r["echoed"]) == sha(payload)
     assert r["served"]["sha"] == sha(b"hello" + payload)
-    # Each lost segment was sent again: by utcp, after the kernel's duplicate ACKs ...
+    # Each lost segment was sent again: by utcp, once the kernel's ACKs stopped at
+    # the hole ...
+    fast = 0
     for seq in lost["out"]:
         sends = [i for i, (d, h) in enumerate(bridge.log)
                  if d == "out" and h.seq == seq and h.payload_len > 0]
         assert len(sends) >= 2, seq
         dupacks = [h for d, h in bridge.log[sends[0]:sends[1]]
                    if d == "in" and h.ack == seq and h.payload_len == 0]
-        assert len(dupacks) >= 3, (seq, len(dupacks))
+        assert dupacks, seq
+        fast += len(dupacks) >= 3
+    # ... the first after three duplicate ACKs (fast retransmit). Whether the second
+    # hole falls in the same window depends on how far the window has grown by then:
+    # if it does, the partial ACK that ends at it has it resent at once, with no
+    # three more duplicates (NewReno, RFC 6582 3.2 step 5).
+    assert fast >= 1, lost
     assert r["info"]["retransmissions"] >= 2
     assert r["elapsed"] < 2.0, "utcp waited for its retransmission timeout"
     # ... and by the kernel, which counts them as fast retransmits after utcp's

@@ -99,7 +99,8 @@ class Stack:
 
     ``local_address`` is the socket's own address (it keys initial sequence
     numbers). ``isn`` and ``rng`` make runs repeatable in tests; by default the
-    ISN secret and the port choice come from the operating system's random source.
+    ISN secret comes from the operating system's random source, and the port
+    choice from a generator it seeds.
     With ``coalesce_acks``, in-order data is ACKed once per batch of datagrams
     (see :meth:`end_batch` and ``Connection.coalesce_acks``). ``tw_reuse_delay``
     is how long after its last timestamp an active open may reuse a 4-tuple in
