@@ -534,7 +534,7 @@ def encode(seg: Segment) -> bytes:
         options = seg.options
         payload = seg.payload
         if len(options) == 3 and options[0] is _NOP_ENTRY and options[1] is _NOP_ENTRY \
-                and options[2][0] == TIMESTAMPS:
+                and options[2][0] == TIMESTAMPS and type(options[2][1]) is tuple:
             # Timestamps alone (see NOP_OPTION): the same bytes as below, in one pack.
             # Their words add into the sum as 0x0101 + 0x080A + TSval + TSecr.
             tsval, tsecr = options[2][1]
@@ -544,7 +544,7 @@ def encode(seg: Segment) -> bytes:
                  + ((int.from_bytes(payload, "little") % 0xFFFF) << 8)) % 0xFFFF
             head = _HEADER_TS.pack(sp, dp, seq, ack, offres, flags, window,
                                    0xFFFF - s if s else 0, urgent, _NOP_NOP_TS, tsval, tsecr)
-            return head + payload if payload else head
+            return head + payload  # (bytes + b"" is the same bytes object: no copy)
         # RFC 1071 sum with the checksum field zero, taken mod 0xFFFF (see checksum()):
         # each header field is a whole number of 16-bit words, so it adds in as is; the
         # options and payload start at even offsets and add in byte-swapped, read
