@@ -32,3 +32,13 @@ def test_stats_example_counts_the_megabyte() -> None:
     out = run_example("stats.py")
     assert "server counted 1000000 bytes" in out
     assert "'bytes_out': 1000000" in out
+
+
+def test_sans_io_example_runs_a_whole_connection_on_no_sockets() -> None:
+    out = run_example("sans_io.py")
+    assert "server: DataReceived(data=b'hello, sans-I/O')" in out
+    assert "client: DataReceived(data=b'HELLO, SANS-I/O')" in out
+    assert "client: Closed()" in out and "server: Closed()" in out
+    # TIME-WAIT lasts 2 x MSL = 1 s on the simulated clock, not on the real one.
+    assert out.rstrip().splitlines()[-1] == (
+        "1040 ms  TIME-WAIT over: the client holds 0 connections, the server 0")

@@ -7,8 +7,18 @@ StreamWriter, drain, IncompleteReadError) is asyncio's own.
 
 from .core.config import Options
 from .core.connection import Connection
-from .core.events import Closed, Connected, DataReceived, EndOfStream, Reset, TimedOut
+from .core.events import (
+    Closed,
+    Connected,
+    DataReceived,
+    EndOfStream,
+    FinAcked,
+    Reset,
+    TimedOut,
+    Writable,
+)
 from .core.observer import NullObserver, Observer
+from .core.stack import Stack
 from .core.state import State
 from .core.wire import MalformedSegment, Segment
 from .ladder import Ladder
@@ -17,7 +27,8 @@ from .streams import Server, StreamReader, StreamWriter, open_connection, start_
 __version__ = "0.1.0"
 
 __all__ = [
-    "Closed", "Connected", "Connection", "DataReceived", "EndOfStream", "Ladder",
+    "Closed", "Connected", "Connection", "DataReceived", "EndOfStream", "FinAcked", "Ladder",
     "MalformedSegment", "NullObserver", "Observer", "Options", "Reset", "Segment", "Server",
-    "State", "StreamReader", "StreamWriter", "TimedOut", "open_connection", "start_server",
+    "Stack", "State", "StreamReader", "StreamWriter", "TimedOut", "Writable",
+    "open_connection", "start_server",
 ]
