@@ -91,15 +91,6 @@ _TS_HZ = 1000
 _PAWS_IDLE = 24 * 86400.0
 # NOP, NOP, then the 10-byte option: what timestamps take from every segment.
 _TS_OPTION_SPACE = 12
-_NOP_ENTRY = NOP_OPTION
-
-
-def timestamps_of(seg: Segment) -> tuple[int, int] | None:
-    """The (TSval, TSecr) a segment carries, or None."""
-    for kind, value in seg.options:
-        if kind == TIMESTAMPS:
-            return value  # type: ignore[no-any-return]
-    return None
 
 
 class ConnectionStateError(RuntimeError):
@@ -639,7 +630,7 @@ class Connection:
         self.irs = seg.seq
         self.rcv_nxt = sq.add(seg.seq, 1)
         self._rcv_adv = self.rcv_nxt
-        ts = timestamps_of(seg) if seg.options else None
+        ts: Any = seg.option(TIMESTAMPS) if seg.options else None
         # RFC 7323 3.2: timestamps are used only if both SYNs carry them; a SYN-ACK's
         # option is ignored if our SYN had none.
         self._ts_ok = ts is not None and self.options.timestamps
@@ -703,7 +694,7 @@ class Connection:
         """The TSecr of a segment when timestamps are in use, else 0 (none)."""
         if not self._ts_ok or not seg.options:
             return 0
-        ts = timestamps_of(seg)
+        ts: Any = seg.option(TIMESTAMPS)
         return ts[1] if ts is not None else 0
 
     def _ts_rtt(self, tsecr: int, now: float) -> float | None:
@@ -771,11 +762,11 @@ class Connection:
                 f &= ~SYN
                 seg_seq = sq.add(seg_seq, 1)
 
-        ts = None
-        opts = seg.options
-        if self._ts_ok and opts:
-            last = opts[-1]  # (where our layout and Linux's put it, on all but SYNs)
-            ts = last[1] if last[0] == TIMESTAMPS else timestamps_of(seg)
+        ts: Any = None
+        seg_opts = seg.options
+        if self._ts_ok and seg_opts:
+            last = seg_opts[-1]  # (where our layout and Linux's put it, on all but SYNs)
+            ts = last[1] if last[0] == TIMESTAMPS else seg.option(TIMESTAMPS)
             # RFC 7323 5.3 R1 (PAWS): a timestamp older than TS.Recent marks an old
             # duplicate from an earlier pass through the sequence space. Dropped and
             # answered like any unacceptable segment, within the same rate limit (as
@@ -1234,7 +1225,7 @@ class Connection:
         if self._ts_ok:
             # RFC 7323 3.2: once negotiated, in every segment but a RST; laid out
             # as Linux and BSD do, NOP NOP first, so that the values are aligned.
-            opts: tuple = (_NOP_ENTRY, _NOP_ENTRY, (TIMESTAMPS, (
+            opts: tuple = (NOP_OPTION, NOP_OPTION, (TIMESTAMPS, (
                 (int(now * _TS_HZ) + self.ts_offset) & _MASK, self._ts_recent)))
         else:
             opts = ()
@@ -1247,12 +1238,12 @@ class Connection:
             # RFC 7323 3.2: a SYN offers timestamps; a SYN-ACK answers a SYN that
             # did. (Linux's order, without SACK-permitted: MSS, NOP, NOP, TS.)
             tsval = (int(now * _TS_HZ) + self.ts_offset) & _MASK
-            opts += (_NOP_ENTRY, _NOP_ENTRY,
+            opts += (NOP_OPTION, NOP_OPTION,
                      (TIMESTAMPS, (tsval, self._ts_recent if ack else 0)))
         if not ack or self._peer_offered_wscale:
             # RFC 7323 2.2: a SYN-ACK carries the option only if the SYN did.
             if len(opts) > 1:
-                opts += (_NOP_ENTRY,)
+                opts += (NOP_OPTION,)
             opts += ((WSCALE, self.options.wscale),)
         self._last_ack_sent = self.rcv_nxt
         window = min(self.rcv_wnd, 0xFFFF)  # a SYN's window is never scaled

@@ -27,7 +27,6 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from . import seq as sq
 from .config import Options
 from .connection import Connection, Counters, reset_for
 from .events import Event
@@ -35,7 +34,7 @@ from .isn import IsnGenerator
 from .observer import Observer
 from .state import State
 from .timers import Timers
-from .timewait import TimeWaitTable, reopens
+from .timewait import TimeWaitTable, iss_after, reopens
 from .wire import ACK, RST, SYN, BadChecksum, MalformedSegment, Segment, decode, encode
 
 #: A datagram address: (host, port), or (host, port, flowinfo, scope id) for IPv6.
@@ -482,7 +481,7 @@ class Stack:
             return True
         self._forget(old)
         # Linux's choice of ISS: beyond anything the old connection sent.
-        self._accept(listener, seg, key, addr, via, now, (old.snd_max + 65535 + 2) & sq.MASK or 1)
+        self._accept(listener, seg, key, addr, via, now, iss_after(old.snd_max))
         return True
 
     def _time_wait_segment(self, seg: Segment, key: Key, addr: Address, via: Any,
@@ -500,7 +499,7 @@ class Stack:
                 tw.release(key)
                 self._accept(listener, seg, key, addr, via, now, iss)
                 return
-        reply, _ = tw.receive(key, seg, now, self._finished)
+        reply = tw.receive(key, seg, now, self._finished)
         if reply is not None:
             self.segments_out += 1
             self._datagrams.append((encode(reply), addr, tw.via(key)))

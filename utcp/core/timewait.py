@@ -35,19 +35,15 @@ _MOD = 1 << 32
 _TS_HZ = 1000
 _PAWS_IDLE = 24 * 86400.0
 _OOW_ACK_INTERVAL = 0.5
-_NOP = NOP_OPTION
 
 # expires, 2 MSL, last out-of-window ACK, TS.Recent's time, SND.NXT, RCV.NXT,
 # RCV.WND, the largest window the peer offered, TS.Recent, our timestamp offset,
 # the window field to advertise, whether timestamps are in use; then when its
 # turn in the FIFO comes (its expiry when it was queued).
 _RECORD = struct.Struct("=ddddIIIIIIHB")
-_EXPIRES = struct.Struct("=d")
-_DUE = struct.Struct("=d")
+_DOUBLE = struct.Struct("=d")  # the expiry leads the record; its turn follows it
 _DUE_AT = _RECORD.size
 
-#: What a segment did to a record (see :meth:`TimeWaitTable.receive`).
-STAY, CLOSE = 0, 1
 
 
 def reopens(seg: Segment, rcv_nxt: int, ts_ok: bool, ts_recent: int) -> bool:
@@ -60,7 +56,7 @@ def reopens(seg: Segment, rcv_nxt: int, ts_ok: bool, ts_recent: int) -> bool:
     """
     if seg.flags & (SYN | ACK | RST) != SYN:
         return False
-    ts = _timestamps(seg) if ts_ok else None
+    ts: Any = seg.option(TIMESTAMPS) if ts_ok else None
     if ts is not None and (ts[0] - ts_recent) & _MASK >= _HALF:
         return False  # older than TS.Recent: an old duplicate
     if (rcv_nxt - seg.seq) & _MASK >= _HALF:  # seq after RCV.NXT
@@ -68,11 +64,10 @@ def reopens(seg: Segment, rcv_nxt: int, ts_ok: bool, ts_recent: int) -> bool:
     return ts is not None and ts[0] != ts_recent
 
 
-def _timestamps(seg: Segment) -> tuple[int, int] | None:
-    for kind, value in seg.options:
-        if kind == TIMESTAMPS:
-            return value  # type: ignore[no-any-return]
-    return None
+def iss_after(snd_nxt: int) -> int:
+    """The ISS for a new connection on a 4-tuple whose old one sent up to ``snd_nxt``:
+    beyond its whole sequence space, as Linux chooses it (never 0)."""
+    return (snd_nxt + 65535 + 2) & _MASK or 1
 
 
 class TimeWaitTable:
@@ -125,11 +120,11 @@ class TimeWaitTable:
             old = records[key]
             if old is not None:
                 self._count -= 1
-            records[key] = record + (old[_DUE_AT:] if old is not None else _DUE.pack(0.0))
+            records[key] = record + (old[_DUE_AT:] if old is not None else _DOUBLE.pack(0.0))
         else:
             two_msl = 2 * conn.options.msl
             due = max(expires, self._tails.get(two_msl, expires))
-            records[key] = record + _DUE.pack(due)
+            records[key] = record + _DOUBLE.pack(due)
             queue = self._queues.get(two_msl)
             if queue is None:
                 queue = self._queues[two_msl] = deque()
@@ -182,7 +177,7 @@ class TimeWaitTable:
         f = _RECORD.unpack_from(record)
         if not f[11] or not now - f[3] > delay:
             return None
-        return (f[4] + 65535 + 2) & _MASK or 1
+        return iss_after(f[4])
 
     def reopens(self, key: Any, seg: Segment) -> int | None:
         """The ISS for a new connection if the SYN ``seg`` may reopen ``key``, else None."""
@@ -192,14 +187,15 @@ class TimeWaitTable:
         f = _RECORD.unpack_from(record)
         if not reopens(seg, f[5], bool(f[11]), f[8]):
             return None
-        return (f[4] + 65535 + 2) & _MASK or 1
+        return iss_after(f[4])
 
     # ------------------------------------------------------------ segments
 
     def receive(self, key: Any, seg: Segment, now: float,
-                counters: Any) -> tuple[Segment | None, int]:
-        """A segment for ``key``'s record: the ACK to answer with (or None), and
-        STAY or CLOSE. ``counters`` (a Counters) gets what the connection would have counted."""
+                counters: Any) -> Segment | None:
+        """A segment for ``key``'s record: the ACK to answer with, or None. An acceptable
+        RST releases the record. ``counters`` (a Counters) gets what the connection would
+        have counted."""
         record = self._records[key]
         assert record is not None
         (expires, two_msl, last_oow, ts_recent_at, snd_nxt, rcv_nxt, rcv_wnd, max_wnd,
@@ -224,8 +220,7 @@ class TimeWaitTable:
             return True
 
         reply = False
-        verdict = STAY
-        ts = _timestamps(seg) if ts_ok and seg.options else None
+        ts: Any = seg.option(TIMESTAMPS) if ts_ok and seg.options else None
         if ts is not None and not f & RST and (ts[0] - ts_recent) & _MASK >= _HALF \
                 and now - ts_recent_at < _PAWS_IDLE:
             # RFC 7323 5.3 R1 (PAWS).
@@ -266,7 +261,8 @@ class TimeWaitTable:
                 if seq != rcv_nxt:
                     reply = challenge()
                 else:
-                    verdict = CLOSE
+                    self.release(key)
+                    return None
             elif f & SYN:
                 reply = challenge()
             else:
@@ -281,19 +277,16 @@ class TimeWaitTable:
                             (ack - snd_nxt + max(max_wnd, 1)) & _MASK >= _HALF:
                         # Acknowledges what was never sent, or far too old (RFC 5961 5.2).
                         reply = challenge()
-        if verdict is CLOSE:
-            self.release(key)
-            return None, CLOSE
         if changed:
             self._records[key] = _RECORD.pack(
                 expires, two_msl, last_oow, ts_recent_at, snd_nxt, rcv_nxt, rcv_wnd, max_wnd,
                 ts_recent, ts_offset, window, ts_ok) + record[_DUE_AT:]
         if not reply:
-            return None, STAY
+            return None
         counters.segments_out += 1
-        options: tuple = ((_NOP, _NOP, (TIMESTAMPS, (
+        options: tuple = ((NOP_OPTION, NOP_OPTION, (TIMESTAMPS, (
             (int(now * _TS_HZ) + ts_offset) & _MASK, ts_recent))) if ts_ok else ())
-        return Segment(key[1], key[2], snd_nxt, rcv_nxt, ACK, window, 0, options), STAY
+        return Segment(key[1], key[2], snd_nxt, rcv_nxt, ACK, window, 0, options)
 
     # -------------------------------------------------------------- expiry
 
@@ -310,14 +303,14 @@ class TimeWaitTable:
             while queue:
                 key = queue[0]
                 record = records[key]
-                if record is not None and _DUE.unpack_from(record, _DUE_AT)[0] > now:
+                if record is not None and _DOUBLE.unpack_from(record, _DUE_AT)[0] > now:
                     break  # the queue is in order of turn: nothing behind is due
                 queue.popleft()
                 if record is None:
                     # Dormant: the 4-tuple's new connection never reached TIME-WAIT.
                     del records[key]
                     via.pop(key, None)
-                elif _EXPIRES.unpack_from(record)[0] <= now:
+                elif _DOUBLE.unpack_from(record)[0] <= now:
                     del records[key]
                     via.pop(key, None)
                     self._count -= 1
@@ -327,8 +320,8 @@ class TimeWaitTable:
                     # its turn comes again at its expiry, or after the last turn
                     # queued if that is later, which keeps the queue in order (so a
                     # record may outlast its 2 MSL a little, never fall short of it).
-                    due = max(_EXPIRES.unpack_from(record)[0], self._tails[two_msl])
-                    records[key] = record[:_DUE_AT] + _DUE.pack(due)
+                    due = max(_DOUBLE.unpack_from(record)[0], self._tails[two_msl])
+                    records[key] = record[:_DUE_AT] + _DOUBLE.pack(due)
                     queue.append(key)
                     self._tails[two_msl] = due
             if not queue:
@@ -344,7 +337,7 @@ class TimeWaitTable:
             if queue:
                 record = records[queue[0]]
                 # A dormant entry at the front is due at once: it only needs clearing.
-                t = _DUE.unpack_from(record, _DUE_AT)[0] if record is not None else 0.0
+                t = _DOUBLE.unpack_from(record, _DUE_AT)[0] if record is not None else 0.0
                 if best is None or t < best:
                     best = t
         self._deadline = best
