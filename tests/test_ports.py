@@ -10,11 +10,13 @@ import gc
 import socket
 import weakref
 
-from conftest import HOST, deadline, echo_handler, echo_once
+import pytest
+from conftest import HOST, deadline, echo_handler, echo_once, wait_until
 
 import utcp
 from utcp import streams
-from utcp.core.stack import EPHEMERAL_PORTS
+from utcp.core.stack import EPHEMERAL_PORTS, Stack
+from utcp.endpoint import Endpoint
 
 
 async def test_concurrent_connections_get_distinct_ports() -> None:
@@ -183,5 +185,41 @@ async def test_connections_left_open_when_the_loop_ends_are_reset() -> None:
         await asyncio.to_thread(asyncio.run, client())  # a whole program that just ends
         assert isinstance(await got, ConnectionResetError)
         assert kept[0].transport.is_closing()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_one_ephemeral_port_serves_connection_after_connection() -> None:
+    # The client closes first, so each connection leaves TIME-WAIT on the one port
+    # it may use: the next connect must reuse that 4-tuple (timestamps make it safe)
+    # rather than fail with "no free local port". Without reuse it fails at once.
+    async with deadline(20):
+        server = await utcp.start_server(echo_handler, HOST, 0)
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((HOST, 0))
+            port = probe.getsockname()[1]
+        for delay, reconnects in ((0.0, True), (None, False)):
+            ep = await Endpoint.create((HOST, 0), stack=Stack(
+                ephemeral_ports=range(port, port + 1), tw_reuse_delay=delay))
+            streams._shared.setdefault(loop, {})[socket.AF_INET] = ep
+            try:
+                for i in range(3):
+                    if i and not reconnects:
+                        with pytest.raises(OSError, match="no free local port"):
+                            await utcp.open_connection(HOST, server.port)
+                        break
+                    reader, writer = await utcp.open_connection(HOST, server.port)
+                    assert writer.get_extra_info("utcp")["local_port"] == port
+                    writer.write(b"ping %d" % i)
+                    assert await reader.readexactly(6) == b"ping %d" % i
+                    writer.close()
+                    await writer.wait_closed()
+                    assert await reader.read() == b""
+                    await wait_until(lambda ep=ep: ep.statistics()["connections"]
+                                     == {"TIME-WAIT": 1})
+            finally:
+                streams._shared[loop].pop(socket.AF_INET, None)
+                ep.close()
         server.close()
         await server.wait_closed()

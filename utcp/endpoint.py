@@ -119,14 +119,16 @@ class Endpoint(asyncio.DatagramProtocol):
     @classmethod
     async def create(cls, local_addr: tuple[str, int], *,
                      loop: asyncio.AbstractEventLoop | None = None,
-                     family: int = 0, server: bool = False) -> Endpoint:
+                     family: int = 0, server: bool = False,
+                     stack: Stack | None = None) -> Endpoint:
         """Bind a UDP socket at ``local_addr`` and return the endpoint on it.
 
         A ``server`` endpoint on a wildcard address answers each peer from the
-        address the peer sent to, as TCP does.
+        address the peer sent to, as TCP does. ``stack`` sets its TCP policy
+        (ephemeral ports, TIME-WAIT reuse); by default a new :class:`Stack`.
         """
         loop = loop or asyncio.get_running_loop()
-        ep = cls(loop)
+        ep = cls(loop, stack)
         await open_datagram_socket(loop, ep, local_addr, family, pktinfo=server)
         return ep
 
