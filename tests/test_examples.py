@@ -42,3 +42,10 @@ def test_sans_io_example_runs_a_whole_connection_on_no_sockets() -> None:
     # TIME-WAIT lasts 2 x MSL = 1 s on the simulated clock, not on the real one.
     assert out.rstrip().splitlines()[-1] == (
         "1040 ms  TIME-WAIT over: the client holds 0 connections, the server 0")
+
+
+def test_protocol_echo_example_echoes() -> None:
+    out = run_example("echo_protocol.py")
+    assert "server: received 'Hello World!'" in out
+    assert "client: received 'Hello World!'" in out
+    assert out.rstrip().endswith("client: the server closed the connection")

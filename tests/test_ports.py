@@ -14,7 +14,7 @@ import pytest
 from conftest import HOST, deadline, echo_handler, echo_once, wait_until
 
 import utcp
-from utcp import streams
+from utcp import protocols
 from utcp.core.stack import EPHEMERAL_PORTS, Stack
 from utcp.endpoint import Endpoint
 
@@ -37,7 +37,7 @@ async def test_concurrent_first_connections_share_one_endpoint() -> None:
     async with deadline(20):
         server = await utcp.start_server(echo_handler, HOST, 0)
         loop = asyncio.get_running_loop()
-        streams._shared.pop(loop, None)  # as if this loop had never connected
+        protocols._shared.pop(loop, None)  # as if this loop had never connected
         pairs = await asyncio.gather(*(utcp.open_connection(HOST, server.port)
                                        for _ in range(30)))
         assert len({id(w.transport.endpoint) for _, w in pairs}) == 1
@@ -202,7 +202,7 @@ async def test_one_ephemeral_port_serves_connection_after_connection() -> None:
         for delay, reconnects in ((0.0, True), (None, False)):
             ep = await Endpoint.create((HOST, 0), stack=Stack(
                 ephemeral_ports=range(port, port + 1), tw_reuse_delay=delay))
-            streams._shared.setdefault(loop, {})[socket.AF_INET] = ep
+            protocols._shared.setdefault(loop, {})[socket.AF_INET] = ep
             try:
                 for i in range(3):
                     if i and not reconnects:
@@ -219,7 +219,7 @@ async def test_one_ephemeral_port_serves_connection_after_connection() -> None:
                     await wait_until(lambda ep=ep: ep.statistics()["connections"]
                                      == {"TIME-WAIT": 1})
             finally:
-                streams._shared[loop].pop(socket.AF_INET, None)
+                protocols._shared[loop].pop(socket.AF_INET, None)
                 ep.close()
         server.close()
         await server.wait_closed()

@@ -465,7 +465,7 @@ async def test_cancelled_connect_leaves_nothing_behind(raw_socket) -> None:
                 utcp.open_connection(HOST, silent.port, initial_rto=0.05, min_rto=0.05), 0.12)
         first = await silent.collect(0.3)
     assert [s.flags for s in first] == [SYN, SYN]  # at 0 and 0.05 s; 0.15 s never came
-    ep = utcp.streams._shared[asyncio.get_running_loop()][socket.AF_INET]
+    ep = utcp.protocols._shared[asyncio.get_running_loop()][socket.AF_INET]
     assert ep.statistics()["connections"] == {}
 
 

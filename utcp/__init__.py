@@ -2,7 +2,9 @@
 
 Swap ``asyncio.open_connection`` / ``asyncio.start_server`` for
 ``utcp.open_connection`` / ``utcp.start_server``; everything else (StreamReader,
-StreamWriter, drain, IncompleteReadError) is asyncio's own.
+StreamWriter, drain, IncompleteReadError) is asyncio's own. For protocols,
+``utcp.create_connection`` / ``utcp.create_server`` stand in for the loop's
+methods of the same names.
 """
 
 from .core.config import Options
@@ -22,13 +24,15 @@ from .core.stack import Stack
 from .core.state import State
 from .core.wire import MalformedSegment, Segment
 from .ladder import Ladder
-from .streams import Server, StreamReader, StreamWriter, open_connection, start_server
+from .protocols import Server, create_connection, create_server
+from .streams import StreamReader, StreamWriter, open_connection, start_server
+from .transport import ConnectionTransport
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Closed", "Connected", "Connection", "DataReceived", "EndOfStream", "FinAcked", "Ladder",
-    "MalformedSegment", "NullObserver", "Observer", "Options", "Reset", "Segment", "Server",
-    "Stack", "State", "StreamReader", "StreamWriter", "TimedOut", "Writable",
-    "open_connection", "start_server",
+    "Closed", "Connected", "Connection", "ConnectionTransport", "DataReceived", "EndOfStream",
+    "FinAcked", "Ladder", "MalformedSegment", "NullObserver", "Observer", "Options", "Reset",
+    "Segment", "Server", "Stack", "State", "StreamReader", "StreamWriter", "TimedOut",
+    "Writable", "create_connection", "create_server", "open_connection", "start_server",
 ]

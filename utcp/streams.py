@@ -3,23 +3,20 @@
 ``open_connection`` and ``start_server`` take the arguments asyncio's do and
 return asyncio's own :class:`~asyncio.StreamReader` and
 :class:`~asyncio.StreamWriter`, so code written for asyncio runs unchanged.
-Extra keyword arguments are connection options (see :class:`utcp.Options`).
+They are built on :func:`utcp.create_connection` and :func:`utcp.create_server`
+as asyncio's are on the loop's methods. Extra keyword arguments are connection
+options (see :class:`utcp.Options`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from .core.config import DEFAULT_MSS_IPV6, OPTION_NAMES, Options
-from .core.connection import Connection
 from .core.observer import Observer
-from .core.stack import Listener
-from .endpoint import Endpoint, check_observer
-from .transport import ConnectionTransport
+from .protocols import Server, create_connection, create_server
 
 StreamReader = asyncio.StreamReader
 StreamWriter = asyncio.StreamWriter
@@ -27,144 +24,10 @@ ClientConnectedCallback = Callable[[StreamReader, StreamWriter], "Awaitable[None
 
 _DEFAULT_LIMIT = 2**16  # asyncio's StreamReader default
 
-# Client connections of one loop share one endpoint (one UDP socket) per family.
-_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Endpoint]] = (
-    weakref.WeakKeyDictionary())
-# The task that closes an endpoint when its loop ends (see _keep).
-_keepers: weakref.WeakKeyDictionary[Endpoint, asyncio.Task[None]] = weakref.WeakKeyDictionary()
-# The task creating a loop's shared endpoint, while it runs.
-_creating: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[int, asyncio.Task[Endpoint]]] = weakref.WeakKeyDictionary()
-
-
-_DEFAULTS = {socket.AF_INET: Options(), socket.AF_INET6: Options(mss=DEFAULT_MSS_IPV6)}
-
-
-def _options(family: int, options: dict[str, Any]) -> Options:
-    if not options:
-        return _DEFAULTS.get(family, _DEFAULTS[socket.AF_INET])  # immutable: shared
-    unknown = set(options) - OPTION_NAMES
-    if unknown:
-        raise TypeError(
-            f"unexpected keyword argument(s): {', '.join(sorted(unknown))}; "
-            f"connection options are: {', '.join(sorted(OPTION_NAMES))}")
-    if family == socket.AF_INET6 and "mss" not in options:
-        options = {"mss": DEFAULT_MSS_IPV6, **options}
-    return Options(**options)
-
-
-def _check_port(port: Any, *, allow_zero: bool) -> int:
-    if isinstance(port, str) and port.isdigit():
-        port = int(port)
-    if not isinstance(port, int) or isinstance(port, bool) or \
-            not (0 if allow_zero else 1) <= port <= 65535:
-        raise ValueError(f"port must be an integer from {0 if allow_zero else 1} to 65535, "
-                         f"got {port!r}")
-    return port
-
 
 def _check_limit(limit: Any) -> None:
     if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
-
-
-def _check_unsupported(**args: Any) -> None:
-    for name, value in args.items():
-        if value:
-            raise ValueError(f"{name} is not supported by utcp, got {value!r}")
-
-
-def _check_family(family: Any) -> None:
-    if family not in (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6):
-        raise ValueError(f"family must be AF_UNSPEC, AF_INET or AF_INET6, got {family!r}")
-
-
-async def _resolve(loop: asyncio.AbstractEventLoop, host: str | None, port: int,
-                   family: int = socket.AF_UNSPEC, *,
-                   passive: bool = False) -> list[tuple[int, tuple[Any, ...]]]:
-    """The (family, address) pairs ``host`` names, in the resolver's order."""
-    _check_family(family)
-    if host is not None and not isinstance(host, str):
-        raise TypeError(f"host must be a string or None, got {host!r}")
-    if host:
-        # A numeric address needs no resolver (on asyncio's loop, getaddrinfo is a
-        # round trip through a worker thread: most of a loopback connection's cost).
-        for fam in (socket.AF_INET, socket.AF_INET6):
-            if family not in (socket.AF_UNSPEC, fam):
-                continue
-            try:
-                socket.inet_pton(fam, host)
-            except (OSError, ValueError):
-                continue
-            return [(fam, (host, port) if fam == socket.AF_INET else (host, port, 0, 0))]
-    infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM,
-                                   flags=socket.AI_PASSIVE if passive else 0)
-    if not infos:
-        raise OSError(f"cannot resolve {host!r}")
-    found: list[tuple[int, tuple[Any, ...]]] = []
-    for family, _, _, _, addr in infos:
-        if (family, addr) not in found:
-            found.append((family, addr))
-    return found
-
-
-async def _new_endpoint(loop: asyncio.AbstractEventLoop, local_addr: tuple[str, int],
-                        family: int = 0, *, server: bool = False) -> Endpoint:
-    ep = await Endpoint.create(local_addr, loop=loop, family=family, server=server)
-    # When asyncio.run() ends it cancels every task: this one then closes the
-    # socket, so no endpoint outlives its loop unclosed.
-    _keepers[ep] = loop.create_task(_keep(ep), name=f"utcp endpoint {ep.local_address}")
-    return ep
-
-
-async def _keep(ep: Endpoint) -> None:
-    try:
-        await ep.wait_closed()
-    finally:
-        _keepers.pop(ep, None)
-        # The loop is ending (or the socket went): a connection cannot outlive its
-        # loop the way a kernel's outlives a process, so reset the ones still open
-        # rather than leave their peers half-open until they time out.
-        for conn in ep.stack.connections():
-            owner = conn.owner
-            if isinstance(owner, ConnectionTransport):
-                owner.abort()
-            elif ep.transport is not None:
-                ep.abort(conn)
-        ep.close()
-        # The registry is keyed weakly by loop, but an endpoint refers to its loop:
-        # drop the entry, or every loop that ever connected stays alive.
-        eps = _shared.get(ep.loop)
-        if eps is not None:
-            for family, shared in list(eps.items()):
-                if shared is ep:
-                    del eps[family]
-            if not eps:
-                del _shared[ep.loop]
-
-
-async def _client_endpoint(loop: asyncio.AbstractEventLoop, family: int) -> Endpoint:
-    eps = _shared.setdefault(loop, {})
-    ep = eps.get(family)
-    if ep is not None and ep.transport is not None:
-        return ep
-    # Concurrent first connections all wait for one endpoint, created by one task
-    # (which none of them cancels by being cancelled), and all resume together.
-    creating = _creating.setdefault(loop, {})
-    task = creating.get(family)
-    if task is None:
-        any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
-        task = loop.create_task(_new_endpoint(loop, (any_addr, 0), family))
-        creating[family] = task
-
-        def created(t: asyncio.Task[Endpoint]) -> None:
-            if creating.get(family) is t:
-                del creating[family]
-            if not t.cancelled() and t.exception() is None:
-                eps[family] = t.result()
-
-        task.add_done_callback(created)
-    return await asyncio.shield(task)
 
 
 async def open_connection(
@@ -188,156 +51,14 @@ async def open_connection(
     socket for its address family. ``family`` (``AF_INET`` or ``AF_INET6``) limits
     the addresses tried; ``ssl`` must be None: utcp carries no TLS.
     """
-    loop = asyncio.get_running_loop()
-    port = _check_port(port, allow_zero=False)
     _check_limit(limit)
-    check_observer(observer)
-    _check_unsupported(ssl=ssl)
-    addresses = await _resolve(loop, host, port, family)
-    # Like asyncio: each address the name resolves to in turn, until one connects.
-    for family, _ in addresses:
-        _options(family, options)  # bad options fail once, before any attempt
-    errors: list[OSError] = []
-    for family, addr in addresses:
-        try:
-            return await _connect_to(loop, family, addr, port, local_addr, limit, observer,
-                                     options)
-        except OSError as exc:
-            errors.append(exc)
-    if len(errors) == 1 or all(str(e) == str(errors[0]) for e in errors):
-        raise errors[0]
-    raise OSError("multiple exceptions: " + ", ".join(str(e) for e in errors))
-
-
-async def _connect_to(loop: asyncio.AbstractEventLoop, family: int, addr: tuple[Any, ...],
-                      port: int, local_addr: tuple[str, int] | None, limit: int,
-                      observer: Observer | None,
-                      options: dict[str, Any]) -> tuple[StreamReader, StreamWriter]:
-    opts = _options(family, options)
-    if local_addr is not None:
-        ep = await _new_endpoint(loop, local_addr, family)
-    else:
-        ep = await _client_endpoint(loop, family)
+    loop = asyncio.get_running_loop()
     reader = StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-
-    def make_transport(conn: Connection) -> ConnectionTransport:
-        tr = ConnectionTransport(ep, conn)
-        tr.set_protocol(protocol)
-        return tr
-
-    try:
-        tr = ep.connect(addr, port, opts, make_transport, observer)
-    finally:
-        if local_addr is not None:
-            ep.close_when_idle()  # a socket of its own: gone with its connection
-    assert isinstance(tr, ConnectionTransport)
-    await tr.wait_connected()
-    return reader, StreamWriter(tr, protocol, reader, loop)
-
-
-class Server:
-    """A utcp server, with the interface of :class:`asyncio.Server`."""
-
-    def __init__(self, endpoint: Endpoint, listen: Callable[[Server], Listener],
-                 port: int) -> None:
-        self._endpoint = endpoint
-        self._listen = listen
-        self._listener: Listener | None = None
-        # Accepted connections the application has not yet seen end.
-        self._connections: set[ConnectionTransport] = set()
-        self._emptied: list[asyncio.Future[None]] = []
-        self._loop = endpoint.loop
-        self._serving_forever: asyncio.Future[None] | None = None
-        self._port = port
-        self._closed = self._loop.create_future()
-
-    def __repr__(self) -> str:
-        return f"<utcp.Server {self._endpoint.local_address} serving={self.is_serving()}>"
-
-    @property
-    def sockets(self) -> tuple[Any, ...]:
-        tr = self._endpoint.transport
-        sock = tr.get_extra_info("socket") if tr is not None else None
-        return (sock,) if sock is not None and not self._closed.done() else ()
-
-    @property
-    def port(self) -> int:
-        """The port clients connect to."""
-        return self._port
-
-    def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
-
-    def is_serving(self) -> bool:
-        return self._listener is not None
-
-    async def start_serving(self) -> None:
-        """Start accepting connections (at once unless ``start_serving=False`` was given)."""
-        if self._closed.done():
-            raise RuntimeError(f"server {self!r} is closed")
-        if self._listener is None:
-            self._listener = self._listen(self)
-
-    def close(self) -> None:
-        """Stop accepting connections; connections already accepted go on."""
-        if self._closed.done():
-            return
-        if self._listener is not None:
-            self._endpoint.stop_listening(self._listener)
-            self._listener = None
-        self._endpoint.close_when_idle(time_wait_holds=False)
-        if self._serving_forever is not None and not self._serving_forever.done():
-            self._serving_forever.cancel()
-        self._closed.set_result(None)
-
-    async def wait_closed(self) -> None:
-        """Wait until the server is closed and every accepted connection has ended."""
-        await asyncio.shield(self._closed)
-        while self._connections:
-            f = self._loop.create_future()
-            self._emptied.append(f)
-            await f
-
-    def connection_accepted(self, tr: ConnectionTransport) -> None:
-        """``tr`` was accepted; :meth:`wait_closed` waits for it to end."""
-        self._connections.add(tr)
-
-    def connection_ended(self, tr: ConnectionTransport) -> None:
-        """The application is done with the accepted connection ``tr``."""
-        self._connections.discard(tr)
-        if not self._connections:
-            for f in self._emptied:
-                if not f.done():
-                    f.set_result(None)
-            self._emptied.clear()
-
-    async def serve_forever(self) -> None:
-        if self._serving_forever is not None:
-            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
-        await self.start_serving()
-        self._serving_forever = self._loop.create_future()
-        try:
-            await self._serving_forever
-        except asyncio.CancelledError:
-            try:
-                self.close()
-                await self.wait_closed()
-            finally:
-                raise
-        finally:
-            self._serving_forever = None
-
-    def statistics(self) -> dict[str, Any]:
-        """The endpoint's counters: segments, retransmissions, drops, connections by state."""
-        return self._endpoint.statistics()
-
-    async def __aenter__(self) -> Server:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-        await self.wait_closed()
+    transport, _ = await create_connection(
+        lambda: protocol, host, port, local_addr=local_addr, family=family, ssl=ssl,
+        observer=observer, **options)
+    return reader, StreamWriter(transport, protocol, reader, loop)
 
 
 async def start_server(
@@ -363,43 +84,14 @@ async def start_server(
     if given). ``reuse_address`` is accepted for compatibility: a closed server's
     port is always free again at once, as with SO_REUSEADDR.
     """
-    loop = asyncio.get_running_loop()
-    port = _check_port(port, allow_zero=True)
-    if not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 1:
-        raise ValueError(f"backlog must be a positive integer, got {backlog!r}")
     _check_limit(limit)
-    check_observer(observer)
-    _check_unsupported(ssl=ssl, reuse_port=reuse_port)
-    if isinstance(host, (list, tuple, set, frozenset)):
-        hosts = list(host)
-        if len(hosts) != 1:
-            raise ValueError("utcp servers listen on one host address")
-        host = hosts[0]
-    if host is None:
-        # Like a kernel socket bound to INADDR_ANY: IPv4 only unless family says
-        # otherwise (or host is "::").
-        _check_family(family)
-        if family == socket.AF_INET6:
-            addr: tuple[Any, ...] = ("::", port, 0, 0)
-        else:
-            family, addr = socket.AF_INET, ("0.0.0.0", port)
-    else:
-        family, addr = (await _resolve(loop, host, port, family, passive=True))[0]
-    opts = _options(family, options)
-    ep = await _new_endpoint(loop, addr, family, server=True)
+    loop = asyncio.get_running_loop()
 
-    def listen(server: Server) -> Listener:
-        def accept(conn: Connection) -> ConnectionTransport:
-            tr = ConnectionTransport(ep, conn, accepted=True, on_end=server.connection_ended)
-            reader = StreamReader(limit=limit, loop=loop)
-            tr.set_protocol(asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop))
-            server.connection_accepted(tr)
-            return tr
+    def factory() -> asyncio.StreamReaderProtocol:
+        reader = StreamReader(limit=limit, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
 
-        return ep.listen(local_port, backlog, opts, accept, observer)
-
-    local_port = ep.local_address[1]
-    server = Server(ep, listen, local_port)
-    if start_serving:
-        await server.start_serving()
-    return server
+    return await create_server(
+        factory, host, port, family=family, backlog=backlog, start_serving=start_serving,
+        reuse_address=reuse_address, reuse_port=reuse_port, ssl=ssl, observer=observer,
+        **options)

@@ -54,20 +54,22 @@ _TIMEOUT_MESSAGES = {
 class ConnectionTransport(asyncio.Transport):
     """The asyncio face of one :class:`~utcp.core.connection.Connection`.
 
-    ``accepted`` is True for a connection a listener accepted (its protocol is
-    told of it when the handshake completes) and False for an active open
-    (``wait_connected()`` then waits for the handshake). ``on_end`` is called
-    once the application is done with the connection.
+    ``accepted`` is True for a connection a listener accepted and False for an
+    active open (``wait_connected()`` then waits for the handshake). The protocol
+    is the one given to :meth:`set_protocol`, or else ``protocol_factory()``,
+    made when the handshake completes; either is told ``connection_made`` then.
+    ``on_end`` is called once the application is done with the connection.
     """
 
     # Slots, not a __dict__: a server holds one of these per connection.
-    __slots__ = ("_closing", "_closing_wait", "_connected", "_endpoint", "_eof", "_high",
-                 "_loop", "_lost", "_low", "_made", "_on_end", "_protocol",
+    __slots__ = ("_buffered", "_closing", "_closing_wait", "_connected", "_endpoint", "_eof",
+                 "_factory", "_high", "_loop", "_lost", "_low", "_made", "_on_end", "_protocol",
                  "_reset_after_fin", "_resume_handle", "_sockname_cache", "_writing_paused",
                  "conn", "remote_address")
 
     def __init__(self, endpoint: Endpoint, conn: Connection, *, accepted: bool = False,
-                 on_end: Callable[[ConnectionTransport], None] | None = None) -> None:
+                 on_end: Callable[[ConnectionTransport], None] | None = None,
+                 protocol_factory: Callable[[], asyncio.BaseProtocol] | None = None) -> None:
         super().__init__()
         self._endpoint = endpoint
         self._loop = endpoint.loop
@@ -77,6 +79,8 @@ class ConnectionTransport(asyncio.Transport):
         self._on_end = on_end
         self._sockname_cache: Address | None = None
         self._protocol: asyncio.BaseProtocol | None = None
+        self._buffered = False  # the protocol is an asyncio.BufferedProtocol
+        self._factory = protocol_factory
         self._connected: asyncio.Future[None] | None = (
             None if accepted else self._loop.create_future())
         self._closing = False
@@ -98,39 +102,54 @@ class ConnectionTransport(asyncio.Transport):
     # ------------------------------------------------------- from the endpoint
 
     def handle_events(self, events: list[Event]) -> None:
-        """The connection's events: protocol callbacks and the errors asyncio users expect."""
-        for ev in events:
-            kind = type(ev)
-            if kind is DataReceived:
-                if self._protocol is not None and not self._lost and not self._closing_wait:
-                    self._protocol.data_received(ev.data)  # type: ignore[attr-defined]
-            elif kind is Connected:
-                self._make_connection()
-                if self._connected is not None and not self._connected.done():
-                    self._connected.set_result(None)
-            elif kind is EndOfStream:
-                if self._protocol is not None and not self._lost and not self._closing_wait:
-                    keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
-                    if not keep_open:
-                        self.close()
-            elif kind is FinAcked:
-                if self._closing_wait:
-                    self._closing_wait = False
-                    self._lose(None)
-            elif kind is Closed:
-                # Both directions are done and every byte was delivered: the connection
-                # has ended (what is left of it in TIME-WAIT is the stack's business),
-                # though the transport stays open until the application closes it.
-                self._ended()
-            elif kind is Writable:
-                self._maybe_resume_writing()
-            elif kind is Reset:
-                self._on_reset(ev)  # type: ignore[arg-type]
-            elif kind is TimedOut:
-                self._fail(TimeoutError(
-                    errno.ETIMEDOUT,
-                    f"{_TIMEOUT_MESSAGES.get(ev.reason, 'connection timed out')} "
-                    f"({self._peer_text()})"))
+        """The connection's events: protocol callbacks and the errors asyncio users expect.
+
+        A protocol callback that raises is reported to the loop's exception
+        handler and resets its connection, as asyncio's transports do; the
+        endpoint and its other connections go on.
+        """
+        try:
+            for ev in events:
+                kind = type(ev)
+                if kind is DataReceived:
+                    if self._protocol is not None and not self._lost and not self._closing_wait:
+                        if self._buffered:
+                            self._fill_buffers(ev.data)  # type: ignore[attr-defined]
+                        else:
+                            self._protocol.data_received(ev.data)  # type: ignore[attr-defined]
+                elif kind is Connected:
+                    self._make_connection()
+                    if self._connected is not None and not self._connected.done():
+                        self._connected.set_result(None)
+                elif kind is EndOfStream:
+                    if self._protocol is not None and not self._lost and not self._closing_wait:
+                        keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
+                        if not keep_open:
+                            self.close()
+                elif kind is FinAcked:
+                    if self._closing_wait:
+                        self._closing_wait = False
+                        self._lose(None)
+                elif kind is Closed:
+                    # Both directions are done and every byte was delivered: the connection
+                    # has ended (what is left of it in TIME-WAIT is the stack's business),
+                    # though the transport stays open until the application closes it.
+                    self._ended()
+                elif kind is Writable:
+                    self._maybe_resume_writing()
+                elif kind is Reset:
+                    self._on_reset(ev)  # type: ignore[arg-type]
+                elif kind is TimedOut:
+                    self._fail(TimeoutError(
+                        errno.ETIMEDOUT,
+                        f"{_TIMEOUT_MESSAGES.get(ev.reason, 'connection timed out')} "
+                        f"({self._peer_text()})"))
+        except Exception as exc:
+            self._loop.call_exception_handler({
+                "message": "Fatal error: protocol callback failed",
+                "exception": exc, "transport": self, "protocol": self._protocol})
+            self.abort()
+
 
     def _on_reset(self, ev: Reset) -> None:
         # With errno set, as the kernel's errors come: code that checks exc.errno
@@ -161,9 +180,42 @@ class ConnectionTransport(asyncio.Transport):
         self._fail(ConnectionAbortedError(errno.ECONNABORTED, "the endpoint's socket was closed"))
 
     def _make_connection(self) -> None:
-        if self._protocol is not None and not self._made:
+        if self._made:
+            return
+        if self._protocol is None and self._factory is not None:
+            factory, self._factory = self._factory, None
+            try:
+                self.set_protocol(factory())
+            except Exception as exc:
+                self._factory_failed(exc)
+                return
+        if self._protocol is not None:
             self._made = True
             self._protocol.connection_made(self)
+
+    def _factory_failed(self, exc: Exception) -> None:
+        # As asyncio does: the error reaches create_connection()'s caller, or, for a
+        # server, the loop's exception handler; the connection is reset.
+        if self._connected is None:
+            self._loop.call_exception_handler({
+                "message": "protocol_factory raised for an accepted connection",
+                "exception": exc, "transport": self})
+        self.abort()
+        if self._connected is not None and not self._connected.done():
+            self._connected.set_exception(exc)
+
+    def _fill_buffers(self, data: bytes) -> None:
+        """Deliver ``data`` to a BufferedProtocol, in as many buffers as it takes."""
+        protocol: asyncio.BufferedProtocol = self._protocol  # type: ignore[assignment]
+        view = memoryview(data)
+        while view and self._protocol is protocol and not self._lost:
+            buf = protocol.get_buffer(len(view))
+            n = min(len(buf), len(view))
+            if not n:
+                raise RuntimeError("get_buffer() returned an empty buffer")
+            buf[:n] = view[:n]  # type: ignore[index]
+            protocol.buffer_updated(n)
+            view = view[n:]
 
     def _fail(self, exc: Exception) -> None:
         if self._connected is not None and not self._connected.done():
@@ -288,6 +340,7 @@ class ConnectionTransport(asyncio.Transport):
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol  # type: ignore[return-value]
@@ -387,3 +440,12 @@ class ConnectionTransport(asyncio.Transport):
         if not high >= low >= 0:
             raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
         self._high, self._low = high, low
+        # As asyncio's transports do: the new limits apply to what is buffered now.
+        conn = self.conn
+        if not self._writing_paused and conn.unsent > high:
+            self._writing_paused = True
+            conn.send_low_water = low
+            if self._protocol is not None:
+                self._protocol.pause_writing()
+        elif self._writing_paused:
+            self._maybe_resume_writing()
