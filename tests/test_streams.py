@@ -1315,10 +1315,16 @@ async def test_bad_options() -> None:
         await utcp.open_connection(HOST, 9, observer=42)
     with pytest.raises(TypeError, match="observer must have"):
         await utcp.start_server(echo_handler, HOST, 0, observer=object())
-    with pytest.raises(ValueError, match="ssl is not supported by utcp"):
-        await utcp.open_connection(HOST, 9, ssl=True)
-    with pytest.raises(ValueError, match="ssl is not supported by utcp"):
-        await utcp.start_server(echo_handler, HOST, 0, ssl=object())
+    with pytest.raises(TypeError, match="ssl argument must be an SSLContext, a bool or None"):
+        await utcp.open_connection(HOST, 9, ssl="yes")
+    with pytest.raises(TypeError, match="ssl argument must be an SSLContext or None"):
+        await utcp.start_server(echo_handler, HOST, 0, ssl=True)
+    with pytest.raises(ValueError, match="server_hostname is only meaningful with ssl"):
+        await utcp.open_connection(HOST, 9, server_hostname="example.org")
+    with pytest.raises(ValueError, match="ssl_handshake_timeout is only meaningful with ssl"):
+        await utcp.start_server(echo_handler, HOST, 0, ssl_handshake_timeout=5)
+    with pytest.raises(ValueError, match="ssl_shutdown_timeout should be a positive number"):
+        await utcp.open_connection(HOST, 9, ssl=True, ssl_shutdown_timeout=0)
     with pytest.raises(ValueError, match="reuse_port is not supported"):
         await utcp.start_server(echo_handler, HOST, 0, reuse_port=True)
     with pytest.raises(ValueError, match="family must be"):

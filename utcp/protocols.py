@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl as _ssl
 import weakref
+from asyncio import sslproto
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -65,6 +67,46 @@ def _check_unsupported(**args: Any) -> None:
     for name, value in args.items():
         if value:
             raise ValueError(f"{name} is not supported by utcp, got {value!r}")
+
+
+def _check_tls(ssl: Any, server_hostname: str | None, handshake_timeout: float | None,
+               shutdown_timeout: float | None, *, server: bool) -> _ssl.SSLContext | None:
+    """The SSLContext for ``ssl=`` (None: no TLS), with asyncio's checks and errors."""
+    if server and isinstance(ssl, bool):
+        raise TypeError("ssl argument must be an SSLContext or None")
+    if ssl is not None and ssl is not False and not isinstance(ssl, (bool, _ssl.SSLContext)):
+        raise TypeError(f"ssl argument must be an SSLContext, a bool or None, got {ssl!r}")
+    if not ssl:
+        if server_hostname is not None:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        if handshake_timeout is not None:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if shutdown_timeout is not None:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        return None
+    for name, value in (("ssl_handshake_timeout", handshake_timeout),
+                        ("ssl_shutdown_timeout", shutdown_timeout)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} should be a positive number, got {value!r}")
+    if ssl is True:
+        # What asyncio uses for ssl=True: the system's CAs, hostname checked.
+        return _ssl.create_default_context()
+    return ssl  # type: ignore[no-any-return]
+
+
+def _tls_factory(loop: asyncio.AbstractEventLoop, protocol_factory: ProtocolFactory,
+                 context: _ssl.SSLContext, *, server_side: bool,
+                 server_hostname: str | None, waiter: asyncio.Future[None] | None,
+                 handshake_timeout: float | None,
+                 shutdown_timeout: float | None) -> ProtocolFactory:
+    """A factory of asyncio's SSL protocols, each over an application protocol."""
+
+    def factory() -> asyncio.BaseProtocol:
+        return sslproto.SSLProtocol(
+            loop, protocol_factory(), context, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=handshake_timeout, ssl_shutdown_timeout=shutdown_timeout)
+
+    return factory
 
 
 def _check_family(family: Any) -> None:
@@ -167,10 +209,13 @@ async def create_connection(
     *,
     local_addr: tuple[str, int] | None = None,
     family: int = socket.AF_UNSPEC,
-    ssl: Any = None,
+    ssl: _ssl.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
     observer: Observer | None = None,
     **options: Any,
-) -> tuple[ConnectionTransport, asyncio.BaseProtocol]:
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     """Connect to a utcp server at ``host``:``port``; return ``(transport, protocol)``.
 
     As ``loop.create_connection()``: ``protocol_factory()`` makes the protocol
@@ -181,14 +226,32 @@ async def create_connection(
     out (with several addresses, that error if all failed alike, else an
     ``OSError`` naming each). Without ``local_addr`` the connection shares the
     loop's client socket for its address family. ``family`` (``AF_INET`` or
-    ``AF_INET6``) limits the addresses tried; ``ssl`` must be None.
+    ``AF_INET6``) limits the addresses tried.
+
+    With ``ssl`` (an :class:`ssl.SSLContext`, or True for the default one) the
+    connection carries TLS, through asyncio's own SSL protocol: this returns
+    once the TLS handshake is done too, or raises its error (an
+    ``ssl.SSLCertVerificationError`` for a certificate that fails to verify).
+    ``server_hostname`` (default: ``host``) is the name the certificate must match.
     """
     loop = asyncio.get_running_loop()
     port = _check_port(port, allow_zero=False)
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
     check_observer(observer)
-    _check_unsupported(ssl=ssl)
+    context = _check_tls(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
+                         server=False)
+    waiter: asyncio.Future[None] | None = None
+    if context is not None:
+        if server_hostname is None:
+            if not host:
+                raise ValueError("You must set server_hostname when using ssl without a host")
+            server_hostname = host
+        waiter = loop.create_future()
+        protocol_factory = _tls_factory(
+            loop, protocol_factory, context, server_side=False,
+            server_hostname=server_hostname, waiter=waiter,
+            handshake_timeout=ssl_handshake_timeout, shutdown_timeout=ssl_shutdown_timeout)
     addresses = await _resolve(loop, host, port, family)
     # Like asyncio: each address the name resolves to in turn, until one connects.
     for family, _ in addresses:
@@ -201,7 +264,16 @@ async def create_connection(
         except OSError as exc:
             errors.append(exc)
         else:
-            return tr, tr.get_protocol()
+            protocol = tr.get_protocol()
+            if waiter is None:
+                return tr, protocol
+            assert isinstance(protocol, sslproto.SSLProtocol)
+            try:
+                await waiter  # the TLS handshake
+            except BaseException:
+                tr.close()
+                raise
+            return protocol._app_transport, protocol._app_protocol
     if len(errors) == 1 or all(str(e) == str(errors[0]) for e in errors):
         raise errors[0]
     raise OSError("multiple exceptions: " + ", ".join(str(e) for e in errors))
@@ -344,7 +416,9 @@ async def create_server(
     start_serving: bool = True,
     reuse_address: bool | None = None,
     reuse_port: bool | None = None,
-    ssl: Any = None,
+    ssl: _ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
     observer: Observer | None = None,
     **options: Any,
 ) -> Server:
@@ -357,15 +431,26 @@ async def create_server(
     listens on the first address it resolves to (of ``family``, if given).
     ``reuse_address`` is accepted for compatibility: a closed server's port is
     always free again at once, as with SO_REUSEADDR.
+
+    With ``ssl`` (an :class:`ssl.SSLContext` holding the server's certificate)
+    each connection carries TLS, through asyncio's own SSL protocol; the
+    application's protocol is told ``connection_made()`` once the TLS handshake
+    is done, and a connection whose handshake fails never reaches it.
     """
     loop = asyncio.get_running_loop()
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
+    context = _check_tls(ssl, None, ssl_handshake_timeout, ssl_shutdown_timeout, server=True)
+    if context is not None:
+        protocol_factory = _tls_factory(
+            loop, protocol_factory, context, server_side=True, server_hostname=None,
+            waiter=None, handshake_timeout=ssl_handshake_timeout,
+            shutdown_timeout=ssl_shutdown_timeout)
     port = _check_port(port, allow_zero=True)
     if not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 1:
         raise ValueError(f"backlog must be a positive integer, got {backlog!r}")
     check_observer(observer)
-    _check_unsupported(ssl=ssl, reuse_port=reuse_port)
+    _check_unsupported(reuse_port=reuse_port)
     if isinstance(host, (list, tuple, set, frozenset)):
         hosts = list(host)
         if len(hosts) != 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl as _ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -37,7 +38,10 @@ async def open_connection(
     local_addr: tuple[str, int] | None = None,
     limit: int = _DEFAULT_LIMIT,
     family: int = socket.AF_UNSPEC,
-    ssl: Any = None,
+    ssl: _ssl.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
     observer: Observer | None = None,
     **options: Any,
 ) -> tuple[StreamReader, StreamWriter]:
@@ -49,7 +53,8 @@ async def open_connection(
     (with several addresses, that error if all failed alike, else an ``OSError``
     naming each). Without ``local_addr`` the connection shares the loop's client
     socket for its address family. ``family`` (``AF_INET`` or ``AF_INET6``) limits
-    the addresses tried; ``ssl`` must be None: utcp carries no TLS.
+    the addresses tried. ``ssl`` and ``server_hostname`` add TLS as asyncio's do
+    (see :func:`utcp.create_connection`).
     """
     _check_limit(limit)
     loop = asyncio.get_running_loop()
@@ -57,7 +62,8 @@ async def open_connection(
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
     transport, _ = await create_connection(
         lambda: protocol, host, port, local_addr=local_addr, family=family, ssl=ssl,
-        observer=observer, **options)
+        server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout, observer=observer, **options)
     return reader, StreamWriter(transport, protocol, reader, loop)
 
 
@@ -72,7 +78,9 @@ async def start_server(
     start_serving: bool = True,
     reuse_address: bool | None = None,
     reuse_port: bool | None = None,
-    ssl: Any = None,
+    ssl: _ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
     observer: Observer | None = None,
     **options: Any,
 ) -> Server:
@@ -82,7 +90,8 @@ async def start_server(
     ``port=0`` picks a free port: read it from ``server.port``. ``host`` may be a
     name; the server listens on the first address it resolves to (of ``family``,
     if given). ``reuse_address`` is accepted for compatibility: a closed server's
-    port is always free again at once, as with SO_REUSEADDR.
+    port is always free again at once, as with SO_REUSEADDR. ``ssl`` adds TLS
+    as asyncio's does (see :func:`utcp.create_server`).
     """
     _check_limit(limit)
     loop = asyncio.get_running_loop()
@@ -93,5 +102,6 @@ async def start_server(
 
     return await create_server(
         factory, host, port, family=family, backlog=backlog, start_serving=start_serving,
-        reuse_address=reuse_address, reuse_port=reuse_port, ssl=ssl, observer=observer,
-        **options)
+        reuse_address=reuse_address, reuse_port=reuse_port, ssl=ssl,
+        ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+        observer=observer, **options)

@@ -67,6 +67,9 @@ class ConnectionTransport(asyncio.Transport):
                  "_reset_after_fin", "_resume_handle", "_sockname_cache", "_writing_paused",
                  "conn", "remote_address")
 
+    # asyncio's loop.start_tls() (and so StreamWriter.start_tls()) takes this transport.
+    _start_tls_compatible = True
+
     def __init__(self, endpoint: Endpoint, conn: Connection, *, accepted: bool = False,
                  on_end: Callable[[ConnectionTransport], None] | None = None,
                  protocol_factory: Callable[[], asyncio.BaseProtocol] | None = None) -> None:
@@ -424,6 +427,18 @@ class ConnectionTransport(asyncio.Transport):
             self._endpoint.abort(self.conn)
         self._closing = True
         self._lose(None, soon=True)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        # What asyncio's own transports offer their SSL protocol for a fatal error
+        # (a failed TLS handshake): what was written (the TLS alert) goes, then
+        # FIN, and the protocol is told of the error.
+        if self._lost:
+            return
+        self._closing = True
+        self._closing_wait = False
+        if self.conn.state is not _CLOSED:
+            self._endpoint.close_connection(self.conn)
+        self._lose(exc, soon=True)  # type: ignore[arg-type]
 
     def get_write_buffer_size(self) -> int:
         """Bytes written and not yet sent once."""
