@@ -5,7 +5,9 @@ processes open ``--connections`` connections to it between them and keep them
 open and idle (each process has one UDP socket, so at most 28232 connections
 toward one server port: hence several processes). The server's resident memory
 growth divided by the connections is its memory per idle connection, its
-handler task and streams included.
+handler task and streams included; with ``--protocol`` the server is an echo
+``asyncio.Protocol`` on ``utcp.create_server`` (and the loop's, for
+``--kernel``), which has neither.
 
 Before the clients connect and while they hold their connections, this process
 measures the server's connection rate (``utcp bench connect``'s workload, 64 in
@@ -77,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="handshakes each client keeps in flight while opening (default 32)")
     ap.add_argument("--duration", type=float, default=5.0,
                     help="seconds of each connection-rate measurement (default 5)")
+    ap.add_argument("--protocol", action="store_true",
+                    help="serve with an echo asyncio.Protocol (utcp.create_server) instead "
+                         "of `utcp echo-server`'s streams handler: utcp's own cost per "
+                         "connection, without a task and streams for each")
     ap.add_argument("--kernel", action="store_true",
                     help="the same over the kernel's TCP, to the server's kernel port "
                          "(its RSS does not count the kernel's own socket memory)")
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
           f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     stack = "kernel" if args.kernel else "utcp"
-    with EchoServer("asyncio") as server:
+    with EchoServer("asyncio", protocol=args.protocol) as server:
         port = server.kernel_port if args.kernel else server.port
         empty = rate(port, args.duration, args.kernel)
         time.sleep(1.0)
@@ -119,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             for p in procs:
                 p.communicate(input="", timeout=120)
     per = (rss1 - rss0) / max(opened, 1)
-    print(f"{stack}: opened {opened} connections in {took:.1f} s ({failed} failed)")
+    print(f"{stack}, {'protocol' if args.protocol else 'streams'} server: opened {opened} "
+          f"connections in {took:.1f} s ({failed} failed)")
     print(f"server RSS: {rss0 / 2**20:.1f} MiB empty, {rss1 / 2**20:.1f} MiB holding them: "
           f"{per:.0f} bytes ({per / 1024:.2f} KiB) per idle connection")
     print(f"connection rate, 64 in flight: {empty['conn_per_s']:.0f} conn/s with the server "

@@ -118,20 +118,57 @@ def free_ports(kind: int, n: int = 3) -> int:
     raise RuntimeError(f"no {n} adjacent free ports")
 
 
+# An echo server built on protocols rather than streams: utcp.create_server on UDP
+# port argv[2] and the loop's create_server on TCP port argv[3], on loop argv[4].
+PROTOCOL_ECHO = """
+import asyncio, signal, sys, utcp
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(data)
+    def eof_received(self):
+        return False
+
+async def main(host, port, kernel_port):
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    loop.add_signal_handler(signal.SIGINT, stop.set_result, None)
+    server = await utcp.create_server(Echo, host, port, backlog=1000)
+    kernel = await loop.create_server(Echo, host, kernel_port, backlog=1000)
+    print(f"listening on {host}:{port}", file=sys.stderr, flush=True)
+    await stop
+    server.close()
+    kernel.close()
+
+if sys.argv[4] == "uvloop":
+    import uvloop
+    uvloop.install()
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
 class EchoServer:
     """``utcp echo-server`` in a process of its own, with the kernel TCP services too.
 
     ``port`` is utcp's echo port (discard and source follow it), ``kernel_port``
-    the kernel's. Used as a context manager; stopped with SIGINT, as Ctrl-C would.
+    the kernel's. With ``protocol=True``, an echo server on asyncio protocols
+    instead of streams (echo only, on both). Used as a context manager; stopped
+    with SIGINT, as Ctrl-C would.
     """
 
-    def __init__(self, loop_name: str = "asyncio", *extra: str) -> None:
+    def __init__(self, loop_name: str = "asyncio", *extra: str, protocol: bool = False) -> None:
         self.port = free_ports(socket.SOCK_DGRAM)
         self.kernel_port = free_ports(socket.SOCK_STREAM)
-        args = [sys.executable, "-m", "utcp", "echo-server", "--host", HOST,
-                "--port", str(self.port), "--kernel-port", str(self.kernel_port), *extra]
-        if loop_name == "uvloop":
-            args.append("--uvloop")
+        if protocol:
+            args = [sys.executable, "-c", PROTOCOL_ECHO, HOST, str(self.port),
+                    str(self.kernel_port), loop_name]
+        else:
+            args = [sys.executable, "-m", "utcp", "echo-server", "--host", HOST,
+                    "--port", str(self.port), "--kernel-port", str(self.kernel_port), *extra]
+            if loop_name == "uvloop":
+                args.append("--uvloop")
         # SIGINT as Ctrl-C delivers it, even where this runs as a background job (whose
         # children a shell starts with SIGINT ignored): that is how it is stopped.
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
