@@ -325,3 +325,26 @@ async def test_aiohttp_server_serves_an_h11_client_over_utcp() -> None:
                 assert missing.status == 404
     finally:
         await runner.cleanup()
+
+
+async def test_a_port_in_use_is_named_in_the_error() -> None:
+    import errno
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind((HOST, 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=rf"error while attempting to bind on address "
+                                          rf"\('127.0.0.1', {port}\): address already in use") \
+                as caught:
+            await utcp.create_server(Recorder, HOST, port)
+        assert caught.value.errno == errno.EADDRINUSE
+
+
+def test_rto_bounds_name_the_values_that_clash() -> None:
+    with pytest.raises(ValueError, match=r"initial_rto \(1.0\) must be between min_rto \(2.0\) "
+                                         r"and max_rto \(120.0\): when changing min_rto"):
+        utcp.Options(min_rto=2.0)
+    with pytest.raises(ValueError, match=r"min_rto \(5.0\) must be at most max_rto \(3.0\)"):
+        utcp.Options(min_rto=5.0, max_rto=3.0, initial_rto=4.0)
+    assert utcp.Options(min_rto=2.0, initial_rto=2.0).min_rto == 2.0

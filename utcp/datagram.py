@@ -296,7 +296,13 @@ async def open_datagram_socket(
     fam, _, proto, _, addr = infos[0]
     sock = socket.socket(fam, socket.SOCK_DGRAM, proto)
     try:
-        sock.bind(addr)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            # As asyncio words it: the address is part of the message.
+            raise OSError(exc.errno, f"error while attempting to bind on address "
+                                     f"{addr!r}: {(exc.strerror or str(exc)).lower()}") \
+                from None
         if not (pktinfo or isinstance(loop, selector_events.BaseSelectorEventLoop)):
             transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
             return transport

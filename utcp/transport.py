@@ -250,7 +250,9 @@ class ConnectionTransport(asyncio.Transport):
             on_end(self)
 
     def _peer_text(self) -> str:
-        return f"{self.remote_address[0]}:{self.conn.remote_port}"
+        host = self.remote_address[0]
+        return f"[{host}]:{self.conn.remote_port}" if ":" in host else \
+            f"{host}:{self.conn.remote_port}"
 
     def _maybe_resume_writing(self) -> None:
         if not self._writing_paused:

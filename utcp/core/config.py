@@ -76,8 +76,13 @@ class Options:
                 check(v > 0, name, "more than zero seconds")
             else:
                 check(v >= 0, name, "zero or more seconds")
-        check(self.min_rto <= self.initial_rto <= self.max_rto, "initial_rto",
-              "between min_rto and max_rto")
+        lo, first, hi = self.min_rto, self.initial_rto, self.max_rto
+        if lo > hi:
+            raise ValueError(f"min_rto ({lo!r}) must be at most max_rto ({hi!r})")
+        if not lo <= first <= hi:
+            raise ValueError(
+                f"initial_rto ({first!r}) must be between min_rto ({lo!r}) and max_rto "
+                f"({hi!r}): when changing min_rto or max_rto, set initial_rto too")
         check(self.delayed_ack <= 0.5, "delayed_ack", "at most 0.5 s (RFC 1122)")
         for name in ("nodelay", "keepalive", "timestamps"):
             check(isinstance(getattr(self, name), bool), name, "True or False")
