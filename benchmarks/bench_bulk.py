@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import medians, run_on, warm_malloc
+from harness import medians, run_on, uvloop_available, warm_malloc
 
 import utcp
 
@@ -293,6 +293,8 @@ def main(argv: list[str] | None = None) -> None:
     if size <= 0 or args.duration <= 0 or args.udp_window < 1 or args.repeat < 1:
         ap.error("--size and --duration must be positive, --udp-window and --repeat "
                  "at least 1")
+    if args.uvloop and not uvloop_available():
+        ap.error("--uvloop: uvloop is not installed (pip install 'utcp[uvloop]')")
     if not args.cold_malloc:
         warm_malloc()
     loops = ["asyncio"] + (["uvloop"] if args.uvloop else [])

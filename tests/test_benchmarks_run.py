@@ -21,3 +21,23 @@ def test_benchmark_script_runs(args: list[str]) -> None:
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
     assert "utcp" in result.stdout and "Traceback" not in result.stderr
+
+
+# As if uvloop were not installed: importing it fails.
+_NO_UVLOOP = """
+import runpy, sys
+sys.modules["uvloop"] = None
+sys.argv = sys.argv[1:]
+sys.path.insert(0, sys.argv[0].rsplit("/", 1)[0])
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script", ["bench_bulk.py", "bench_connect.py", "bench_rr.py",
+                                    "bench_endurance.py"])
+def test_uvloop_missing_is_a_usage_error_before_anything_runs(script: str) -> None:
+    result = subprocess.run([sys.executable, "-c", _NO_UVLOOP, str(BENCH / script), "--uvloop"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "uvloop is not installed" in result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
