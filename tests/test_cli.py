@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import hashlib
 import json
 import os
+import pathlib
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 from test_bench import three_free_ports
@@ -122,8 +127,9 @@ def test_echo_client_and_server_exchange_lines() -> None:
 @pytest.mark.parametrize(("stdin", "echoed"), [
     (b"\xff\xfe\x00abc\n", b"\xff\xfe\x00abc\n"),  # not UTF-8, and a NUL
     (b"0123456789" * 20_000 + b"\n", b"0123456789" * 20_000 + b"\n"),  # past readline's limit
-    (b"one\r\n\ntwo", b"one\r\n\ntwo\n"),  # sent as is; only a last line gets its newline
-], ids=["non-utf8", "200KB-line", "no-final-newline"])
+    (b"one\r\n\ntwo", b"one\r\n\ntwo"),  # sent as is: no newline added at the end
+    (bytes(range(256)) * 20_000, bytes(range(256)) * 20_000),  # 5 MB, no line structure
+], ids=["non-utf8", "200KB-line", "no-final-newline", "5MB-binary"])
 def test_echo_client_round_trips_arbitrary_bytes(stdin: bytes, echoed: bytes) -> None:
     port = free_udp_port()
     server = start_echo_server(port)
@@ -168,11 +174,33 @@ def test_echo_client_trace_prints_a_live_ladder() -> None:
     try:
         result = run("echo-client", "127.0.0.1", str(port), "--message", "hi", "--trace")
     finally:
-        server_out, _ = stop(server)
+        _, server_err = stop(server)
     assert result.returncode == 0, result.stderr
-    assert "hi" in result.stdout.splitlines()
-    for out in (result.stdout, server_out):
-        assert "SYN" in out and "FIN" in out and "ESTABLISHED" in out
+    assert result.stdout == "hi\n"  # the trace stays off the data
+    client_rows = [line for line in result.stderr.splitlines() if "|" in line]
+    server_rows = [line for line in server_err.splitlines() if "|" in line]
+    for rows, peer in ((client_rows, f"127.0.0.1:{port} "), (server_rows, "127.0.0.1:")):
+        text = "\n".join(rows)
+        assert "SYN" in text and "FIN" in text and "ESTABLISHED" in text
+        for row in rows:
+            # Each row: wall-clock time, then the peer the connection is with.
+            assert re.match(r"\d\d:\d\d:\d\d\.\d{3} ", row), row
+            assert row.split()[1].startswith(peer.strip()), row
+
+
+def test_trace_file_gets_the_trace(tmp_path: pathlib.Path) -> None:
+    port = free_udp_port()
+    server = start_echo_server(port)
+    trace = tmp_path / "trace.txt"
+    try:
+        result = run("echo-client", "127.0.0.1", str(port), "--message", "hi",
+                     "--trace-file", str(trace))
+    finally:
+        stop(server)
+    assert result.returncode == 0, result.stderr
+    assert "|" not in result.stderr
+    text = trace.read_text()
+    assert "SYN" in text and "TIME-WAIT" in text
 
 
 def test_echo_client_reports_a_silent_host_without_traceback() -> None:
@@ -214,13 +242,13 @@ def test_demo_trace_into_a_closed_pipe_ends_quietly() -> None:
     assert err == ""
 
 
-def test_echo_client_trace_into_a_closed_stdout_ends_quietly() -> None:
+def test_echo_client_into_a_closed_stdout_ends_quietly() -> None:
     port = free_udp_port()
     server = start_echo_server(port)
     out = closed_pipe()
     try:
         client = subprocess.Popen([*UTCP, "echo-client", "127.0.0.1", str(port), "--message",
-                                   "hi", "--trace"], stdin=subprocess.DEVNULL, stdout=out,
+                                   "hi"], stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.PIPE, text=True)
         os.close(out)
         err = finish(client, timeout=10)
@@ -228,23 +256,6 @@ def test_echo_client_trace_into_a_closed_stdout_ends_quietly() -> None:
         stop(server)
     assert client.returncode == 141
     assert err == ""
-
-
-def test_echo_server_trace_into_a_closed_stdout_ends_quietly() -> None:
-    port = free_udp_port()
-    out = closed_pipe()
-    server = start_echo_server(port, "--trace", stdout=out)
-    os.close(out)
-    client = subprocess.Popen([*UTCP, "echo-client", "127.0.0.1", str(port), "--message",
-                               "hi", "--syn-retries", "1"], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        err = finish(server, timeout=10)  # the first trace line stops the server
-    finally:
-        client.kill()
-        client.wait()
-    assert server.returncode == 141
-    assert "Traceback" not in err
 
 
 def test_ctrl_c_stops_the_echo_server_with_a_client_connected() -> None:
@@ -271,6 +282,35 @@ def test_ctrl_c_stops_the_echo_server_with_a_client_connected() -> None:
     assert "Traceback" not in err
     assert err.splitlines()[-1] == "utcp: interrupted"
     assert took < 5
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stopping_the_echo_server_sends_its_clients_fin(sig: signal.Signals) -> None:
+    # The client sees the server's FIN at once, not minutes of silence: with its
+    # stdin still open, it reports that the server closed.
+    port = free_udp_port()
+    server = start_echo_server(port)
+    client = subprocess.Popen([*UTCP, "echo-client", "127.0.0.1", str(port)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    assert client.stdin is not None and client.stdout is not None
+    try:
+        client.stdin.write(b"hello\n")
+        client.stdin.flush()
+        assert client.stdout.readline() == b"hello\n"
+        server.send_signal(sig)
+        err = finish(server, timeout=8)
+        client_err = finish(client, timeout=8)  # stdin still open: only the FIN ends it
+    finally:
+        client.kill()
+        client.communicate()
+        if server.poll() is None:
+            stop(server)
+    assert server.returncode == (130 if sig == signal.SIGINT else 143), err
+    assert "Traceback" not in err
+    assert client.returncode == 1
+    assert f"127.0.0.1:{port} closed the connection after echoing 6 of the 6 bytes" in \
+        client_err.decode()
 
 
 def test_ctrl_c_stops_an_echo_client_waiting_for_stdin() -> None:
@@ -417,3 +457,128 @@ def test_bench_reports_a_refused_connection_plainly() -> None:
     result = run("bench", "rr", "127.0.0.1", str(port), "--duration", "1")
     assert result.returncode == 1
     assert result.stderr == f"utcp: bench rr against 127.0.0.1:{port} failed: refused\n"
+
+
+def test_count_without_message_is_a_usage_error() -> None:
+    result = run("echo-client", "127.0.0.1", "7007", "--count", "3")
+    assert result.returncode == 2
+    assert "--count repeats --message" in result.stderr
+
+
+def test_version_and_defaults_in_help() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.startswith("utcp ")
+    help_text = run("echo-server", "--help").stdout
+    assert "(default: 0.0.0.0)" in help_text and "(default: 7007)" in help_text
+    assert "--keepalive SECONDS" in help_text and "--mss BYTES" in help_text
+
+
+def test_connection_options_reach_the_connection() -> None:
+    # --mss is the MSS the client advertises: its SYN carries it (seen in the trace).
+    port = free_udp_port()
+    server = start_echo_server(port)
+    try:
+        result = run("echo-client", "127.0.0.1", str(port), "--message", "x", "--mss", "500",
+                     "--keepalive", "30", "--no-timestamps", "--trace")
+    finally:
+        stop(server)
+    assert result.returncode == 0, result.stderr
+    bad = run("echo-client", "127.0.0.1", str(port), "--mss", "10")
+    assert bad.returncode == 2 and "mss must be between 88 and 65495" in bad.stderr
+
+
+def test_ipv6_addresses_are_printed_in_brackets() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback address on this host")
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*UTCP, "echo-server", "--host", "::1", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    try:
+        assert f"[::1]:{port}" in proc.stderr.readline()
+    finally:
+        stop(proc)
+    refused = run("echo-client", "::1", str(port), "--message", "x")
+    assert refused.returncode == 1
+    assert f"connection refused by [::1]:{port}" in refused.stderr
+
+
+def test_a_port_in_use_is_named() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        result = run("echo-server", "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr == (f"utcp: cannot listen on 127.0.0.1:{port}: "
+                             "Address already in use\n")
+
+
+# ------------------------------------------------------------ connect, listen
+
+
+def start_listener(*extra: str, stdin: Any = subprocess.PIPE) -> tuple[subprocess.Popen[bytes],
+                                                                        int]:
+    port = free_udp_port()
+    proc = subprocess.Popen([*UTCP, "listen", str(port), "--host", "127.0.0.1", *extra],
+                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=ctrl_c_default)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert b"listening on 127.0.0.1:" in line, line
+    return proc, port
+
+
+def test_connect_and_listen_copy_both_ways_and_half_close() -> None:
+    upload = os.urandom(3_000_000)
+    download = os.urandom(2_000_000)
+    listener, port = start_listener()
+    client = subprocess.Popen([*UTCP, "connect", "127.0.0.1", str(port)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    # Both at once, each its own input: each side half-closes when its input ends
+    # and reads on until the other's FIN.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        from_listener = pool.submit(listener.communicate, input=download, timeout=60)
+        from_client = pool.submit(client.communicate, input=upload, timeout=60)
+        listener_out, listener_err = from_listener.result()
+        client_out, client_err = from_client.result()
+    assert client.returncode == 0, client_err
+    assert listener.returncode == 0, listener_err
+    assert hashlib.sha256(listener_out).digest() == hashlib.sha256(upload).digest()
+    assert hashlib.sha256(client_out).digest() == hashlib.sha256(download).digest()
+    assert b"connection from 127.0.0.1:" in listener_err
+
+
+def test_listen_exec_serves_each_connection_with_a_program() -> None:
+    listener, port = start_listener("--exec", "tr a-z A-Z", stdin=subprocess.DEVNULL)
+    try:
+        clients = [subprocess.Popen([*UTCP, "connect", "127.0.0.1", str(port)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE) for _ in range(3)]
+        outs = [c.communicate(input=f"hello {i}\n".encode() * 1000, timeout=30)
+                for i, c in enumerate(clients)]
+    finally:
+        listener.send_signal(signal.SIGTERM)
+        _, err = listener.communicate(timeout=10)
+    for i, (c, (out, cerr)) in enumerate(zip(clients, outs, strict=True)):
+        assert c.returncode == 0, cerr
+        assert out == f"HELLO {i}\n".encode() * 1000
+    assert listener.returncode == 143, err
+    assert err.count(b"running tr a-z A-Z") == 3
+
+
+def test_listen_exec_of_a_missing_program_resets_the_connection() -> None:
+    listener, port = start_listener("--exec", "/nonexistent/program", stdin=subprocess.DEVNULL)
+    try:
+        client = run("connect", "127.0.0.1", str(port), input="x")
+    finally:
+        listener.send_signal(signal.SIGTERM)
+        _, err = listener.communicate(timeout=10)
+    assert client.returncode == 1
+    assert "reset" in client.stderr
+    assert b"cannot run '/nonexistent/program'" in err
