@@ -24,6 +24,7 @@ from .core.stack import Stack
 from .core.state import State
 from .core.wire import MalformedSegment, Segment
 from .ladder import Ladder
+from .pcap import PcapWriter, Tee
 from .protocols import Server, create_connection, create_server
 from .streams import StreamReader, StreamWriter, open_connection, start_server
 from .transport import ConnectionTransport
@@ -32,7 +33,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Closed", "Connected", "Connection", "ConnectionTransport", "DataReceived", "EndOfStream",
-    "FinAcked", "Ladder", "MalformedSegment", "NullObserver", "Observer", "Options", "Reset",
-    "Segment", "Server", "Stack", "State", "StreamReader", "StreamWriter", "TimedOut",
+    "FinAcked", "Ladder", "MalformedSegment", "NullObserver", "Observer", "Options",
+    "PcapWriter", "Reset", "Segment", "Server", "Stack", "State", "StreamReader",
+    "StreamWriter", "Tee", "TimedOut",
     "Writable", "create_connection", "create_server", "open_connection", "start_server",
 ]

@@ -16,7 +16,7 @@ from .. import __version__, bench
 from ..core.config import Options
 from .demo import demo
 from .echo import echo_client, echo_server
-from .output import CliError, TraceSink, address_text, stdout
+from .output import CliError, Observing, TraceSink, address_text, open_pcap, stdout
 from .pipe import connect_command, listen_command
 
 __all__ = ["main", "build_parser", "CliError", "DEFAULT_PORT"]
@@ -124,6 +124,9 @@ def _common(sp: argparse.ArgumentParser, *, tunables: bool = True, trace: bool =
                              "ladder, on stderr (rows labelled with time and peer)")
         sp.add_argument("--trace-file", metavar="FILE",
                         help="write that trace to FILE (appending) instead of stderr")
+        sp.add_argument("--pcap", metavar="FILE",
+                        help="write every segment to FILE as a pcap capture of plain "
+                             "TCP/IP, for Wireshark or tshark")
     if tunables:
         group = sp.add_argument_group("connection options")
         syn = "3, about 15 s" if interactive else "6, about 2 minutes"
@@ -208,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = parser("demo", "client and server in one process, drawn as a ladder on stdout")
     d.add_argument("--trace", action="store_true",
                    help="also print the ladder live, row by row, as it happens")
+    d.add_argument("--pcap", metavar="FILE",
+                   help="write every segment to FILE as a pcap capture of plain TCP/IP")
     d.add_argument("--msl", type=_positive, default=0.5,
                    help="maximum segment lifetime, seconds (TIME-WAIT = 2 x MSL)")
     d.add_argument("--uvloop", action="store_true", help="run on uvloop")
@@ -313,26 +318,28 @@ def _main(argv: list[str] | None) -> int:
         parser.error("the server port must not be 0")
     if args.command == "bench" and args.test == "connect" and args.concurrency == 0:
         parser.error("--concurrency must be at least 1")
-    trace: TraceSink | None = None
+    observing = Observing()
     try:
+        if getattr(args, "pcap", None) is not None:
+            observing.pcap = open_pcap(args.pcap)
         if getattr(args, "trace_file", None) is not None or (
                 args.command != "demo" and getattr(args, "trace", False)):
-            trace = TraceSink(args.trace_file)
+            observing.trace = TraceSink(args.trace_file)
         if args.command == "echo-server":
-            run(echo_server(args.host, args.port, trace, options, args.kernel_port),
+            run(echo_server(args.host, args.port, observing, options, args.kernel_port),
                 args.uvloop)
         elif args.command == "echo-client":
-            run(echo_client(args.host, args.port, args.message, args.count, trace, options),
-                args.uvloop)
+            run(echo_client(args.host, args.port, args.message, args.count, observing,
+                            options), args.uvloop)
         elif args.command == "connect":
-            run(connect_command(args.host, args.port, trace, options), args.uvloop)
+            run(connect_command(args.host, args.port, observing, options), args.uvloop)
         elif args.command == "listen":
-            run(listen_command(args.host, args.port, args.exec_command, trace, options),
+            run(listen_command(args.host, args.port, args.exec_command, observing, options),
                 args.uvloop)
         elif args.command == "bench":
             run(run_bench(args, options), args.uvloop)
         else:
-            run(demo(options.pop("msl"), args.trace, options), args.uvloop)
+            run(demo(options.pop("msl"), args.trace, options, observing.pcap), args.uvloop)
     except CliError as exc:
         print(f"utcp: {exc}", file=sys.stderr)
         return 1
@@ -345,8 +352,7 @@ def _main(argv: list[str] | None) -> int:
         if not (stdout.closed or _Run.terminated):
             raise
     finally:
-        if trace is not None:
-            trace.close()
+        observing.close()
     if _Run.terminated:
         return 143  # 128 + SIGTERM, as a shell reports it; the connections were closed
     # 141 = 128 + SIGPIPE: what a shell reports for a command stopped by a closed pipe.

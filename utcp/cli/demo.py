@@ -10,12 +10,15 @@ from ..core.observer import NullObserver
 from ..core.state import State
 from ..core.wire import Segment
 from ..ladder import Ladder
+from ..pcap import PcapWriter, Tee
 from ..streams import open_connection, start_server
 from .output import stdout
 
 
-async def demo(msl: float, trace: bool, options: dict[str, Any]) -> None:
-    """Run a server and a client over loopback and print the ladder of their exchange."""
+async def demo(msl: float, trace: bool, options: dict[str, Any],
+               pcap: PcapWriter | None = None) -> None:
+    """Run a server and a client over loopback and print the ladder of their exchange
+    (and, with ``pcap``, capture it: the client's side sees every segment once)."""
     ladder = Ladder("client", "server", live=stdout.line if trace else None)
     done = asyncio.get_running_loop().create_future()
 
@@ -33,7 +36,8 @@ async def demo(msl: float, trace: bool, options: dict[str, Any]) -> None:
     stdout.line(f"A server listens on 127.0.0.1:{server.port}. A client connects, sends "
                  "'hello'\nand half-closes; the server answers 'HELLO' to the half-closed "
                  "client and\ncloses. Sequence numbers are relative to each side's ISN.\n")
-    watch = _TimeWaitWatch(ladder.observer("client"))
+    client_side = ladder.observer("client")
+    watch = _TimeWaitWatch(client_side if pcap is None else Tee(client_side, pcap))
     reader, writer = await open_connection("127.0.0.1", server.port, observer=watch, **opts)
     writer.write(b"hello")
     writer.write_eof()

@@ -16,8 +16,7 @@ from ..protocols import Server
 from ..streams import start_server
 from .output import (
     CliError,
-    PerConnectionTrace,
-    TraceSink,
+    Observing,
     address_text,
     error_line,
     reason,
@@ -106,7 +105,7 @@ def _echo_handler(clients: set[asyncio.StreamWriter], log: _ConnectionLog) -> An
     return handle
 
 
-async def echo_server(host: str, port: int, trace: TraceSink | None, options: dict[str, Any],
+async def echo_server(host: str, port: int, observing: Observing, options: dict[str, Any],
                       kernel_port: int | None = None) -> None:
     """Echo every byte back to each client until the task is cancelled (Ctrl-C, SIGTERM).
 
@@ -119,7 +118,7 @@ async def echo_server(host: str, port: int, trace: TraceSink | None, options: di
     handle = _echo_handler(clients, log)
     try:
         server = await start_server(
-            handle, host, port, observer=PerConnectionTrace("server", trace) if trace else None,
+            handle, host, port, observer=observing.observer("server"),
             **options)
     except OSError as exc:
         raise CliError(f"cannot listen on {address_text(host, port)}: "
@@ -186,10 +185,10 @@ async def _stop_server(server: Server, clients: set[asyncio.StreamWriter]) -> No
 
 
 async def echo_client(host: str, port: int, message: str | None, count: int,
-                      trace: TraceSink | None, options: dict[str, Any]) -> None:
+                      observing: Observing, options: dict[str, Any]) -> None:
     """Send stdin (or ``message`` and a newline, ``count`` times) as it is read, print
     the echo as it arrives, and report on stderr what went and came back."""
-    reader, writer = await connect(host, port, trace, options, "'utcp echo-server'")
+    reader, writer = await connect(host, port, observing, options, "'utcp echo-server'")
 
     async def repeat(line: bytes) -> AsyncIterator[bytes]:
         for _ in range(count):

@@ -11,10 +11,11 @@ import time
 from typing import IO, Any
 
 from ..core.connection import Connection
-from ..core.observer import NullObserver
+from ..core.observer import NullObserver, Observer
 from ..core.state import State
 from ..core.wire import Segment
 from ..ladder import Ladder
+from ..pcap import PcapWriter, Tee
 
 
 class CliError(Exception):
@@ -155,3 +156,37 @@ class PerConnectionTrace(NullObserver):
 
     def segment_received(self, conn: Connection, seg: Segment, now: float) -> None:
         self._obs(conn).segment_received(conn, seg, now)
+
+
+class Observing:
+    """What the command line asked to see of its connections: a live trace
+    (``--trace``, ``--trace-file``), a capture (``--pcap``), both, or neither."""
+
+    def __init__(self, trace: TraceSink | None = None, pcap: PcapWriter | None = None) -> None:
+        self.trace = trace
+        self.pcap = pcap
+
+    def observer(self, side: str) -> Observer | None:
+        """The observer for the connections of ``side`` ("client" or "server")."""
+        observers: list[Observer] = []
+        if self.trace is not None:
+            observers.append(PerConnectionTrace(side, self.trace))
+        if self.pcap is not None:
+            observers.append(self.pcap)
+        if not observers:
+            return None
+        return observers[0] if len(observers) == 1 else Tee(*observers)
+
+    def close(self) -> None:
+        if self.trace is not None:
+            self.trace.close()
+        if self.pcap is not None:
+            self.pcap.close()
+
+
+def open_pcap(path: str) -> PcapWriter:
+    """The capture file for ``--pcap``, or one plain line saying why not."""
+    try:
+        return PcapWriter(path)
+    except OSError as exc:
+        raise CliError(f"cannot write the capture to {path}: {reason(exc)}") from None

@@ -17,8 +17,7 @@ from ..protocols import Server
 from ..streams import open_connection, start_server
 from .output import (
     CliError,
-    PerConnectionTrace,
-    TraceSink,
+    Observing,
     address_text,
     error_line,
     reason,
@@ -59,15 +58,14 @@ async def stdin_chunks() -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def connect(host: str, port: int, trace: TraceSink | None, options: dict[str, Any],
+async def connect(host: str, port: int, observing: Observing, options: dict[str, Any],
                   what: str = "a utcp server") -> tuple[asyncio.StreamReader,
                                                         asyncio.StreamWriter]:
     """Open a connection, or fail with one plain line saying why."""
     where = address_text(host, port)
     try:
         return await open_connection(
-            host, port, observer=PerConnectionTrace("client", trace) if trace else None,
-            **options)
+            host, port, observer=observing.observer("client"), **options)
     except socket.gaierror as exc:
         raise CliError(f"cannot resolve {host!r}: {exc.strerror}") from None
     except ConnectionRefusedError:
@@ -125,17 +123,17 @@ async def join(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     await writer.wait_closed()
 
 
-async def connect_command(host: str, port: int, trace: TraceSink | None,
+async def connect_command(host: str, port: int, observing: Observing,
                           options: dict[str, Any]) -> None:
     """``utcp connect``: stdin to the connection and the connection to stdout."""
-    reader, writer = await connect(host, port, trace, options)
+    reader, writer = await connect(host, port, observing, options)
     try:
         await join(reader, writer, stdin_chunks(), Totals())
     except (ConnectionError, TimeoutError) as exc:
         raise CliError(f"connection to {address_text(host, port)} failed: {exc}") from None
 
 
-async def listen_command(host: str, port: int, command: str | None, trace: TraceSink | None,
+async def listen_command(host: str, port: int, command: str | None, observing: Observing,
                          options: dict[str, Any]) -> None:
     """``utcp listen``: one connection joined to stdin and stdout, or, with
     ``command``, every connection joined to a run of that program."""
@@ -169,8 +167,7 @@ async def listen_command(host: str, port: int, command: str | None, trace: Trace
 
     try:
         server: Server = await start_server(
-            one, host, port, observer=PerConnectionTrace("server", trace) if trace else None,
-            **options)
+            one, host, port, observer=observing.observer("server"), **options)
     except OSError as exc:
         raise CliError(f"cannot listen on {address_text(host, port)}: "
                        f"{reason(exc)}") from None
