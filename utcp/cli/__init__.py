@@ -18,6 +18,7 @@ from .demo import demo
 from .echo import echo_client, echo_server
 from .output import CliError, Observing, TraceSink, address_text, open_pcap, stdout
 from .pipe import connect_command, listen_command
+from .tunnel import tunnel
 
 __all__ = ["main", "build_parser", "CliError", "DEFAULT_PORT"]
 
@@ -180,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "connection (split as a shell would, but run without one)")
     _common(ls)
 
+    t = parser("tunnel", "carry kernel TCP over utcp and back: accept on SOURCE, and "
+                         "connect each connection on to TARGET")
+    t.add_argument("source", help="where to accept: tcp:HOST:PORT or utcp:HOST:PORT")
+    t.add_argument("target", help="where to connect each: utcp:HOST:PORT or tcp:HOST:PORT")
+    _common(t)
+
     b = parser("bench", "measure a path to an echo server: connections per second, round "
                         "trips, throughput")
     bsub = b.add_subparsers(dest="test", metavar="TEST", required=True)
@@ -336,6 +343,8 @@ def _main(argv: list[str] | None) -> int:
         elif args.command == "listen":
             run(listen_command(args.host, args.port, args.exec_command, observing, options),
                 args.uvloop)
+        elif args.command == "tunnel":
+            run(tunnel(args.source, args.target, observing, options), args.uvloop)
         elif args.command == "bench":
             run(run_bench(args, options), args.uvloop)
         else:
