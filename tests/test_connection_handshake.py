@@ -30,7 +30,7 @@ from tcpscript import (
 )
 
 from utcp.core.connection import Connection, ConnectionStateError, reset_for
-from utcp.core.events import Connected, DataReceived, EndOfStream, Reset, TimedOut
+from utcp.core.events import Connected, DataReceived, EndOfStream, Reset, TimedOut, Unreachable
 from utcp.core.seq import add
 from utcp.core.state import State
 from utcp.core.wire import ACK, FIN, MSS, PSH, RST, SYN, WSCALE, Segment
@@ -169,6 +169,24 @@ def test_established_port_unreachable_ignored():
     c = conn_established()
     c.port_unreachable(LOCAL_ISS + 1, 0.01)
     expect_nothing(c)
+    assert c.state is State.ESTABLISHED
+    assert events(c) == []
+
+
+@pytest.mark.parametrize("what", ["host", "network"])
+def test_syn_sent_host_or_network_unreachable_ends_the_attempt(what):
+    # Linux ends a connect() on these hard errors at once, instead of retrying.
+    c = conn_syn_sent()
+    c.unreachable(LOCAL_ISS, what, 0.01)
+    expect_nothing(c)
+    assert c.state is State.CLOSED
+    assert events(c) == [Unreachable(what)]
+    assert c.next_deadline() is None
+
+
+def test_established_host_unreachable_ignored():
+    c = conn_established()
+    c.unreachable(LOCAL_ISS + 1, "host", 0.01)
     assert c.state is State.ESTABLISHED
     assert events(c) == []
 

@@ -13,7 +13,15 @@ import pytest
 from netsim import Network
 
 from utcp.core.config import Options
-from utcp.core.events import Closed, Connected, DataReceived, EndOfStream, FinAcked, Reset
+from utcp.core.events import (
+    Closed,
+    Connected,
+    DataReceived,
+    EndOfStream,
+    FinAcked,
+    Reset,
+    Unreachable,
+)
 from utcp.core.isn import IsnGenerator
 from utcp.core.stack import Stack
 from utcp.core.state import State
@@ -214,6 +222,19 @@ def test_icmp_port_unreachable_refuses_a_connection_in_syn_sent():
     assert stack.take_events() == [(conn, [Reset(refused=True)])]
     assert len(stack) == 0
     assert stack.statistics()["drops"] == {"icmp-port-unreachable": 1}
+
+
+def test_icmp_host_unreachable_ends_a_connection_in_syn_sent():
+    stack = lone_stack()
+    conn = stack.connect(OTHER, 7007, Options(), 0.0)
+    other = stack.connect(OTHER, 7008, Options(), 0.0)
+    [(syn, _), _] = sent(stack)
+    stack.icmp_error(encode(syn)[:8], OTHER, "host", 0.01)
+    stack.icmp_error(b"\0" * 8, OTHER, None, 0.01)  # some other ICMP error: counted
+    assert conn.state is State.CLOSED
+    assert other.state is State.SYN_SENT  # only the connection whose SYN it quotes
+    assert stack.take_events() == [(conn, [Unreachable("host")])]
+    assert stack.statistics()["drops"] == {"icmp-host-unreachable": 1, "icmp-error": 1}
 
 
 # ------------------------------------------------------------------- ports

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -144,3 +145,24 @@ def test_bench_between_two_hosts_against_utcp_and_the_kernel(
             assert r["round_trips"] > 100, r
         else:
             assert r["mb_per_s"] > 1, r
+
+
+@pytest.mark.parametrize("target, errno_text, within", [
+    # No route at all (the namespace has none to 10/8): the SYN cannot leave.
+    pytest.param("10.99.0.1", "Network is unreachable", 2.0, id="no-route"),
+    # On the link, but nobody answers ARP: the kernel's ICMP host unreachable
+    # (after its 3 s of ARP tries) ends the attempt, before the SYN retries would.
+    pytest.param("169.254.77.9", "No route to host", 8.0, id="no-such-host"),
+])
+def test_an_unreachable_host_fails_at_once_not_after_the_syn_retries(
+        two_hosts: tuple[str, str, str], target: str, errno_text: str, within: float) -> None:
+    _, client_ns, _ = two_hosts
+    t0 = time.monotonic()
+    result = subprocess.run(
+        ["ip", "netns", "exec", client_ns, sys.executable, "-m", "utcp", "echo-client", target,
+         "7", "--message", "x", "--syn-retries", "6"],  # retries alone: over 2 minutes
+        capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - t0
+    assert result.returncode == 1
+    assert result.stderr == f"utcp: cannot connect to {target}:7: {errno_text}\n"
+    assert took < within

@@ -34,6 +34,8 @@ _RECVERR_CMSGS = frozenset(_RECVERR.values())  # the control messages carrying t
 # struct sock_extended_err: ee_errno, ee_origin, ee_type, ee_code, ...
 _EE_ORIGIN_ICMP = 2
 _EE_ORIGIN_ICMP6 = 3
+#: A send that fails with these found no route to its destination.
+_NO_ROUTE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH})
 #: What a pending ICMP error makes the next send on the socket fail with.
 _ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
                           errno.EHOSTDOWN, errno.EPROTO})
@@ -131,7 +133,7 @@ class BatchedDatagramTransport:
         self._sock = sock
         self._protocol = protocol
         self._closed = False
-        self.send_errors = 0  # datagrams the kernel refused (a full socket buffer)
+        self.send_errors = 0  # datagrams the kernel refused (a full buffer, no route)
         sock.setblocking(False)
         self._recverr = _enable_recverr(sock, loop)
         #: Whether datagrams arrive with the address they were sent to (LocalAddress):
@@ -211,15 +213,26 @@ class BatchedDatagramTransport:
             self.send_errors += 1  # TCP retransmits it like any lost segment
         except OSError as exc:
             if not (self._recverr and exc.errno in _ICMP_ERRNOS):
-                self._protocol.error_received(exc)
+                self._send_failed(data, addr, exc)
                 return
             # An ICMP error about some earlier datagram, to any peer, surfaced
             # here and this datagram did not leave: read the error, send again.
             self._read_errors()
             try:
                 self._sock.sendto(data, addr)
-            except OSError:
-                self.send_errors += 1  # TCP retransmits it like any lost segment
+            except OSError as again:
+                self._send_failed(data, addr, again)
+
+    def _send_failed(self, data: bytes, addr: Any, exc: OSError) -> None:
+        """``data`` did not leave for ``addr``. No route to it fails that datagram's
+        connection as an ICMP error would; otherwise TCP retransmits it like any
+        lost segment."""
+        self.send_errors += 1
+        unreachable = getattr(self._protocol, "unreachable", None)
+        if exc.errno in _NO_ROUTE and unreachable is not None:
+            unreachable(data, addr, exc.errno)
+        else:
+            self._protocol.error_received(exc)
 
     def sendmany(self, datagrams: list[tuple[bytes, Any, Any]]) -> None:
         """Send ``(data, addr, local)`` datagrams in order (``local`` None: from the

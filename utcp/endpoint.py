@@ -37,6 +37,11 @@ class ConnectionOwner(Protocol):
         """The socket closed under a connection that was still open."""
 
 
+# The errno of a failed send, or of an ICMP error, by kind of destination unreachable.
+_UNREACHABLE = {errno.ECONNREFUSED: "port", errno.EHOSTUNREACH: "host",
+                errno.ENETUNREACH: "network"}
+
+
 def check_observer(observer: object) -> None:
     """Raise TypeError unless ``observer`` is None or has the observer methods."""
     if observer is None:
@@ -178,8 +183,10 @@ class Endpoint(asyncio.DatagramProtocol):
         self.flush()
 
     def unreachable(self, quoted: bytes, addr: Address, err: int) -> None:
-        """An ICMP error answered a datagram sent to ``addr``; ``quoted`` is its start."""
-        self.stack.icmp_error(quoted, addr, err == errno.ECONNREFUSED, self.loop.time())
+        """A datagram sent to ``addr`` failed with ``err``: an ICMP error that quotes
+        ``quoted``, or a send the kernel refused at once (no route: then ``quoted``
+        is the datagram itself)."""
+        self.stack.icmp_error(quoted, addr, _UNREACHABLE.get(err), self.loop.time())
         self.flush()
 
     def error_received(self, exc: Exception) -> None:

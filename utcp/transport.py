@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from .core.events import (
     FinAcked,
     Reset,
     TimedOut,
+    Unreachable,
     Writable,
 )
 from .core.stack import Address
@@ -142,6 +144,11 @@ class ConnectionTransport(asyncio.Transport):
                     self._maybe_resume_writing()
                 elif kind is Reset:
                     self._on_reset(ev)  # type: ignore[arg-type]
+                elif kind is Unreachable:
+                    code = errno.ENETUNREACH if ev.what == "network" else errno.EHOSTUNREACH
+                    self._fail(OSError(code, f"{os.strerror(code)}: no route to "
+                                             f"{self._peer_text()} (ICMP {ev.what} "
+                                             f"unreachable)"))
                 elif kind is TimedOut:
                     self._fail(TimeoutError(
                         errno.ETIMEDOUT,

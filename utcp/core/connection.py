@@ -29,6 +29,7 @@ from .events import (
     FinAcked,
     Reset,
     TimedOut,
+    Unreachable,
     Writable,
 )
 from .observer import Observer
@@ -436,16 +437,26 @@ class Connection:
         if self.state is FIN_WAIT_2 and self._close_at is None:
             self._close_at = now + self.options.fin_wait_2_timeout
 
-    def port_unreachable(self, seq: int, now: float) -> None:
-        """An ICMP port unreachable arrived, quoting our segment numbered ``seq``.
+    def unreachable(self, seq: int, what: str, now: float) -> None:
+        """An ICMP destination unreachable arrived, quoting our segment numbered ``seq``;
+        ``what`` is "port", "host" or "network".
 
-        Quoting our SYN in SYN-SENT, it refuses the connection as a RST would: no
-        endpoint is bound there (Linux treats it as a hard error in SYN-SENT).
-        Elsewhere it is a soft error (RFC 1122 4.2.3.9) and changes nothing.
+        Quoting our SYN in SYN-SENT, it ends the connection, as Linux does with
+        these hard errors: "port" refuses it as a RST would (no endpoint is bound
+        there), "host" and "network" report :class:`Unreachable`. Elsewhere it is a
+        soft error (RFC 1122 4.2.3.9) and changes nothing.
         """
         if self.state is SYN_SENT and seq == self.iss:
-            self._events.append(Reset(refused=True))
-            self._terminate("ICMP port unreachable (refused)", now)
+            if what == "port":
+                self._events.append(Reset(refused=True))
+                self._terminate("ICMP port unreachable (refused)", now)
+            else:
+                self._events.append(Unreachable(what))
+                self._terminate(f"ICMP {what} unreachable", now)
+
+    def port_unreachable(self, seq: int, now: float) -> None:
+        """:meth:`unreachable` for an ICMP port unreachable."""
+        self.unreachable(seq, "port", now)
 
     def abort(self, now: float) -> None:
         """Abort: drop everything and enter CLOSED, with no event (3.10.5).

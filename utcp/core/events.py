@@ -59,6 +59,15 @@ class Closed(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Unreachable(Event):
+    """An ICMP error says our SYN cannot reach the peer: ``what`` is "host" or
+    "network" (destination host or network unreachable). The connection is over,
+    as Linux ends a connect() on these hard errors."""
+
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reset(Event):
     """The peer reset the connection.
 

@@ -61,6 +61,9 @@ _SYN_RECEIVED = State.SYN_RECEIVED
 _TIME_WAIT = State.TIME_WAIT
 # The start of a TCP header, as an ICMP error quotes it: ports and sequence number.
 _PORTS_SEQ = struct.Struct("!HHI")
+# Drop counters of ICMP destination unreachable errors, by kind.
+_UNREACHABLE_DROPS = {"port": "icmp-port-unreachable", "host": "icmp-host-unreachable",
+                      "network": "icmp-net-unreachable"}
 
 
 def address_key(addr: Address) -> Address:
@@ -234,17 +237,25 @@ class Stack:
         if tw is not None and tw <= now + _EARLY:
             self._tw.expire(now + _EARLY)
 
-    def icmp_error(self, quoted: bytes, addr: Address, port_unreachable: bool,
+    def icmp_error(self, quoted: bytes, addr: Address, what: str | bool | None,
                    now: float) -> None:
-        """An ICMP error answered a datagram sent to ``addr``; ``quoted`` is its start."""
-        if not port_unreachable or len(quoted) < 8:
+        """An ICMP error answered a datagram sent to ``addr``; ``quoted`` is its start.
+
+        ``what`` is "port", "host" or "network" for a destination unreachable of
+        that kind (True means "port"), None for any other error, which is counted
+        only. A connection in SYN-SENT whose SYN it quotes ends (see
+        :meth:`Connection.unreachable`).
+        """
+        if what is True:
+            what = "port"
+        if what not in _UNREACHABLE_DROPS or len(quoted) < 8:
             self.drops["icmp-error"] += 1
             return
-        self.drops["icmp-port-unreachable"] += 1
+        self.drops[_UNREACHABLE_DROPS[what]] += 1
         src_port, dst_port, seq = _PORTS_SEQ.unpack_from(quoted)
         conn = self._conns.get((address_key(addr), src_port, dst_port))
         if conn is not None:
-            conn.port_unreachable(seq, now)
+            conn.unreachable(seq, what, now)
             self._service(conn)
 
     def count_drop(self, cause: str) -> None:
