@@ -248,3 +248,12 @@ async def raw_socket() -> Any:
     yield make
     for s in socks:
         s.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_control_sockets(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The servers the tests start put their ``utcp stat`` sockets in a directory of
+    the test run's own, not in the user's."""
+    import os
+
+    os.environ["XDG_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("runtime"))

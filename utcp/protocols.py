@@ -398,6 +398,11 @@ class Server:
         """The endpoint's counters: segments, retransmissions, drops, connections by state."""
         return self._endpoint.statistics()
 
+    def connection_table(self) -> list[dict[str, Any]]:
+        """Each connection's state, peer, RTT, RTO, windows, queues and counters,
+        as ``ss -ti`` lists them (see ``utcp stat``)."""
+        return self._endpoint.stack.connection_table()
+
     async def __aenter__(self) -> Server:
         return self
 

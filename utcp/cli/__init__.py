@@ -18,6 +18,7 @@ from .demo import demo
 from .echo import echo_client, echo_server
 from .output import CliError, Observing, TraceSink, address_text, open_pcap, stdout
 from .pipe import connect_command, listen_command
+from .stat import stat_command
 from .tunnel import tunnel
 
 __all__ = ["main", "build_parser", "CliError", "DEFAULT_PORT"]
@@ -187,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("target", help="where to connect each: utcp:HOST:PORT or tcp:HOST:PORT")
     _common(t)
 
+    st = parser("stat", "list a running server's connections and counters, as ss -ti and "
+                        "nstat do (servers of echo-server, listen and tunnel)")
+    st.add_argument("port", type=_port, nargs="?", default=None,
+                    help="the server's port (default: every running utcp server of yours)")
+    st.add_argument("--json", action="store_true", help="print JSON instead of the table")
+
     b = parser("bench", "measure a path to an echo server: connections per second, round "
                         "trips, throughput")
     bsub = b.add_subparsers(dest="test", metavar="TEST", required=True)
@@ -343,6 +350,8 @@ def _main(argv: list[str] | None) -> int:
         elif args.command == "listen":
             run(listen_command(args.host, args.port, args.exec_command, observing, options),
                 args.uvloop)
+        elif args.command == "stat":
+            run(stat_command(args.port, args.json), False)
         elif args.command == "tunnel":
             run(tunnel(args.source, args.target, observing, options), args.uvloop)
         elif args.command == "bench":

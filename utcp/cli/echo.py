@@ -22,6 +22,7 @@ from .output import (
     reason,
 )
 from .pipe import Totals, connect, receive_all, send_all, stdin_chunks
+from .stat import StatChannel, snapshot_of
 
 # ------------------------------------------------------------- echo server
 
@@ -124,6 +125,7 @@ async def echo_server(host: str, port: int, observing: Observing, options: dict[
         raise CliError(f"cannot listen on {address_text(host, port)}: "
                        f"{reason(exc)}") from None
     servers: list[Any] = [server]
+    channel: StatChannel | None = None
     listening = [f"echo on {address_text(host, server.port)} (UDP)"]
     missing = []
     try:
@@ -148,6 +150,11 @@ async def echo_server(host: str, port: int, observing: Observing, options: dict[
                                    f"({name}): {reason(exc)}") from None
             listening.append(f"kernel TCP echo, discard, source on ports "
                              f"{kernel_port}-{kernel_port + 2}")
+        names = ("echo", "discard", "source")
+        utcp_servers = [s for s in servers if isinstance(s, Server)]
+        channel = StatChannel(server.port, lambda: snapshot_of(
+            "echo-server", list(zip(names, utcp_servers, strict=False))))
+        await channel.open()
         print("utcp echo server listening: " + "; ".join(listening), file=sys.stderr,
               flush=True)
         for line in missing:
@@ -156,6 +163,8 @@ async def echo_server(host: str, port: int, observing: Observing, options: dict[
         # which a client that stays connected never does, and Ctrl-C would be swallowed.
         await asyncio.get_running_loop().create_future()
     finally:
+        if channel is not None:
+            channel.close()
         for other in servers[1:]:
             other.close()
         await _stop_server(server, clients)

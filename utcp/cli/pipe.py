@@ -23,6 +23,7 @@ from .output import (
     reason,
     stdout,
 )
+from .stat import StatChannel, snapshot_of
 
 #: Bytes read from stdin (or the network) at a time.
 CHUNK = 64 * 1024
@@ -171,10 +172,13 @@ async def listen_command(host: str, port: int, command: str | None, observing: O
     except OSError as exc:
         raise CliError(f"cannot listen on {address_text(host, port)}: "
                        f"{reason(exc)}") from None
+    channel = StatChannel(server.port, lambda: snapshot_of("listen", [("listen", server)]))
+    await channel.open()
     error_line(f"utcp: listening on {address_text(host, server.port)}")
     try:
         await done
     finally:
+        channel.close()
         server.close()
         for task in list(handlers):
             task.cancel()

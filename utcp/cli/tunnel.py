@@ -17,6 +17,7 @@ from typing import Any
 
 from ..streams import open_connection, start_server
 from .output import CliError, Observing, address_text, error_line, reason
+from .stat import StatChannel, snapshot_of
 
 #: Bytes copied at a time.
 CHUNK = 64 * 1024
@@ -127,11 +128,17 @@ async def tunnel(source: str, target: str, observing: Observing,
     except OSError as exc:
         raise CliError(f"cannot listen on {in_kind}:{address_text(in_host, in_port)}: "
                        f"{reason(exc)}") from None
+    channel: StatChannel | None = None
+    if in_kind == "utcp":
+        channel = StatChannel(port, lambda: snapshot_of("tunnel", [("tunnel", server)]))
+        await channel.open()
     error_line(f"utcp: tunnel from {in_kind}:{address_text(in_host, port)} to "
                f"{out_kind}:{to}")
     try:
         await asyncio.get_running_loop().create_future()  # until Ctrl-C or SIGTERM
     finally:
+        if channel is not None:
+            channel.close()
         server.close()
         for task in list(handlers):
             task.cancel()

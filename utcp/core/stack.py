@@ -59,6 +59,7 @@ _EARLY = 0.0005
 _CLOSED = State.CLOSED
 _SYN_RECEIVED = State.SYN_RECEIVED
 _TIME_WAIT = State.TIME_WAIT
+_LISTEN = State.LISTEN
 # The start of a TCP header, as an ICMP error quotes it: ports and sequence number.
 _PORTS_SEQ = struct.Struct("!HHI")
 # Drop counters of ICMP destination unreachable errors, by kind.
@@ -337,6 +338,22 @@ class Stack:
     def connections(self) -> Iterator[Connection]:
         """Every connection the stack holds whole (not those kept as TIME-WAIT records)."""
         return iter(list(self._conns.values()))
+
+    def connection_table(self) -> list[dict[str, Any]]:
+        """One row per connection held whole, as ``ss -ti`` shows one: its state,
+        ports and peer, RTT, RTO, windows, bytes queued each way and counters."""
+        rows = []
+        for conn in self._conns.values():
+            if conn.state is _LISTEN:
+                continue
+            peer = conn.peer
+            row: dict[str, Any] = {"local_port": conn.local_port,
+                                   "peer": peer[0] if peer else None,
+                                   "peer_udp_port": peer[1] if peer else None,
+                                   "remote_port": conn.remote_port}
+            row.update(conn.info())
+            rows.append(row)
+        return rows
 
     def __len__(self) -> int:
         """Connections held, TIME-WAIT records included."""
