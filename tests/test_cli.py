@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
@@ -521,11 +522,11 @@ def test_a_port_in_use_is_named() -> None:
 # ------------------------------------------------------------ connect, listen
 
 
-def start_listener(*extra: str, stdin: Any = subprocess.PIPE) -> tuple[subprocess.Popen[bytes],
-                                                                        int]:
+def start_listener(*extra: str, stdin: Any = subprocess.PIPE,
+                   stdout: Any = subprocess.PIPE) -> tuple[subprocess.Popen[bytes], int]:
     port = free_udp_port()
     proc = subprocess.Popen([*UTCP, "listen", str(port), "--host", "127.0.0.1", *extra],
-                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
                             preexec_fn=ctrl_c_default)
     assert proc.stderr is not None
     line = proc.stderr.readline()
@@ -582,3 +583,24 @@ def test_listen_exec_of_a_missing_program_resets_the_connection() -> None:
     assert client.returncode == 1
     assert "reset" in client.stderr
     assert b"cannot run '/nonexistent/program'" in err
+
+
+def test_a_big_transfer_shows_progress_on_a_terminal_only() -> None:
+    listener, port = start_listener(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    tty, term = os.openpty()  # the client's stderr is a terminal; stdin and stdout are not
+    try:
+        client = subprocess.run([*UTCP, "connect", "127.0.0.1", str(port)],
+                                input=b"z" * 3_000_000, stdout=subprocess.DEVNULL,
+                                stderr=term, timeout=60)
+        os.close(term)
+        shown = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(tty, 65536):
+                shown += chunk
+    finally:
+        os.close(tty)
+        listener.communicate(timeout=30)
+    assert client.returncode == 0
+    assert b"sent 3.0 MB, received 0.0 MB" in shown
+    piped = run("echo-client", "127.0.0.1", "1", "--message", "x")  # stderr a pipe
+    assert "MB" not in piped.stderr

@@ -9,10 +9,12 @@ import contextlib
 import os
 import shlex
 import socket
+import sys
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..bench import Progress
 from ..protocols import Server
 from ..streams import open_connection, start_server
 from .output import (
@@ -79,12 +81,27 @@ async def connect(host: str, port: int, observing: Observing, options: dict[str,
         raise CliError(f"cannot connect to {where}: {reason(exc)}") from None
 
 
+def transfer_progress() -> bool:
+    """Whether to show a progress line: on a terminal's stderr, unless a person is
+    typing and reading on that terminal too (as with nc, a chat needs no meter)."""
+    try:
+        return sys.stderr.isatty() and not (sys.stdin.isatty() and sys.stdout.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 class Totals:
     """Bytes each way on one connection."""
 
     def __init__(self) -> None:
         self.sent = 0
         self.received = 0
+
+    def describe(self, elapsed: float) -> str:
+        """The progress line (shown on a terminal only)."""
+        rate = (self.sent + self.received) / max(elapsed, 1e-9) / 1e6
+        return (f"sent {self.sent / 1e6:.1f} MB, received {self.received / 1e6:.1f} MB "
+                f"({rate:.1f} MB/s)")
 
 
 async def send_all(chunks: AsyncIterator[bytes], writer: asyncio.StreamWriter,
@@ -128,8 +145,10 @@ async def connect_command(host: str, port: int, observing: Observing,
                           options: dict[str, Any]) -> None:
     """``utcp connect``: stdin to the connection and the connection to stdout."""
     reader, writer = await connect(host, port, observing, options)
+    totals = Totals()
     try:
-        await join(reader, writer, stdin_chunks(), Totals())
+        with Progress(totals.describe, transfer_progress()):
+            await join(reader, writer, stdin_chunks(), totals)
     except (ConnectionError, TimeoutError) as exc:
         raise CliError(f"connection to {address_text(host, port)} failed: {exc}") from None
 
@@ -152,7 +171,9 @@ async def listen_command(host: str, port: int, command: str | None, observing: O
             if argv is None:
                 server.close()  # like nc -l: this one connection, then the command ends
                 error_line(f"utcp: connection from {who}")
-                await join(reader, writer, stdin_chunks(), Totals())
+                totals = Totals()
+                with Progress(totals.describe, transfer_progress()):
+                    await join(reader, writer, stdin_chunks(), totals)
             else:
                 error_line(f"utcp: connection from {who}: running {shlex.join(argv)}")
                 await run_program(argv, reader, writer)

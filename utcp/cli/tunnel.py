@@ -15,6 +15,7 @@ import socket
 import struct
 from typing import Any
 
+from ..bench import Progress
 from ..streams import open_connection, start_server
 from .output import CliError, Observing, address_text, error_line, reason
 from .stat import StatChannel, snapshot_of
@@ -50,20 +51,38 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+class Counts:
+    """What a tunnel has carried, for its progress line."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.total = 0
+        self.bytes = 0
+
+    def describe(self, elapsed: float) -> str:
+        return (f"{self.open} connections open, {self.total} in all, "
+                f"{self.bytes / 1e6:.1f} MB carried")
+
+
+async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                counts: Counts | None = None) -> None:
     """One direction: every byte, then the FIN as a half-close."""
     while data := await reader.read(CHUNK):
         writer.write(data)
+        if counts is not None:
+            counts.bytes += len(data)
         await writer.drain()
     if writer.can_write_eof() and not writer.is_closing():
         writer.write_eof()
 
 
 async def relay(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                b: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+                b: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+                counts: Counts | None = None) -> None:
     """Join two connections until both directions have ended; a reset (or any
     error) on either resets the other."""
-    tasks = [asyncio.ensure_future(_copy(a[0], b[1])), asyncio.ensure_future(_copy(b[0], a[1]))]
+    tasks = [asyncio.ensure_future(_copy(a[0], b[1], counts)),
+             asyncio.ensure_future(_copy(b[0], a[1], counts))]
     try:
         await asyncio.gather(*tasks)
     except (ConnectionError, TimeoutError, OSError):
@@ -93,6 +112,7 @@ async def tunnel(source: str, target: str, observing: Observing,
         raise CliError("a tunnel joins tcp: to utcp: or utcp: to tcp:")
     to = address_text(out_host, out_port)
     handlers: set[asyncio.Task[Any]] = set()
+    counts = Counts()
 
     async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -110,7 +130,12 @@ async def tunnel(source: str, target: str, observing: Observing,
                 error_line(f"utcp: tunnel to {to} ({out_kind}): {reason(exc)}")
                 _reset(writer)  # as a proxy that cannot connect: the client sees a reset
                 return
-            await relay((reader, writer), far)
+            counts.open += 1
+            counts.total += 1
+            try:
+                await relay((reader, writer), far, counts)
+            finally:
+                counts.open -= 1
         except asyncio.CancelledError:
             _reset(writer)
             raise
@@ -135,7 +160,8 @@ async def tunnel(source: str, target: str, observing: Observing,
     error_line(f"utcp: tunnel from {in_kind}:{address_text(in_host, port)} to "
                f"{out_kind}:{to}")
     try:
-        await asyncio.get_running_loop().create_future()  # until Ctrl-C or SIGTERM
+        with Progress(counts.describe):  # on a terminal only
+            await asyncio.get_running_loop().create_future()  # until Ctrl-C or SIGTERM
     finally:
         if channel is not None:
             channel.close()
