@@ -151,3 +151,36 @@ def test_live_lines_fit_and_show_listen() -> None:
     assert lines[0] == DEMO.splitlines()[0]
     assert lines[1].endswith("| LISTEN")  # live mode has no line of initial states
     assert ladder.render() == DEMO
+
+
+def test_settled_live_lines_are_the_compact_picture_drawn_as_it_happens() -> None:
+    lines: list[str] = []
+    ladder, p = pair(live=lines.append, settle=True)
+    p.client.connect(p.now)
+    p.run(stop=lambda: p.client.state is State.ESTABLISHED)
+    # The SYN and the SYN-ACK have settled, with their states beside them; the
+    # client's ACK is still in flight, so its row (and what follows) waits.
+    assert lines == DEMO.splitlines()[:4]
+    p.client.send(b"hello", p.now)
+    p.client.shutdown(p.now)
+    p.run(stop=lambda: p.server.state is State.CLOSE_WAIT)
+    p.server.send(b"HELLO", p.now)
+    p.server.shutdown(p.now)
+    p.run()
+    ladder.flush_live()
+    assert "\n".join(lines) == ladder.render() == DEMO
+    ladder.flush_live()  # nothing twice
+    assert "\n".join(lines) == DEMO
+
+
+def test_a_segment_lost_in_flight_stops_holding_the_lines_back() -> None:
+    lines: list[str] = []
+    ladder, p = pair(live=lines.append, settle=True, settle_after=1.0)
+    p.client.connect(p.now)
+    assert len(p.client.take_segments()) == 1  # the SYN, lost: never delivered
+    assert lines == []  # its row could still take the server's state
+    p.run()  # the SYN is retransmitted after its RTO, and the handshake completes
+    assert p.client.state is State.ESTABLISHED
+    assert "X" in lines[2]  # no longer held back: drawn as lost, as render() draws it
+    ladder.flush_live()
+    assert "\n".join(lines) == ladder.render()

@@ -271,6 +271,14 @@ class Ladder:
     is not known yet are shown absolute. ``window`` adds ``win=`` to labels,
     ``times`` adds a left margin of seconds since the first segment. ``live``,
     if given, is called with each line as soon as it can be drawn.
+
+    With ``settle`` (for a ladder whose two sides are both observed, as in a
+    demo of both ends in one process), live lines are those :meth:`render`
+    draws, each passed to ``live`` once nothing still to come can change it: no
+    segment drawn on it or above it is in flight between the sides (for more
+    than ``settle_after`` seconds), and no state it may hold is still to be
+    reported. Call :meth:`flush_live` at the end for the last lines. The live
+    output is then the compact picture, states on the rows of their causes.
     """
 
     def __init__(
@@ -283,6 +291,8 @@ class Ladder:
         window: bool = False,
         times: bool = False,
         live: Callable[[str], object] | None = None,
+        settle: bool = False,
+        settle_after: float = 1.0,
     ) -> None:
         self.names = (left, right)
         self.relative = relative
@@ -303,7 +313,12 @@ class Ladder:
         self._isn_rank = [0, 0]
         self._live = live
         self._live_builder: _Builder | None = None
-        if live is not None:
+        self._settle = settle and live is not None
+        self._settle_after = settle_after
+        self._settled = 0  # rows of the settling builder passed to live so far
+        if self._settle:
+            self._live_builder = _Builder(True, self._observed)
+        elif live is not None:
             self._live_builder = _Builder(False, self._observed, self._emit)
 
     # ------------------------------------------------------------------ public
@@ -349,10 +364,46 @@ class Ladder:
             sender = side if ev.kind == "sent" else 1 - side
             self._learn(sender, ev.seg.seq, _FROM_SYN)
         self._events.append(ev)
-        if self._live_builder is not None:
+        if self._settle:
+            if not ev.header:
+                assert self._live_builder is not None
+                self._live_builder.feed(ev)
+                self._emit_settled(ev.now)
+        elif self._live_builder is not None:
             if len(self._events) == 1:
                 self._emit_line(self._pair(*self.names))
             self._live_builder.feed(ev)
+
+    def flush_live(self) -> None:
+        """With ``settle``: pass ``live`` every line not yet given, settled or not."""
+        if self._settle:
+            self._emit_settled(None)
+
+    def _emit_settled(self, now: float | None) -> None:
+        b = self._live_builder
+        assert b is not None
+        end = len(b.rows)
+        if now is not None:
+            # The last row may still take a state (at the tail of its arrow); the
+            # row of a segment still in flight may take its receiver's state, and
+            # so may that of a segment whose receiver is still processing it.
+            end -= 1
+            for flight in b._in_flight:
+                for arrow in flight:
+                    if now - arrow.sent_at <= self._settle_after:
+                        end = min(end, arrow.row)
+            for cause in b._cause:
+                if cause is not None:
+                    end = min(end, cause.row)
+        if end <= self._settled:
+            return
+        if self._settled == 0:
+            self._emit_line(self._pair(*self.names))
+            if self._initial != [None, None]:
+                self._emit_line(self._pair(self._initial[0] or "", self._initial[1] or ""))
+        for row in b.rows[self._settled:end]:
+            self._emit_line(self._line(row, b.t0, final=True))
+        self._settled = end
 
     def _learn(self, side: int, isn: object, rank: int) -> None:
         if isinstance(isn, int) and not isinstance(isn, bool) and rank >= self._isn_rank[side]:

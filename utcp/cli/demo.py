@@ -19,15 +19,20 @@ async def demo(msl: float, trace: bool, options: dict[str, Any],
                pcap: PcapWriter | None = None) -> None:
     """Run a server and a client over loopback and print the ladder of their exchange
     (and, with ``pcap``, capture it: the client's side sees every segment once)."""
-    ladder = Ladder("client", "server", live=stdout.line if trace else None)
+    # Live, each row is printed once nothing still to come can change it: the
+    # picture is the one printed at the end without --trace, drawn as it happens.
+    ladder = Ladder("client", "server", live=stdout.line if trace else None, settle=True)
     done = asyncio.get_running_loop().create_future()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = await reader.read()  # everything up to the client's FIN
-        writer.write(request.upper())  # the half-closed client still receives this
-        await writer.drain()
-        writer.close()
-        await writer.wait_closed()
+        try:
+            request = await reader.read()  # everything up to the client's FIN
+            writer.write(request.upper())  # the half-closed client still receives this
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        except (ConnectionError, asyncio.CancelledError):
+            return  # the demo is ending early (its reader has gone, as with | head)
         done.set_result(None)
 
     opts = {"msl": msl, **options}
@@ -49,8 +54,9 @@ async def demo(msl: float, trace: bool, options: dict[str, Any],
     server.close()
     await server.wait_closed()
     if trace:
-        stdout.line("\nThe same exchange, with each state on the row of its cause:\n")
-    stdout.line(ladder.render())
+        ladder.flush_live()
+    else:
+        stdout.line(ladder.render())
     stdout.line(f"\nclient received {reply!r}; TIME-WAIT lasted {waited:.2f} s "
                  f"(2 x MSL = {2 * msl:g} s), then CLOSED.")
 
