@@ -414,6 +414,24 @@ def test_bench_connect_prints_one_json_object_and_no_progress_into_a_pipe() -> N
     assert set(r["latency_ms"]) == {"p50", "p90", "p99", "max"}
 
 
+def test_bench_captures_with_pcap(tmp_path: pathlib.Path) -> None:
+    from scapy.all import TCP, rdpcap
+
+    port = free_udp_port()
+    server = start_echo_server(port)
+    try:
+        result = run("bench", "connect", "127.0.0.1", str(port), "--duration", "0.3",
+                     "--concurrency", "2", "--json", "--pcap", str(tmp_path / "b.pcap"))
+    finally:
+        stop(server)
+    assert result.returncode == 0, result.stderr
+    connections = json.loads(result.stdout)["connections"]
+    syns = [p for p in rdpcap(str(tmp_path / "b.pcap")) if p[TCP].flags == "S"]
+    assert len(syns) >= connections > 0
+    kernel = run("bench", "rr", "127.0.0.1", "--kernel", "--pcap", "x.pcap")
+    assert kernel.returncode == 2 and "use tcpdump" in kernel.stderr
+
+
 def test_bench_draws_progress_on_a_terminal() -> None:
     port = free_udp_port()
     server = start_echo_server(port)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import math
+import functools
 import sys
 import time
 from collections import Counter
@@ -31,9 +31,14 @@ PROGRESS_INTERVAL = 0.5
 OpenConnection = Callable[..., Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
-def opener(kernel: bool) -> OpenConnection:
-    """``open_connection`` of the stack measured: asyncio's (the kernel's TCP) or utcp's."""
-    return asyncio.open_connection if kernel else streams.open_connection
+def opener(kernel: bool, observer: Any = None) -> OpenConnection:
+    """``open_connection`` of the stack measured: asyncio's (the kernel's TCP) or utcp's
+    (with ``observer`` on each connection, a capture say)."""
+    if kernel:
+        return asyncio.open_connection
+    if observer is None:
+        return streams.open_connection
+    return functools.partial(streams.open_connection, observer=observer)
 
 
 def failure_cause(exc: BaseException) -> str:
@@ -53,10 +58,11 @@ def failure_cause(exc: BaseException) -> str:
     return f"error: {type(exc).__name__}"
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
-    """p50, p90, p99 and max of ``samples`` (seconds), in milliseconds."""
+def percentiles(samples: list[float]) -> dict[str, float | None]:
+    """p50, p90, p99 and max of ``samples`` (seconds), in milliseconds (None without
+    samples: JSON has no NaN)."""
     if not samples:
-        return {"p50": math.nan, "p90": math.nan, "p99": math.nan, "max": math.nan}
+        return {"p50": None, "p90": None, "p99": None, "max": None}
     s = sorted(samples)
 
     def at(q: float) -> float:
@@ -101,14 +107,14 @@ class Progress:
 
 async def connect(host: str, port: int, *, duration: float = 10.0, concurrency: int = 64,
                   message_size: int = 16, kernel: bool = False,
-                  progress: bool | None = None) -> dict[str, Any]:
+                  progress: bool | None = None, observer: Any = None) -> dict[str, Any]:
     """Whole connections, ``concurrency`` at a time, for ``duration`` seconds.
 
     Each opens a connection, sends ``message_size`` bytes, reads the echo and
     closes (waiting until the server has everything, FIN included). Latency is
     the setup: from the call until the connection is established.
     """
-    open_connection = opener(kernel)
+    open_connection = opener(kernel, observer)
     message = bytes(range(256)) * (message_size // 256) + bytes(range(message_size % 256))
     setup: list[float] = []
     failures: Counter[str] = Counter()
@@ -163,9 +169,10 @@ async def connect(host: str, port: int, *, duration: float = 10.0, concurrency: 
 
 
 async def request_response(host: str, port: int, *, duration: float = 10.0,
-                           kernel: bool = False, progress: bool | None = None) -> dict[str, Any]:
+                           kernel: bool = False, progress: bool | None = None,
+                           observer: Any = None) -> dict[str, Any]:
     """One byte each way on one connection, one request outstanding, for ``duration`` s."""
-    reader, writer = await opener(kernel)(host, port)
+    reader, writer = await opener(kernel, observer)(host, port)
     samples: list[float] = []
     start = time.perf_counter()
     stop_at = start + duration
@@ -198,10 +205,11 @@ async def request_response(host: str, port: int, *, duration: float = 10.0,
 
 
 async def throughput(host: str, port: int, *, duration: float = 10.0, reverse: bool = False,
-                     kernel: bool = False, progress: bool | None = None) -> dict[str, Any]:
+                     kernel: bool = False, progress: bool | None = None,
+                     observer: Any = None) -> dict[str, Any]:
     """Bytes one way for ``duration`` seconds: to the discard service on ``port + 1``,
     or with ``reverse`` from the source service on ``port + 2``."""
-    reader, writer = await opener(kernel)(host, port + (2 if reverse else 1))
+    reader, writer = await opener(kernel, observer)(host, port + (2 if reverse else 1))
     moved = 0
     start = time.perf_counter()
     stop_at = start + duration
@@ -275,8 +283,11 @@ def summary(result: dict[str, Any]) -> str:
     """A few lines for a person to read."""
     who = f"{result['stack']} on {result['loop']}"
     lat = result.get("latency_ms")
-    lat_text = (f"p50 {lat['p50']:.2f}  p90 {lat['p90']:.2f}  p99 {lat['p99']:.2f}  "
-                f"max {lat['max']:.2f} ms" if lat else "")
+    if lat and lat["p50"] is not None:
+        lat_text = (f"p50 {lat['p50']:.2f}  p90 {lat['p90']:.2f}  p99 {lat['p99']:.2f}  "
+                    f"max {lat['max']:.2f} ms")
+    else:
+        lat_text = "none measured"
     if result["test"] == "connect":
         failures = result["failures"]
         failed = ", ".join(f"{n} {cause}" for cause, n in sorted(failures.items())) or "none"

@@ -29,9 +29,11 @@ DEFAULT_PORT = 7007
 # ------------------------------------------------------------------- bench
 
 
-async def run_bench(args: argparse.Namespace, options: dict[str, Any]) -> None:
+async def run_bench(args: argparse.Namespace, options: dict[str, Any],
+                    observing: Observing) -> None:
     """``utcp bench TEST``: measure, then print the summary or one JSON object."""
-    common = {"duration": args.duration, "kernel": args.kernel}
+    common = {"duration": args.duration, "kernel": args.kernel,
+              "observer": observing.observer("client")}
     where = address_text(args.host, args.port)
     try:
         if args.test == "connect":
@@ -209,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "--kernel-port' (PORT is then that port)")
         sp.add_argument("--json", action="store_true",
                         help="print one JSON object instead of the summary")
+        sp.add_argument("--pcap", metavar="FILE",
+                        help="write every segment to FILE as a pcap capture (utcp only; "
+                             "it slows the measurement down)")
         _common(sp, tunables=False, trace=False)
         return sp
 
@@ -330,6 +335,8 @@ def _main(argv: list[str] | None) -> int:
             args.count = 1
     if args.command in ("echo-client", "connect", "bench") and args.port == 0:
         parser.error("the server port must not be 0")
+    if args.command == "bench" and args.kernel and args.pcap is not None:
+        parser.error("--pcap captures utcp's segments; for the kernel's TCP use tcpdump")
     if args.command == "bench" and args.test == "connect" and args.concurrency == 0:
         parser.error("--concurrency must be at least 1")
     observing = Observing()
@@ -355,7 +362,7 @@ def _main(argv: list[str] | None) -> int:
         elif args.command == "tunnel":
             run(tunnel(args.source, args.target, observing, options), args.uvloop)
         elif args.command == "bench":
-            run(run_bench(args, options), args.uvloop)
+            run(run_bench(args, options, observing), args.uvloop)
         else:
             run(demo(options.pop("msl"), args.trace, options, observing.pcap), args.uvloop)
     except CliError as exc:
