@@ -199,12 +199,20 @@ async def listen_command(host: str, port: int, command: str | None, observing: O
     try:
         await done
     finally:
+        await stop_serving(server, channel, handlers)
+
+
+async def stop_serving(server: Any, channel: StatChannel | None,
+                       handlers: set[asyncio.Task[Any]]) -> None:
+    """Stop accepting and answering ``utcp stat``; end the connections being
+    served (each handler resets its own), waiting a second at most."""
+    if channel is not None:
         channel.close()
-        server.close()
-        for task in list(handlers):
-            task.cancel()
-        if handlers:
-            await asyncio.wait(handlers, timeout=1.0)
+    server.close()
+    for task in list(handlers):
+        task.cancel()
+    if handlers:
+        await asyncio.wait(handlers, timeout=1.0)
 
 
 async def run_program(argv: list[str], reader: asyncio.StreamReader,

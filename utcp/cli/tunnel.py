@@ -18,6 +18,7 @@ from typing import Any
 from ..bench import Progress
 from ..streams import open_connection, start_server
 from .output import CliError, Observing, address_text, error_line, reason
+from .pipe import stop_serving
 from .stat import StatChannel, snapshot_of
 
 #: Bytes copied at a time.
@@ -163,10 +164,4 @@ async def tunnel(source: str, target: str, observing: Observing,
         with Progress(counts.describe):  # on a terminal only
             await asyncio.get_running_loop().create_future()  # until Ctrl-C or SIGTERM
     finally:
-        if channel is not None:
-            channel.close()
-        server.close()
-        for task in list(handlers):
-            task.cancel()
-        if handlers:
-            await asyncio.wait(handlers, timeout=1.0)
+        await stop_serving(server, channel, handlers)
