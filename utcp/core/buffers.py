@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 from . import seq as sq
 
 
@@ -45,67 +47,113 @@ class SendBuffer:
 
 
 class ReassemblyQueue:
-    """Segments that arrived ahead of RCV.NXT, kept as disjoint sorted ranges."""
+    """Segments that arrived ahead of RCV.NXT, kept as disjoint sorted ranges.
 
-    __slots__ = ("_ranges", "size")
+    Adding a segment costs a binary search among the n ranges held, a step for
+    each range it overlaps, and a list insertion (a memmove of n pointers) for
+    each new range; a duplicate of what is held costs the search alone. Each
+    range is charged its bytes and :data:`RANGE_OVERHEAD` for the objects that
+    hold it (:attr:`memory`), since a peer that sends one-byte segments with a
+    hole between each would otherwise hold a hundred times its window. What
+    would take the queue past ``max_ranges`` ranges or past the memory budget
+    given to :meth:`add` is dropped from the far end, the highest sequence
+    numbers first, as Linux prunes its out-of-order queue: the sender
+    retransmits it once the holes before it are filled.
+    """
 
-    def __init__(self) -> None:
-        self._ranges: list[tuple[int, bytes]] = []  # (seq, data), sorted, non-overlapping
+    __slots__ = ("_base", "_starts", "_data", "size", "max_ranges", "dropped")
+
+    def __init__(self, max_ranges: int = 512) -> None:
+        self._base = 0  # the sequence number offsets are counted from
+        self._starts: list[int] = []  # offsets from _base, sorted; ranges never overlap
+        self._data: list[bytes] = []
+        #: Bytes held.
         self.size = 0
+        #: The most ranges held at once.
+        self.max_ranges = max_ranges
+        #: Bytes dropped to stay within the limits.
+        self.dropped = 0
 
     def __len__(self) -> int:
-        return len(self._ranges)
+        return len(self._starts)
 
-    def add(self, seq: int, data: bytes, rcv_nxt: int) -> None:
-        """Hold ``data`` starting at ``seq`` (after RCV.NXT), trimming overlaps."""
-        ranges = self._ranges
-        off = sq.sub(seq, rcv_nxt)
+    @property
+    def memory(self) -> int:
+        """What the queue costs: its bytes plus each range's overhead."""
+        return self.size + len(self._starts) * RANGE_OVERHEAD
+
+    def add(self, seq: int, data: bytes, rcv_nxt: int, budget: int | None = None) -> None:
+        """Hold ``data`` starting at ``seq`` (after RCV.NXT), trimming overlaps, within
+        ``max_ranges`` and (if given) ``budget`` bytes of :attr:`memory`."""
+        starts, datas = self._starts, self._data
+        if not starts:
+            self._base = rcv_nxt
+        start = off = sq.sub(seq, self._base)
         end = off + len(data)
-        out: list[tuple[int, bytes]] = []
-        placed = False
-        for s, d in ranges:
-            so = sq.sub(s, rcv_nxt)
-            eo = so + len(d)
-            if eo <= off or so >= end or placed:
-                if not placed and so >= end:
-                    out.append((sq.add(rcv_nxt, off), data))
-                    placed = True
-                out.append((s, d))
-                continue
-            # Overlap: keep what is already held, add only the new bytes around it.
-            if off < so:
-                out.append((sq.add(rcv_nxt, off), data[: so - off]))
-            data = data[max(0, eo - off):]
-            off = max(off, eo)
-            if off >= end:
-                data = b""
-            out.append((s, d))
-            if not data:
-                placed = True
-        if not placed and data:
-            out.append((sq.add(rcv_nxt, off), data))
-        out.sort(key=lambda r: sq.sub(r[0], rcv_nxt))
-        self._ranges = out
-        self.size = sum(len(d) for _, d in out)
+        # The first range that ends after our start: ranges before it are untouched.
+        i = bisect.bisect_right(starts, off)
+        if i and starts[i - 1] + len(datas[i - 1]) > off:
+            i -= 1
+        pieces: list[tuple[int, bytes]] = []  # the new bytes, around those already held
+        j = i
+        while j < len(starts) and starts[j] < end:
+            s = starts[j]
+            if s > off:
+                pieces.append((off, data[off - start: s - start]))
+            off = max(off, s + len(datas[j]))
+            j += 1
+        if off < end:
+            pieces.append((off, data[off - start:]))
+        if not pieces:
+            return  # a duplicate of what is held
+        # Insert each new piece where it belongs (after index i; j - i ranges between).
+        k = i
+        for p_off, p_data in pieces:
+            while k < len(starts) and starts[k] < p_off:
+                k += 1
+            starts.insert(k, p_off)
+            datas.insert(k, p_data)
+            self.size += len(p_data)
+            k += 1
+        limit = self.max_ranges
+        while starts and (len(starts) > limit or
+                          (budget is not None and self.memory > budget)):
+            starts.pop()
+            gone = datas.pop()
+            self.size -= len(gone)
+            self.dropped += len(gone)
 
     def clear(self) -> None:
         """Forget everything held."""
-        self._ranges = []
+        self._starts = []
+        self._data = []
         self.size = 0
 
     def pop_ready(self, rcv_nxt: int) -> bytes:
         """Remove and return the bytes that now continue at ``rcv_nxt`` (may be empty)."""
-        ranges = self._ranges
+        starts, datas = self._starts, self._data
+        if not starts:
+            return b""
+        at = sq.sub(rcv_nxt, self._base)
         parts: list[bytes] = []
-        while ranges:
-            s, d = ranges[0]
-            o = sq.sub(s, rcv_nxt)
-            if o > 0:
-                break
-            ranges.pop(0)
-            self.size -= len(d)
+        n = 0
+        while n < len(starts) and starts[n] <= at:
+            d = datas[n]
+            o = starts[n] - at
             if o + len(d) > 0:
                 piece = d[-o:] if o < 0 else d
                 parts.append(piece)
-                rcv_nxt = sq.add(rcv_nxt, len(piece))
+                at += len(piece)
+            n += 1
+        if n:
+            del starts[:n]
+            for d in datas[:n]:
+                self.size -= len(d)
+            del datas[:n]
         return b"".join(parts)
+
+
+#: What holding one out-of-order range costs beyond its bytes (a bytes object's
+#: header, an int, two list slots: CPython 3.11, 64-bit), charged against the
+#: receive buffer.
+RANGE_OVERHEAD = 96

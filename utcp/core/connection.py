@@ -115,7 +115,7 @@ class Counters:
 
     __slots__ = ("segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
                  "duplicates", "out_of_order", "unacceptable", "challenge_acks",
-                 "paws_rejected")
+                 "paws_rejected", "ooo_dropped")
 
     def __init__(self) -> None:
         self.segments_in = 0
@@ -128,6 +128,8 @@ class Counters:
         self.unacceptable = 0
         self.challenge_acks = 0
         self.paws_rejected = 0
+        #: Out-of-order bytes dropped to keep the reassembly queue within its limits.
+        self.ooo_dropped = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in _COUNTER_NAMES}
@@ -144,6 +146,7 @@ class Counters:
         total.unacceptable += self.unacceptable
         total.challenge_acks += self.challenge_acks
         total.paws_rejected += self.paws_rejected
+        total.ooo_dropped += self.ooo_dropped
 
 
 _COUNTER_NAMES = Counters.__slots__
@@ -321,7 +324,7 @@ class Connection:
     @property
     def rcv_wnd(self) -> int:
         """Free receive-buffer space: what the window may offer."""
-        free = self.options.rcv_buf - len(self._rcvbuf) - self._ooo.size
+        free = self.options.rcv_buf - len(self._rcvbuf) - self._ooo.memory
         return free if free > 0 else 0
 
     @property
@@ -1118,7 +1121,12 @@ class Connection:
         counters.bytes_in += n
         if seg_seq != rcv_nxt:
             counters.out_of_order += 1
-            self._ooo.add(seg_seq, payload, rcv_nxt)
+            ooo = self._ooo
+            dropped = ooo.dropped
+            # Within the receive buffer, each range charged what it really costs.
+            ooo.add(seg_seq, payload, rcv_nxt, self.options.rcv_buf - len(self._rcvbuf))
+            if ooo.dropped != dropped:
+                counters.ooo_dropped += ooo.dropped - dropped
             # RFC 5681 4.2: an out-of-order segment is ACKed at once (a duplicate ACK).
             self._ack_now = True
             return
@@ -1203,7 +1211,7 @@ class Connection:
         rcv_nxt = self.rcv_nxt
         self._last_ack_sent = rcv_nxt
         # self.rcv_wnd; a paused reader's data is all the receive buffer ever holds.
-        wnd = self.options.rcv_buf - self._ooo.size
+        wnd = self.options.rcv_buf - self._ooo.memory
         if self._rcvbuf:
             wnd -= len(self._rcvbuf)
         if wnd < 0:

@@ -1,0 +1,94 @@
+"""Hostile peers against a live server, over real UDP on 127.0.0.1: the server holds,
+and its other clients do not notice."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from conftest import HOST, deadline
+
+import utcp
+from utcp.core.wire import ACK, RST, SYN, Segment, decode, encode
+
+
+class RawPeer:
+    """A peer that writes its own segments: a handshake, then whatever it likes."""
+
+    def __init__(self, server_port: int) -> None:
+        self.server = (HOST, server_port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.iss = 77_000
+        self.ack = 0
+
+    async def send(self, seg: Segment) -> None:
+        await asyncio.get_running_loop().sock_sendto(self.sock, encode(seg), self.server)
+
+    async def handshake(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self.send(Segment(self.port, self.server[1], self.iss, 0, SYN, 65535))
+        data, _ = await loop.sock_recvfrom(self.sock, 65536)
+        synack = decode(data)
+        assert synack.flags == SYN | ACK
+        self.ack = (synack.seq + 1) & 0xFFFFFFFF
+        await self.send(self.segment(0))
+
+    def segment(self, offset: int, payload: bytes = b"") -> Segment:
+        """An ACK carrying ``payload`` at ``offset`` bytes into our stream."""
+        return Segment(self.port, self.server[1], (self.iss + 1 + offset) & 0xFFFFFFFF,
+                       self.ack, ACK, 65535, payload=payload)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    writer.close()
+
+
+async def test_a_peer_holding_thousands_of_holes_harms_no_one_else() -> None:
+    async with deadline(30):
+        server = await utcp.start_server(echo, HOST, 0)
+        async with server:
+            attacker = RawPeer(server.port)
+            await attacker.handshake()
+            reader, writer = await utcp.open_connection(HOST, server.port)
+
+            async def attack() -> None:
+                # 6,000 one-byte holes, then duplicates of them, as fast as it can.
+                for i in range(6000):
+                    await attacker.send(attacker.segment(2 + 2 * i, b"x"))
+                for _ in range(3):
+                    for i in range(0, 6000, 5):
+                        await attacker.send(attacker.segment(2 + 2 * i, b"x"))
+
+            attacking = asyncio.ensure_future(attack())
+            # Meanwhile another client's echoes all come back.
+            for i in range(50):
+                line = f"still here {i}\n".encode()
+                writer.write(line)
+                assert await reader.readexactly(len(line)) == line
+            await attacking
+            await asyncio.sleep(0.2)
+            totals = server.statistics()["connection_totals"]
+            assert totals["out_of_order"] >= 6000
+            assert totals["ooo_dropped"] > 0  # held to the queue's limits, the rest dropped
+            [row] = [r for r in server.connection_table()
+                     if r["remote_port"] == attacker.port]
+            assert row["unread"] <= 512  # one byte in each range the queue may hold
+            writer.close()
+            await writer.wait_closed()
+            # The attacker resets its connection (at RCV.NXT, as RFC 5961 asks), or
+            # the server would wait for it to end.
+            await attacker.send(Segment(attacker.port, server.port,
+                                        (attacker.iss + 1) & 0xFFFFFFFF, 0, RST))
+            attacker.close()
