@@ -336,3 +336,89 @@ def test_a_deadline_that_moves_later_costs_no_new_timer_entry():
         assert len(client.stack._timers) <= 1
         assert len(client.stack._timers._heap) <= 8
     assert conn.counters.segments_out > 1000
+
+
+# ---------------------------------------------------------- no amplification
+
+
+def run_timers(stack: Stack, until: float) -> list[tuple[Segment, tuple]]:
+    """Fire the stack's timers up to ``until``; what it sent meanwhile."""
+    out = []
+    while (d := stack.next_deadline()) is not None and d <= until:
+        stack.handle_timer(d)
+        out += sent(stack)
+    return out
+
+
+def listening_stack(**kw) -> Stack:
+    stack = lone_stack(**kw)
+    stack.listen(7007, 100, Options())
+    return stack
+
+
+def syn_from(addr: tuple, port: int = 4000, seq: int = 1000) -> bytes:
+    return encode(Segment(port, 7007, seq, 0, SYN, 65535))
+
+
+def test_a_spoofed_syn_draws_one_syn_ack_within_three_times_its_bytes():
+    # The victim at OTHER never answers: no SYN-ACK retransmission goes to it.
+    stack = listening_stack()
+    syn = syn_from(OTHER)
+    stack.receive(syn, OTHER, 0.0)
+    first = sent(stack)
+    later = run_timers(stack, 100.0)
+    [(synack, addr)] = first
+    assert synack.flags == SYN | ACK and addr == OTHER and later == []
+    assert len(encode(synack)) <= 3 * len(syn)
+    drops = stack.statistics()["drops"]
+    assert drops["amplification-limit"] == Options().synack_retries
+    assert len(stack) == 0  # and the half-open entry went when its retries ran out
+
+
+def test_each_retransmitted_syn_earns_one_syn_ack_and_the_handshake_completes():
+    stack = listening_stack()
+    stack.receive(syn_from(OTHER), OTHER, 0.0)
+    answers = len(sent(stack))
+    for t in (1.0, 3.0):  # the client's own SYN retransmissions
+        answers += len(run_timers(stack, t))
+        stack.receive(syn_from(OTHER), OTHER, t)
+        answers += len(sent(stack))
+    assert answers == 3
+    [conn] = stack.connections()
+    stack.receive(encode(Segment(4000, 7007, 1001, (conn.iss + 1) & 0xFFFFFFFF, ACK, 65535)),
+                  OTHER, 3.1)
+    assert conn.state is State.ESTABLISHED
+    assert stack.statistics()["accepted"] == 1
+
+
+def test_a_replayed_syn_is_answered_twice_a_second_at_most_and_ends_on_time():
+    stack = listening_stack()
+    answers = 0
+    entries = {}
+    t = 0.0
+    while t < 100.0:  # the same SYN every 50 ms for 100 s
+        stack.receive(syn_from(OTHER), OTHER, t)
+        answers += len(sent(stack)) + len(run_timers(stack, t + 0.05))
+        entries[round(t, 2)] = next(iter(stack.connections()), None)
+        t += 0.05
+    # Answers to the duplicates, at most one per 500 ms, and the entry's own
+    # SYN-ACK retransmissions (5 per entry): far fewer than the 2,000 SYNs.
+    assert answers <= 100 / 0.5 + 2 * 6
+    # The replays do not keep the first half-open entry alive: it ends when its
+    # SYN-ACK retries run out (1 + 2 + 4 + 8 + 16 + 32 = 63 s), and the next
+    # replay is a new attempt.
+    first = entries[0.0]
+    assert entries[62.0] is first and entries[64.0] is not first
+    assert stack.statistics()["accepted"] == 0
+
+
+def test_rsts_to_nothing_are_rate_limited_and_counted():
+    stack = lone_stack()
+    for i in range(10_000):  # a flood of ACKs to no connection, all at once
+        stack.receive(encode(Segment(4000 + i % 1000, 9, i, 1, ACK, 0)), OTHER, 1.0)
+    assert len(sent(stack)) == 50  # the burst
+    stack.receive(encode(Segment(4000, 9, 1, 1, ACK, 0)), OTHER, 1.5)  # 500 refilled
+    assert len(sent(stack)) == 1
+    drops = stack.statistics()["drops"]
+    assert drops["no-connection"] == 10_001
+    assert drops["rst-rate-limited"] == 10_000 - 50

@@ -796,7 +796,9 @@ async def test_datagram_storm_during_transfers(make_server, raw_socket) -> None:
     # The forged segments drew RSTs, were dropped and counted, or sat in the backlog
     # (a few land on a half-open connection a previous one created).
     drops = sstats["drops"]
-    assert sstats["resets_sent"] == drops["no-connection"] > 0
+    # (Each answered with a RST, but for those past the RST rate limit.)
+    assert sstats["resets_sent"] + drops.get("rst-rate-limited", 0) == \
+        drops["no-connection"] > 0
     assert drops["rst-for-no-connection"] > 0
     assert drops["listen-no-syn"] > 0
     accounted = drops["no-connection"] + drops["rst-for-no-connection"] + \

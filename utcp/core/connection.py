@@ -65,6 +65,8 @@ _SEND_OPEN = (ESTABLISHED, CLOSE_WAIT)
 _SENDING = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK)
 # 3.10.5: the states in which ABORT sends a RST. Not CLOSING, LAST-ACK or TIME-WAIT:
 # both FINs have been sent there, and the connection is deleted silently.
+#: A duplicate SYN in SYN-RECEIVED is answered at most this often, in seconds.
+DUP_SYN_INTERVAL = 0.5
 _ABORT_SENDS_RST = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2, SYN_RECEIVED)
 # Duplicate ACKs that trigger fast retransmit (RFC 5681 3.2).
 _DUPACK_THRESHOLD = 3
@@ -173,7 +175,7 @@ class Connection:
         "_orphan_probes", "_orphaned", "_out", "_peer_offered_wscale", "_persist_at",
         "_probes", "_rcv_adv",
         "_rcv_wscale", "_rcvbuf", "_reading_paused", "_retries", "_rtt_sent", "_rtt_seq",
-        "_rtx_at", "_snd_wscale", "_sndbuf", "_was_listening",
+        "_rtx_at", "_snd_wscale", "_sndbuf", "_synack_at", "_was_listening",
         "ts_offset", "_last_ack_sent", "_ts_ok", "_ts_recent", "_ts_recent_at",
     )
 
@@ -239,6 +241,7 @@ class Connection:
         self._retries = 0
         self._rtt_seq: int | None = None  # Karn: one timed segment at a time
         self._rtt_sent = 0.0
+        self._synack_at = -1.0  # when our last SYN-ACK left (a duplicate SYN's limit)
         self._dupacks = 0
 
         # Delayed ACK (RFC 1122 4.2.3.2, RFC 5681 4.2).
@@ -767,8 +770,12 @@ class Connection:
 
         if st is SYN_RECEIVED and f & SYN and seg_seq == self.irs:
             if not f & (ACK | RST):
-                # The peer retransmitted its SYN: our SYN-ACK was lost. Resend it.
-                self._send_syn(now, ack=True, retransmit=True)
+                # The peer retransmitted its SYN: our SYN-ACK was lost. Resend it, at
+                # most once per DUP_SYN_INTERVAL (a replayed SYN draws no stream of
+                # SYN-ACKs), and without moving the retransmission timer (nor does it
+                # keep a half-open connection alive past its SYN-ACK retries).
+                if now - self._synack_at >= DUP_SYN_INTERVAL:
+                    self._send_syn(now, ack=True, retransmit=True, rearm=False)
                 return
             if f & ACK:
                 # Simultaneous open (3.5, figure 8): the peer's SYN-ACK repeats the SYN
@@ -1251,7 +1258,8 @@ class Connection:
         return Segment(self.local_port, self.remote_port, seq, rcv_nxt, flags,
                        field, 0, opts, payload)
 
-    def _send_syn(self, now: float, *, ack: bool, retransmit: bool = False) -> None:
+    def _send_syn(self, now: float, *, ack: bool, retransmit: bool = False,
+                  rearm: bool = True) -> None:
         opts: tuple = ((MSS, self.options.mss),)
         if self._ts_ok if ack else self.options.timestamps:
             # RFC 7323 3.2: a SYN offers timestamps; a SYN-ACK answers a SYN that
@@ -1281,7 +1289,10 @@ class Connection:
             self._rtt_sent = now
         self.snd_nxt = sq.add(self.iss, 1)
         self.snd_max = self.snd_nxt
-        self._rtx_at = now + self.rtt.rto
+        if rearm or self._rtx_at is None:
+            self._rtx_at = now + self.rtt.rto
+        if ack:
+            self._synack_at = now
         self._emit(seg, now)
 
     def _send_ack(self, now: float) -> None:

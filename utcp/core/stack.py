@@ -61,6 +61,13 @@ _SYN_RECEIVED = State.SYN_RECEIVED
 _TIME_WAIT = State.TIME_WAIT
 _LISTEN = State.LISTEN
 # The start of a TCP header, as an ICMP error quotes it: ports and sequence number.
+#: Before its handshake completes, a passive connection sends its peer at most this
+#: many times the bytes it received from it (RFC 9000 8.1).
+AMPLIFICATION = 3
+#: RSTs for segments with no connection: at most this many a second, in bursts of
+#: at most RST_BURST (Linux's icmp_msgs_per_sec and icmp_msgs_burst).
+RST_RATE = 1000.0
+RST_BURST = 50
 _PORTS_SEQ = struct.Struct("!HHI")
 # Drop counters of ICMP destination unreachable errors, by kind.
 _UNREACHABLE_DROPS = {"port": "icmp-port-unreachable", "host": "icmp-host-unreachable",
@@ -135,6 +142,13 @@ class Stack:
         self._datagrams: list[tuple[bytes, Any, Any]] = []
         self._events: list[tuple[Connection, list[Event]]] = []
         self._batch: list[Connection] = []  # owe an ACK at the end of the batch
+        # Half-open passive connections: what they may still send their peer before
+        # the handshake completes, as [datagrams, bytes, the answer held back or
+        # None] (see _send_within).
+        self._credit: dict[Connection, list[Any]] = {}
+        # RSTs for segments with no connection: a token bucket (see _no_connection).
+        self._rst_tokens = float(RST_BURST)
+        self._rst_refilled = 0.0
         # Statistics.
         self.segments_in = 0
         self.segments_out = 0
@@ -192,8 +206,14 @@ class Stack:
         if conn.state is _TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN \
                 and self._reopen(conn, seg, key, addr, via, now):
             return
+        credit = self._credit.get(conn) if self._credit else None
+        if credit is not None:
+            credit[0] += 1  # one more datagram from the peer: one more answer,
+            credit[1] += AMPLIFICATION * len(data)  # of up to three times its size
         conn.receive(seg, now)
         self._service(conn)
+        if credit is not None and credit[2] is not None:
+            self._pay_owed(credit, conn)
         if conn._ack_at_batch_end:
             self._batch.append(conn)
 
@@ -401,9 +421,13 @@ class Stack:
             peer = conn.peer
             via = conn.via
             out = self._datagrams
-            for s in segs:
-                out.append((encode(s), peer, via))
-            self.segments_out += len(segs)
+            credit = self._credit.get(conn) if self._credit else None
+            if credit is None:
+                for s in segs:
+                    out.append((encode(s), peer, via))
+                self.segments_out += len(segs)
+            else:
+                self._send_within(credit, segs, peer, via)
         events = conn._events
         if events:
             conn._events = []
@@ -422,6 +446,7 @@ class Stack:
             listener = conn.listener
             if listener is not None and conn in listener.half_open:
                 listener.half_open.discard(conn)
+                self._credit.pop(conn, None)
                 self.accepted += 1
         d = conn.next_deadline()
         if d is not None:
@@ -429,6 +454,40 @@ class Stack:
             # Filed already at or before d: nothing to do (see timers.py).
             if b is None or d * 1000 <= b - 1:
                 self._timers.arm(conn, d)
+
+    def _send_within(self, credit: list[Any], segs: list[Segment], peer: Address,
+                     via: Any) -> None:
+        """Send what a half-open connection queued, within what its peer has earned:
+        one datagram for each it sent, three times the bytes (RFC 9000 8.1's limit,
+        for a peer whose address is not yet proven). The rest is dropped and
+        counted; the connection retransmits as though it were lost. A RST, which
+        ends the connection, always goes."""
+        out = self._datagrams
+        for s in segs:
+            data = encode(s)
+            if s.flags & RST:
+                out.append((data, peer, via))  # the end of it (one, and small)
+                self.segments_out += 1
+            elif credit[0] >= 1 and credit[1] >= len(data):
+                credit[0] -= 1
+                credit[1] -= len(data)
+                credit[2] = None
+                out.append((data, peer, via))
+                self.segments_out += 1
+            else:
+                credit[2] = data  # owed: sent when the peer earns it (see receive)
+                self.drops["amplification-limit"] += 1
+
+    def _pay_owed(self, credit: list[Any], conn: Connection) -> None:
+        """Send the last answer the limit held back, now that the peer sent more (a
+        retransmitted SYN whose SYN-ACK went out just before, held back)."""
+        data = credit[2]
+        if credit[0] >= 1 and credit[1] >= len(data):
+            credit[0] -= 1
+            credit[1] -= len(data)
+            credit[2] = None
+            self._datagrams.append((data, conn.peer, conn.via))
+            self.segments_out += 1
 
     def _forget(self, conn: Connection) -> None:
         key = conn.key
@@ -439,6 +498,7 @@ class Stack:
         listener = conn.listener
         if listener is not None:
             listener.half_open.discard(conn)
+            self._credit.pop(conn, None)
 
     def _no_connection(self, seg: Segment, key: Key, addr: Address, via: Any,
                        now: float) -> None:
@@ -458,8 +518,20 @@ class Stack:
             else:
                 self._accept(listener, seg, key, addr, via, now)
             return
-        # 3.10.7.1: answer with a RST (LISTEN answers an ACK the same way).
+        # 3.10.7.1: answer with a RST (LISTEN answers an ACK the same way), within
+        # a rate limit for the whole stack (Linux's defaults for ICMP errors, which
+        # answer stray UDP the same way): a flood of segments to nothing draws at
+        # most RST_RATE RSTs a second.
         self.drops["no-connection"] += 1
+        tokens = self._rst_tokens + (now - self._rst_refilled) * RST_RATE
+        self._rst_refilled = now
+        if tokens > RST_BURST:
+            tokens = RST_BURST
+        if tokens < 1.0:
+            self._rst_tokens = tokens
+            self.drops["rst-rate-limited"] += 1
+            return
+        self._rst_tokens = tokens - 1.0
         rst = reset_for(seg)
         if rst is not None:
             self.resets_sent += 1
@@ -492,6 +564,7 @@ class Stack:
         conn.listener = listener
         self._conns[key] = conn
         listener.half_open.add(conn)
+        self._credit[conn] = [1, AMPLIFICATION * len(encode(seg)), None]
         conn.listen(now)
         conn.receive(seg, now)
         self._service(conn)
