@@ -362,6 +362,8 @@ def test_ctrl_c_stops_an_echo_client_waiting_for_stdin() -> None:
     (["bench", "connect", "127.0.0.1", "--concurrency", "0"], "at least 1"),
     (["bench", "rr", "127.0.0.1", "--duration", "0"], "must be more than 0"),
     (["bench", "frobnicate", "127.0.0.1"], "invalid choice"),
+    (["echo-server", "--max-connections", "0"], "must be 1 or more"),
+    (["listen", "7", "--max-per-host", "x"], "not a whole number"),
 ])
 def test_bad_arguments_get_a_usage_error(args: list[str], message: str) -> None:
     result = run(*args)

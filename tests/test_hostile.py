@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
 from conftest import HOST, deadline
 
 import utcp
@@ -92,3 +93,24 @@ async def test_a_peer_holding_thousands_of_holes_harms_no_one_else() -> None:
             await attacker.send(Segment(attacker.port, server.port,
                                         (attacker.iss + 1) & 0xFFFFFFFF, 0, RST))
             attacker.close()
+
+
+async def test_a_server_past_max_connections_drops_further_syns() -> None:
+    async with deadline(20):
+        server = await utcp.start_server(echo, HOST, 0, max_connections=1)
+        async with server:
+            _, writer = await utcp.open_connection(HOST, server.port)
+            with pytest.raises(TimeoutError):  # its SYNs are dropped, as a full backlog's
+                await utcp.open_connection(HOST, server.port, syn_retries=1, initial_rto=0.2,
+                                           min_rto=0.2)
+            assert server.statistics()["drops"]["connection-limit"] >= 1
+            writer.close()
+            await writer.wait_closed()
+
+
+async def test_limits_are_checked() -> None:
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_connections must be a positive integer"):
+            await utcp.start_server(echo, HOST, 0, max_connections=bad)
+    with pytest.raises(ValueError, match="max_connections_per_host must be a positive"):
+        await utcp.start_server(echo, HOST, 0, max_connections_per_host=0)

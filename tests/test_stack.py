@@ -422,3 +422,41 @@ def test_rsts_to_nothing_are_rate_limited_and_counted():
     drops = stack.statistics()["drops"]
     assert drops["no-connection"] == 10_001
     assert drops["rst-rate-limited"] == 10_000 - 50
+
+
+# -------------------------------------------------------------------- limits
+
+
+def handshake_from(stack: Stack, addr: tuple, port: int, now: float) -> object:
+    """A whole handshake from ``addr``: the connection, or None if the SYN was dropped."""
+    stack.receive(syn_from(addr, port), addr, now)
+    answers = sent(stack)
+    if not answers:
+        return None
+    [(synack, _)] = answers
+    stack.receive(encode(Segment(port, 7007, 1001, (synack.seq + 1) & 0xFFFFFFFF, ACK,
+                                 65535)), addr, now)
+    return next(c for c in stack.connections() if c.remote_port == port and c.peer == addr)
+
+
+def test_a_listener_holds_at_most_max_connections():
+    stack = lone_stack()
+    stack.listen(7007, 100, PLAIN, max_connections=2)
+    first = handshake_from(stack, OTHER, 4001, 0.0)
+    assert handshake_from(stack, CLIENT, 4002, 0.0) is not None
+    assert handshake_from(stack, ("10.0.0.9", 1), 4003, 0.0) is None
+    assert stack.statistics()["drops"]["connection-limit"] == 1
+    stack.abort(first, 0.1)  # one ends: room for another
+    sent(stack)
+    assert handshake_from(stack, ("10.0.0.9", 1), 4003, 0.2) is not None
+
+
+def test_a_listener_holds_at_most_max_per_host_from_one_address():
+    stack = lone_stack()
+    stack.listen(7007, 100, PLAIN, max_per_host=2)
+    other_port = (OTHER[0], 6000)  # the same host from another UDP port
+    assert handshake_from(stack, OTHER, 4001, 0.0) is not None
+    assert handshake_from(stack, other_port, 4002, 0.0) is not None
+    assert handshake_from(stack, OTHER, 4003, 0.0) is None
+    assert handshake_from(stack, CLIENT, 4004, 0.0) is not None  # another host: welcome
+    assert stack.statistics()["drops"]["host-limit"] == 1

@@ -287,10 +287,13 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def listen(self, port: int, backlog: int, options: Options,
                accept: Callable[[Connection], ConnectionOwner],
-               observer: Observer | None = None) -> Listener:
+               observer: Observer | None = None, *, max_connections: int | None = None,
+               max_per_host: int | None = None) -> Listener:
         """Accept connections to TCP ``port``; ``accept(conn)`` makes the owner of each
-        one that completes its handshake."""
-        listener = self.stack.listen(port, backlog, options, _guarded(observer, self.loop))
+        one that completes its handshake (see :meth:`Stack.listen` for the limits)."""
+        listener = self.stack.listen(port, backlog, options, _guarded(observer, self.loop),
+                                     max_connections=max_connections,
+                                     max_per_host=max_per_host)
         self._accept[listener] = accept
         return listener
 

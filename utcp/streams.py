@@ -17,7 +17,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from .core.observer import Observer
-from .protocols import Server, create_connection, create_server
+from .protocols import (
+    MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_HOST,
+    Server,
+    create_connection,
+    create_server,
+)
 
 StreamReader = asyncio.StreamReader
 StreamWriter = asyncio.StreamWriter
@@ -82,6 +88,8 @@ async def start_server(
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
     observer: Observer | None = None,
+    max_connections: int | None = MAX_CONNECTIONS,
+    max_connections_per_host: int | None = MAX_CONNECTIONS_PER_HOST,
     **options: Any,
 ) -> Server:
     """Listen on ``host``:``port`` (UDP and TCP port alike) and call
@@ -91,7 +99,8 @@ async def start_server(
     name; the server listens on the first address it resolves to (of ``family``,
     if given). ``reuse_address`` is accepted for compatibility: a closed server's
     port is always free again at once, as with SO_REUSEADDR. ``ssl`` adds TLS
-    as asyncio's does (see :func:`utcp.create_server`).
+    as asyncio's does; ``max_connections`` and ``max_connections_per_host``
+    bound what the server holds (see :func:`utcp.create_server`).
     """
     _check_limit(limit)
     loop = asyncio.get_running_loop()
@@ -104,4 +113,5 @@ async def start_server(
         factory, host, port, family=family, backlog=backlog, start_serving=start_serving,
         reuse_address=reuse_address, reuse_port=reuse_port, ssl=ssl,
         ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-        observer=observer, **options)
+        observer=observer, max_connections=max_connections,
+        max_connections_per_host=max_connections_per_host, **options)

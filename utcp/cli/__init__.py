@@ -141,6 +141,22 @@ def _common(sp: argparse.ArgumentParser, *, tunables: bool = True, trace: bool =
                            help="offer no RFC 7323 timestamps")
 
 
+def _server_limits(sp: argparse.ArgumentParser) -> None:
+    group = sp.add_argument_group("server limits")
+    group.add_argument("--max-connections", type=_positive_int, default=None, metavar="N",
+                       help="connections held at once; SYNs beyond are dropped "
+                            "(default: 262144)")
+    group.add_argument("--max-per-host", type=_positive_int, default=None, metavar="N",
+                       help="connections held at once from one IP address (default: 131072)")
+
+
+def _positive_int(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="utcp", formatter_class=_Formatter, description=(
         "TCP in user space over UDP: an echo server and client, nc-style streams, "
@@ -159,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also serve the kernel's TCP on ports N (echo), N+1 (discard) and "
                         "N+2 (source), for 'utcp bench --kernel'")
     _common(s)
+    _server_limits(s)
 
     c = parser("echo-client", "send stdin to an echo server as it is read, and print the "
                               "echo")
@@ -183,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run CMD for each connection, its stdin and stdout joined to the "
                          "connection (split as a shell would, but run without one)")
     _common(ls)
+    _server_limits(ls)
 
     t = parser("tunnel", "carry kernel TCP over utcp and back: accept on SOURCE, and "
                          "connect each connection on to TARGET")
@@ -255,6 +273,10 @@ def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[
         Options(**options)  # out-of-range values are usage errors, not tracebacks
     except ValueError as exc:
         parser.error(str(exc))
+    if getattr(args, "max_connections", None) is not None:
+        options["max_connections"] = args.max_connections
+    if getattr(args, "max_per_host", None) is not None:
+        options["max_connections_per_host"] = args.max_per_host
     return options
 
 

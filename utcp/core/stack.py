@@ -88,10 +88,12 @@ def address_key(addr: Address) -> Address:
 class Listener:
     """A passive open on one local port, and its queue of half-open connections."""
 
-    __slots__ = ("port", "backlog", "options", "observer", "half_open")
+    __slots__ = ("port", "backlog", "options", "observer", "half_open", "max_connections",
+                 "max_per_host", "count", "per_host")
 
     def __init__(self, port: int, backlog: int, options: Options,
-                 observer: Observer | None) -> None:
+                 observer: Observer | None, max_connections: int | None = None,
+                 max_per_host: int | None = None) -> None:
         self.port = port
         #: Most connections kept in SYN-RECEIVED; SYNs beyond are dropped and counted.
         self.backlog = backlog
@@ -99,6 +101,14 @@ class Listener:
         self.observer = observer
         #: The connections in SYN-RECEIVED that this listener accepted.
         self.half_open: set[Connection] = set()
+        #: Most connections this listener's may number at once (half-open and
+        #: established, not those in TIME-WAIT), and most from one host (IP
+        #: address); SYNs beyond are dropped and counted. None: no limit.
+        self.max_connections = max_connections
+        self.max_per_host = max_per_host
+        #: Connections this listener accepted that the stack still holds whole.
+        self.count = 0
+        self.per_host: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return f"<Listener port {self.port}, {len(self.half_open)}/{self.backlog} half-open>"
@@ -307,12 +317,14 @@ class Stack:
         return conn
 
     def listen(self, port: int, backlog: int, options: Options,
-               observer: Observer | None = None) -> Listener:
+               observer: Observer | None = None, *, max_connections: int | None = None,
+               max_per_host: int | None = None) -> Listener:
         """Accept connections to TCP ``port``: a :class:`~utcp.core.events.Connected`
-        event introduces each one that completes its handshake."""
+        event introduces each one that completes its handshake. ``max_connections``
+        and ``max_per_host`` bound how many it holds (see :class:`Listener`)."""
         if port in self.listeners:
             raise OSError(errno.EADDRINUSE, f"port {port} is already listening")
-        listener = Listener(port, backlog, options, observer)
+        listener = Listener(port, backlog, options, observer, max_connections, max_per_host)
         self.listeners[port] = listener
         return listener
 
@@ -494,6 +506,15 @@ class Stack:
         if self._conns.get(key) is conn:
             del self._conns[key]
             conn.counters.add_to(self._finished)
+            listener = conn.listener
+            if listener is not None:
+                listener.count -= 1
+                host = conn.peer[0]
+                left = listener.per_host[host] - 1
+                if left:
+                    listener.per_host[host] = left
+                else:
+                    del listener.per_host[host]
         self._timers.cancel(conn)
         listener = conn.listener
         if listener is not None:
@@ -512,6 +533,12 @@ class Stack:
             # neither SYN nor ACK is dropped.
             if not f & SYN:
                 self.drops["listen-no-syn"] += 1
+            elif listener.max_connections is not None \
+                    and listener.count >= listener.max_connections:
+                self.drops["connection-limit"] += 1
+            elif listener.max_per_host is not None \
+                    and listener.per_host[addr[0]] >= listener.max_per_host:
+                self.drops["host-limit"] += 1
             elif len(listener.half_open) >= listener.backlog:
                 # Like a full SYN queue: drop silently, the peer will retry.
                 self.drops["backlog-full"] += 1
@@ -564,6 +591,8 @@ class Stack:
         conn.listener = listener
         self._conns[key] = conn
         listener.half_open.add(conn)
+        listener.count += 1
+        listener.per_host[addr[0]] += 1
         self._credit[conn] = [1, AMPLIFICATION * len(encode(seg)), None]
         conn.listen(now)
         conn.receive(seg, now)
