@@ -114,3 +114,26 @@ async def test_limits_are_checked() -> None:
             await utcp.start_server(echo, HOST, 0, max_connections=bad)
     with pytest.raises(ValueError, match="max_connections_per_host must be a positive"):
         await utcp.start_server(echo, HOST, 0, max_connections_per_host=0)
+
+
+async def test_a_spoofed_syn_flood_does_not_keep_real_clients_out() -> None:
+    # The backlog is full of half-open connections from a "victim" that never
+    # answers; real clients get in at their first SYN all the same (syn_retries=0:
+    # a SYN dropped would fail the connection), through SYN cookies.
+    async with deadline(30):
+        server = await utcp.start_server(echo, HOST, 0, backlog=8)
+        async with server:
+            flood = RawPeer(server.port)
+            for port in range(20_000, 22_000):
+                await flood.send(Segment(port, server.port, port * 7, 0, SYN, 65535))
+            await asyncio.sleep(0.1)
+            for i in range(20):
+                reader, writer = await utcp.open_connection(HOST, server.port, syn_retries=0)
+                writer.write(b"in %d\n" % i)
+                assert await reader.readline() == b"in %d\n" % i
+                writer.close()
+                await writer.wait_closed()
+            stats = server.statistics()
+            assert stats["syncookies"]["sent"] >= 1992 and stats["syncookies"]["accepted"] == 20
+            assert stats["connections"].get("SYN-RECEIVED", 0) <= 8  # all it keeps
+            flood.close()  # (its half-open entries end with their SYN-ACK retries)

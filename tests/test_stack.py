@@ -170,7 +170,7 @@ def test_listener_answers_syn_and_drops_what_has_neither_syn_nor_ack():
 
 
 def test_backlog_bounds_half_open_connections():
-    stack = lone_stack()
+    stack = lone_stack(syn_cookies=False)
     stack.listen(7007, 2, Options())
     for port in (5001, 5002, 5003):
         stack.receive(encode(Segment(port, 7007, 100, 0, SYN)), CLIENT, 0.0)
@@ -178,9 +178,21 @@ def test_backlog_bounds_half_open_connections():
     assert stack.statistics()["drops"] == {"backlog-full": 1}
 
 
+def test_a_full_backlog_answers_with_cookies_and_keeps_nothing():
+    stack = lone_stack()
+    listener = stack.listen(7007, 2, Options())
+    for port in (5001, 5002, 5003, 5004):
+        stack.receive(encode(Segment(port, 7007, 100, 0, SYN)), CLIENT, 0.0)
+    answers = sent(stack)
+    assert [s.flags for s, _ in answers] == [SYN | ACK] * 4
+    assert len(listener.half_open) == 2 and len(stack) == 2  # the cookies kept nothing
+    assert stack.statistics()["syncookies"] == {"sent": 2}
+    assert "backlog-full" not in stack.statistics()["drops"]
+
+
 def test_completed_handshakes_free_the_backlog():
     net = Network()
-    server = net.add(SERVER)
+    server = net.add(SERVER, syn_cookies=False)
     listener = server.stack.listen(7007, 1, Options())
     client = net.add(CLIENT)
     conns = [client.stack.connect(SERVER, 7007, Options(), 0.0) for _ in range(3)]

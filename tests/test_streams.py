@@ -196,15 +196,23 @@ async def test_data_timeout_reaches_a_blocked_drain(make_server) -> None:
         writer.close()
 
 
-async def test_concurrent_connections_beyond_backlog_complete_by_retrying(make_server) -> None:
-    # 50 SYNs at once into a backlog of 10: the rest are dropped and retried.
-    server = await make_server(backlog=10)
+@pytest.mark.parametrize("syn_cookies", [True, False], ids=["cookies", "no-cookies"])
+async def test_concurrent_connections_beyond_backlog_complete(make_server,
+                                                              syn_cookies: bool) -> None:
+    # 50 SYNs at once into a backlog of 10: the rest get in through SYN cookies,
+    # or, without them, are dropped and retried.
+    server = await make_server(backlog=10, syn_cookies=syn_cookies)
     messages = [b"%d" % i * 100 for i in range(50)]
     async with deadline(20):
         echoed = await asyncio.gather(*(echo_once(server.port, m, initial_rto=0.05,
                                                   min_rto=0.05) for m in messages))
     assert echoed == messages
-    assert server.statistics()["drops"].get("backlog-full", 0) > 0
+    stats = server.statistics()
+    if syn_cookies:
+        assert stats["syncookies"]["accepted"] > 0
+        assert "backlog-full" not in stats["drops"]
+    else:
+        assert stats["drops"]["backlog-full"] > 0
 
 
 # ------------------------------------------------------------ uvloop
@@ -1106,7 +1114,7 @@ async def test_reset_reaches_a_pending_read(make_server) -> None:
 
 
 async def test_backlog_limits_half_open_connections(make_server, raw_socket) -> None:
-    server = await make_server(backlog=2)
+    server = await make_server(backlog=2, syn_cookies=False)
     raw = await raw_socket()
     addr = (HOST, server.port)
 

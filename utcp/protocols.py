@@ -433,6 +433,7 @@ async def create_server(
     observer: Observer | None = None,
     max_connections: int | None = MAX_CONNECTIONS,
     max_connections_per_host: int | None = MAX_CONNECTIONS_PER_HOST,
+    syn_cookies: bool = True,
     **options: Any,
 ) -> Server:
     """Listen on ``host``:``port`` (UDP and TCP port alike); run ``protocol_factory()``
@@ -448,8 +449,10 @@ async def create_server(
     ``max_connections`` bounds the connections the server holds at once
     (half-open and established; TIME-WAIT is kept apart, compactly), and
     ``max_connections_per_host`` those from one IP address: a SYN beyond either
-    is dropped and counted (``connection-limit``, ``host-limit``), as a full
-    backlog's is. None lifts a limit.
+    is dropped and counted (``connection-limit``, ``host-limit``). None lifts a
+    limit. Once ``backlog`` connections are half-open, further SYNs are answered
+    with SYN cookies, keeping nothing, as Linux does; with ``syn_cookies=False``
+    they are dropped (``backlog-full``) and their peers retry.
 
     With ``ssl`` (an :class:`ssl.SSLContext` holding the server's certificate)
     each connection carries TLS, through asyncio's own SSL protocol; the
@@ -492,6 +495,7 @@ async def create_server(
         family, addr = (await _resolve(loop, host, port, family, passive=True))[0]
     opts = _options(family, options)
     ep = await _new_endpoint(loop, addr, family, server=True)
+    ep.stack.syn_cookies = syn_cookies
 
     def listen(server: Server) -> Listener:
         ended = server.connection_ended

@@ -90,6 +90,7 @@ async def start_server(
     observer: Observer | None = None,
     max_connections: int | None = MAX_CONNECTIONS,
     max_connections_per_host: int | None = MAX_CONNECTIONS_PER_HOST,
+    syn_cookies: bool = True,
     **options: Any,
 ) -> Server:
     """Listen on ``host``:``port`` (UDP and TCP port alike) and call
@@ -99,8 +100,8 @@ async def start_server(
     name; the server listens on the first address it resolves to (of ``family``,
     if given). ``reuse_address`` is accepted for compatibility: a closed server's
     port is always free again at once, as with SO_REUSEADDR. ``ssl`` adds TLS
-    as asyncio's does; ``max_connections`` and ``max_connections_per_host``
-    bound what the server holds (see :func:`utcp.create_server`).
+    as asyncio's does; ``max_connections``, ``max_connections_per_host`` and
+    ``syn_cookies`` guard what the server holds (see :func:`utcp.create_server`).
     """
     _check_limit(limit)
     loop = asyncio.get_running_loop()
@@ -114,4 +115,4 @@ async def start_server(
         reuse_address=reuse_address, reuse_port=reuse_port, ssl=ssl,
         ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
         observer=observer, max_connections=max_connections,
-        max_connections_per_host=max_connections_per_host, **options)
+        max_connections_per_host=max_connections_per_host, syn_cookies=syn_cookies, **options)

@@ -33,9 +33,22 @@ from .events import Event
 from .isn import IsnGenerator
 from .observer import Observer
 from .state import State
+from .syncookies import PERIOD, CookieState, check_cookie, make_cookie
 from .timers import Timers
 from .timewait import TimeWaitTable, iss_after, reopens
-from .wire import ACK, RST, SYN, BadChecksum, MalformedSegment, Segment, decode, encode
+from .wire import (
+    ACK,
+    MSS,
+    RST,
+    SYN,
+    TIMESTAMPS,
+    WSCALE,
+    BadChecksum,
+    MalformedSegment,
+    Segment,
+    decode,
+    encode,
+)
 
 #: A datagram address: (host, port), or (host, port, flowinfo, scope id) for IPv6.
 Address = tuple[Any, ...]
@@ -89,7 +102,7 @@ class Listener:
     """A passive open on one local port, and its queue of half-open connections."""
 
     __slots__ = ("port", "backlog", "options", "observer", "half_open", "max_connections",
-                 "max_per_host", "count", "per_host")
+                 "max_per_host", "count", "per_host", "cookies_until")
 
     def __init__(self, port: int, backlog: int, options: Options,
                  observer: Observer | None, max_connections: int | None = None,
@@ -109,6 +122,8 @@ class Listener:
         #: Connections this listener accepted that the stack still holds whole.
         self.count = 0
         self.per_host: Counter[str] = Counter()
+        #: Until when an ACK to this port may carry a SYN cookie we sent.
+        self.cookies_until = -1.0
 
     def __repr__(self) -> str:
         return f"<Listener port {self.port}, {len(self.half_open)}/{self.backlog} half-open>"
@@ -124,15 +139,20 @@ class Stack:
     With ``coalesce_acks``, in-order data is ACKed once per batch of datagrams
     (see :meth:`end_batch` and ``Connection.coalesce_acks``). ``tw_reuse_delay``
     is how long after its last timestamp an active open may reuse a 4-tuple in
-    TIME-WAIT (None: never).
+    TIME-WAIT (None: never). With ``syn_cookies`` (the default, as in Linux), a
+    listener whose half-open queue is full answers further SYNs with cookies
+    (see :mod:`utcp.core.syncookies`) instead of dropping them.
     """
 
     def __init__(self, local_address: Address = ("0.0.0.0", 0), *,
                  isn: IsnGenerator | None = None, rng: random.Random | None = None,
                  ephemeral_ports: range = EPHEMERAL_PORTS,
                  coalesce_acks: bool = False,
-                 tw_reuse_delay: float | None = TW_REUSE_DELAY) -> None:
+                 tw_reuse_delay: float | None = TW_REUSE_DELAY,
+                 syn_cookies: bool = True) -> None:
         self.local_address = local_address
+        #: Answer SYNs with cookies when a listener's half-open queue is full.
+        self.syn_cookies = syn_cookies
         self.coalesce_acks = coalesce_acks
         self.tw_reuse_delay = tw_reuse_delay
         self._isn = isn if isn is not None else IsnGenerator()
@@ -165,6 +185,8 @@ class Stack:
         self.resets_sent = 0
         self.accepted = 0  # passive opens that completed their handshake
         self.drops: Counter[str] = Counter()
+        #: SYN cookies sent, and final ACKs that carried a good one or a bad one.
+        self.syncookies: Counter[str] = Counter()
         self._finished = Counters()  # the counts of connections forgotten
 
     # ------------------------------------------------------------------ outputs
@@ -418,6 +440,7 @@ class Stack:
             "resets_sent": self.resets_sent,
             "accepted": self.accepted,
             "drops": dict(self.drops),
+            "syncookies": dict(self.syncookies),
             "connections": dict(states),
             "listeners": sorted(self.listeners),
             "connection_totals": dict(totals),
@@ -533,17 +556,20 @@ class Stack:
             # neither SYN nor ACK is dropped.
             if not f & SYN:
                 self.drops["listen-no-syn"] += 1
-            elif listener.max_connections is not None \
-                    and listener.count >= listener.max_connections:
-                self.drops["connection-limit"] += 1
-            elif listener.max_per_host is not None \
-                    and listener.per_host[addr[0]] >= listener.max_per_host:
-                self.drops["host-limit"] += 1
+            elif self._over_limits(listener, addr):
+                pass
             elif len(listener.half_open) >= listener.backlog:
-                # Like a full SYN queue: drop silently, the peer will retry.
-                self.drops["backlog-full"] += 1
+                # A full SYN queue: answer with a cookie and keep nothing (as Linux
+                # does by default), or, with cookies off, drop: the peer will retry.
+                if self.syn_cookies:
+                    self._send_cookie(listener, seg, addr, via, now)
+                else:
+                    self.drops["backlog-full"] += 1
             else:
                 self._accept(listener, seg, key, addr, via, now)
+            return
+        if listener is not None and f & (SYN | ACK) == ACK and now <= listener.cookies_until \
+                and self._accept_cookie(listener, seg, key, addr, via, now):
             return
         # 3.10.7.1: answer with a RST (LISTEN answers an ACK the same way), within
         # a rate limit for the whole stack (Linux's defaults for ICMP errors, which
@@ -564,6 +590,84 @@ class Stack:
             self.resets_sent += 1
             self.segments_out += 1
             self._datagrams.append((encode(rst), addr, via))
+
+    def _over_limits(self, listener: Listener, addr: Address) -> bool:
+        """Whether ``listener`` holds as many connections as it may (counted if so)."""
+        if listener.max_connections is not None and listener.count >= listener.max_connections:
+            self.drops["connection-limit"] += 1
+            return True
+        if listener.max_per_host is not None \
+                and listener.per_host[addr[0]] >= listener.max_per_host:
+            self.drops["host-limit"] += 1
+            return True
+        return False
+
+    def _send_cookie(self, listener: Listener, seg: Segment, addr: Address, via: Any,
+                     now: float) -> None:
+        """Answer ``seg`` (a SYN) with a cookie SYN-ACK, keeping no state."""
+        mss = seg.option(MSS)
+        ws = seg.option(WSCALE)
+        state = CookieState(mss if isinstance(mss, int) and mss > 0 else 536,
+                            ws if isinstance(ws, int) else None,
+                            seg.option(TIMESTAMPS) is not None and listener.options.timestamps)
+        peer = address_key(addr)
+        iss = make_cookie(self._isn, peer, listener.port, seg.src_port, seg.seq, now, state)
+        # A connection that lives for this one answer: the SYN-ACK is the one a
+        # real passive open would send (its options follow the SYN's).
+        answer = Connection(listener.port, seg.src_port, iss=iss, options=listener.options,
+                            ts_offset=self._ts_offset(peer))
+        answer.listen(now)
+        answer.receive(seg, now)
+        for s in answer.take_segments():
+            self._datagrams.append((encode(s), addr, via))
+            self.segments_out += 1
+        listener.cookies_until = now + 2 * PERIOD
+        self.syncookies["sent"] += 1
+
+    def _accept_cookie(self, listener: Listener, seg: Segment, key: Key, addr: Address,
+                       via: Any, now: float) -> bool:
+        """Take ``seg`` (an ACK for no connection) as the end of a handshake begun with
+        a cookie, if it carries a good one; False to answer it as any stray ACK."""
+        irs = (seg.seq - 1) & 0xFFFFFFFF
+        peer = address_key(addr)
+        state = check_cookie(self._isn, peer, listener.port, seg.src_port, irs,
+                             (seg.ack - 1) & 0xFFFFFFFF, now)
+        ts = seg.option(TIMESTAMPS) if seg.options else None
+        if state is None or (state.timestamps and ts is None):
+            self.syncookies["failed"] += 1
+            return False
+        if self._over_limits(listener, addr):
+            return True  # dropped (and counted): the client's data will come again
+        # The SYN as the cookie remembers it, replayed through a passive open; what
+        # that answers is dropped (the cookie SYN-ACK went out long ago), and the
+        # ACK then completes the handshake as any other would.
+        opts: tuple = ((MSS, state.mss),)
+        if state.wscale is not None:
+            opts += ((WSCALE, state.wscale),)
+        if state.timestamps:
+            opts += ((TIMESTAMPS, (ts[0], 0)),)  # type: ignore[index]
+        syn = Segment(seg.src_port, listener.port, irs, 0, SYN, seg.window, 0, opts)
+        addr = self._intern(addr)
+        key = (addr if len(addr) == 2 else address_key(addr), key[1], key[2])
+        conn = Connection(listener.port, seg.src_port, iss=(seg.ack - 1) & 0xFFFFFFFF,
+                          options=listener.options, ts_offset=self._ts_offset(key[0]))
+        conn.coalesce_acks = self.coalesce_acks
+        conn.peer = addr
+        conn.via = via
+        conn.key = key
+        conn.listener = listener
+        conn.listen(now)
+        conn.receive(syn, now)
+        conn.take_segments()
+        conn.observer = listener.observer
+        self._conns[key] = conn
+        listener.half_open.add(conn)
+        listener.count += 1
+        listener.per_host[addr[0]] += 1
+        conn.receive(seg, now)
+        self._service(conn)
+        self.syncookies["accepted"] += 1
+        return True
 
     def _intern(self, addr: Address) -> Address:
         """One object for equal addresses: a connection keeps its peer's address (and
