@@ -137,3 +137,24 @@ async def test_a_spoofed_syn_flood_does_not_keep_real_clients_out() -> None:
             assert stats["syncookies"]["sent"] >= 1992 and stats["syncookies"]["accepted"] == 20
             assert stats["connections"].get("SYN-RECEIVED", 0) <= 8  # all it keeps
             flood.close()  # (its half-open entries end with their SYN-ACK retries)
+
+
+async def test_an_icmp_answer_to_a_syn_ack_frees_its_backlog_place_at_once() -> None:
+    # A SYN "from" a UDP port where nothing is bound (spoofed): the SYN-ACK draws
+    # an ICMP port unreachable, and the half-open entry goes at once.
+    async with deadline(10):
+        server = await utcp.start_server(echo, HOST, 0, backlog=4)
+        async with server:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                sender.bind((HOST, 0))
+                port = sender.getsockname()[1]
+                sender.sendto(encode(Segment(port, server.port, 1, 0, SYN, 65535)),
+                              (HOST, server.port))
+            # (closed: nothing is bound at that port when the SYN-ACK arrives)
+            for _ in range(100):
+                if server.statistics()["drops"].get("icmp-port-unreachable"):
+                    break
+                await asyncio.sleep(0.01)
+            stats = server.statistics()
+            assert stats["drops"]["icmp-port-unreachable"] == 1
+            assert "SYN-RECEIVED" not in stats["connections"]

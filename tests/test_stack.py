@@ -472,3 +472,15 @@ def test_a_listener_holds_at_most_max_per_host_from_one_address():
     assert handshake_from(stack, OTHER, 4003, 0.0) is None
     assert handshake_from(stack, CLIENT, 4004, 0.0) is not None  # another host: welcome
     assert stack.statistics()["drops"]["host-limit"] == 1
+
+
+def test_icmp_quoting_a_syn_ack_ends_the_half_open_entry_at_once():
+    # The SYN came from a spoofed address, whose host answers the SYN-ACK with
+    # "port unreachable": the half-open entry goes at once, freeing the backlog.
+    stack = listening_stack()
+    stack.receive(syn_from(OTHER), OTHER, 0.0)
+    [(synack, _)] = sent(stack)
+    stack.icmp_error(encode(synack)[:8], OTHER, "port", 0.01)
+    assert len(stack) == 0 and not stack.listeners[7007].half_open
+    assert stack.take_events() == []  # no application ever saw it
+    assert run_timers(stack, 100.0) == []

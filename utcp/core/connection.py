@@ -449,8 +449,10 @@ class Connection:
 
         Quoting our SYN in SYN-SENT, it ends the connection, as Linux does with
         these hard errors: "port" refuses it as a RST would (no endpoint is bound
-        there), "host" and "network" report :class:`Unreachable`. Elsewhere it is a
-        soft error (RFC 1122 4.2.3.9) and changes nothing.
+        there), "host" and "network" report :class:`Unreachable`. Quoting our
+        SYN-ACK in a passive open's SYN-RECEIVED, it ends that half-open
+        connection silently. Elsewhere it is a soft error (RFC 1122 4.2.3.9) and
+        changes nothing.
         """
         if self.state is SYN_SENT and seq == self.iss:
             if what == "port":
@@ -459,6 +461,11 @@ class Connection:
             else:
                 self._events.append(Unreachable(what))
                 self._terminate(f"ICMP {what} unreachable", now)
+        elif self.state is SYN_RECEIVED and seq == self.iss and self._was_listening:
+            # Quoting our SYN-ACK: the SYN came from an address where nobody waits
+            # for it (a spoofed one, most likely). Linux drops such a request at
+            # once; so do we, quietly: no application has seen it.
+            self._terminate(f"ICMP {what} unreachable in SYN-RECEIVED", now)
 
     def port_unreachable(self, seq: int, now: float) -> None:
         """:meth:`unreachable` for an ICMP port unreachable."""
