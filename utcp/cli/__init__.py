@@ -148,6 +148,9 @@ def _server_limits(sp: argparse.ArgumentParser) -> None:
                             "(default: 262144)")
     group.add_argument("--max-per-host", type=_positive_int, default=None, metavar="N",
                        help="connections held at once from one IP address (default: 131072)")
+    group.add_argument("--no-syn-cookies", action="store_true",
+                       help="drop SYNs past the backlog instead of answering with SYN "
+                            "cookies")
 
 
 def _positive_int(text: str) -> int:
@@ -277,6 +280,8 @@ def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[
         options["max_connections"] = args.max_connections
     if getattr(args, "max_per_host", None) is not None:
         options["max_connections_per_host"] = args.max_per_host
+    if getattr(args, "no_syn_cookies", False):
+        options["syn_cookies"] = False
     return options
 
 
