@@ -484,3 +484,19 @@ def test_icmp_quoting_a_syn_ack_ends_the_half_open_entry_at_once():
     assert len(stack) == 0 and not stack.listeners[7007].half_open
     assert stack.take_events() == []  # no application ever saw it
     assert run_timers(stack, 100.0) == []
+
+
+def test_a_connection_takes_no_segment_sent_to_another_local_address():
+    # A wildcard server learns the address each datagram reached (via): a
+    # connection made at one of its addresses ignores segments sent to another,
+    # even with the right ports and peer, as the kernel matches the full 4-tuple.
+    stack = listening_stack()
+    stack.receive(syn_from(OTHER), OTHER, 0.0, via="10.0.0.1")
+    [(synack, _)] = sent(stack)
+    ack = encode(Segment(4000, 7007, 1001, (synack.seq + 1) & 0xFFFFFFFF, ACK, 65535))
+    stack.receive(ack, OTHER, 0.01, via="10.0.0.7")  # another of our addresses
+    [conn] = stack.connections()
+    assert conn.state is State.SYN_RECEIVED
+    assert stack.statistics()["drops"]["wrong-local-address"] == 1
+    stack.receive(ack, OTHER, 0.02, via="10.0.0.1")
+    assert conn.state is State.ESTABLISHED

@@ -217,7 +217,9 @@ class Stack:
 
     def receive(self, data: bytes, addr: Address, now: float, via: Any = None) -> None:
         """One datagram from ``addr``; ``via`` is the local address it reached, where
-        the socket learns it (replies then leave from there)."""
+        the socket learns it (replies then leave from there, and a connection made
+        at one address takes no segments sent to another: its ``host`` is compared,
+        or ``via`` itself if it has none)."""
         self.segments_in += 1
         try:
             seg = decode(data)
@@ -234,6 +236,12 @@ class Stack:
                 self._time_wait_segment(seg, key, addr, via, now)
             else:
                 self._no_connection(seg, key, addr, via, now)
+            return
+        if via is not None and conn.via is not None \
+                and getattr(via, "host", via) != getattr(conn.via, "host", conn.via):
+            # The same ports and peer, but sent to another of our addresses: not
+            # this connection, whose 4-tuple names the address it was made on.
+            self.drops["wrong-local-address"] += 1
             return
         if conn.state is _TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN \
                 and self._reopen(conn, seg, key, addr, via, now):
