@@ -48,7 +48,7 @@ print(sent / (time.perf_counter() - t0), flush=True)
 """
 
 
-def measure(rate: float, cookies: bool, duration: float) -> dict:
+def measure(rate: float, cookies: bool, duration: float, fill: float) -> dict:
     extra = () if cookies else ("--no-syn-cookies",)
     with EchoServer("asyncio", *extra) as server:
         flooder = None
@@ -59,7 +59,7 @@ def measure(rate: float, cookies: bool, duration: float) -> dict:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             assert flooder.stdout is not None
             flooder.stdout.readline()
-            time.sleep(1.0)  # let the backlog fill
+            time.sleep(fill)  # let the backlog fill
         try:
             result = run_on(bench.connect(HOST, server.port, duration=duration,
                                           concurrency=8, progress=False), "asyncio")
@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", nargs="+", default=["0", "1000", "10000", "max"],
                     help="spoofed SYNs per second ('max': as fast as one process can)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per case")
+    ap.add_argument("--cookies", choices=("both", "on", "off"), default="both",
+                    help="run with SYN cookies, without, or both (default)")
+    ap.add_argument("--fill", type=float, default=1.0,
+                    help="seconds of flood before measuring (default 1)")
     args = ap.parse_args(argv)
     warm_malloc()
     print(f"bench_synflood: utcp echo-server, backlog 100; clients 8 in flight; Python "
@@ -86,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---:|---|---:|---:|---:|---:|---|")
     for text in args.rates:
         rate = -1.0 if text == "max" else float(text)
-        for cookies in (True, False):
-            r = measure(rate, cookies, args.duration)
+        for cookies in {"both": (True, False), "on": (True,), "off": (False,)}[args.cookies]:
+            r = measure(rate, cookies, args.duration, args.fill)
             failed = sum(r["failures"].values())
             done = r["connections"]
             ok = done / (done + failed) if done + failed else 0.0

@@ -16,7 +16,8 @@ BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
     ["bench_connect.py", "--duration", "0.3", "--concurrency", "4", "--repeat", "1",
      "--calls", "20", "--tw-memory", "50"],
     ["bench_reassembly.py", "--holes", "10", "100", "--number", "20"],
-    ["bench_synflood.py", "--rates", "1000", "--duration", "0.3"],
+    ["bench_synflood.py", "--rates", "1000", "--duration", "0.3", "--fill", "0.1",
+     "--cookies", "on"],
 ])
 def test_benchmark_script_runs(args: list[str]) -> None:
     result = subprocess.run([sys.executable, str(BENCH / args[0]), *args[1:]],

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import seq as sq
-from .buffers import ReassemblyQueue, SendBuffer
+from .buffers import RANGE_OVERHEAD, ReassemblyQueue, SendBuffer
 from .config import Options
 from .congestion import NewReno
 from .events import (
@@ -1137,8 +1137,12 @@ class Connection:
             counters.out_of_order += 1
             ooo = self._ooo
             dropped = ooo.dropped
-            # Within the receive buffer, each range charged what it really costs.
-            ooo.add(seg_seq, payload, rcv_nxt, self.options.rcv_buf - len(self._rcvbuf))
+            # Within the receive buffer, each range charged what it really costs,
+            # with room for the overhead of as many ranges as the queue may hold:
+            # data inside a window already offered is never pruned for it (the
+            # window shrinks instead); a peer making hundreds of holes is.
+            ooo.add(seg_seq, payload, rcv_nxt, self.options.rcv_buf - len(self._rcvbuf)
+                    + ooo.max_ranges * RANGE_OVERHEAD)
             if ooo.dropped != dropped:
                 counters.ooo_dropped += ooo.dropped - dropped
             # RFC 5681 4.2: an out-of-order segment is ACKed at once (a duplicate ACK).
