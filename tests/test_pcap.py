@@ -134,3 +134,27 @@ def test_the_command_line_captures_with_pcap(tmp_path: pathlib.Path) -> None:
     assert flags(packets)[:3] == ["S", "SA", "A"]
     assert sum("F" in f for f in flags(packets)) == 2  # a FIN each way
     assert all(checksums_hold(p) for p in packets)
+
+
+def test_tshark_reads_the_capture_as_tcp_with_good_checksums(tmp_path: pathlib.Path) -> None:
+    import shutil
+
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.skip("tshark (Wireshark's command line) is not installed here")
+    capture = tmp_path / "demo.pcap"
+    demo = subprocess.run([sys.executable, "-m", "utcp", "demo", "--msl", "0.05", "--pcap",
+                           str(capture)], capture_output=True, timeout=30)
+    assert demo.returncode == 0, demo.stderr
+    fields = subprocess.run(
+        [tshark, "-r", str(capture), "-o", "tcp.check_checksum:TRUE", "-o",
+         "ip.check_checksum:TRUE", "-T", "fields", "-e", "tcp.flags.str", "-e",
+         "tcp.checksum.status", "-e", "ip.checksum.status", "-e", "tcp.analysis.flags"],
+        capture_output=True, text=True, timeout=60)
+    rows = [line.split("\t") for line in fields.stdout.splitlines()]
+    assert len(rows) == 9
+    assert all(r[1] == "1" and r[2] == "1" for r in rows)  # 1: checksum good
+    assert all(len(r) < 4 or r[3] == "" for r in rows)  # no TCP analysis warnings
+    follow = subprocess.run([tshark, "-r", str(capture), "-qz", "follow,tcp,ascii,0"],
+                            capture_output=True, text=True, timeout=60)
+    assert "hello" in follow.stdout and "HELLO" in follow.stdout
