@@ -584,8 +584,10 @@ class Stack:
         # answer stray UDP the same way): a flood of segments to nothing draws at
         # most RST_RATE RSTs a second.
         self.drops["no-connection"] += 1
-        tokens = self._rst_tokens + (now - self._rst_refilled) * RST_RATE
-        self._rst_refilled = now
+        tokens = self._rst_tokens
+        if now > self._rst_refilled:  # (a clock that stepped back refills nothing)
+            tokens += (now - self._rst_refilled) * RST_RATE
+            self._rst_refilled = now
         if tokens > RST_BURST:
             tokens = RST_BURST
         if tokens < 1.0:
