@@ -98,3 +98,18 @@ def test_filling_a_hole_delivers_what_was_held_behind_it() -> None:
     send(c, seg(1, 1, payload=b"a" * 100))
     expect(c, [out(1, 301)])
     assert events(c) == [DataReceived(b"a" * 100 + b"b" * 100 + b"c" * 100)]
+
+
+def test_a_queue_that_never_empties_keeps_working_past_two_gigabytes() -> None:
+    # A long transfer with a new hole opening before each old one fills: the
+    # queue is never empty, and RCV.NXT runs on past 2**31 (and 2**32) from where
+    # the queue began.
+    q = ReassemblyQueue()
+    base = 2**32 - 5000
+    hole, step = 10, 1 << 24  # a loss every 16 MiB
+    q.add(add(base, hole), b"x", base)
+    for _ in range(600):  # about 10 GiB
+        q.add(add(base, hole + step), b"y", add(base, hole))
+        assert q.pop_ready(add(base, hole)) in (b"x", b"y")
+        hole += step
+    assert len(q) == 1 and q.size == 1

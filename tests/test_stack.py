@@ -25,7 +25,7 @@ from utcp.core.events import (
 from utcp.core.isn import IsnGenerator
 from utcp.core.stack import Stack
 from utcp.core.state import State
-from utcp.core.wire import ACK, RST, SYN, Segment, decode, encode
+from utcp.core.wire import ACK, FIN, RST, SYN, Segment, decode, encode
 
 SERVER = ("10.0.0.1", 7007)
 CLIENT = ("10.0.0.2", 5000)
@@ -500,3 +500,34 @@ def test_a_connection_takes_no_segment_sent_to_another_local_address():
     assert stack.statistics()["drops"]["wrong-local-address"] == 1
     stack.receive(ack, OTHER, 0.02, via="10.0.0.1")
     assert conn.state is State.ESTABLISHED
+
+
+def test_a_reopened_time_wait_counts_against_the_limits():
+    stack = lone_stack()
+    stack.listen(7007, 10, PLAIN, max_connections=1)
+    first = handshake_from(stack, OTHER, 4000, 0.0)
+    # The server closes first; the client answers; the server is left in TIME-WAIT.
+    stack.close(first, 0.1)
+    [(fin, _)] = sent(stack)
+    stack.receive(encode(Segment(4000, 7007, 1001, (fin.seq + 1) & 0xFFFFFFFF, FIN | ACK,
+                                 65535)), OTHER, 0.2)
+    sent(stack)
+    assert stack.time_wait_entries() == 1
+    assert handshake_from(stack, CLIENT, 4001, 0.3) is not None  # takes the one slot
+    # A new SYN on the TIME-WAIT 4-tuple (a higher ISN reopens it) is over the limit.
+    stack.receive(syn_from(OTHER, 4000, seq=10**6), OTHER, 0.4)
+    assert sent(stack) == []
+    assert stack.statistics()["drops"]["connection-limit"] == 1
+    assert stack.listeners[7007].count == 1
+
+
+def test_a_syn_ack_held_back_is_not_sent_once_the_handshake_completes():
+    stack = listening_stack()
+    stack.receive(syn_from(OTHER), OTHER, 0.0)
+    [(synack, _)] = sent(stack)
+    assert run_timers(stack, 1.5) == []  # the timer's retransmission, held back: no credit
+    ack = Segment(4000, 7007, 1001, (synack.seq + 1) & 0xFFFFFFFF, ACK, 65535)
+    stack.receive(encode(ack), OTHER, 1.6)
+    [conn] = stack.connections()
+    assert conn.state is State.ESTABLISHED
+    assert sent(stack) == []  # and no stale SYN-ACK after it

@@ -104,3 +104,19 @@ def test_an_ack_with_a_bad_cookie_draws_a_rst_and_makes_nothing() -> None:
     assert stack.statistics()["syncookies"]["accepted"] == 1
     [conn] = [c for c in stack.connections() if c.peer == CLIENT]
     assert conn.state is State.ESTABLISHED
+
+
+def test_a_cookie_connection_takes_no_rtt_sample_from_its_replayed_syn_ack() -> None:
+    net = Network(delay=0.4)  # 0.8 s round trip
+    server = net.add(SERVER)
+    server.stack.listen(7007, 1, Options(timestamps=False))
+    server.stack.receive(encode(Segment(6000, 7007, 1, 0, SYN, 65535)), SPOOFED, 0.0)
+    client = net.add(CLIENT)
+    conn = client.stack.connect(SERVER, 7007, Options(timestamps=False), net.now)
+    net.run(stop=lambda: conn.state is State.ESTABLISHED)
+    net.run(until=net.now + 0.5)
+    [accepted] = [c for c in server.stack.connections() if c.peer == CLIENT]
+    assert server.stack.statistics()["syncookies"]["accepted"] == 1
+    # No sample of 0 s (which would set the RTO to its 200 ms floor, well under
+    # the real 0.8 s round trip, and retransmit for nothing).
+    assert accepted.rtt.rto >= 0.8

@@ -150,8 +150,17 @@ class ReassemblyQueue:
             for d in datas[:n]:
                 self.size -= len(d)
             del datas[:n]
+        if at > _REBASE:
+            # Offsets are counted from _base, and a queue that never empties (a
+            # long transfer with a new hole before each old one fills) would see
+            # them pass 2**31 and go negative: count from RCV.NXT again.
+            self._base = (self._base + at) & 0xFFFFFFFF
+            starts[:] = [s - at for s in starts]
         return b"".join(parts)
 
+
+# Past this offset from _base, pop_ready counts from RCV.NXT again (well before 2**31).
+_REBASE = 1 << 30
 
 #: What holding one out-of-order range costs beyond its bytes (a bytes object's
 #: header, an int, two list slots: CPython 3.11, 64-bit), charged against the

@@ -252,7 +252,8 @@ class Stack:
             credit[1] += AMPLIFICATION * len(data)  # of up to three times its size
         conn.receive(seg, now)
         self._service(conn)
-        if credit is not None and credit[2] is not None:
+        if credit is not None and credit[2] is not None and conn in self._credit:
+            # (Still half-open: a SYN-ACK held back is stale once the ACK has come.)
             self._pay_owed(credit, conn)
         if conn._ack_at_batch_end:
             self._batch.append(conn)
@@ -587,7 +588,7 @@ class Stack:
         tokens = self._rst_tokens
         if now > self._rst_refilled:  # (a clock that stepped back refills nothing)
             tokens += (now - self._rst_refilled) * RST_RATE
-            self._rst_refilled = now
+        self._rst_refilled = now
         if tokens > RST_BURST:
             tokens = RST_BURST
         if tokens < 1.0:
@@ -601,13 +602,17 @@ class Stack:
             self.segments_out += 1
             self._datagrams.append((encode(rst), addr, via))
 
-    def _over_limits(self, listener: Listener, addr: Address) -> bool:
-        """Whether ``listener`` holds as many connections as it may (counted if so)."""
-        if listener.max_connections is not None and listener.count >= listener.max_connections:
+    def _over_limits(self, listener: Listener, addr: Address,
+                     replacing: Connection | None = None) -> bool:
+        """Whether ``listener`` holds as many connections as it may (counted if so);
+        ``replacing`` is one of its connections, from ``addr``, about to go."""
+        freed = 1 if replacing is not None and replacing.listener is listener else 0
+        if listener.max_connections is not None \
+                and listener.count - freed >= listener.max_connections:
             self.drops["connection-limit"] += 1
             return True
         if listener.max_per_host is not None \
-                and listener.per_host[addr[0]] >= listener.max_per_host:
+                and listener.per_host[addr[0]] - freed >= listener.max_per_host:
             self.drops["host-limit"] += 1
             return True
         return False
@@ -669,6 +674,9 @@ class Stack:
         conn.listen(now)
         conn.receive(syn, now)
         conn.take_segments()
+        # The replayed SYN-ACK was "sent" just now; the ACK answers one sent long
+        # ago. Take no RTT sample from it (Linux takes none either).
+        conn._rtt_seq = None
         conn.observer = listener.observer
         self._conns[key] = conn
         listener.half_open.add(conn)
@@ -720,8 +728,10 @@ class Stack:
         listener = self.listeners.get(seg.dst_port)
         if listener is None or not reopens(seg, old.rcv_nxt, old._ts_ok, old._ts_recent):
             return False
+        if self._over_limits(listener, addr, replacing=old):
+            return True  # dropped and counted, as for any SYN: the peer will retry
         if len(listener.half_open) >= listener.backlog:
-            self.drops["backlog-full"] += 1  # as for any SYN: the peer will retry
+            self.drops["backlog-full"] += 1
             return True
         self._forget(old)
         # Linux's choice of ISS: beyond anything the old connection sent.
@@ -737,6 +747,8 @@ class Stack:
             iss = tw.reopens(key, seg) if listener is not None else None
             if iss is not None:
                 assert listener is not None
+                if self._over_limits(listener, addr):
+                    return
                 if len(listener.half_open) >= listener.backlog:
                     self.drops["backlog-full"] += 1
                     return
