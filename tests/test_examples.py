@@ -142,3 +142,16 @@ def test_tls_example_verifies_and_refuses() -> None:
     out = run_example("tls_echo.py")
     assert "client: echoed b'secret message'" in out
     assert "untrusting client: SSLCertVerificationError" in out
+
+
+def test_echo_example_in_two_processes() -> None:
+    port = free_udp_port()
+    server = start_example("echo.py", "server", str(port))
+    try:
+        client = subprocess.run([sys.executable, str(EXAMPLES / "echo.py"), "client",
+                                 "127.0.0.1", str(port), "over there"], capture_output=True,
+                                text=True, timeout=30)
+    finally:
+        stop_example(server)
+    assert client.returncode == 0, client.stderr
+    assert client.stdout == "client: received 'over there'\n"
