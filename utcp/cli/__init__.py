@@ -9,7 +9,7 @@ import json
 import signal
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .. import __version__, bench
@@ -55,34 +55,26 @@ async def run_bench(args: argparse.Namespace, options: dict[str, Any],
 # ------------------------------------------------------------------ parser
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {port}")
-    return port
+def _number(kind: type, what: str, ok: Callable[[Any], bool],
+            wrong: str) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)``, or the usage errors "not <what>" and ``wrong``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(wrong.format(text))
+        return value
+
+    return parse
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {text}")
-    return value
+_port = _number(int, "a port number", lambda v: 0 <= v <= 65535, "port out of range 0-65535: {}")
+_positive = _number(float, "a number", lambda v: v > 0, "must be more than 0: {}")
+_count = _number(int, "a whole number", lambda v: v >= 0, "must be 0 or more: {}")
+_positive_int = _number(int, "a whole number", lambda v: v >= 1, "must be 1 or more: {}")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -151,13 +143,6 @@ def _server_limits(sp: argparse.ArgumentParser) -> None:
     group.add_argument("--no-syn-cookies", action="store_true",
                        help="drop SYNs past the backlog instead of answering with SYN "
                             "cookies")
-
-
-def _positive_int(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more: {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -662,15 +662,9 @@ class Stack:
         if state.timestamps:
             opts += ((TIMESTAMPS, (ts[0], 0)),)  # type: ignore[index]
         syn = Segment(seg.src_port, listener.port, irs, 0, SYN, seg.window, 0, opts)
-        addr = self._intern(addr)
-        key = (addr if len(addr) == 2 else address_key(addr), key[1], key[2])
-        conn = Connection(listener.port, seg.src_port, iss=(seg.ack - 1) & 0xFFFFFFFF,
-                          options=listener.options, ts_offset=self._ts_offset(key[0]))
-        conn.coalesce_acks = self.coalesce_acks
-        conn.peer = addr
-        conn.via = via
-        conn.key = key
-        conn.listener = listener
+        # (Untraced until the replay is over: its observer sees the ACK complete it.)
+        conn = self._passive_open(listener, seg.src_port, key, addr, via,
+                                  (seg.ack - 1) & 0xFFFFFFFF, None)
         conn.listen(now)
         conn.receive(syn, now)
         conn.take_segments()
@@ -678,10 +672,6 @@ class Stack:
         # ago. Take no RTT sample from it (Linux takes none either).
         conn._rtt_seq = None
         conn.observer = listener.observer
-        self._conns[key] = conn
-        listener.half_open.add(conn)
-        listener.count += 1
-        listener.per_host[addr[0]] += 1
         conn.receive(seg, now)
         self._service(conn)
         self.syncookies["accepted"] += 1
@@ -698,14 +688,14 @@ class Stack:
             known = addrs[addr] = addr
         return known
 
-    def _accept(self, listener: Listener, seg: Segment, key: Key, addr: Address, via: Any,
-                now: float, iss: int | None = None) -> None:
+    def _passive_open(self, listener: Listener, remote_port: int, key: Key, addr: Address,
+                      via: Any, iss: int, observer: Observer | None) -> Connection:
+        """A connection of ``listener``'s toward ``addr``, filed under ``key`` and
+        counted against the listener's limits (not yet listening)."""
         addr = self._intern(addr)
         key = (addr if len(addr) == 2 else address_key(addr), key[1], key[2])
-        if iss is None:
-            iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
-        conn = Connection(listener.port, seg.src_port, iss=iss, options=listener.options,
-                          observer=listener.observer, ts_offset=self._ts_offset(key[0]))
+        conn = Connection(listener.port, remote_port, iss=iss, options=listener.options,
+                          observer=observer, ts_offset=self._ts_offset(key[0]))
         conn.coalesce_acks = self.coalesce_acks
         conn.peer = addr
         conn.via = via
@@ -715,6 +705,14 @@ class Stack:
         listener.half_open.add(conn)
         listener.count += 1
         listener.per_host[addr[0]] += 1
+        return conn
+
+    def _accept(self, listener: Listener, seg: Segment, key: Key, addr: Address, via: Any,
+                now: float, iss: int | None = None) -> None:
+        if iss is None:
+            iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
+        conn = self._passive_open(listener, seg.src_port, key, addr, via, iss,
+                                  listener.observer)
         self._credit[conn] = [1, AMPLIFICATION * len(encode(seg)), None]
         conn.listen(now)
         conn.receive(seg, now)
