@@ -36,7 +36,9 @@ class TwoStacks(RuleBasedStateMachine):
     @precondition(lambda self: self.net is None)
     def start(self, seed: int, loss: float, dup: float, reorder: float) -> None:
         self.net = Network(seed=seed, loss=loss, dup=dup, reorder=reorder, delay=0.01)
-        self.server = self.net.add(SERVER)
+        # A receive-memory limit that a few paused readers reach.
+        self.server = self.net.add(SERVER, max_receive_memory=3 * OPTIONS.rcv_buf,
+                                   zero_window_timeout=20.0)
         self.server.stack.listen(7007, 16, OPTIONS, max_connections=8)
         self.client = self.net.add(CLIENT)
 
@@ -74,6 +76,18 @@ class TwoStacks(RuleBasedStateMachine):
             getattr(self.client.stack, how)(conn, self.net.now)
         except ConnectionStateError:
             pass
+
+    @rule(which=st.integers(0, 7), pause=st.booleans())
+    @precondition(lambda self: self.net is not None)
+    def server_reads(self, which: int, pause: bool) -> None:
+        conns = list(self.server.stack.connections())
+        if not conns:
+            return
+        conn = conns[which % len(conns)]
+        if pause:
+            self.server.stack.pause_reading(conn)
+        else:
+            self.server.stack.resume_reading(conn, self.net.now)
 
     @rule(dt=st.floats(0.001, 30.0))
     @precondition(lambda self: self.net is not None)
@@ -126,6 +140,10 @@ class TwoStacks(RuleBasedStateMachine):
         assert listener.count <= 8 and len(listener.half_open) <= 16
         for row in stack.connection_table():
             assert row["unread"] <= OPTIONS.rcv_buf
+        mem = stack.memory
+        assert mem.held <= mem.limit
+        held = {c: c.receive_memory for c in stack.connections() if c.receive_memory}
+        assert mem.holders == held and mem.held == sum(held.values())
 
 
 TwoStacks.TestCase.settings = settings(

@@ -108,12 +108,65 @@ async def test_a_server_past_max_connections_drops_further_syns() -> None:
             await writer.wait_closed()
 
 
+async def test_peers_that_never_read_cannot_pin_the_servers_memory() -> None:
+    # The attack: write to an echo server and never read. The server's echo then
+    # waits on the attacker's closed window, stops reading, and its own buffers
+    # fill. Two attackers take the server past three quarters of its receive
+    # memory: their connections are reset after zero_window_timeout, while a
+    # client that reads is served throughout.
+    async def stubborn_echo(reader, writer) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, TimeoutError):
+            pass  # (TimeoutError: reclaimed, its received data unread)
+        writer.close()
+
+    async with deadline(30):
+        server = await utcp.start_server(stubborn_echo, HOST, 0, rcv_buf=256 * 1024,
+                                         max_receive_memory=512 * 1024,
+                                         zero_window_timeout=0.5)
+        async with server:
+            attackers = [await utcp.open_connection(HOST, server.port) for _ in range(2)]
+
+            async def flood(writer) -> None:
+                with pytest.raises(ConnectionResetError):
+                    while True:
+                        writer.write(bytes(65536))
+                        await writer.drain()
+
+            floods = [asyncio.create_task(flood(w)) for _, w in attackers]
+            reader, writer = await utcp.open_connection(HOST, server.port)
+            most = 0
+            while not all(f.done() for f in floods):
+                writer.write(b"ping\n")
+                assert await reader.readline() == b"ping\n"
+                most = max(most, server.statistics()["receive_memory"]["held"])
+                await asyncio.sleep(0.02)
+            await asyncio.gather(*floods)
+            stats = server.statistics()
+            assert most <= 512 * 1024
+            assert stats["drops"]["memory-reclaimed"] == 2
+            assert stats["receive_memory"]["held"] == 0
+            writer.write(b"still served\n")
+            assert await reader.readline() == b"still served\n"
+            writer.close()
+            await writer.wait_closed()
+            for _, w in attackers:
+                w.close()
+
+
 async def test_limits_are_checked() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="max_connections must be a positive integer"):
             await utcp.start_server(echo, HOST, 0, max_connections=bad)
     with pytest.raises(ValueError, match="max_connections_per_host must be a positive"):
         await utcp.start_server(echo, HOST, 0, max_connections_per_host=0)
+    with pytest.raises(ValueError, match="max_receive_memory must be >= 0 or None"):
+        await utcp.start_server(echo, HOST, 0, max_receive_memory=-5)
+    with pytest.raises(ValueError, match="zero_window_timeout must be > 0"):
+        await utcp.start_server(echo, HOST, 0, zero_window_timeout=0)
 
 
 async def test_a_spoofed_syn_flood_does_not_keep_real_clients_out() -> None:

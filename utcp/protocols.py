@@ -18,10 +18,16 @@ from asyncio import sslproto
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .core.buffers import ReceiveMemory
 from .core.config import DEFAULT_MSS_IPV6, OPTION_NAMES, Options
 from .core.connection import Connection
 from .core.observer import Observer
-from .core.stack import Listener
+from .core.stack import (
+    MAX_RECEIVE_MEMORY,
+    ZERO_WINDOW_TIMEOUT,
+    Listener,
+    check_zero_window_timeout,
+)
 from .endpoint import Endpoint, check_observer
 from .transport import ConnectionTransport
 
@@ -434,6 +440,8 @@ async def create_server(
     max_connections: int | None = MAX_CONNECTIONS,
     max_connections_per_host: int | None = MAX_CONNECTIONS_PER_HOST,
     syn_cookies: bool = True,
+    max_receive_memory: int | None = MAX_RECEIVE_MEMORY,
+    zero_window_timeout: float = ZERO_WINDOW_TIMEOUT,
     **options: Any,
 ) -> Server:
     """Listen on ``host``:``port`` (UDP and TCP port alike); run ``protocol_factory()``
@@ -453,6 +461,15 @@ async def create_server(
     limit. Once ``backlog`` connections are half-open, further SYNs are answered
     with SYN cookies, keeping nothing, as Linux does; with ``syn_cookies=False``
     they are dropped (``backlog-full``) and their peers retry.
+
+    ``max_receive_memory`` bounds the bytes all the server's connections hold,
+    received and not yet read by an application that paused reading, or held
+    ahead of a hole (default 128 MiB; None: no bound). From three quarters of it,
+    memory is short: windows shrink (a connection holding data offers no new
+    window, others four segments), data past the bound is dropped unacknowledged
+    (``receive-memory``), and a connection whose application has not read for
+    ``zero_window_timeout`` seconds while nothing more could arrive is reset
+    (``memory-reclaimed``; its application gets :class:`TimeoutError`).
 
     With ``ssl`` (an :class:`ssl.SSLContext` holding the server's certificate)
     each connection carries TLS, through asyncio's own SSL protocol; the
@@ -477,6 +494,8 @@ async def create_server(
                                   or limit < 1):
             raise ValueError(f"{name} must be a positive integer or None, got {limit!r}")
     check_observer(observer)
+    check_zero_window_timeout(zero_window_timeout)
+    ReceiveMemory(max_receive_memory)  # (a ValueError for a bad limit, before binding)
     _check_unsupported(reuse_port=reuse_port)
     if isinstance(host, (list, tuple, set, frozenset)):
         hosts = list(host)
@@ -496,6 +515,8 @@ async def create_server(
     opts = _options(family, options)
     ep = await _new_endpoint(loop, addr, family, server=True)
     ep.stack.syn_cookies = syn_cookies
+    ep.stack.memory.set_limit(max_receive_memory)
+    ep.stack.zero_window_timeout = zero_window_timeout
 
     def listen(server: Server) -> Listener:
         ended = server.connection_ended

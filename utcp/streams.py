@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from .core.observer import Observer
+from .core.stack import MAX_RECEIVE_MEMORY, ZERO_WINDOW_TIMEOUT
 from .protocols import (
     MAX_CONNECTIONS,
     MAX_CONNECTIONS_PER_HOST,
@@ -91,6 +92,8 @@ async def start_server(
     max_connections: int | None = MAX_CONNECTIONS,
     max_connections_per_host: int | None = MAX_CONNECTIONS_PER_HOST,
     syn_cookies: bool = True,
+    max_receive_memory: int | None = MAX_RECEIVE_MEMORY,
+    zero_window_timeout: float = ZERO_WINDOW_TIMEOUT,
     **options: Any,
 ) -> Server:
     """Listen on ``host``:``port`` (UDP and TCP port alike) and call
@@ -100,8 +103,9 @@ async def start_server(
     name; the server listens on the first address it resolves to (of ``family``,
     if given). ``reuse_address`` is accepted for compatibility: a closed server's
     port is always free again at once, as with SO_REUSEADDR. ``ssl`` adds TLS
-    as asyncio's does; ``max_connections``, ``max_connections_per_host`` and
-    ``syn_cookies`` guard what the server holds (see :func:`utcp.create_server`).
+    as asyncio's does; ``max_connections``, ``max_connections_per_host``,
+    ``syn_cookies``, ``max_receive_memory`` and ``zero_window_timeout`` guard what
+    the server holds (see :func:`utcp.create_server`).
     """
     _check_limit(limit)
     loop = asyncio.get_running_loop()
@@ -115,4 +119,6 @@ async def start_server(
         reuse_address=reuse_address, reuse_port=reuse_port, ssl=ssl,
         ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
         observer=observer, max_connections=max_connections,
-        max_connections_per_host=max_connections_per_host, syn_cookies=syn_cookies, **options)
+        max_connections_per_host=max_connections_per_host, syn_cookies=syn_cookies,
+        max_receive_memory=max_receive_memory, zero_window_timeout=zero_window_timeout,
+        **options)

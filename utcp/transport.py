@@ -50,6 +50,7 @@ _TIMEOUT_MESSAGES = {
     "keepalive": "connection timed out: keepalive probes unanswered",
     "persist": "connection timed out: zero-window probes unanswered",
     "fin-wait-2": "connection timed out in FIN-WAIT-2",
+    "memory": "connection timed out: received data went unread while memory was short",
 }
 
 

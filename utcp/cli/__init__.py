@@ -140,6 +140,12 @@ def _server_limits(sp: argparse.ArgumentParser) -> None:
                             "(default: 262144)")
     group.add_argument("--max-per-host", type=_positive_int, default=None, metavar="N",
                        help="connections held at once from one IP address (default: 131072)")
+    group.add_argument("--max-receive-memory", type=_count, default=None, metavar="BYTES",
+                       help="bytes all connections may hold unread or ahead of holes; "
+                            "windows shrink from three quarters of it (default: 134217728)")
+    group.add_argument("--zero-window-timeout", type=_positive, default=None, metavar="SEC",
+                       help="while memory is short, reset a connection whose application "
+                            "has not read for this long (default: 60)")
     group.add_argument("--no-syn-cookies", action="store_true",
                        help="drop SYNs past the backlog instead of answering with SYN "
                             "cookies")
@@ -267,6 +273,10 @@ def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[
         options["max_connections_per_host"] = args.max_per_host
     if getattr(args, "no_syn_cookies", False):
         options["syn_cookies"] = False
+    if getattr(args, "max_receive_memory", None) is not None:
+        options["max_receive_memory"] = args.max_receive_memory
+    if getattr(args, "zero_window_timeout", None) is not None:
+        options["zero_window_timeout"] = args.zero_window_timeout
     return options
 
 

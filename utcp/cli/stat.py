@@ -124,7 +124,8 @@ def format_snapshot(snap: dict[str, Any]) -> str:
                 f"{c['retransmissions']:>7} {c['unread']:>7} {c['unsent'] + c['unacked']:>7}")
         counters = {"segments_in": stats["segments_in"], "segments_out": stats["segments_out"],
                     "retransmissions": stats["retransmissions"],
-                    "resets_sent": stats["resets_sent"], "accepted": stats["accepted"]}
+                    "resets_sent": stats["resets_sent"], "accepted": stats["accepted"],
+                    "receive_memory": stats["receive_memory"]["held"]}
         counters.update({f"drop:{k}": v for k, v in sorted(stats["drops"].items())})
         lines.append("    " + "  ".join(f"{k} {v}" for k, v in counters.items()))
     return "\n".join(lines)

@@ -166,3 +166,55 @@ _REBASE = 1 << 30
 #: header, an int, two list slots: CPython 3.11, 64-bit), charged against the
 #: receive buffer.
 RANGE_OVERHEAD = 96
+
+
+class ReceiveMemory:
+    """What the connections of one stack hold in receive buffers, against a limit.
+
+    A connection holds bytes for an application that has paused reading, and
+    segments that arrived ahead of a hole (each charged what it costs, see
+    :attr:`ReassemblyQueue.memory`); data read at once is not held. Past
+    :attr:`pressure_at` (three quarters of ``limit``) a connection that holds
+    anything offers no new window, so its peer's window shrinks to what it has
+    already been offered; data that would take the total past ``limit`` is
+    dropped, unacknowledged, and counted (its sender retransmits it).
+    """
+
+    __slots__ = ("limit", "pressure_at", "held", "holders", "dropped")
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit: int | None = None
+        #: From this many bytes held, the stack is under memory pressure.
+        self.pressure_at = 1 << 62
+        self.set_limit(limit)
+        #: Bytes held by all connections.
+        self.held = 0
+        #: What each connection that holds anything holds.
+        self.holders: dict[object, int] = {}
+        #: Segments dropped because they would have taken ``held`` past ``limit``.
+        self.dropped = 0
+
+    def set_limit(self, limit: int | None) -> None:
+        """Hold at most ``limit`` bytes (None: no limit); ValueError if negative."""
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                                  or limit < 0):
+            raise ValueError(f"max_receive_memory must be >= 0 or None, not {limit!r}")
+        self.limit = limit
+        self.pressure_at = limit * 3 // 4 if limit is not None else 1 << 62
+
+    @property
+    def under_pressure(self) -> bool:
+        """Whether connections that hold data may offer no new window."""
+        return self.held >= self.pressure_at
+
+    def room(self) -> int:
+        """Bytes that may still be held (a very large number without a limit)."""
+        return self.limit - self.held if self.limit is not None else 1 << 62
+
+    def update(self, conn: object, held: int) -> None:
+        """``conn`` now holds ``held`` bytes."""
+        holders = self.holders
+        old = holders.pop(conn, 0)
+        if held:
+            holders[conn] = held
+        self.held += held - old

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import seq as sq
-from .buffers import RANGE_OVERHEAD, ReassemblyQueue, SendBuffer
+from .buffers import RANGE_OVERHEAD, ReassemblyQueue, ReceiveMemory, SendBuffer
 from .config import Options
 from .congestion import NewReno
 from .events import (
@@ -41,6 +41,9 @@ from .wire import ACK, FIN, MSS, NOP_OPTION, PSH, RST, SYN, TIMESTAMPS, WSCALE, 
 # the body of the seq function named in its comment, spelled out to save the call.
 _MOD = sq.MOD
 _MASK = sq.MASK
+#: Under memory pressure, the most window a connection holding nothing offers anew,
+#: in segments (Linux: rcv_ssthresh clamped to 4 * advmss).
+_PRESSURE_SEGMENTS = 4
 _HALF = sq.HALF
 
 CLOSED = State.CLOSED
@@ -168,7 +171,7 @@ class Connection:
         "observer", "options", "rcv_nxt", "remote_port", "rtt", "send_low_water", "send_mss",
         "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "state",
         # Kept by the stack that carries the connection (see utcp.core.stack).
-        "key", "listener", "owner", "peer", "timer_bucket", "via",
+        "key", "listener", "memory", "owner", "peer", "timer_bucket", "via",
         "_ack_at", "_ack_at_batch_end", "_ack_now", "_ack_pending", "_close_at",
         "_closed_reported", "_dupacks", "_eof_held", "_events", "_fin_queued",
         "_fin_received", "_fin_seq", "_ka_at", "_last_oow_ack", "_ooo", "_ooo_fin",
@@ -231,6 +234,8 @@ class Connection:
         self._ooo_fin: int | None = None  # sequence number of a FIN that arrived early
         self._rcvbuf = bytearray()  # in order, held back while reading is paused
         self._reading_paused = False
+        #: What the stack's connections hold in all (None: no shared limit).
+        self.memory: ReceiveMemory | None = None
         self._fin_received = False
         self._eof_held = False  # EndOfStream waits behind data held while paused
         self._was_listening = False
@@ -353,6 +358,12 @@ class Connection:
     def reading_paused(self) -> bool:
         """Whether received data is held back (:meth:`pause_reading`)."""
         return self._reading_paused
+
+    @property
+    def receive_memory(self) -> int:
+        """Bytes this connection holds for its application and ahead of holes, as
+        charged against the stack's limit (:class:`ReceiveMemory`)."""
+        return len(self._rcvbuf) + self._ooo.memory
 
     @property
     def holds_received(self) -> bool:
@@ -482,12 +493,37 @@ class Connection:
         self._drop_received()
         self._terminate("abort", now)
 
+    def reclaim(self, now: float) -> None:
+        """Reset the connection to free what it holds for an application that does
+        not read (the stack's memory is short): :class:`TimedOut` ("memory")."""
+        if self.state in _ABORT_SENDS_RST:
+            self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
+        self._events.append(TimedOut("memory"))
+        self._drop_received()
+        self._terminate("receive buffer unread while memory is short", now)
+
+    def drop_out_of_order(self) -> None:
+        """Forget the segments held ahead of a hole (the peer sends them again)."""
+        ooo = self._ooo
+        if ooo.size:
+            self.counters.ooo_dropped += ooo.size
+            ooo.clear()
+            self._account()
+
     def _drop_received(self) -> None:
         """Forget received data the application has not been given."""
         self._rcvbuf.clear()
         self._ooo.clear()
         self._ooo_fin = None
         self._eof_held = False
+        if self.memory is not None:
+            self.memory.update(self, 0)
+
+    def _account(self) -> None:
+        """Tell the stack's :class:`ReceiveMemory` what this connection now holds."""
+        mem = self.memory
+        if mem is not None:
+            mem.update(self, self.receive_memory)
 
     def pause_reading(self) -> None:
         """Hold received data in the receive buffer; the window closes as it fills."""
@@ -503,6 +539,7 @@ class Connection:
             data = bytes(self._rcvbuf)
             self._rcvbuf.clear()
             self._events.append(DataReceived(data))
+            self._account()
         if self._eof_held:
             self._eof_held = False
             self._events.append(EndOfStream())
@@ -1141,15 +1178,31 @@ class Connection:
             # with room for the overhead of as many ranges as the queue may hold:
             # data inside a window already offered is never pruned for it (the
             # window shrinks instead); a peer making hundreds of holes is.
-            ooo.add(seg_seq, payload, rcv_nxt, self.options.rcv_buf - len(self._rcvbuf)
-                    + ooo.max_ranges * RANGE_OVERHEAD)
+            budget = self.options.rcv_buf - len(self._rcvbuf) + ooo.max_ranges * RANGE_OVERHEAD
+            mem = self.memory
+            if mem is not None and mem.limit is not None:
+                # And within what the stack may still hold, in all its connections.
+                budget = min(budget, ooo.memory + mem.room())
+            ooo.add(seg_seq, payload, rcv_nxt, budget)
             if ooo.dropped != dropped:
                 counters.ooo_dropped += ooo.dropped - dropped
+            if mem is not None:
+                mem.update(self, len(self._rcvbuf) + ooo.memory)
             # RFC 5681 4.2: an out-of-order segment is ACKed at once (a duplicate ACK).
             self._ack_now = True
             return
+        if self._reading_paused:
+            mem = self.memory
+            if mem is not None and mem.limit is not None and mem.held + n > mem.limit:
+                # Held for a reader that is not reading, it would take the stack past
+                # its memory limit: not accepted (nor acknowledged) for now.
+                mem.dropped += 1
+                counters.bytes_in -= n
+                self._ack_now = True
+                return
         rcv_nxt = (rcv_nxt + n) & _MASK  # sq.add()
-        if self._ooo.size:
+        changed = self._ooo.size  # (what is held changes)
+        if changed:
             # RFC 5681 4.2: a segment that fills all or part of a gap is ACKed at
             # once, so that a sender in recovery learns of each hole without delay.
             self._ack_now = True
@@ -1163,8 +1216,11 @@ class Connection:
         self.rcv_nxt = rcv_nxt
         if self._reading_paused:
             self._rcvbuf += payload
+            changed = True
         else:
             self._events.append(DataReceived(payload))
+        if changed and self.memory is not None:
+            self._account()
         pending = self._ack_pending + n
         self._ack_pending = pending
         # RFC 5681 4.2: ACK at least every second full-sized segment, "full-sized"
@@ -1187,7 +1243,9 @@ class Connection:
             self._ack_now = True
             return
         self._fin_received = True
-        self._ooo.clear()  # anything held is past the FIN: no data (see _receive_text)
+        if self._ooo.size:
+            self._ooo.clear()  # anything held is past the FIN: no data (see _receive_text)
+            self._account()
         self.rcv_nxt = sq.add(self.rcv_nxt, 1)
         self._ack_now = True
         if self._reading_paused and self._rcvbuf:
@@ -1234,6 +1292,12 @@ class Connection:
             wnd -= len(self._rcvbuf)
         if wnd < 0:
             wnd = 0
+        mem = self.memory
+        if mem is not None and mem.held >= mem.pressure_at:
+            # Memory is short: a connection holding data offers no new window (the
+            # edge offered stands, below); others at most four segments, as Linux
+            # clamps its windows under memory pressure.
+            wnd = 0 if self in mem.holders else min(wnd, _PRESSURE_SEGMENTS * self.options.mss)
         edge = (self._rcv_adv - rcv_nxt) & _MASK  # sq.sub(RCV.ADV, rcv_nxt)
         if edge >= _HALF:
             edge -= _MOD
@@ -1285,6 +1349,9 @@ class Connection:
             opts += ((WSCALE, self.options.wscale),)
         self._last_ack_sent = self.rcv_nxt
         window = min(self.rcv_wnd, 0xFFFF)  # a SYN's window is never scaled
+        mem = self.memory
+        if mem is not None and mem.held >= mem.pressure_at:
+            window = min(window, _PRESSURE_SEGMENTS * self.options.mss)  # (see _make)
         if self.irs is not None:
             adv = sq.add(self.rcv_nxt, window)
             if sq.gt(adv, self._rcv_adv):

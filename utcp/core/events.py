@@ -86,6 +86,7 @@ class Reset(Event):
 @dataclass(frozen=True, slots=True)
 class TimedOut(Event):
     """Retries ran out; ``reason`` names which ('syn', 'synack', 'data', 'fin',
-    'keepalive', 'persist', 'fin-wait-2')."""
+    'keepalive', 'persist', 'fin-wait-2'; 'memory': the stack, short of memory,
+    reset a connection whose application did not read)."""
 
     reason: str

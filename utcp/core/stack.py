@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+from .buffers import ReceiveMemory
 from .config import Options
 from .connection import Connection, Counters, reset_for
 from .events import Event
@@ -81,6 +82,13 @@ AMPLIFICATION = 3
 #: at most RST_BURST (Linux's icmp_msgs_per_sec and icmp_msgs_burst).
 RST_RATE = 1000.0
 RST_BURST = 50
+#: Bytes all connections may hold in receive buffers (see ReceiveMemory).
+MAX_RECEIVE_MEMORY = 128 * 1024 * 1024
+#: Under memory pressure, how long a connection may hold data its application does
+#: not read, receiving nothing more, before it is reset.
+ZERO_WINDOW_TIMEOUT = 60.0
+#: How often connections holding data are looked at while memory is short.
+_SWEEP_INTERVAL = 1.0
 _PORTS_SEQ = struct.Struct("!HHI")
 # Drop counters of ICMP destination unreachable errors, by kind.
 _UNREACHABLE_DROPS = {"port": "icmp-port-unreachable", "host": "icmp-host-unreachable",
@@ -129,6 +137,12 @@ class Listener:
         return f"<Listener port {self.port}, {len(self.half_open)}/{self.backlog} half-open>"
 
 
+def check_zero_window_timeout(value: object) -> None:
+    """Raise ValueError unless ``value`` is a positive number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"zero_window_timeout must be > 0, not {value!r}")
+
+
 class Stack:
     """TCP for every connection behind one datagram socket.
 
@@ -142,6 +156,12 @@ class Stack:
     TIME-WAIT (None: never). With ``syn_cookies`` (the default, as in Linux), a
     listener whose half-open queue is full answers further SYNs with cookies
     (see :mod:`utcp.core.syncookies`) instead of dropping them.
+    ``max_receive_memory`` bounds the bytes all connections hold for applications
+    that do not read and ahead of holes (:class:`~utcp.core.buffers.ReceiveMemory`;
+    None: no bound); while three quarters of it are in use, a connection that has
+    held unread data for ``zero_window_timeout`` seconds, receiving nothing more,
+    is reset, and one holding only segments ahead of a hole its peer has not
+    filled in that time has them dropped.
     """
 
     def __init__(self, local_address: Address = ("0.0.0.0", 0), *,
@@ -149,8 +169,17 @@ class Stack:
                  ephemeral_ports: range = EPHEMERAL_PORTS,
                  coalesce_acks: bool = False,
                  tw_reuse_delay: float | None = TW_REUSE_DELAY,
-                 syn_cookies: bool = True) -> None:
+                 syn_cookies: bool = True,
+                 max_receive_memory: int | None = MAX_RECEIVE_MEMORY,
+                 zero_window_timeout: float = ZERO_WINDOW_TIMEOUT) -> None:
+        check_zero_window_timeout(zero_window_timeout)
         self.local_address = local_address
+        #: Receive memory held by all connections, and its limit.
+        self.memory = ReceiveMemory(max_receive_memory)
+        self.zero_window_timeout = zero_window_timeout
+        self._sweep_at: float | None = None
+        # Connections holding data while memory is short: since when, at what RCV.NXT.
+        self._stalled: dict[Connection, tuple[float, int]] = {}
         #: Answer SYNs with cookies when a listener's half-open queue is full.
         self.syn_cookies = syn_cookies
         self.coalesce_acks = coalesce_acks
@@ -210,7 +239,10 @@ class Stack:
         t = self._timers.next_deadline()
         tw = self._tw.next_deadline()
         if tw is not None and (t is None or tw < t):
-            return tw
+            t = tw
+        sw = self._sweep_at
+        if sw is not None and (t is None or sw < t):
+            return sw
         return t
 
     # ------------------------------------------------------------------- inputs
@@ -252,6 +284,8 @@ class Stack:
             credit[1] += AMPLIFICATION * len(data)  # of up to three times its size
         conn.receive(seg, now)
         self._service(conn)
+        if self.memory.held >= self.memory.pressure_at and self._sweep_at is None:
+            self._sweep_at = now + min(_SWEEP_INTERVAL, self.zero_window_timeout / 4)
         if credit is not None and credit[2] is not None and conn in self._credit:
             # (Still half-open: a SYN-ACK held back is stale once the ACK has come.)
             self._pay_owed(credit, conn)
@@ -298,6 +332,8 @@ class Stack:
         tw = self._tw.next_deadline()
         if tw is not None and tw <= now + _EARLY:
             self._tw.expire(now + _EARLY)
+        if self._sweep_at is not None and self._sweep_at <= now + _EARLY:
+            self._sweep(now)
 
     def icmp_error(self, quoted: bytes, addr: Address, what: str | bool | None,
                    now: float) -> None:
@@ -340,6 +376,7 @@ class Stack:
         conn = Connection(key[1], remote_port, iss=iss, options=options, observer=observer,
                           ts_offset=self._ts_offset(peer))
         conn.coalesce_acks = self.coalesce_acks
+        conn.memory = self.memory
         conn.peer = remote
         conn.key = key
         self._conns[key] = conn
@@ -440,6 +477,10 @@ class Stack:
         for conn in self._conns.values():
             totals.update(conn.counters.as_dict())
         states = Counter(str(conn.state) for conn in self._conns.values())
+        mem = self.memory
+        drops = dict(self.drops)
+        if mem.dropped:
+            drops["receive-memory"] = mem.dropped
         if len(self._tw):
             states[str(_TIME_WAIT)] += len(self._tw)
         return {
@@ -448,7 +489,9 @@ class Stack:
             "retransmissions": totals["retransmissions"],
             "resets_sent": self.resets_sent,
             "accepted": self.accepted,
-            "drops": dict(self.drops),
+            "drops": drops,
+            "receive_memory": {"held": mem.held, "limit": mem.limit,
+                               "under_pressure": mem.under_pressure},
             "syncookies": dict(self.syncookies),
             "connections": dict(states),
             "listeners": sorted(self.listeners),
@@ -499,6 +542,38 @@ class Stack:
             if b is None or d * 1000 <= b - 1:
                 self._timers.arm(conn, d)
 
+    def _sweep(self, now: float) -> None:
+        """While memory is short, end what holds it without progress: a connection
+        whose application has not read for ``zero_window_timeout`` seconds, in which
+        nothing more arrived, is reset; segments held that long ahead of a hole
+        the peer does not fill are dropped (the peer retransmits them)."""
+        self._sweep_at = None
+        mem = self.memory
+        stalled = self._stalled
+        if not mem.under_pressure:
+            stalled.clear()
+            return
+        timeout = self.zero_window_timeout
+        for conn in [c for c in stalled if c not in mem.holders]:
+            del stalled[conn]
+        for conn in list(mem.holders):
+            if not isinstance(conn, Connection) or conn.state is _CLOSED:
+                continue
+            seen = stalled.get(conn)
+            if seen is None or seen[1] != conn.rcv_nxt:
+                stalled[conn] = (now, conn.rcv_nxt)
+                continue
+            if now - seen[0] < timeout - _EARLY:
+                continue
+            del stalled[conn]
+            if conn.reading_paused:
+                self.drops["memory-reclaimed"] += 1
+                conn.reclaim(now)
+            else:
+                conn.drop_out_of_order()
+            self._service(conn)
+        self._sweep_at = now + min(_SWEEP_INTERVAL, timeout / 4)
+
     def _send_within(self, credit: list[Any], segs: list[Segment], peer: Address,
                      via: Any) -> None:
         """Send what a half-open connection queued, within what its peer has earned:
@@ -548,6 +623,9 @@ class Stack:
                 else:
                     del listener.per_host[host]
         self._timers.cancel(conn)
+        if conn in self.memory.holders:
+            self.memory.update(conn, 0)
+            self._stalled.pop(conn, None)
         listener = conn.listener
         if listener is not None:
             listener.half_open.discard(conn)
@@ -697,6 +775,7 @@ class Stack:
         conn = Connection(listener.port, remote_port, iss=iss, options=listener.options,
                           observer=observer, ts_offset=self._ts_offset(key[0]))
         conn.coalesce_acks = self.coalesce_acks
+        conn.memory = self.memory
         conn.peer = addr
         conn.via = via
         conn.key = key
