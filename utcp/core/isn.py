@@ -55,9 +55,11 @@ class IsnGenerator:
         return int.from_bytes(h, "big")
 
     def syn_cookie_hash(self, remote: object, local_port: int, remote_port: int, irs: int,
-                        count: int) -> int:
-        """A keyed 24-bit hash binding a SYN cookie to its 4-tuple, the peer's ISN
-        and the cookie's time slot (see :mod:`utcp.core.syncookies`)."""
-        h = hashlib.blake2s(f"syn|{remote!r}|{local_port}|{remote_port}|{irs}|{count}".encode(),
-                            key=self._secret, digest_size=3).digest()
+                        *more: int) -> int:
+        """A keyed 32-bit hash binding a SYN cookie to its 4-tuple, the peer's ISN and
+        ``more`` (the cookie's period and the options it binds; see
+        :mod:`utcp.core.syncookies`)."""
+        h = hashlib.blake2s(
+            f"syn|{remote!r}|{local_port}|{remote_port}|{irs}|{more}".encode(),
+            key=self._secret, digest_size=4).digest()
         return int.from_bytes(h, "big")

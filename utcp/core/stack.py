@@ -25,6 +25,7 @@ import random
 import struct
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from .buffers import ReceiveMemory
@@ -34,13 +35,14 @@ from .events import Event
 from .isn import IsnGenerator
 from .observer import Observer
 from .state import State
-from .syncookies import PERIOD, CookieState, check_cookie, make_cookie
+from .syncookies import PERIOD, CookieState, check_cookie, cookie_tsval, kept, make_cookie
 from .timers import Timers
 from .timewait import TimeWaitTable, iss_after, reopens
 from .wire import (
     ACK,
     MSS,
     RST,
+    SACK_PERMITTED,
     SYN,
     TIMESTAMPS,
     WSCALE,
@@ -700,18 +702,29 @@ class Stack:
         """Answer ``seg`` (a SYN) with a cookie SYN-ACK, keeping no state."""
         mss = seg.option(MSS)
         ws = seg.option(WSCALE)
-        state = CookieState(mss if isinstance(mss, int) and mss > 0 else 536,
-                            ws if isinstance(ws, int) else None,
-                            seg.option(TIMESTAMPS) is not None and listener.options.timestamps)
+        own = listener.options
+        # (SACK-permitted stays off: no SYN-ACK of ours offers it yet.)
+        state = kept(CookieState(mss if isinstance(mss, int) and mss > 0 else 536,
+                                 ws if isinstance(ws, int) else None,
+                                 own.timestamps and seg.option(TIMESTAMPS) is not None))
         peer = address_key(addr)
-        iss = make_cookie(self._isn, peer, listener.port, seg.src_port, seg.seq, now, state)
+        iss = make_cookie(self._isn, peer, listener.port, seg.src_port, seg.seq, now, state,
+                          own.wscale)
+        if state.wscale is None and ws is not None:
+            # Without timestamps the cookie cannot keep the peer's window scale:
+            # answer as though the SYN had offered none, so neither side scales.
+            seg = replace(seg, options=tuple(o for o in seg.options if o[0] != WSCALE))
         # A connection that lives for this one answer: the SYN-ACK is the one a
-        # real passive open would send (its options follow the SYN's).
-        answer = Connection(listener.port, seg.src_port, iss=iss, options=listener.options,
+        # real passive open would send (its options follow the SYN's), but for a
+        # TSval rounded down so that its low bits carry the rest of the state.
+        answer = Connection(listener.port, seg.src_port, iss=iss, options=own,
                             ts_offset=self._ts_offset(peer))
         answer.listen(now)
         answer.receive(seg, now)
         for s in answer.take_segments():
+            if state.timestamps:
+                s.options = tuple((k, (cookie_tsval(v[0], state), v[1]))
+                                  if k == TIMESTAMPS else (k, v) for k, v in s.options)
             self._datagrams.append((encode(s), addr, via))
             self.segments_out += 1
         listener.cookies_until = now + 2 * PERIOD
@@ -723,10 +736,16 @@ class Stack:
         a cookie, if it carries a good one; False to answer it as any stray ACK."""
         irs = (seg.seq - 1) & 0xFFFFFFFF
         peer = address_key(addr)
-        state = check_cookie(self._isn, peer, listener.port, seg.src_port, irs,
-                             (seg.ack - 1) & 0xFFFFFFFF, now)
         ts = seg.option(TIMESTAMPS) if seg.options else None
-        if state is None or (state.timestamps and ts is None):
+        state = None
+        # (Timestamps on an ACK to a listener that uses none: a cookie of one that
+        # did, replaced since; this one would not answer them.)
+        if ts is None or listener.options.timestamps:
+            state = check_cookie(self._isn, peer, listener.port, seg.src_port, irs,
+                                 (seg.ack - 1) & 0xFFFFFFFF,
+                                 None if ts is None else ts[1],  # type: ignore[index]
+                                 listener.options.wscale, now)
+        if state is None:
             self.syncookies["failed"] += 1
             return False
         if self._over_limits(listener, addr):
@@ -737,6 +756,8 @@ class Stack:
         opts: tuple = ((MSS, state.mss),)
         if state.wscale is not None:
             opts += ((WSCALE, state.wscale),)
+        if state.sack:
+            opts += ((SACK_PERMITTED, None),)
         if state.timestamps:
             opts += ((TIMESTAMPS, (ts[0], 0)),)  # type: ignore[index]
         syn = Segment(seg.src_port, listener.port, irs, 0, SYN, seg.window, 0, opts)
@@ -747,7 +768,9 @@ class Stack:
         conn.receive(syn, now)
         conn.take_segments()
         # The replayed SYN-ACK was "sent" just now; the ACK answers one sent long
-        # ago. Take no RTT sample from it (Linux takes none either).
+        # ago. Take no RTT sample from that (Linux takes none either). With
+        # timestamps the ACK's TSecr still gives one, from the real SYN-ACK: up
+        # to 63 ms long, for the TSval was rounded down (as Linux's is).
         conn._rtt_seq = None
         conn.observer = listener.observer
         conn.receive(seg, now)
