@@ -300,8 +300,12 @@ async def open_datagram_socket(
     other loops it is the loop's own datagram transport (uvloop's, written in C,
     reads and sends with less Python work than any transport written here), but
     for ``pktinfo``, which needs ``recvmsg``, where the loop supports
-    ``add_reader``.
+    ``add_reader``. On a virtual-time loop (:mod:`utcp.emulator`) it is a socket
+    of the loop's simulated network.
     """
+    network = getattr(loop, "utcp_network", None)
+    if network is not None:
+        return network.bind(protocol, local_addr)
     infos = await loop.getaddrinfo(local_addr[0], local_addr[1], family=family,
                                    type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
     if not infos:

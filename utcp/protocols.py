@@ -40,13 +40,13 @@ MAX_CONNECTIONS_PER_HOST = 131_072
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 # Client connections of one loop share one endpoint (one UDP socket) per family.
-_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Endpoint]] = (
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, Endpoint]] = (
     weakref.WeakKeyDictionary())
 # The task that closes an endpoint when its loop ends (see _keep).
 _keepers: weakref.WeakKeyDictionary[Endpoint, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 # The task creating a loop's shared endpoint, while it runs.
 _creating: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[int, asyncio.Task[Endpoint]]] = weakref.WeakKeyDictionary()
+    asyncio.AbstractEventLoop, dict[Any, asyncio.Task[Endpoint]]] = weakref.WeakKeyDictionary()
 
 
 _DEFAULTS = {socket.AF_INET: Options(), socket.AF_INET6: Options(mss=DEFAULT_MSS_IPV6)}
@@ -192,23 +192,29 @@ async def _keep(ep: Endpoint) -> None:
 
 async def _client_endpoint(loop: asyncio.AbstractEventLoop, family: int) -> Endpoint:
     eps = _shared.setdefault(loop, {})
-    ep = eps.get(family)
+    key: Any = family
+    network = getattr(loop, "utcp_network", None)
+    if network is not None:
+        # One loop carries every host of a simulated network: one shared socket
+        # per host, as on real machines.
+        key = network.shared_key(family)
+    ep = eps.get(key)
     if ep is not None and ep.transport is not None:
         return ep
     # Concurrent first connections all wait for one endpoint, created by one task
     # (which none of them cancels by being cancelled), and all resume together.
     creating = _creating.setdefault(loop, {})
-    task = creating.get(family)
+    task = creating.get(key)
     if task is None:
         any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
         task = loop.create_task(_new_endpoint(loop, (any_addr, 0), family))
-        creating[family] = task
+        creating[key] = task
 
         def created(t: asyncio.Task[Endpoint]) -> None:
-            if creating.get(family) is t:
-                del creating[family]
+            if creating.get(key) is t:
+                del creating[key]
             if not t.cancelled() and t.exception() is None:
-                eps[family] = t.result()
+                eps[key] = t.result()
 
         task.add_done_callback(created)
     return await asyncio.shield(task)

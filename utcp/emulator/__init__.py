@@ -1,0 +1,15 @@
+"""A network emulator: impaired paths, seeded, for virtual time and for real traffic.
+
+- :class:`Impairments` / :class:`ImpairedPath`: what one direction of a path does
+  to datagrams (delay, jitter, loss in bursts, reordering, duplication, bit
+  flips, a bottleneck queue, an MTU, blackouts).
+- :class:`VirtualNetwork`: hosts joined by such paths on virtual time, where
+  ``utcp.open_connection`` / ``utcp.start_server`` run unchanged.
+- ``utcp impair``: a UDP relay applying them to real traffic
+  (:mod:`utcp.emulator.relay`).
+"""
+
+from .impairments import ImpairedPath, Impairments
+from .network import Host, VirtualNetwork, VirtualTimeLoop
+
+__all__ = ["Host", "ImpairedPath", "Impairments", "VirtualNetwork", "VirtualTimeLoop"]
