@@ -889,7 +889,7 @@ def test_rto_duplicate_acks_below_recover_no_fast_retransmit():
     # RFC 6582 3.2 step 2 (avoiding multiple fast retransmits): after a timeout,
     # recover = the highest sequence sent; duplicate ACKs that do not cover more than
     # it (the peer answering data it already had) start no fast retransmit.
-    c = conn_established()
+    c = conn_established(congestion_control="newreno")  # (its arithmetic, RFC 6582)
     c.send(data(5 * MSS), 0.0)
     assert len(c.take_segments()) == 5
     fire(c, 0.2)
@@ -906,7 +906,7 @@ def test_rto_duplicate_acks_below_recover_no_fast_retransmit():
 def test_rto_duplicate_acks_past_recover_fast_retransmit():
     # Once the cumulative ACK is past recover, three duplicate ACKs start a fast
     # retransmit again.
-    c = conn_established()
+    c = conn_established(congestion_control="newreno")  # (its arithmetic, RFC 6582)
     c.send(data(5 * MSS), 0.0)
     c.take_segments()
     fire(c, 0.2)  # recover = 1 + 5 MSS

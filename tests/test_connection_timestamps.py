@@ -267,3 +267,25 @@ def test_fin_in_time_wait_is_reacked_with_timestamps():
     expect(c, [out(2, 2, options=ts(1900, PEER_TS + 40))])  # answered all the same
     assert c.counters.paws_rejected == 1
     expect_nothing(c)
+
+
+def test_an_echo_from_before_a_timeout_is_no_rtt_sample():
+    # The original arrived and its ACK was lost; after the RTO the peer answers
+    # the retransmission echoing the original's timestamp (TS.Recent is not taken
+    # from a duplicate). That "RTT" is the RTO plus a lost ACK: taken, it would
+    # push the RTO to its maximum and keep it there, timeout after timeout.
+    c = ts_established()
+    srtt, rto = c.rtt.srtt, c.rtt.rto
+    c.send(b"a" * 100, 1.0)  # TSval 1000 + 1000 ms
+    c.take_segments()
+    fire(c, c.next_deadline())
+    [again] = c.take_segments()
+    assert again.seq == c.iss + 1
+    send(c, seg(1, 101, options=ts(PEER_TS + 1, 1000)), at=1.0 + rto + 0.05)
+    assert c.rtt.srtt == srtt  # no sample from the stale echo
+    # The next echo of a segment sent after the timeout is a sample again.
+    c.send(b"b" * 100, 2.0)
+    c.take_segments()
+    send(c, seg(1, 201, options=ts(PEER_TS + 2, 2000)), at=2.1)
+    assert c.rtt.srtt == pytest.approx(srtt * 7 / 8 + 0.1 / 8)
+    assert c.rtt.rto < 1.0

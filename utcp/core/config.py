@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from .congestion import CONTROLLERS
+
 #: IPv4 path of 1500 bytes: 1500 - 20 (IP) - 8 (UDP) - 20 (TCP header).
 DEFAULT_MSS_IPV4 = 1452
 #: IPv6 header is 20 bytes larger.
@@ -49,6 +51,9 @@ class Options:
     #: RFC 7323 timestamps, offered in every SYN and used when both SYNs carry
     #: them: RTT samples from every ACK, PAWS, and TIME-WAIT reuse (Linux's default).
     timestamps: bool = True
+    #: Congestion control: "cubic" (RFC 9438, with HyStart++; Linux's default) or
+    #: "newreno" (RFC 5681, RFC 6582).
+    congestion_control: str = "cubic"
 
     def __post_init__(self) -> None:
         def check(ok: bool, name: str, what: str) -> None:
@@ -84,6 +89,9 @@ class Options:
                 f"initial_rto ({first!r}) must be between min_rto ({lo!r}) and max_rto "
                 f"({hi!r}): when changing min_rto or max_rto, set initial_rto too")
         check(self.delayed_ack <= 0.5, "delayed_ack", "at most 0.5 s (RFC 1122)")
+        if self.congestion_control not in CONTROLLERS:
+            raise ValueError(f"congestion_control must be one of {', '.join(CONTROLLERS)}, "
+                             f"got {self.congestion_control!r}")
         for name in ("nodelay", "keepalive", "timestamps"):
             check(isinstance(getattr(self, name), bool), name, "True or False")
 

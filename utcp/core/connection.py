@@ -19,7 +19,7 @@ from typing import Any
 from . import seq as sq
 from .buffers import RANGE_OVERHEAD, ReassemblyQueue, ReceiveMemory, SendBuffer
 from .config import Options
-from .congestion import NewReno
+from .congestion import make_controller
 from .events import (
     Closed,
     Connected,
@@ -179,7 +179,7 @@ class Connection:
         "_probes", "_rcv_adv",
         "_rcv_wscale", "_rcvbuf", "_reading_paused", "_retries", "_rtt_sent", "_rtt_seq",
         "_rtx_at", "_snd_wscale", "_sndbuf", "_synack_at", "_was_listening",
-        "ts_offset", "_last_ack_sent", "_ts_ok", "_ts_recent", "_ts_recent_at",
+        "ts_offset", "_last_ack_sent", "_ts_ok", "_ts_recent", "_ts_recent_at", "_rto_ts",
     )
 
     def __init__(
@@ -230,6 +230,7 @@ class Connection:
         self._ts_ok = False  # both SYNs carried the option
         self._ts_recent = 0  # TS.Recent: the peer's timestamp we echo
         self._ts_recent_at = 0.0  # when TS.Recent was last set
+        self._rto_ts: int | None = None  # our timestamp clock at the last RTO (see below)
         self._ooo = ReassemblyQueue()
         self._ooo_fin: int | None = None  # sequence number of a FIN that arrived early
         self._rcvbuf = bytearray()  # in order, held back while reading is paused
@@ -242,7 +243,8 @@ class Connection:
 
         # Retransmission, RTT and congestion.
         self.rtt = RttEstimator(opts.initial_rto, opts.min_rto, opts.max_rto)
-        self.cc = NewReno(self.send_mss, opts.initial_cwnd, iss)
+        self.cc = make_controller(opts.congestion_control, self.send_mss, opts.initial_cwnd,
+                                  iss, self.rtt)
         self._retries = 0
         self._rtt_seq: int | None = None  # Karn: one timed segment at a time
         self._rtt_sent = 0.0
@@ -605,8 +607,10 @@ class Connection:
         if st is SYN_RECEIVED and sq.le(self.snd_una, self.iss):
             self._send_syn(now, ack=True, retransmit=True)
             return
+        if self._ts_ok:
+            self._rto_ts = (int(now * _TS_HZ) + self.ts_offset) & _MASK
         # RFC 5681 (4) / RFC 6298 5.4: collapse the window, go back to SND.UNA.
-        self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una), self.snd_max)
+        self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
         self._dupacks = 0
         self.snd_nxt = self.snd_una
         self._output(now)
@@ -1070,6 +1074,16 @@ class Connection:
         self._retries = 0
         rtt_seq = self._rtt_seq
         r = self._ts_rtt(tsecr, now) if tsecr else None
+        if r is not None and self._rto_ts is not None:
+            if (tsecr - self._rto_ts) & _MASK >= _HALF:
+                # The echo predates our last timeout: the peer had the original and
+                # answers its retransmission with the original's timestamp (RFC 7323
+                # 4.3 keeps TS.Recent from a duplicate), so this "RTT" includes the
+                # RTO and a lost ACK. Taken, it would inflate the RTO to its maximum,
+                # and every later timeout would feed it again (Eifel's test, RFC 3522).
+                r = None
+            else:
+                self._rto_ts = None
         if r is not None:
             # RFC 7323 4.1: with timestamps every ACK of new data is a sample, and
             # the echo tells which transmission it answers (no Karn's rule needed).
@@ -1088,7 +1102,7 @@ class Connection:
         cc = self.cc
         if cc.in_recovery:
             if sq.ge(ack, cc.recover):
-                cc.exit_recovery(sq.sub(self.snd_max, ack))
+                cc.exit_recovery(sq.sub(self.snd_max, ack), now)
                 self._dupacks = 0
             else:
                 # RFC 6582: a partial ACK retransmits the next hole at once.
@@ -1101,7 +1115,7 @@ class Connection:
             # otherwise inflate cwnd without bound and burst when that lifts.
             if flight + self.send_mss >= cc.cwnd or (
                     cc.cwnd < cc.ssthresh and 2 * flight >= cc.cwnd):
-                cc.on_ack(acked)
+                cc.on_ack(acked, now, ack, snd_max)
         # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
         if ack == snd_max:
             self._rtx_at = None
@@ -1116,7 +1130,7 @@ class Connection:
         elif self._dupacks == _DUPACK_THRESHOLD and cc.may_enter_recovery(
                 self.snd_una, self.snd_max):
             # RFC 5681 3.2 / RFC 6582: fast retransmit, enter fast recovery.
-            cc.enter_recovery(sq.sub(self.snd_max, self.snd_una), self.snd_max)
+            cc.enter_recovery(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
             self._rtt_seq = None
             self._retransmit_first(now)
 

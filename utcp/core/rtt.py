@@ -13,7 +13,8 @@ _G = 0.001
 class RttEstimator:
     """SRTT, RTTVAR and the RTO with exponential backoff."""
 
-    __slots__ = ("srtt", "rttvar", "_base", "_backoff", "min_rto", "max_rto")
+    __slots__ = ("srtt", "rttvar", "_base", "_backoff", "min_rto", "max_rto", "latest",
+                 "min_rtt", "samples")
 
     def __init__(self, initial_rto: float, min_rto: float, max_rto: float) -> None:
         self.srtt: float | None = None
@@ -22,6 +23,11 @@ class RttEstimator:
         self.max_rto = max_rto
         self._base = initial_rto
         self._backoff = 1
+        #: The last sample, the smallest one, and how many were taken (congestion
+        #: control reads them: CUBIC's clock, HyStart++'s rounds).
+        self.latest = 0.0
+        self.min_rtt = float("inf")
+        self.samples = 0
 
     @property
     def rto(self) -> float:
@@ -30,6 +36,10 @@ class RttEstimator:
 
     def sample(self, r: float) -> None:
         """Fold in one RTT measurement (taken per Karn's rule: never from a retransmission)."""
+        self.latest = r
+        self.samples += 1
+        if r < self.min_rtt:
+            self.min_rtt = r
         if self.srtt is None:
             # RFC 6298 (2.2): the first measurement.
             self.srtt = r
