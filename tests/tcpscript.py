@@ -15,7 +15,7 @@ from utcp.core.connection import Connection
 from utcp.core.events import Event, FinAcked
 from utcp.core.seq import add
 from utcp.core.state import State
-from utcp.core.wire import ACK, FIN, MSS, NOP, SYN, TIMESTAMPS, WSCALE, Segment
+from utcp.core.wire import ACK, FIN, MSS, NOP, SACK_PERMITTED, SYN, TIMESTAMPS, WSCALE, Segment
 
 LOCAL_PORT = 49152
 REMOTE_PORT = 7007
@@ -110,7 +110,13 @@ def syn_options(tsval: int = 0, tsecr: int = 0, **opts) -> tuple:
     (a SYN-ACK's to a SYN that offered timestamps and window scaling: ``tsecr``)."""
     o = _options(opts)
     if not o.timestamps:
+        if o.sack:  # Linux's layout too
+            return ((MSS, o.mss), (NOP, None), (NOP, None), (SACK_PERMITTED, None),
+                    (NOP, None), (WSCALE, o.wscale))
         return ((MSS, o.mss), (WSCALE, o.wscale))
+    if o.sack:
+        return ((MSS, o.mss), (SACK_PERMITTED, None), (TIMESTAMPS, (tsval, tsecr)),
+                (NOP, None), (WSCALE, o.wscale))
     return ((MSS, o.mss), (NOP, None), (NOP, None), (TIMESTAMPS, (tsval, tsecr)),
             (NOP, None), (WSCALE, o.wscale))
 

@@ -68,7 +68,7 @@ def test_clock_offset_and_wrap():
 
 
 def test_timestamps_off_offers_none():
-    c = make(timestamps=False)
+    c = make(timestamps=False, sack=False)
     c.connect(0.0)
     expect(c, [out(0, None, SYN, SYN_WINDOW, options=((MSS, LOCAL_MSS), (WSCALE, 3)))])
 
@@ -105,7 +105,8 @@ def test_passive_open_echoes_the_syn_timestamp():
     c = make()
     c.listen()
     send(c, seg(0, None, SYN, options=peer_syn_options()), at=2.0)
-    expect(c, [out(0, 1, SYN | ACK, SYN_WINDOW, options=syn_options(2000, PEER_TS))])
+    # (The peer's SYN offers no SACK: the SYN-ACK offers none either.)
+    expect(c, [out(0, 1, SYN | ACK, SYN_WINDOW, options=syn_options(2000, PEER_TS, sack=False))])
     send(c, seg(1, 1, options=ts(PEER_TS + 5, 2000)), at=2.003)
     assert c.state is State.ESTABLISHED and c.info()["timestamps"] is True
     assert c.rtt.srtt == pytest.approx(0.003)

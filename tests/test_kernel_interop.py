@@ -405,15 +405,14 @@ def test_kernel_tcp_client_talks_to_a_utcp_server(netns: str) -> None:
     assert bridge.bad_utcp_checksum == bridge.bad_kernel_checksum == bridge.malformed == 0
 
     # The kernel's SYN offers MSS, SACK, timestamps and window scale; utcp's SYN-ACK
-    # answers with MSS, timestamps and window scale, so the kernel uses timestamps
-    # and scales windows, but no SACK.
+    # answers with all four, in the kernel's own order, so both use all of them.
     syn, synack = handshake(log)
     assert syn.mss == 1460 and syn.wscale is not None, syn  # 1500 (TUN MTU) - 40
     assert syn.option(tunbridge.SACK_PERMITTED) is not None, syn
     assert syn.option(tunbridge.TIMESTAMPS) is not None, syn
     assert (synack.mss, synack.wscale) == (UTCP_MSS, UTCP_WSCALE), synack
     assert [k for k, _ in synack.options] == [
-        tunbridge.MSS, tunbridge.TIMESTAMPS, tunbridge.WSCALE], synack
+        tunbridge.MSS, tunbridge.SACK_PERMITTED, tunbridge.TIMESTAMPS, tunbridge.WSCALE], synack
     assert synack.ack == syn.seq + 1
     est = r["established"]
     assert ss_field(est, "mss") == str(UTCP_MSS - TS_SPACE), est
@@ -441,8 +440,8 @@ def test_kernel_tcp_client_talks_to_a_utcp_server(netns: str) -> None:
 def test_each_side_recovers_the_others_lost_segments(netns: str) -> None:
     """The bridge loses two of utcp's data segments and two of the kernel's, once each.
 
-    The receiver's duplicate ACKs must make the sender retransmit (fast
-    retransmit: neither side offered SACK, so it is NewReno on both ends), and
+    The receiver's duplicate ACKs, with SACK blocks (both sides offer SACK), must
+    make the sender retransmit (fast retransmit, SACK recovery on both ends), and
     the data must still arrive intact. utcp's retransmission timeout is set to
     2 s so that only a fast retransmit can finish the transfer sooner.
     """
@@ -479,16 +478,16 @@ def test_each_side_recovers_the_others_lost_segments(netns: str) -> None:
         fast += len(dupacks) >= 3
     # ... the first after three duplicate ACKs (fast retransmit). Whether the second
     # hole falls in the same window depends on how far the window has grown by then:
-    # if it does, the partial ACK that ends at it has it resent at once, with no
-    # three more duplicates (NewReno, RFC 6582 3.2 step 5).
+    # if it does, the SACKs above it show it lost and it is resent in the same
+    # recovery (RFC 6675).
     assert fast >= 1, lost
     assert r["info"]["retransmissions"] >= 2
     assert r["elapsed"] < 2.0, "utcp waited for its retransmission timeout"
     # ... and by the kernel, which counts them as fast retransmits after utcp's
-    # duplicate ACKs (Reno recovery: no SACK), not as timeouts.
+    # duplicate ACKs and SACK blocks (SACK recovery), not as timeouts.
     for seq in lost["in"]:
         assert sum(h.seq == seq and h.payload_len > 0 for h in bridge.sent_by_kernel()) >= 2
-    assert counters["RetransSegs"] >= 2 and counters["TCPRenoRecovery"] >= 1, counters
+    assert counters["RetransSegs"] >= 2 and counters["TCPSackRecovery"] >= 1, counters
     assert counters.get("TCPTimeouts", 0) == 0, counters
     assert r["states"][-2:] == [State.TIME_WAIT, State.CLOSED]
     assert trouble(counters) == {}

@@ -31,6 +31,7 @@ from utcp.core.wire import (
     MSS,
     NOP,
     RST,
+    SACK_PERMITTED,
     SYN,
     TIMESTAMPS,
     WSCALE,
@@ -212,8 +213,10 @@ def sent(stack: Stack) -> list[Segment]:
 
 
 def client_syn(timestamps: bool = True, wscale: int | None = CLIENT_WSCALE,
-               mss: int = 1432) -> Segment:
+               mss: int = 1432, sack: bool = False) -> Segment:
     opts: tuple = ((MSS, mss),)
+    if sack:
+        opts += ((NOP, None), (NOP, None), (SACK_PERMITTED, None))
     if timestamps:
         opts += ((NOP, None), (NOP, None), (TIMESTAMPS, (CLIENT_TS, 0)))
     if wscale is not None:
@@ -291,6 +294,19 @@ def test_listen_final_ack_without_timestamps_makes_an_unscaled_connection() -> N
     stack.send(conn, b"x", 10.06)
     [data] = sent(stack)
     assert data.window == 65535 and data.options == ()  # rcv_wnd 256 KiB, unscaled
+
+
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_listen_a_cookie_keeps_sack_only_with_timestamps(timestamps: bool) -> None:
+    # With timestamps the SACK-permitted bit rides in the TSval, and both ends use
+    # SACK; without, the cookie SYN-ACK offers none, as Linux's.
+    stack = flooded_stack()
+    stack.receive(encode(client_syn(timestamps=timestamps, sack=True)), CLIENT, 10.0)
+    [synack] = sent(stack)
+    assert ((SACK_PERMITTED, None) in synack.options) is timestamps
+    stack.receive(encode(final_ack(synack)), CLIENT, 10.05)
+    [conn] = [c for c in stack.connections() if c.peer == CLIENT]
+    assert conn.state is State.ESTABLISHED and conn.info()["sack"] is timestamps
 
 
 def test_listen_without_timestamps_answers_a_syn_offering_them_with_a_plain_cookie() -> None:

@@ -123,6 +123,17 @@ class ReassemblyQueue:
             self.size -= len(gone)
             self.dropped += len(gone)
 
+    def blocks(self) -> list[tuple[int, int]]:
+        """What is held, as merged (left, right) sequence ranges, lowest first."""
+        merged: list[list[int]] = []
+        for s, d in zip(self._starts, self._data, strict=True):
+            if merged and merged[-1][1] == s:
+                merged[-1][1] = s + len(d)
+            else:
+                merged.append([s, s + len(d)])
+        base = self._base
+        return [((base + a) & sq.MASK, (base + b) & sq.MASK) for a, b in merged]
+
     def clear(self) -> None:
         """Forget everything held."""
         self._starts = []

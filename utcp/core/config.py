@@ -54,6 +54,9 @@ class Options:
     #: Congestion control: "cubic" (RFC 9438, with HyStart++; Linux's default) or
     #: "newreno" (RFC 5681, RFC 6582).
     congestion_control: str = "cubic"
+    #: Selective acknowledgments (RFC 2018, RFC 6675 recovery), offered in every SYN
+    #: and used when both SYNs carry SACK-permitted, as Linux does.
+    sack: bool = True
 
     def __post_init__(self) -> None:
         def check(ok: bool, name: str, what: str) -> None:
@@ -92,7 +95,7 @@ class Options:
         if self.congestion_control not in CONTROLLERS:
             raise ValueError(f"congestion_control must be one of {', '.join(CONTROLLERS)}, "
                              f"got {self.congestion_control!r}")
-        for name in ("nodelay", "keepalive", "timestamps"):
+        for name in ("nodelay", "keepalive", "timestamps", "sack"):
             check(isinstance(getattr(self, name), bool), name, "True or False")
 
     @property

@@ -34,8 +34,22 @@ from .events import (
 )
 from .observer import Observer
 from .rtt import RttEstimator
+from .sack import Scoreboard
 from .state import State
-from .wire import ACK, FIN, MSS, NOP_OPTION, PSH, RST, SYN, TIMESTAMPS, WSCALE, Segment
+from .wire import (
+    ACK,
+    FIN,
+    MSS,
+    NOP_OPTION,
+    PSH,
+    RST,
+    SACK,
+    SACK_PERMITTED,
+    SYN,
+    TIMESTAMPS,
+    WSCALE,
+    Segment,
+)
 
 # For sequence arithmetic inlined on the per-segment path: each such expression is
 # the body of the seq function named in its comment, spelled out to save the call.
@@ -44,6 +58,7 @@ _MASK = sq.MASK
 #: Under memory pressure, the most window a connection holding nothing offers anew,
 #: in segments (Linux: rcv_ssthresh clamped to 4 * advmss).
 _PRESSURE_SEGMENTS = 4
+_SACK_PERMITTED_OPTION = (SACK_PERMITTED, None)
 _HALF = sq.HALF
 
 CLOSED = State.CLOSED
@@ -180,6 +195,7 @@ class Connection:
         "_rcv_wscale", "_rcvbuf", "_reading_paused", "_retries", "_rtt_sent", "_rtt_seq",
         "_rtx_at", "_snd_wscale", "_sndbuf", "_synack_at", "_was_listening",
         "ts_offset", "_last_ack_sent", "_ts_ok", "_ts_recent", "_ts_recent_at", "_rto_ts",
+        "_sack_ok", "_sb", "_high_rxt", "_dsack", "_ooo_recent",
     )
 
     def __init__(
@@ -231,6 +247,14 @@ class Connection:
         self._ts_recent = 0  # TS.Recent: the peer's timestamp we echo
         self._ts_recent_at = 0.0  # when TS.Recent was last set
         self._rto_ts: int | None = None  # our timestamp clock at the last RTO (see below)
+        # SACK (RFC 2018): whether both SYNs offered it; the blocks the peer SACKed;
+        # how far loss recovery has retransmitted (RFC 6675 HighRxt); a duplicate to
+        # report in our next ACK (D-SACK, RFC 2883); the last segment held early.
+        self._sack_ok = False
+        self._sb = Scoreboard()
+        self._high_rxt = iss
+        self._dsack: tuple[int, int] | None = None
+        self._ooo_recent = 0
         self._ooo = ReassemblyQueue()
         self._ooo_fin: int | None = None  # sequence number of a FIN that arrived early
         self._rcvbuf = bytearray()  # in order, held back while reading is paused
@@ -385,6 +409,7 @@ class Connection:
             "ssthresh": self.cc.ssthresh,
             "send_mss": self.send_mss,
             "timestamps": self._ts_ok,
+            "sack": self._sack_ok,
             "unacked": self.unacked_data,
             "unsent": self.unsent,
             "unread": len(self._rcvbuf) + self._ooo.size,
@@ -699,6 +724,9 @@ class Connection:
         # RFC 7323 3.2: timestamps are used only if both SYNs carry them; a SYN-ACK's
         # option is ignored if our SYN had none.
         self._ts_ok = ts is not None and self.options.timestamps
+        # RFC 2018: SACK is used when both SYNs carry SACK-permitted (a SYN-ACK's
+        # counts only if our SYN offered it).
+        self._sack_ok = self.options.sack and any(k == SACK_PERMITTED for k, _ in seg.options)
         if self._ts_ok:
             self._ts_recent = ts[0]  # type: ignore[index]
             self._ts_recent_at = now
@@ -896,6 +924,11 @@ class Connection:
             self.counters.unacceptable += 1
             if seg_len and sq.lt(seg_seq, rcv_nxt):
                 self.counters.duplicates += 1
+                if self._sack_ok and payload:
+                    # RFC 2883: tell the sender it sent this twice (a spurious
+                    # retransmission, or a duplicate the path made).
+                    end = sq.add(seg_seq, len(payload))
+                    self._dsack = (seg_seq, end if sq.le(end, rcv_nxt) else rcv_nxt)
             if seg_len == 0 and seg_seq != sq.add(rcv_nxt, -1):
                 # An unacceptable bare ACK is answered at most once per interval, so
                 # two ends that disagree cannot ping-pong ACKs forever (Linux's
@@ -987,6 +1020,11 @@ class Connection:
 
         self._probes = 0
         window = seg.window << wshift
+        sacked = False
+        if self._sack_ok and seg.options:
+            blocks = seg.option(SACK)
+            if blocks:
+                sacked = self._sb.update(blocks, snd_una, snd_max) > 0  # type: ignore[arg-type]
         new_ack = (snd_una - ack) & _MASK >= _HALF  # sq.gt(ack, snd_una)
         if new_ack:
             self._on_new_ack(ack, now, tsecr)
@@ -994,6 +1032,12 @@ class Connection:
                 and window == self.snd_wnd \
                 and (snd_una - snd_max) & _MASK >= _HALF:  # sq.lt(snd_una, snd_max)
             self._on_dupack(now)
+        if sacked and not self.cc.in_recovery and self._sb.lost_edge(
+                self.snd_una, self.send_mss) and self.cc.may_enter_recovery(
+                self.snd_una, self.snd_max):
+            # RFC 6675 5 (IsLost(HighACK + 1)): more than two segments' worth SACKed
+            # above the first hole, however few duplicate ACKs told of it.
+            self._enter_recovery(now)
 
         # Window update (3.10.7.4, fifth step): only if SND.UNA =< SEG.ACK, and then
         # also from any segment whose ACK is new (Linux's tcp_may_update_window). A
@@ -1099,13 +1143,22 @@ class Connection:
         # a retransmission says nothing of the RTT: dropping the backoff on it would
         # keep an RTO that fell below a grown RTT there for ever, every segment sent
         # twice.
+        delivered = acked
+        sb = self._sb
+        if sb:
+            # Bytes SACKed before were counted as delivered then (see _receive_other):
+            # cwnd grows by what this ACK newly delivered, not by a burst of old news.
+            held = sb.sacked
+            sb.ack(ack)
+            delivered -= held - sb.sacked
         cc = self.cc
         if cc.in_recovery:
             if sq.ge(ack, cc.recover):
                 cc.exit_recovery(sq.sub(self.snd_max, ack), now)
                 self._dupacks = 0
-            else:
-                # RFC 6582: a partial ACK retransmits the next hole at once.
+            elif not self._sack_ok:
+                # RFC 6582: a partial ACK retransmits the next hole at once. (With
+                # SACK the scoreboard says which holes are lost: see _output.)
                 cc.on_partial_ack(acked)
                 self._retransmit_first(now)
         else:
@@ -1113,9 +1166,9 @@ class Connection:
             # RFC 7661: grow the window only while it is what limits sending; a
             # sender held back by the peer's window or the application would
             # otherwise inflate cwnd without bound and burst when that lifts.
-            if flight + self.send_mss >= cc.cwnd or (
-                    cc.cwnd < cc.ssthresh and 2 * flight >= cc.cwnd):
-                cc.on_ack(acked, now, ack, snd_max)
+            if delivered > 0 and (flight + self.send_mss >= cc.cwnd or (
+                    cc.cwnd < cc.ssthresh and 2 * flight >= cc.cwnd)):
+                cc.on_ack(delivered, now, ack, snd_max)
         # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
         if ack == snd_max:
             self._rtx_at = None
@@ -1126,38 +1179,95 @@ class Connection:
         self._dupacks += 1
         cc = self.cc
         if cc.in_recovery:
-            cc.on_dupack_in_recovery()
+            if not self._sack_ok:
+                cc.on_dupack_in_recovery()  # (with SACK, the pipe counts what left)
         elif self._dupacks == _DUPACK_THRESHOLD and cc.may_enter_recovery(
                 self.snd_una, self.snd_max):
-            # RFC 5681 3.2 / RFC 6582: fast retransmit, enter fast recovery.
-            cc.enter_recovery(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
-            self._rtt_seq = None
+            self._enter_recovery(now)
+
+    def _enter_recovery(self, now: float) -> None:
+        """RFC 5681 3.2 / RFC 6582: fast retransmit, enter fast recovery; with SACK,
+        RFC 6675's: cwnd = ssthresh, and the holes the scoreboard shows lost are
+        resent as the pipe allows (see _output)."""
+        cc = self.cc
+        cc.enter_recovery(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
+        self._rtt_seq = None
+        if self._sack_ok:
+            cc.cwnd = cc.ssthresh
+            self._high_rxt = self.snd_una
+            if not self._sb.lost_edge(self.snd_una, self.send_mss):
+                # Three duplicate ACKs without the SACKs to show it: the first
+                # segment is lost all the same (RFC 6675 5 step 4.3).
+                self._high_rxt = sq.add(
+                    self.snd_una, self._retransmit(self.snd_una, self.send_mss, now))
+        else:
             self._retransmit_first(now)
 
     def _retransmit_first(self, now: float) -> None:
         """Resend the segment at SND.UNA without moving SND.NXT."""
-        seq = self.snd_una
+        self._retransmit(self.snd_una, self.send_mss, now)
+
+    def _retransmit(self, seq: int, most: int, now: float) -> int:
+        """Resend up to ``most`` bytes from ``seq`` (and the FIN, if they reach it),
+        without moving SND.NXT; return the sequence space resent."""
         # Only what was sent (RFC 5681 3.2: "the missing segment"): bytes past SND.MAX
         # were never offered within the window, and an ACK of them would be an ACK of
         # data not yet sent, which is dropped (the window update it carries with it).
         sent = sq.sub(self.snd_max, seq)
-        if self._fin_seq is not None and sq.gt(self.snd_max, self._fin_seq):
+        fin_seq = self._fin_seq
+        if fin_seq is not None and sq.gt(self.snd_max, fin_seq):
             sent -= 1  # the FIN's sequence number carries no byte
-        n = max(0, min(self.send_mss, self._sndbuf.size, sent))
+        buf = self._sndbuf
+        n = max(0, min(most, sent, sq.sub(sq.add(buf.start, buf.size), seq)))
         flags = ACK
-        if n:
-            payload = self._sndbuf.peek(seq, n)
-        else:
-            payload = b""
-        if self._fin_seq is not None and sq.add(seq, n) == self._fin_seq \
-                and sq.gt(self.snd_max, self._fin_seq):
+        payload = buf.peek(seq, n) if n else b""
+        if fin_seq is not None and sq.add(seq, n) == fin_seq and sq.gt(self.snd_max, fin_seq):
             flags |= FIN
         if not payload and not flags & FIN:
-            return
+            return 0
         if payload:
             flags |= PSH
         self.counters.retransmissions += 1
         self._emit(self._make(seq, flags, now, payload), now)
+        return n + (1 if flags & FIN else 0)
+
+    # ------------------------------------------------------- SACK loss recovery
+
+    def _pipe(self, edge: int) -> int:
+        """RFC 6675 pipe: bytes in flight, but for those SACKed and those lost (below
+        the loss ``edge``) and not yet retransmitted."""
+        una = self.snd_una
+        sb = self._sb
+        high = (self._high_rxt - una) & _MASK
+        if high >= _HALF:
+            high = 0
+        lost = sb.unsacked(una, high, edge) if edge > high else 0
+        return ((self.snd_max - una) & _MASK) - sb.sacked - lost
+
+    def _sack_retransmit(self, now: float) -> int:
+        """In SACK recovery, resend the lost holes, lowest first, while the pipe
+        leaves room in cwnd (RFC 6675 NextSeg rule 1); return the pipe after."""
+        una = self.snd_una
+        sb = self._sb
+        mss = self.send_mss
+        edge = sb.lost_edge(una, mss)
+        pipe = self._pipe(edge)
+        cwnd = self.cc.cwnd
+        start = (self._high_rxt - una) & _MASK
+        if start >= _HALF:
+            start = 0
+        while cwnd - pipe >= mss:
+            hole = sb.next_hole(una, start, edge)
+            if hole is None:
+                break
+            off, length = hole
+            sent = self._retransmit(sq.add(una, off), min(mss, length), now)
+            if not sent:
+                break
+            start = off + sent
+            self._high_rxt = sq.add(una, start)
+            pipe += sent
+        return pipe
 
     def _receive_text(self, seg_seq: int, payload: bytes, now: float) -> None:
         rcv_nxt = self.rcv_nxt
@@ -1165,6 +1275,8 @@ class Connection:
             off = sq.sub(rcv_nxt, seg_seq)
             if off > 0:
                 # Trim what we already have (a partial retransmission).
+                if self._sack_ok:
+                    self._dsack = (seg_seq, rcv_nxt)  # RFC 2883: report the duplicate
                 payload = payload[off:]
                 seg_seq = rcv_nxt
         # Never hold more than the window we offered.
@@ -1198,6 +1310,7 @@ class Connection:
                 # And within what the stack may still hold, in all its connections.
                 budget = min(budget, ooo.memory + mem.room())
             ooo.add(seg_seq, payload, rcv_nxt, budget)
+            self._ooo_recent = seg_seq
             if ooo.dropped != dropped:
                 counters.ooo_dropped += ooo.dropped - dropped
             if mem is not None:
@@ -1344,18 +1457,48 @@ class Connection:
                 (int(now * _TS_HZ) + self.ts_offset) & _MASK, self._ts_recent)))
         else:
             opts = ()
+        if self._sack_ok and (self._ooo.size or self._dsack is not None):
+            opts = self._with_sack(opts, len(payload))
         return Segment(self.local_port, self.remote_port, seq, rcv_nxt, flags,
                        field, 0, opts, payload)
+
+    def _with_sack(self, opts: tuple, payload: int) -> tuple:
+        """``opts`` with a SACK option (RFC 2018 4): a D-SACK block first (RFC 2883),
+        then the block holding the segment that arrived last, then the others,
+        highest first; as many as the 40 bytes of options and the segment hold."""
+        room = 40 - (12 if opts else 0)
+        if payload:
+            # A full data segment has no room left under the MSS (RFC 6691).
+            room = min(room, self.send_mss + (12 if opts else 0) - payload - (12 if opts else 0))
+        most = (room - 4) // 8
+        if most < 1:
+            return opts
+        blocks: list[tuple[int, int]] = []
+        if self._dsack is not None:
+            blocks.append(self._dsack)
+            self._dsack = None
+        if self._ooo.size:
+            held = self._ooo.blocks()
+            recent = self._ooo_recent
+            rcv_nxt = self.rcv_nxt
+            at = (recent - rcv_nxt) & _MASK
+            first = [b for b in held if (b[0] - rcv_nxt) & _MASK <= at < (b[1] - rcv_nxt) & _MASK]
+            blocks += first
+            blocks += [b for b in reversed(held) if b not in first]
+        return opts + (NOP_OPTION, NOP_OPTION, (SACK, tuple(blocks[:most])))
 
     def _send_syn(self, now: float, *, ack: bool, retransmit: bool = False,
                   rearm: bool = True) -> None:
         opts: tuple = ((MSS, self.options.mss),)
+        sack = self._sack_ok if ack else self.options.sack
         if self._ts_ok if ack else self.options.timestamps:
             # RFC 7323 3.2: a SYN offers timestamps; a SYN-ACK answers a SYN that
-            # did. (Linux's order, without SACK-permitted: MSS, NOP, NOP, TS.)
+            # did. Linux's order: MSS, SACK-permitted, TS (or MSS, NOP, NOP, TS).
             tsval = (int(now * _TS_HZ) + self.ts_offset) & _MASK
-            opts += (NOP_OPTION, NOP_OPTION,
-                     (TIMESTAMPS, (tsval, self._ts_recent if ack else 0)))
+            opts += (_SACK_PERMITTED_OPTION,) if sack else (NOP_OPTION, NOP_OPTION)
+            opts += ((TIMESTAMPS, (tsval, self._ts_recent if ack else 0)),)
+        elif sack:
+            opts += (NOP_OPTION, NOP_OPTION, _SACK_PERMITTED_OPTION)
         if not ack or self._peer_offered_wscale:
             # RFC 7323 2.2: a SYN-ACK carries the option only if the SYN did.
             if len(opts) > 1:
@@ -1425,9 +1568,21 @@ class Connection:
         buffered = buf.size
         mss = self.send_mss
         fin_seq = self._fin_seq
-        snd_nxt = self.snd_nxt
         sent_any = False
+        pipe = -1  # RFC 6675's pipe stands for what is in flight, in SACK recovery
+        if self._sack_ok and self.cc.in_recovery:
+            pipe = self._sack_retransmit(now)
+            if self.snd_nxt != self.snd_max:
+                self.snd_nxt = self.snd_max  # (new data only, past the holes)
+        snd_nxt = self.snd_nxt
+        sb = self._sb
         while True:
+            if sb and (snd_nxt - self.snd_max) & _MASK >= _HALF:
+                # Going back after a timeout: skip what the peer SACKed.
+                una = self.snd_una
+                top = (self.snd_max - una) & _MASK
+                hole = sb.next_hole(una, (snd_nxt - una) & _MASK, top)
+                snd_nxt = self.snd_nxt = sq.add(una, hole[0]) if hole else self.snd_max
             off = (snd_nxt - start) & _MASK  # sq.sub(snd_nxt, start)
             if off >= _HALF:
                 off -= _MOD
@@ -1446,8 +1601,17 @@ class Connection:
             in_flight = (snd_nxt - snd_una) & _MASK  # sq.sub(snd_nxt, snd_una)
             if in_flight >= _HALF:
                 in_flight -= _MOD
-            usable = (snd_wnd if snd_wnd < cwnd else cwnd) - in_flight
+            if pipe < 0:
+                usable = (snd_wnd if snd_wnd < cwnd else cwnd) - in_flight
+            else:
+                usable = min(snd_wnd - in_flight, cwnd - pipe)
             n = avail if avail < mss else mss
+            if sb and (snd_nxt - self.snd_max) & _MASK >= _HALF:
+                # (Resending: up to the next SACKed block at most.)
+                una = self.snd_una
+                hole = sb.next_hole(una, (snd_nxt - una) & _MASK, (self.snd_max - una) & _MASK)
+                if hole is not None and hole[1] < n:
+                    n = hole[1]
             if n > usable:
                 n = max(usable, 0)
                 if n == 0 and avail:
@@ -1482,6 +1646,8 @@ class Connection:
             snd_nxt = self.snd_nxt = (snd_nxt + n + (1 if flags & FIN else 0)) & _MASK
             if (snd_max - snd_nxt) & _MASK >= _HALF:  # sq.gt(snd_nxt, snd_max)
                 self.snd_max = snd_nxt
+            if pipe >= 0:
+                pipe += n
             if flags & FIN:
                 break
         if sent_any:

@@ -703,17 +703,20 @@ class Stack:
         mss = seg.option(MSS)
         ws = seg.option(WSCALE)
         own = listener.options
-        # (SACK-permitted stays off: no SYN-ACK of ours offers it yet.)
+        sack = own.sack and any(k == SACK_PERMITTED for k, _ in seg.options)
         state = kept(CookieState(mss if isinstance(mss, int) and mss > 0 else 536,
                                  ws if isinstance(ws, int) else None,
-                                 own.timestamps and seg.option(TIMESTAMPS) is not None))
+                                 own.timestamps and seg.option(TIMESTAMPS) is not None,
+                                 sack))
         peer = address_key(addr)
         iss = make_cookie(self._isn, peer, listener.port, seg.src_port, seg.seq, now, state,
                           own.wscale)
-        if state.wscale is None and ws is not None:
-            # Without timestamps the cookie cannot keep the peer's window scale:
-            # answer as though the SYN had offered none, so neither side scales.
-            seg = replace(seg, options=tuple(o for o in seg.options if o[0] != WSCALE))
+        if (state.wscale is None and ws is not None) or (sack and not state.sack):
+            # Without timestamps the cookie cannot keep the peer's window scale or
+            # SACK-permitted: answer as though the SYN had offered neither, so that
+            # neither side scales or SACKs (as Linux's cookies).
+            seg = replace(seg, options=tuple(o for o in seg.options
+                                             if o[0] != WSCALE and o[0] != SACK_PERMITTED))
         # A connection that lives for this one answer: the SYN-ACK is the one a
         # real passive open would send (its options follow the SYN's), but for a
         # TSval rounded down so that its low bits carry the rest of the state.
