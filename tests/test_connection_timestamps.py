@@ -290,3 +290,18 @@ def test_an_echo_from_before_a_timeout_is_no_rtt_sample():
     send(c, seg(1, 201, options=ts(PEER_TS + 2, 2000)), at=2.1)
     assert c.rtt.srtt == pytest.approx(srtt * 7 / 8 + 0.1 / 8)
     assert c.rtt.rto < 1.0
+
+
+def test_a_syn_ack_echoing_an_earlier_syn_than_the_last_gives_no_rtt_sample():
+    # SYNs at 0, 1 and 3 s; the SYN-ACK that arrives echoes the one of 1 s: it may be
+    # the peer's own retransmission, answering a copy whose answer was lost, and
+    # 2 s would be no RTT at all. The data RTO starts from 3 s instead (RFC 6298 5.7).
+    c = make()
+    c.connect(0.0)
+    c.take_segments()
+    fire(c, 1.0)
+    fire(c, 3.0)
+    c.take_segments()
+    send(c, seg(0, 1, SYN | ACK, options=peer_syn_options(PEER_TS, 1000)), at=3.01)
+    assert c.state is State.ESTABLISHED and c.rtt.srtt is None
+    assert c.rtt.rto == pytest.approx(3.0)

@@ -626,14 +626,14 @@ class Connection:
         self._retries += 1
         self.rtt.back_off()
         self._rtt_seq = None  # Karn: never time a retransmitted segment
+        if self._ts_ok or st is SYN_SENT and self.options.timestamps:
+            self._rto_ts = (int(now * _TS_HZ) + self.ts_offset) & _MASK
         if st is SYN_SENT:
             self._send_syn(now, ack=False, retransmit=True)
             return
         if st is SYN_RECEIVED and sq.le(self.snd_una, self.iss):
             self._send_syn(now, ack=True, retransmit=True)
             return
-        if self._ts_ok:
-            self._rto_ts = (int(now * _TS_HZ) + self.ts_offset) & _MASK
         # RFC 5681 (4) / RFC 6298 5.4: collapse the window, go back to SND.UNA.
         self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
         self._dupacks = 0
@@ -805,8 +805,12 @@ class Connection:
         self._retries = 0
         self._rtx_at = None
         # The echo tells which copy of a retransmitted SYN is answered: with
-        # timestamps, a retransmitted handshake still gives an RTT sample.
+        # timestamps, a retransmitted handshake still gives an RTT sample; but not
+        # an echo from before the last retransmission, which may be the peer's
+        # own retransmission answering an earlier copy (see _on_new_ack).
         r = self._ts_rtt(tsecr, now)
+        if r is not None and self._rto_ts is not None and (tsecr - self._rto_ts) & _MASK >= _HALF:
+            r = None
         if r is not None:
             self.rtt.sample(r)
             self._rtt_seq = None
