@@ -282,7 +282,7 @@ class Stack:
             return
         credit = self._credit.get(conn) if self._credit else None
         if credit is not None:
-            credit[0] += 1  # one more datagram from the peer: one more answer,
+            credit[0] += AMPLIFICATION  # one more datagram from the peer: more answers,
             credit[1] += AMPLIFICATION * len(data)  # of up to three times its size
         conn.receive(seg, now)
         self._service(conn)
@@ -579,10 +579,12 @@ class Stack:
     def _send_within(self, credit: list[Any], segs: list[Segment], peer: Address,
                      via: Any) -> None:
         """Send what a half-open connection queued, within what its peer has earned:
-        one datagram for each it sent, three times the bytes (RFC 9000 8.1's limit,
-        for a peer whose address is not yet proven). The rest is dropped and
-        counted; the connection retransmits as though it were lost. A RST, which
-        ends the connection, always goes."""
+        three times the bytes it sent, in at most three datagrams for each of its
+        own (RFC 9000 8.1's limit, for a peer whose address is not yet proven).
+        What a SYN leaves unspent pays for the SYN-ACK's first retransmissions,
+        so that a lost SYN-ACK is sent again even when the SYN that asked for it
+        is not. The rest is dropped and counted; the connection retransmits as
+        though it were lost. A RST, which ends the connection, always goes."""
         out = self._datagrams
         for s in segs:
             data = encode(s)
@@ -818,7 +820,7 @@ class Stack:
             iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
         conn = self._passive_open(listener, seg.src_port, key, addr, via, iss,
                                   listener.observer)
-        self._credit[conn] = [1, AMPLIFICATION * len(encode(seg)), None]
+        self._credit[conn] = [AMPLIFICATION, AMPLIFICATION * len(encode(seg)), None]
         conn.listen(now)
         conn.receive(seg, now)
         self._service(conn)
