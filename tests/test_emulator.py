@@ -257,3 +257,37 @@ def test_code_not_on_a_host_must_say_which_host_it_binds():
             await utcp.start_server(sha_echo, "10.9.9.9", 7000)
 
     net.run(main())
+
+
+def test_a_seed_repeats_every_segment_ports_and_sequence_numbers_included():
+    def run() -> list[tuple]:
+        net, server, client = two_hosts(delay=0.01, loss=0.05)
+        seen: list[tuple] = []
+
+        class Record:
+            def state_changed(self, conn, old, new, cause, now):
+                pass
+
+            def segment_sent(self, conn, seg, now):
+                seen.append((now, seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags))
+
+            def segment_received(self, conn, seg, now):
+                pass
+
+        async def main():
+            await server.run(utcp.start_server(sha_echo, "0.0.0.0", 7000, observer=Record()))
+
+            async def go():
+                reader, writer = await utcp.open_connection("server", 7000, observer=Record())
+                writer.write(bytes(50_000))
+                writer.write_eof()
+                await reader.read()
+                writer.close()
+
+            await client.run(go())
+
+        net.run(main())
+        return seen
+
+    first = run()
+    assert len(first) > 50 and run() == first

@@ -157,7 +157,9 @@ async def _resolve(loop: asyncio.AbstractEventLoop, host: str | None, port: int,
 
 async def _new_endpoint(loop: asyncio.AbstractEventLoop, local_addr: tuple[str, int],
                         family: int = 0, *, server: bool = False) -> Endpoint:
-    ep = await Endpoint.create(local_addr, loop=loop, family=family, server=server)
+    network = getattr(loop, "utcp_network", None)  # (a simulated one: seeded stacks)
+    ep = await Endpoint.create(local_addr, loop=loop, family=family, server=server,
+                               stack=network.new_stack() if network is not None else None)
     # When asyncio.run() ends it cancels every task: this one then closes the
     # socket, so no endpoint outlives its loop unclosed.
     _keepers[ep] = loop.create_task(_keep(ep), name=f"utcp endpoint {ep.local_address}")

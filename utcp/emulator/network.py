@@ -19,13 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import errno
+import hashlib
 import ipaddress
+import random
 import selectors
 import socket
 from collections import Counter
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from ..core.isn import IsnGenerator
+from ..core.stack import Stack
 from .impairments import ImpairedPath, Impairments
 
 T = TypeVar("T")
@@ -180,6 +184,7 @@ class VirtualNetwork:
         self._paths: dict[tuple[str, str], ImpairedPath] = {}
         #: What the network did with datagrams it could not deliver.
         self.counters: Counter[str] = Counter()
+        self._stacks = 0
 
     # -------------------------------------------------------------- building
 
@@ -253,6 +258,14 @@ class VirtualNetwork:
         transport = VirtualDatagramTransport(host, host._port(port), protocol)
         protocol.connection_made(transport)
         return transport
+
+    def new_stack(self) -> Stack:
+        """The TCP stack of an endpoint opened on this network: its ISN secret and
+        its choice of ports come from the seed, so that a run repeats exactly."""
+        self._stacks += 1
+        seed = f"{self.seed}/stack {self._stacks}"
+        return Stack(isn=IsnGenerator(hashlib.sha256(seed.encode()).digest()),
+                     rng=random.Random(seed))
 
     def shared_key(self, family: int) -> Any:
         """What tells apart the client sockets utcp shares: the family and the host
