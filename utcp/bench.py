@@ -74,9 +74,11 @@ def percentiles(samples: list[float]) -> dict[str, float | None]:
 class Progress:
     """A live line on stderr while a benchmark runs; nothing when stderr is no terminal."""
 
-    def __init__(self, describe: Callable[[float], str], enabled: bool | None = None) -> None:
+    def __init__(self, describe: Callable[[float], str], enabled: bool | None = None, *,
+                 interval: float = PROGRESS_INTERVAL) -> None:
         self._describe = describe
         self._enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._start = time.perf_counter()
 
@@ -94,7 +96,7 @@ class Progress:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(PROGRESS_INTERVAL)
+            await asyncio.sleep(self._interval)
             self._draw()
 
     def _draw(self) -> None:

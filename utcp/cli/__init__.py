@@ -1,5 +1,5 @@
-"""The ``utcp`` command: echo server and client, nc-style streams, benchmarks, and a
-demo that draws TCP at work."""
+"""The ``utcp`` command: echo server and client, nc-style streams, benchmarks, an
+impairing relay, and a demo that draws TCP at work."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from .. import __version__, bench
 from ..core.config import Options
 from .demo import demo
 from .echo import echo_client, echo_server
+from .impair import add_arguments as impair_arguments
+from .impair import directions, impair_command
 from .output import CliError, Observing, TraceSink, address_text, open_pcap, stdout
 from .pipe import connect_command, listen_command
 from .stat import stat_command
@@ -154,8 +156,8 @@ def _server_limits(sp: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="utcp", formatter_class=_Formatter, description=(
         "TCP in user space over UDP: an echo server and client, nc-style streams, "
-        "benchmarks, and a demo that draws the handshake and the close as a ladder "
-        "diagram."))
+        "benchmarks, a relay that impairs the path, and a demo that draws the handshake "
+        "and the close as a ladder diagram."))
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -207,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("port", type=_port, nargs="?", default=None,
                     help="the server's port (default: every running utcp server of yours)")
     st.add_argument("--json", action="store_true", help="print JSON instead of the table")
+
+    im = parser("impair", "relay UDP to another address through a bad path on purpose: "
+                          "delay, jitter, loss, reordering, duplication, corruption, a "
+                          "bottleneck, blackouts, per direction and seeded")
+    impair_arguments(im)
+    _common(im, tunables=False, trace=False)
 
     b = parser("bench", "measure a path to an echo server: connections per second, round "
                         "trips, throughput")
@@ -361,6 +369,11 @@ def _main(argv: list[str] | None) -> int:
         parser.error("--pcap captures utcp's segments; for the kernel's TCP use tcpdump")
     if args.command == "bench" and args.test == "connect" and args.concurrency == 0:
         parser.error("--concurrency must be at least 1")
+    if args.command == "impair":
+        try:
+            up, down = directions(args)
+        except ValueError as exc:
+            parser.error(str(exc))
     observing = Observing()
     try:
         if getattr(args, "pcap", None) is not None:
@@ -383,6 +396,8 @@ def _main(argv: list[str] | None) -> int:
             run(stat_command(args.port, args.json), False)
         elif args.command == "tunnel":
             run(tunnel(args.source, args.target, observing, options), args.uvloop)
+        elif args.command == "impair":
+            run(impair_command(args, up, down), args.uvloop)
         elif args.command == "bench":
             run(run_bench(args, options, observing), args.uvloop)
         else:
