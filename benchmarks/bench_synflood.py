@@ -12,6 +12,7 @@ connect`` does. Each rate runs with SYN cookies (the default) and without.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -48,9 +49,18 @@ print(sent / (time.perf_counter() - t0), flush=True)
 """
 
 
+def segments_in(port: int) -> int:
+    """What the server has read so far, from ``utcp stat``."""
+    out = subprocess.run([sys.executable, "-m", "utcp", "stat", str(port), "--json"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return json.loads(out)["servers"][0]["statistics"]["segments_in"]
+
+
 def measure(rate: float, cookies: bool, duration: float, fill: float) -> dict:
     extra = () if cookies else ("--no-syn-cookies",)
     with EchoServer("asyncio", *extra) as server:
+        read_from = segments_in(server.port)
+        t0 = time.perf_counter()
         flooder = None
         if rate != 0:
             flooder = subprocess.Popen(
@@ -64,17 +74,20 @@ def measure(rate: float, cookies: bool, duration: float, fill: float) -> dict:
             result = run_on(bench.connect(HOST, server.port, duration=duration,
                                           concurrency=8, progress=False), "asyncio")
         finally:
+            read = (segments_in(server.port) - read_from) / (time.perf_counter() - t0)
             achieved = 0.0
             if flooder is not None:
                 out, _ = flooder.communicate(input="", timeout=30)
                 achieved = float(out.strip() or 0)
     result["flood_rate"] = achieved
+    result["read_rate"] = read  # segments a second the server read: flood and clients
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rates", nargs="+", default=["0", "1000", "10000", "max"],
+    ap.add_argument("--rates", nargs="+",
+                    default=["0", "1000", "10000", "30000", "60000", "max"],
                     help="spoofed SYNs per second ('max': as fast as one process can)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per case")
     ap.add_argument("--cookies", choices=("both", "on", "off"), default="both",
@@ -85,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     warm_malloc()
     print(f"bench_synflood: utcp echo-server, backlog 100; clients 8 in flight; Python "
           f"{sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}")
-    print("| flood SYN/s | SYN cookies | connections | success | setup p50 ms | p99 ms | "
-          "failures |")
-    print("|---:|---|---:|---:|---:|---:|---|")
+    print("| flood SYN/s | server read/s | SYN cookies | connections | success | "
+          "setup p50 ms | p99 ms | failures |")
+    print("|---:|---:|---|---:|---:|---:|---:|---|")
     for text in args.rates:
         rate = -1.0 if text == "max" else float(text)
         for cookies in {"both": (True, False), "on": (True,), "off": (False,)}[args.cookies]:
@@ -98,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             lat = r["latency_ms"]
             p50 = "-" if lat["p50"] is None else f"{lat['p50']:.2f}"
             p99 = "-" if lat["p99"] is None else f"{lat['p99']:.2f}"
-            print(f"| {r['flood_rate']:.0f} | {'on' if cookies else 'off'} | {done} | "
+            print(f"| {r['flood_rate']:.0f} | {r['read_rate']:.0f} | "
+                  f"{'on' if cookies else 'off'} | {done} | "
                   f"{ok:.1%} | {p50} | {p99} | {r['failures'] or 'none'} |", flush=True)
     return 0
 
