@@ -155,3 +155,9 @@ def test_echo_example_in_two_processes() -> None:
         stop_example(server)
     assert client.returncode == 0, client.stderr
     assert client.stdout == "client: received 'over there'\n"
+
+
+def test_emulated_network_example_uploads_intact_on_virtual_time() -> None:
+    out = run_example("emulated_network.py")
+    assert "uploaded 2097152 bytes in" in out and "of virtual time" in out
+    assert "sha256 matches" in out
