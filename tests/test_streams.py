@@ -27,6 +27,7 @@ from conftest import (
 
 import utcp
 from utcp.core.wire import ACK, FIN, MSS, RST, SYN, BadChecksum, Segment, decode, encode
+from utcp.datagram import open_datagram_socket
 from utcp.endpoint import Endpoint
 
 try:
@@ -368,6 +369,31 @@ async def test_an_icmp_error_costs_no_other_peer_its_datagram() -> None:
         assert ep.statistics()["drops"]["icmp-port-unreachable"] == 1
     finally:
         ep.close()
+
+
+async def test_datagrams_to_one_local_address_share_its_local_address() -> None:
+    # A wildcard socket that learns where each datagram arrived makes one
+    # LocalAddress per address (and interface), not one per datagram: each
+    # datagram's control message is looked up, not decoded again.
+    loop = asyncio.get_running_loop()
+    got: list[tuple] = []
+
+    class Collect(asyncio.DatagramProtocol):
+        def datagrams_received(self, batch: list[tuple]) -> None:
+            got.extend(batch)
+
+    transport = await open_datagram_socket(loop, Collect(), ("0.0.0.0", 0), pktinfo=True)
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            for host in ("127.0.0.1", "127.0.0.2", "127.0.0.1"):
+                peer.sendto(b"x", (host, port))
+            await wait_until(lambda: len(got) == 3, 5)
+        first, second, third = (local for _, _, local in got)
+        assert (first.host, second.host) == ("127.0.0.1", "127.0.0.2")
+        assert third is first
+    finally:
+        transport.close()
 
 
 def _resolving_to(monkeypatch: pytest.MonkeyPatch, *hosts: str) -> None:

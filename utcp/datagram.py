@@ -105,6 +105,28 @@ def _local_address(ancdata: list[tuple[int, int, bytes]]) -> LocalAddress | None
     return None
 
 
+#: Most control messages a transport remembers the LocalAddress of (a host has
+#: few addresses and interfaces; past this the cache starts again).
+_LOCAL_CACHE = 256
+
+
+class _LocalAddresses(dict):  # type: ignore[type-arg]
+    """The LocalAddress of each control message seen, by its bytes.
+
+    Every datagram to one address on one interface carries the same control
+    message: one dict lookup then stands for unpacking it, formatting the address
+    and making a new object, and the connections made at that address share one.
+    """
+
+    __slots__ = ()
+
+    def __missing__(self, cmsg: tuple[int, int, bytes]) -> LocalAddress | None:
+        if len(self) >= _LOCAL_CACHE:
+            self.clear()
+        local = self[cmsg] = _local_address([cmsg])
+        return local
+
+
 def _enable_recverr(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> bool:
     """Ask the kernel to queue ICMP errors on ``sock``; False where it cannot.
 
@@ -139,6 +161,7 @@ class BatchedDatagramTransport:
         #: Whether datagrams arrive with the address they were sent to (LocalAddress):
         #: asked for by servers, where a socket on a wildcard address answers.
         self.pktinfo = pktinfo and _enable_pktinfo(sock)
+        self._locals = _LocalAddresses()
         self._extra = {"socket": sock, "sockname": sock.getsockname()}
         loop.add_reader(sock.fileno(),
                         self._read_ready_pktinfo if self.pktinfo else self._read_ready)
@@ -148,7 +171,9 @@ class BatchedDatagramTransport:
         """As :meth:`_read_ready`, each datagram with the local address it reached:
         the batch holds ``(data, addr, local)``."""
         recvmsg = self._sock.recvmsg
+        locals_ = self._locals
         batch: list[tuple[Any, ...]] = []
+        append = batch.append
         for _ in range(BATCH):
             try:
                 data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, _PKTINFO_SPACE)
@@ -160,7 +185,9 @@ class BatchedDatagramTransport:
                     continue
                 self._protocol.error_received(exc)
                 break
-            batch.append((data, addr, _local_address(ancdata) if ancdata else None))
+            # (One control message, the pktinfo; none if the kernel had no room.)
+            append((data, addr, locals_[ancdata[0]] if len(ancdata) == 1
+                    else _local_address(ancdata) if ancdata else None))
         if batch:
             self._protocol.datagrams_received(batch)  # type: ignore[attr-defined]
 
