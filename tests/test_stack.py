@@ -504,6 +504,108 @@ def test_a_connection_takes_no_segment_sent_to_another_local_address():
     assert conn.state is State.ESTABLISHED
 
 
+def synack_for(stack: Stack, conn, seq: int = 5000) -> tuple[Segment, bytes]:
+    """The SYN ``conn`` sent (taken from ``stack``), and a SYN-ACK that answers it."""
+    [(syn, _)] = sent(stack)
+    return syn, encode(Segment(7007, conn.local_port, seq, (syn.seq + 1) & 0xFFFFFFFF,
+                               SYN | ACK, 65535))
+
+
+def test_an_active_open_takes_its_local_address_from_its_syn_ack():
+    # A client socket on a wildcard address learns where each datagram arrived,
+    # but what its SYN left from is the kernel's choice: the connection takes the
+    # address its SYN-ACK reached, sends from it, and from then on takes no
+    # segment sent to another, as the kernel matches the full 4-tuple.
+    stack = lone_stack()
+    conn = stack.connect(OTHER, 7007, PLAIN, 0.0)
+    syn, synack = synack_for(stack, conn)
+    # Until then any address goes, but a SYN-ACK must acknowledge the ISS: a
+    # wrong one, wherever it arrives, is answered with a RST and teaches nothing.
+    forged = encode(Segment(7007, conn.local_port, 5000, (syn.seq + 99) & 0xFFFFFFFF,
+                            SYN | ACK, 65535))
+    stack.receive(forged, OTHER, 0.005, via="10.0.0.7")
+    [(rst, _)] = sent(stack)
+    assert rst.flags == RST and conn.state is State.SYN_SENT and conn.via is None
+    stack.receive(synack, OTHER, 0.01, via="10.0.0.2")
+    assert conn.state is State.ESTABLISHED and conn.via == "10.0.0.2"
+    [(_, _, via)] = stack.datagrams_to_send()  # the handshake's ACK
+    assert via == "10.0.0.2"
+    ours = (syn.seq + 1) & 0xFFFFFFFF
+
+    def data(payload: bytes) -> bytes:
+        return encode(Segment(7007, conn.local_port, 5001, ours, ACK, 65535,
+                              payload=payload))
+
+    stack.take_events()
+    stack.receive(data(b"forged"), OTHER, 0.02, via="10.0.0.7")  # right ports and seq
+    assert stack.statistics()["drops"]["wrong-local-address"] == 1
+    assert stack.take_events() == [] and sent(stack) == [] and conn.rcv_nxt == 5001
+    stack.receive(data(b"real"), OTHER, 0.03, via="10.0.0.2")
+    assert stack.take_events() == [(conn, [DataReceived(b"real")])]
+
+
+def test_an_active_open_learns_nothing_where_datagrams_carry_no_address():
+    # A socket that does not learn the address (bound to one, or on a loop
+    # without recvmsg) passes via=None: nothing is pinned, nothing dropped.
+    stack = lone_stack()
+    conn = stack.connect(OTHER, 7007, PLAIN, 0.0)
+    _, synack = synack_for(stack, conn)
+    stack.receive(synack, OTHER, 0.01)
+    assert conn.state is State.ESTABLISHED and conn.via is None
+    [(_, _, via)] = stack.datagrams_to_send()
+    assert via is None
+
+
+def test_a_time_wait_record_takes_no_segment_sent_to_another_local_address():
+    # The record keeps the address its connection was made at: a segment for its
+    # ports and peer that reached another address (here a RST that would end
+    # it) is dropped and counted; at its own address the same RST ends it.
+    stack = lone_stack()
+    conn = stack.connect(OTHER, 7007, PLAIN, 0.0)
+    _, synack = synack_for(stack, conn)
+    stack.receive(synack, OTHER, 0.01, via="10.0.0.2")
+    stack.close(conn, 0.02)
+    [_, (fin, _)] = sent(stack)
+    peer_fin = encode(Segment(7007, conn.local_port, 5001, (fin.seq + 1) & 0xFFFFFFFF,
+                              FIN | ACK, 65535))
+    stack.receive(peer_fin, OTHER, 0.03, via="10.0.0.2")
+    [(_, _, via)] = stack.datagrams_to_send()
+    assert via == "10.0.0.2" and stack.time_wait_entries() == 1
+    assert not list(stack.connections())
+    rst = encode(Segment(7007, conn.local_port, 5002, 0, RST))
+    stack.receive(rst, OTHER, 0.04, via="10.0.0.7")
+    assert stack.statistics()["drops"]["wrong-local-address"] == 1
+    assert stack.statistics()["connections"] == {"TIME-WAIT": 1}
+    stack.receive(peer_fin, OTHER, 0.05, via="10.0.0.2")  # repeated: re-ACKed from there
+    [(_, _, via)] = stack.datagrams_to_send()
+    assert via == "10.0.0.2"
+    stack.receive(rst, OTHER, 0.06, via="10.0.0.2")
+    assert stack.statistics()["connections"] == {}
+
+
+def test_a_syn_at_another_local_address_may_still_reopen_a_time_wait_4_tuple():
+    # A SYN is not dropped for reaching another address than the record's: if it
+    # reopens the 4-tuple, the new connection is made at the address it reached
+    # (the kernel would open it there, a 4-tuple of its own).
+    stack = listening_stack()
+    stack.receive(syn_from(OTHER), OTHER, 0.0, via="10.0.0.1")
+    [(synack, _)] = sent(stack)
+    stack.receive(encode(Segment(4000, 7007, 1001, (synack.seq + 1) & 0xFFFFFFFF, ACK,
+                                 65535)), OTHER, 0.01, via="10.0.0.1")
+    [first] = stack.connections()
+    stack.close(first, 0.1)
+    [(fin, _)] = sent(stack)
+    stack.receive(encode(Segment(4000, 7007, 1001, (fin.seq + 1) & 0xFFFFFFFF, FIN | ACK,
+                                 65535)), OTHER, 0.2, via="10.0.0.1")
+    sent(stack)
+    assert stack.time_wait_entries() == 1 and not list(stack.connections())
+    stack.receive(syn_from(OTHER, seq=10**6), OTHER, 0.3, via="10.0.0.7")
+    [(answer, _, via)] = stack.datagrams_to_send()
+    [second] = stack.connections()
+    assert decode(answer).flags == SYN | ACK and via == second.via == "10.0.0.7"
+    assert "wrong-local-address" not in stack.statistics()["drops"]
+
+
 def test_a_reopened_time_wait_counts_against_the_limits():
     stack = lone_stack()
     stack.listen(7007, 10, PLAIN, max_connections=1)

@@ -74,6 +74,7 @@ _EARLY = 0.0005
 
 _CLOSED = State.CLOSED
 _SYN_RECEIVED = State.SYN_RECEIVED
+_SYN_SENT = State.SYN_SENT
 _TIME_WAIT = State.TIME_WAIT
 _LISTEN = State.LISTEN
 # The start of a TCP header, as an ICMP error quotes it: ports and sequence number.
@@ -253,7 +254,9 @@ class Stack:
         """One datagram from ``addr``; ``via`` is the local address it reached, where
         the socket learns it (replies then leave from there, and a connection made
         at one address takes no segments sent to another: its ``host`` is compared,
-        or ``via`` itself if it has none)."""
+        or ``via`` itself if it has none). A passive open is made at the address
+        its SYN reached; an active open learns its address from the first segment
+        it accepts (the SYN-ACK), and from then on matches it the same way."""
         self.segments_in += 1
         try:
             seg = decode(data)
@@ -285,6 +288,12 @@ class Stack:
             credit[0] += AMPLIFICATION  # one more datagram from the peer: more answers,
             credit[1] += AMPLIFICATION * len(data)  # of up to three times its size
         conn.receive(seg, now)
+        if via is not None and conn.via is None and conn.state is not _SYN_SENT:
+            # An active open's first accepted segment (SYN-ACK, or a SYN crossing
+            # ours): the kernel's SYN left from the address the peer answered to,
+            # and the 4-tuple names it from now on. (Before this, acceptance needs
+            # the ISS guessed, sent to any of our addresses alike.)
+            conn.via = via
         self._service(conn)
         if self.memory.held >= self.memory.pressure_at and self._sweep_at is None:
             self._sweep_at = now + min(_SWEEP_INTERVAL, self.zero_window_timeout / 4)
@@ -847,7 +856,17 @@ class Stack:
                            now: float) -> None:
         """A segment for a 4-tuple kept as a TIME-WAIT record."""
         tw = self._tw
-        if seg.flags & (SYN | ACK | RST) == SYN:
+        syn = seg.flags & (SYN | ACK | RST) == SYN
+        if via is not None and not syn:
+            made_at = tw.via(key)
+            if made_at is not None \
+                    and getattr(via, "host", via) != getattr(made_at, "host", made_at):
+                # Not this record's 4-tuple, as for a connection held whole (see
+                # receive). A SYN goes on: where it reopens the 4-tuple, the new
+                # connection is made at the address it reached, as the kernel's is.
+                self.drops["wrong-local-address"] += 1
+                return
+        if syn:
             listener = self.listeners.get(seg.dst_port)
             iss = tw.reopens(key, seg) if listener is not None else None
             if iss is not None:
