@@ -158,8 +158,9 @@ class BatchedDatagramTransport:
         self.send_errors = 0  # datagrams the kernel refused (a full buffer, no route)
         sock.setblocking(False)
         self._recverr = _enable_recverr(sock, loop)
-        #: Whether datagrams arrive with the address they were sent to (LocalAddress):
-        #: asked for by servers, where a socket on a wildcard address answers.
+        #: Whether datagrams arrive with the address they were sent to (LocalAddress),
+        #: on a socket bound to a wildcard address: the endpoint asks for it (see
+        #: Endpoint.create) to match each connection's local address.
         self.pktinfo = pktinfo and _enable_pktinfo(sock)
         self._locals = _LocalAddresses()
         self._extra = {"socket": sock, "sockname": sock.getsockname()}
@@ -185,9 +186,9 @@ class BatchedDatagramTransport:
                     continue
                 self._protocol.error_received(exc)
                 break
-            # (One control message, the pktinfo; none if the kernel had no room.)
-            append((data, addr, locals_[ancdata[0]] if len(ancdata) == 1
-                    else _local_address(ancdata) if ancdata else None))
+            # One control message, the pktinfo (errors come with MSG_ERRQUEUE only);
+            # none if the kernel had no room for it.
+            append((data, addr, locals_[ancdata[0]] if ancdata else None))
         if batch:
             self._protocol.datagrams_received(batch)  # type: ignore[attr-defined]
 
@@ -267,16 +268,19 @@ class BatchedDatagramTransport:
         if self._closed:
             return
         sendto = self._sock.sendto
+        sendmsg = self._sock.sendmsg
         for data, addr, local in datagrams:
-            if local is not None:
-                self.sendto_from(data, addr, local)
-                continue
             try:
-                sendto(data, addr)
+                if local is None:
+                    sendto(data, addr)
+                else:
+                    sendmsg([data], [local.ancillary], 0, addr)
             except (BlockingIOError, InterruptedError):
                 self.send_errors += 1  # TCP retransmits it like any lost segment
             except OSError:
-                self.sendto(data, addr)  # an ICMP error, or worse: as sendto() deals with it
+                # An ICMP error, or worse (for sendmsg, the address may be gone): as
+                # sendto() deals with it, from the address the kernel picks.
+                self.sendto(data, addr)
 
     def sendto_from(self, data: bytes, addr: Any, local: LocalAddress) -> None:
         """Send one datagram from the local address ``local`` (see :attr:`pktinfo`)."""

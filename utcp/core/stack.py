@@ -274,7 +274,7 @@ class Stack:
             else:
                 self._no_connection(seg, key, addr, via, now)
             return
-        if via is not None and conn.via is not None \
+        if via is not None and conn.via is not None and via is not conn.via \
                 and getattr(via, "host", via) != getattr(conn.via, "host", conn.via):
             # The same ports and peer, but sent to another of our addresses: not
             # this connection, whose 4-tuple names the address it was made on.
