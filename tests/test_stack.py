@@ -556,20 +556,28 @@ def test_an_active_open_learns_nothing_where_datagrams_carry_no_address():
     assert via is None
 
 
+def client_in_time_wait(stack: Stack, via: object, now: float) -> tuple[object, bytes]:
+    """An active open of ``stack``'s made at ``via`` and left in TIME-WAIT: the
+    connection, and the peer's FIN that put it there (to repeat it)."""
+    conn = stack.connect(OTHER, 7007, PLAIN, now)
+    _, synack = synack_for(stack, conn)
+    stack.receive(synack, OTHER, now, via=via)
+    stack.close(conn, now)
+    [_, (fin, _)] = sent(stack)
+    peer_fin = encode(Segment(7007, conn.local_port, 5001, (fin.seq + 1) & 0xFFFFFFFF,
+                              FIN | ACK, 65535))
+    stack.receive(peer_fin, OTHER, now, via=via)
+    assert conn.state is State.TIME_WAIT
+    return conn, peer_fin
+
+
 def test_a_time_wait_record_takes_no_segment_sent_to_another_local_address():
     # The record keeps the address its connection was made at: a segment for its
     # ports and peer that reached another address (here a RST that would end
     # it) is dropped and counted; at its own address the same RST ends it.
     stack = lone_stack()
-    conn = stack.connect(OTHER, 7007, PLAIN, 0.0)
-    _, synack = synack_for(stack, conn)
-    stack.receive(synack, OTHER, 0.01, via="10.0.0.2")
-    stack.close(conn, 0.02)
-    [_, (fin, _)] = sent(stack)
-    peer_fin = encode(Segment(7007, conn.local_port, 5001, (fin.seq + 1) & 0xFFFFFFFF,
-                              FIN | ACK, 65535))
-    stack.receive(peer_fin, OTHER, 0.03, via="10.0.0.2")
-    [(_, _, via)] = stack.datagrams_to_send()
+    conn, peer_fin = client_in_time_wait(stack, "10.0.0.2", 0.0)
+    [(_, _, via)] = stack.datagrams_to_send()  # the last ACK
     assert via == "10.0.0.2" and stack.time_wait_entries() == 1
     assert not list(stack.connections())
     rst = encode(Segment(7007, conn.local_port, 5002, 0, RST))
@@ -581,6 +589,24 @@ def test_a_time_wait_record_takes_no_segment_sent_to_another_local_address():
     assert via == "10.0.0.2"
     stack.receive(rst, OTHER, 0.06, via="10.0.0.2")
     assert stack.statistics()["connections"] == {}
+
+
+def test_time_wait_records_keep_the_usual_local_address_once():
+    # Each record answers from the address its connection was made at, but the
+    # table stores only the exceptions to the one most share (a client's records
+    # all have the same): the address costs no memory per record.
+    stack = lone_stack()
+    usual, other = "10.0.0.2", "10.0.0.9"
+    made = []
+    for via in (None, usual, usual, usual, other, usual):
+        made.append(client_in_time_wait(stack, via, 0.0) + (via,))
+        sent(stack)  # the last ACK
+    assert stack.time_wait_entries() == 6
+    assert len(stack._tw._via) == 2  # the one made at none, and the other
+    for conn, peer_fin, via in made:
+        stack.receive(peer_fin, OTHER, 0.1, via=via)  # repeated: re-ACKed from there
+        [(ack, _, answered_from)] = stack.datagrams_to_send()
+        assert decode(ack).src_port == conn.local_port and answered_from == via
 
 
 def test_a_syn_at_another_local_address_may_still_reopen_a_time_wait_4_tuple():

@@ -73,7 +73,8 @@ def iss_after(snd_nxt: int) -> int:
 class TimeWaitTable:
     """The records of every connection of a stack that is in TIME-WAIT."""
 
-    __slots__ = ("_records", "_queues", "_tails", "_via", "_count", "_deadline")
+    __slots__ = ("_records", "_queues", "_tails", "_via", "_usual_via", "_count",
+                 "_deadline")
 
     def __init__(self) -> None:
         # key -> packed record, or None for a dormant entry (see the module doc).
@@ -81,7 +82,11 @@ class TimeWaitTable:
         # 2 MSL -> keys in the order their turns come, and the last turn queued.
         self._queues: dict[float, deque[Any]] = {}
         self._tails: dict[float, float] = {}
-        self._via: dict[Any, Any] = {}  # the local address, for the few that have one
+        # The local address each record's connection was made at (None: the
+        # kernel's choice), kept once for all that share the usual one: a client's
+        # records, or most of a wildcard server's, all have the same.
+        self._via: dict[Any, Any] = {}
+        self._usual_via: Any = None
         self._count = 0
         self._deadline: float | None = None
 
@@ -109,10 +114,18 @@ class TimeWaitTable:
             conn.snd_max, conn.rcv_nxt, edge if edge < _HALF else 0,
             conn.max_snd_wnd & _MASK, conn._ts_recent, conn.ts_offset & _MASK,
             ack.window, conn._ts_ok)
-        if conn.via is not None:
-            self._via[key] = conn.via
-        else:
+        via = conn.via
+        if via is self._usual_via:
             self._via.pop(key, None)
+        elif self._usual_via is None:
+            # The first address: it becomes the usual one; the records held so far
+            # had none, and now say so.
+            for other in self._records:
+                self._via.setdefault(other, None)
+            self._via.pop(key, None)
+            self._usual_via = via
+        else:
+            self._via[key] = via
         records = self._records
         if key in records:
             # An entry of this 4-tuple's last connection (dormant, or one that a
@@ -136,7 +149,7 @@ class TimeWaitTable:
 
     def via(self, key: Any) -> Any:
         """The local address replies for ``key`` leave from (None: the kernel chooses)."""
-        return self._via.get(key)
+        return self._via.get(key, self._usual_via)
 
     # --------------------------------------------------------- ending them
 
