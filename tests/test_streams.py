@@ -26,8 +26,8 @@ from conftest import (
 )
 
 import utcp
-from utcp.core.wire import ACK, FIN, MSS, RST, SYN, BadChecksum, Segment, decode, encode
-from utcp.datagram import open_datagram_socket
+from utcp.core.wire import ACK, FIN, MSS, PSH, RST, SYN, BadChecksum, Segment, decode, encode
+from utcp.datagram import BatchedDatagramTransport, open_datagram_socket
 from utcp.endpoint import Endpoint
 
 try:
@@ -257,6 +257,30 @@ def test_shared_endpoint_keeps_working_on_uvloop_after_a_syn_to_nowhere() -> Non
     run_on_loop(uvloop.new_event_loop, scenario())
 
 
+@pytest.mark.skipif(uvloop is None, reason="uvloop is not installed")
+def test_a_client_on_uvloop_keeps_uvloops_transport() -> None:
+    # Learning each datagram's local address takes recvmsg, which uvloop's own
+    # datagram transport does not offer; reading a client's socket in Python
+    # instead costs more than it is worth there (see the README): the client's
+    # connections are matched by peer and ports, as documented.
+    async def scenario() -> None:
+        async with deadline(10):
+            server = await utcp.start_server(echo_handler, HOST, 0)
+            try:
+                reader, writer = await utcp.open_connection(HOST, server.port)
+                assert not isinstance(client_endpoint(writer).transport,
+                                      BatchedDatagramTransport)
+                assert writer.transport.conn.via is None
+                assert writer.get_extra_info("sockname")[0] == HOST  # (from the routes)
+                writer.close()
+                await writer.wait_closed()
+            finally:
+                server.close()
+                await server.wait_closed()
+
+    run_on_loop(uvloop.new_event_loop, scenario())
+
+
 # ------------------------------------------------------------ half-close
 
 
@@ -394,6 +418,36 @@ async def test_datagrams_to_one_local_address_share_its_local_address() -> None:
         assert third is first
     finally:
         transport.close()
+
+
+async def test_a_wildcard_client_takes_no_segment_sent_to_another_local_address(
+        make_server) -> None:
+    # The client's shared socket is bound to 0.0.0.0 and its connection made at
+    # 127.0.0.1, where the server's SYN-ACK came. A segment with the right ports,
+    # peer and sequence numbers, sent to 127.0.0.2 (loopback answers there too),
+    # is not that connection's, as the kernel matches the full 4-tuple: dropped
+    # and counted, and the connection carries on.
+    server = await make_server()
+    async with deadline(10):
+        reader, writer = await utcp.open_connection(HOST, server.port, timestamps=False)
+        ep = client_endpoint(writer)
+        assert ep.local_address[0] == "0.0.0.0"
+        conn = writer.transport.conn
+        assert conn.via.host == HOST and writer.get_extra_info("sockname")[0] == HOST
+        forged = encode(Segment(server.port, conn.local_port, conn.rcv_nxt, conn.snd_nxt,
+                                ACK | PSH, 65535, payload=b"forged"))
+        # It comes from the server's own socket, so from its UDP address too.
+        server._endpoint.transport.sendto(forged, ("127.0.0.2", ep.local_address[1]))
+        await wait_until(lambda: ep.statistics()["drops"].get("wrong-local-address") == 1)
+        writer.write(b"still here")
+        assert await reader.readexactly(10) == b"still here"
+        # The same forgery at the connection's own address is taken: it was only
+        # the address that kept it out.
+        forged = encode(Segment(server.port, conn.local_port, conn.rcv_nxt, conn.snd_nxt,
+                                ACK | PSH, 65535, payload=b"forged"))
+        server._endpoint.transport.sendto(forged, (HOST, ep.local_address[1]))
+        assert await reader.readexactly(6) == b"forged"
+        writer.transport.abort()
 
 
 def _resolving_to(monkeypatch: pytest.MonkeyPatch, *hosts: str) -> None:

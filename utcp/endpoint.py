@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+from asyncio import selector_events
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -128,13 +129,19 @@ class Endpoint(asyncio.DatagramProtocol):
                      stack: Stack | None = None) -> Endpoint:
         """Bind a UDP socket at ``local_addr`` and return the endpoint on it.
 
-        A ``server`` endpoint on a wildcard address answers each peer from the
-        address the peer sent to, as TCP does. ``stack`` sets its TCP policy
+        An endpoint on a wildcard address learns the address each datagram
+        reached: a server answers each peer from the address the peer sent to, as
+        TCP does, and each connection, a client's too, takes segments only at the
+        address it was made at. A client endpoint does so only on asyncio's
+        selector loops, where its socket is read in Python anyway; elsewhere
+        (uvloop) it keeps the loop's own transport. ``stack`` sets its TCP policy
         (ephemeral ports, TIME-WAIT reuse); by default a new :class:`Stack`.
         """
         loop = loop or asyncio.get_running_loop()
         ep = cls(loop, stack)
-        await open_datagram_socket(loop, ep, local_addr, family, pktinfo=server)
+        await open_datagram_socket(
+            loop, ep, local_addr, family,
+            pktinfo=server or isinstance(loop, selector_events.BaseSelectorEventLoop))
         return ep
 
     # ------------------------------------------------------- DatagramProtocol
