@@ -195,3 +195,38 @@ def test_half_close_and_the_four_way_close_under_ten_percent_loss():
     assert all(State.TIME_WAIT in s for s in client_seen.states.values())
     assert all(State.LAST_ACK in s for s in server_seen.states.values())
     assert client_seen.fins_in_time_wait > 0
+
+
+def test_the_clients_nat_rebinds_at_one_second_and_every_five_after():
+    # Each time, the server sees the client at a new port; the connection follows
+    # its first segment from there that passes every check, and 10 MB arrive.
+    net, server, client = network()
+
+    async def rebind() -> None:
+        await asyncio.sleep(1.0)
+        while True:
+            client.rebind()
+            await asyncio.sleep(5.0)
+
+    async def main() -> tuple[float, dict]:
+        task = asyncio.get_running_loop().create_task(rebind())
+        try:
+            srv = await server.run(utcp.start_server(digest_of_all, "0.0.0.0", 7000))
+            data = blob(10_000_000)
+
+            async def go() -> float:
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                reader, writer = await utcp.open_connection("server", 7000)
+                writer.write(data)
+                writer.write_eof()
+                assert await reader.read() == hashlib.sha256(data).digest()
+                return loop.time() - t0
+
+            return await client.run(go()), srv.statistics()
+        finally:
+            task.cancel()
+
+    took, stats = net.run(main())
+    assert took > 6  # through two rebinds at least
+    assert stats["rebinds"] >= 2 and net.counters["nat-stale"] > 0

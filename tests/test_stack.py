@@ -663,3 +663,59 @@ def test_a_syn_ack_held_back_is_not_sent_once_the_handshake_completes():
     [conn] = stack.connections()
     assert conn.state is State.ESTABLISHED
     assert sent(stack) == []  # and no stale SYN-ACK after it
+
+
+# ------------------------------------------------------------- NAT rebinding
+
+NEW = ("10.0.0.9", 6001)
+
+
+def move(net: Network, host, to: tuple) -> None:
+    """The host's NAT gives it a new address: its datagrams come from ``to``."""
+    del net.hosts[host.address]
+    host.address = to
+    net.hosts[to] = host
+
+
+def test_a_peer_that_comes_back_from_a_new_address_is_followed():
+    net, server, client = network()
+    conn = connect(net, client)
+    client.stack.send(conn, b"before ", net.now)
+    net.run(stop=lambda: server.received)
+    [accepted] = server.connections()
+    move(net, client, NEW)
+    client.stack.send(conn, b"after", net.now)
+    net.run(until=net.now + 1)
+    assert bytes(server.received[accepted]) == b"before after"
+    assert accepted.peer == NEW and server.stack.statistics()["rebinds"] == 1
+    # Answers go to the new address.
+    server.stack.send(accepted, b"reply", net.now)
+    net.run(until=net.now + 1)
+    assert bytes(client.received[conn]) == b"reply"
+
+
+def test_a_forged_segment_from_a_new_address_moves_nothing():
+    net, server, client = network()
+    conn = connect(net, client)
+    net.run(until=net.now + 1)
+    [accepted] = server.connections()
+    assert accepted.info()["timestamps"]
+    port, good_seq, good_ack = conn.local_port, conn.snd_nxt, conn.rcv_nxt
+    forged = [
+        # Everything right but the timestamps the connection uses (PAWS, the echo).
+        Segment(port, 7007, good_seq, good_ack, ACK, 65535),
+        # Out of the window.
+        Segment(port, 7007, (good_seq + 10**6) & 0xFFFFFFFF, good_ack, ACK, 65535),
+        # Acknowledging what was never sent.
+        Segment(port, 7007, good_seq, (good_ack + 10**6) & 0xFFFFFFFF, ACK, 65535),
+        # A RST, or a SYN, never moves a connection.
+        Segment(port, 7007, good_seq, 0, RST, 0),
+    ]
+    for seg in forged:
+        server.stack.receive(encode(seg), NEW, net.now)
+    assert accepted.peer == CLIENT and accepted.state is State.ESTABLISHED
+    assert server.stack.statistics()["rebinds"] == 0
+    # The connection still talks to its peer where it was.
+    client.stack.send(conn, b"still here", net.now)
+    net.run(until=net.now + 1)
+    assert bytes(server.received[accepted]) == b"still here"

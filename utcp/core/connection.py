@@ -682,6 +682,43 @@ class Connection:
 
     # -------------------------------------------------------- segment arrival
 
+    def may_move_to(self, seg: Segment, now: float) -> bool:
+        """Whether ``seg``, from an address the connection has not used, proves to
+        be from its peer (a NAT gave the peer a new address or port): it must
+        pass every check an off-path sender cannot, without changing anything.
+
+        It carries no SYN or RST, acknowledges data within SND.UNA..SND.MAX,
+        lies in the receive window (or at RCV.NXT), and with timestamps its TSval
+        is not older than TS.Recent (PAWS) and its TSecr echoes one of ours.
+        """
+        if not self.state.synchronized or self.state is TIME_WAIT:
+            return False
+        f = seg.flags
+        if f & (SYN | RST) or not f & ACK:
+            return False
+        una, snd_max = self.snd_una, self.snd_max
+        if (seg.ack - una) & _MASK > (snd_max - una) & _MASK:
+            return False  # acknowledges nothing we sent, or long-acknowledged data
+        rcv_nxt = self.rcv_nxt
+        wnd = (self._rcv_adv - rcv_nxt) & _MASK
+        if wnd >= _HALF:
+            wnd = 0
+        off = (seg.seq - rcv_nxt) & _MASK
+        if off > wnd:
+            return False
+        if self._ts_ok:
+            ts: Any = seg.option(TIMESTAMPS) if seg.options else None
+            if ts is None or (ts[0] - self._ts_recent) & _MASK >= _HALF:
+                return False
+            # The echo is of our clock: not ahead of it, and from this connection's
+            # life (at most RTO-max plus 2 MSL behind).
+            clock = (int(now * _TS_HZ) + self.ts_offset) & _MASK
+            behind = (clock - ts[1]) & _MASK
+            if behind >= _HALF or behind > _TS_HZ * (self.options.max_rto
+                                                     + 4 * self.options.msl + 60):
+                return False
+        return True
+
     def receive(self, seg: Segment, now: float) -> None:
         """Process one segment addressed to this connection (3.10.7)."""
         self.counters.segments_in += 1

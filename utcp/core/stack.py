@@ -194,6 +194,9 @@ class Stack:
         # One int object per port, shared by every key that names it.
         self._ports = list(ephemeral_ports)
         self._conns: dict[Key, Connection] = {}
+        # The same connections by (local port, remote port), for a peer that
+        # comes back from a new address (see _moved).
+        self._by_ports: dict[tuple[int, int], list[Connection]] = {}
         # Connections in TIME-WAIT, but for those traced or holding data for a
         # paused reader, which stay whole in _conns.
         self._tw = TimeWaitTable()
@@ -216,6 +219,8 @@ class Stack:
         self.segments_out = 0
         self.resets_sent = 0
         self.accepted = 0  # passive opens that completed their handshake
+        #: Connections whose peer proved itself from a new address, and moved there.
+        self.rebinds = 0
         self.drops: Counter[str] = Counter()
         #: SYN cookies sent, and final ACKs that carried a good one or a bad one.
         self.syncookies: Counter[str] = Counter()
@@ -271,9 +276,11 @@ class Stack:
         if conn is None:
             if key in self._tw:
                 self._time_wait_segment(seg, key, addr, via, now)
-            else:
+                return
+            conn = self._moved(seg, key, addr, via, now)
+            if conn is None:
                 self._no_connection(seg, key, addr, via, now)
-            return
+                return
         if via is not None and conn.via is not None and via is not conn.via \
                 and getattr(via, "host", via) != getattr(conn.via, "host", conn.via):
             # The same ports and peer, but sent to another of our addresses: not
@@ -391,6 +398,7 @@ class Stack:
         conn.peer = remote
         conn.key = key
         self._conns[key] = conn
+        self._index(conn)
         conn.connect(now)
         self._service(conn)
         return conn
@@ -500,6 +508,7 @@ class Stack:
             "retransmissions": totals["retransmissions"],
             "resets_sent": self.resets_sent,
             "accepted": self.accepted,
+            "rebinds": self.rebinds,
             "drops": drops,
             "receive_memory": {"held": mem.held, "limit": mem.limit,
                                "under_pressure": mem.under_pressure},
@@ -621,8 +630,53 @@ class Stack:
             self._datagrams.append((data, conn.peer, conn.via))
             self.segments_out += 1
 
+    def _index(self, conn: Connection) -> None:
+        """File ``conn`` under its ports, where a segment from a new address of its
+        peer looks for it (see _moved)."""
+        self._by_ports.setdefault((conn.key[1], conn.key[2]), []).append(conn)
+
+    def _moved(self, seg: Segment, key: Key, addr: Address, via: Any,
+               now: float) -> Connection | None:
+        """The connection whose peer ``seg`` proves to be, from a new address (a NAT
+        rebound it: RFC 4787 mappings expire after minutes of silence), now filed
+        under that address; None if no connection's checks pass."""
+        if seg.flags & (SYN | RST):
+            return None
+        candidates = self._by_ports.get((key[1], key[2]))
+        if not candidates:
+            return None
+        for conn in candidates:
+            if conn.may_move_to(seg, now):
+                break
+        else:
+            return None
+        old = conn.key
+        addr = self._intern(addr)
+        if self._conns.get(old) is conn:
+            del self._conns[old]
+        self._conns[key] = conn
+        listener = conn.listener
+        if listener is not None:
+            host = conn.peer[0]
+            left = listener.per_host[host] - 1
+            if left:
+                listener.per_host[host] = left
+            else:
+                del listener.per_host[host]
+            listener.per_host[addr[0]] += 1
+        conn.key = key
+        conn.peer = addr
+        conn.via = via
+        self.rebinds += 1
+        return conn
+
     def _forget(self, conn: Connection) -> None:
         key = conn.key
+        peers = self._by_ports.get((key[1], key[2]))
+        if peers is not None and conn in peers:
+            peers.remove(conn)
+            if not peers:
+                del self._by_ports[(key[1], key[2])]
         if self._conns.get(key) is conn:
             del self._conns[key]
             conn.counters.add_to(self._finished)
@@ -818,6 +872,7 @@ class Stack:
         conn.key = key
         conn.listener = listener
         self._conns[key] = conn
+        self._index(conn)
         listener.half_open.add(conn)
         listener.count += 1
         listener.per_host[addr[0]] += 1

@@ -93,6 +93,11 @@ class Host:
         self.family = socket.AF_INET6 if ":" in address else socket.AF_INET
         self.sockets: dict[int, VirtualDatagramTransport] = {}
         self._next_port = _FIRST_EPHEMERAL
+        # After rebind(): the host sits behind a NAT, each socket's port seen from
+        # outside as another (internal -> external, and back).
+        self._nat_out: dict[int, int] = {}
+        self._nat_in: dict[int, int] = {}
+        self._nat_next = 20000
 
     def __repr__(self) -> str:
         return f"<Host {self.address}{' ' + self.name if self.name else ''}>"
@@ -102,6 +107,16 @@ class Host:
         ctx = contextvars.copy_context()
         ctx.run(_current_host.set, self)
         return ctx.run(asyncio.get_running_loop().create_task, coro)
+
+    def rebind(self) -> None:
+        """As a home router does when a mapping expires: from now on, every socket
+        of this host is seen from outside at a new port; datagrams sent to the old
+        ones are dropped (counted ``nat-stale``), with no ICMP error."""
+        self._nat_in.clear()
+        for port in self.sockets:
+            self._nat_next += 1
+            self._nat_out[port] = self._nat_next
+            self._nat_in[self._nat_next] = port
 
     def _port(self, port: int) -> int:
         if port:
@@ -302,7 +317,7 @@ class VirtualNetwork:
     def _send(self, src: Host, src_port: int, data: bytes, addr: tuple[Any, ...]) -> None:
         loop = asyncio.get_running_loop()
         dst = str(addr[0])
-        src_addr: tuple[Any, ...] = (src.address, src_port)
+        src_addr: tuple[Any, ...] = (src.address, src._nat_out.get(src_port, src_port))
         if src.family == socket.AF_INET6:
             src_addr += (0, 0)
         if dst not in self.hosts:
@@ -313,7 +328,14 @@ class VirtualNetwork:
 
     def _arrive(self, dst: str, port: int, data: bytes, src_addr: tuple[Any, ...],
                 src: Host, src_port: int) -> None:
-        sock = self.hosts[dst].sockets.get(port)
+        host = self.hosts[dst]
+        if host._nat_out:
+            inside = host._nat_in.get(port)
+            if inside is None:
+                self.counters["nat-stale"] += 1  # a mapping the NAT has forgotten
+                return
+            port = inside
+        sock = host.sockets.get(port)
         if sock is not None:
             sock._receive(data, src_addr)
             return
