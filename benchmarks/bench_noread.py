@@ -49,10 +49,13 @@ async def attack(port: int, attackers: int, duration: float, server_pid: int) ->
         try:
             while time.perf_counter() - t0 < duration:
                 writer.write(chunk)
-                await asyncio.wait_for(writer.drain(), duration)
-        except (ConnectionError, TimeoutError):
-            resets += 1
+                left = duration - (time.perf_counter() - t0)
+                await asyncio.wait_for(writer.drain(), max(left, 0.01))
+        except ConnectionResetError:
+            resets += 1  # the server reclaimed this connection
             reset_at.append(time.perf_counter() - t0)
+        except (OSError, asyncio.TimeoutError):
+            pass  # the case ended with the window still shut
         writer.transport.abort()
 
     latencies: list[float] = []
@@ -89,7 +92,7 @@ async def attack(port: int, attackers: int, duration: float, server_pid: int) ->
         "peak_held": max(h for _, h, _ in samples),
         "rss_growth": max(r for _, _, r in samples) - rss0,
         "reclaimed": stats["drops"].get("memory-reclaimed", 0),
-        "resets": resets,
+        "resets": resets,  # as the attackers saw them
         "last_reset_s": max(reset_at) if reset_at else None,
         "p50": statistics.median(latencies) if latencies else None,
         "p99": latencies[int(len(latencies) * 0.99)] if latencies else None,
