@@ -1186,7 +1186,7 @@ class Connection:
         # twice.
         delivered = acked
         sb = self._sb
-        if sb:
+        if sb.sacked:  # (an attribute, not a call: this is every ACK)
             # Bytes SACKed before were counted as delivered then (see _receive_other):
             # cwnd grows by what this ACK newly delivered, not by a burst of old news.
             held = sb.sacked
@@ -1455,7 +1455,9 @@ class Connection:
         rcv_nxt = self.rcv_nxt
         self._last_ack_sent = rcv_nxt
         # self.rcv_wnd; a paused reader's data is all the receive buffer ever holds.
-        wnd = self.options.rcv_buf - self._ooo.memory
+        wnd = self.options.rcv_buf
+        if self._ooo.size:
+            wnd -= self._ooo.memory
         if self._rcvbuf:
             wnd -= len(self._rcvbuf)
         if wnd < 0:
@@ -1616,7 +1618,7 @@ class Connection:
             if self.snd_nxt != self.snd_max:
                 self.snd_nxt = self.snd_max  # (new data only, past the holes)
         snd_nxt = self.snd_nxt
-        sb = self._sb
+        sb = self._sb if self._sb.sacked else None
         while True:
             if sb and (snd_nxt - self.snd_max) & _MASK >= _HALF:
                 # Going back after a timeout: skip what the peer SACKed.
