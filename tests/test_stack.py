@@ -319,6 +319,7 @@ def test_one_deadline_for_all_connections():
     stack.handle_timer(0.6)
     assert [s.flags for s, _ in sent(stack)] == [SYN]  # b's SYN again, not a's
     assert a.counters.retransmissions == 0 and b.counters.retransmissions == 1
+    assert stack.statistics()["connection_totals"]["timeouts"] == 1
     assert stack.next_deadline() == pytest.approx(1.6)  # b's next, after backoff
     stack.handle_timer(1.6)
     sent(stack)

@@ -135,7 +135,7 @@ class Counters:
 
     __slots__ = ("segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
                  "duplicates", "out_of_order", "unacceptable", "challenge_acks",
-                 "paws_rejected", "ooo_dropped")
+                 "paws_rejected", "ooo_dropped", "timeouts")
 
     def __init__(self) -> None:
         self.segments_in = 0
@@ -150,6 +150,8 @@ class Counters:
         self.paws_rejected = 0
         #: Out-of-order bytes dropped to keep the reassembly queue within its limits.
         self.ooo_dropped = 0
+        #: Retransmission timeouts (Linux's TcpTimeouts): SYN, data and FIN alike.
+        self.timeouts = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in _COUNTER_NAMES}
@@ -167,6 +169,7 @@ class Counters:
         total.challenge_acks += self.challenge_acks
         total.paws_rejected += self.paws_rejected
         total.ooo_dropped += self.ooo_dropped
+        total.timeouts += self.timeouts
 
 
 _COUNTER_NAMES = Counters.__slots__
@@ -624,6 +627,7 @@ class Connection:
             self._terminate(f"{reason} retransmissions exhausted", now)
             return
         self._retries += 1
+        self.counters.timeouts += 1
         self.rtt.back_off()
         self._rtt_seq = None  # Karn: never time a retransmitted segment
         if self._ts_ok or st is SYN_SENT and self.options.timestamps:
