@@ -192,6 +192,20 @@ def test_the_scoreboard_merges_blocks_and_counts_each_byte_once():
     assert not sb and sb.sacked == 0
 
 
+def test_the_scoreboard_reports_what_an_ack_newly_sacks():
+    sb = Scoreboard()
+    una, top = 100, 100 + 10_000
+    newly: list[tuple[int, int]] = []
+    sb.update(((200, 300), (400, 500)), una, top, newly)
+    assert newly == [(200, 300), (400, 500)]
+    newly = []
+    sb.update(((150, 600),), una, top, newly)  # around both, and the gap between
+    assert newly == [(150, 200), (300, 400), (500, 600)]
+    newly = []
+    sb.update(((150, 600), (250, 260)), una, top, newly)  # all held already
+    assert newly == []
+
+
 def test_the_scoreboard_works_across_the_wrap():
     sb = Scoreboard()
     una = (1 << 32) - 1000

@@ -32,8 +32,11 @@ class Scoreboard:
         """The SACKed ranges, lowest first, as (left, right) sequence numbers."""
         return [(b[0], b[1]) for b in self._blocks]
 
-    def update(self, blocks: tuple[tuple[int, int], ...], una: int, snd_max: int) -> int:
-        """Take the SACK blocks of one ACK; return how many new bytes they SACK.
+    def update(self, blocks: tuple[tuple[int, int], ...], una: int, snd_max: int,
+               newly: list[tuple[int, int]] | None = None) -> int:
+        """Take the SACK blocks of one ACK; return how many new bytes they SACK,
+        and if ``newly`` is given, append to it the ranges newly SACKed, as
+        (left, right) sequence numbers.
 
         A block must lie within (SND.UNA, SND.MAX]: one at or below SND.UNA is a
         D-SACK (RFC 2883) and one beyond what was sent is bogus; both change
@@ -46,11 +49,11 @@ class Scoreboard:
             hi = (right - una) & MASK
             if not 0 < lo < hi <= top:
                 continue
-            new += self._add(lo, hi, una)
+            new += self._add(lo, hi, una, newly)
         self.sacked += new
         return new
 
-    def _add(self, lo: int, hi: int, una: int) -> int:
+    def _add(self, lo: int, hi: int, una: int, newly: list[tuple[int, int]] | None) -> int:
         # Offsets of the existing blocks, relative to this una.
         bl = self._blocks
         i = 0
@@ -60,15 +63,23 @@ class Scoreboard:
         j = i
         covered = 0
         new_lo, new_hi = lo, hi
+        at = lo  # (the part of [lo, hi) below this is SACKed already, or reported)
         while j < n and (bl[j][0] - una) & MASK <= hi:
             b_lo = (bl[j][0] - una) & MASK
             b_hi = (bl[j][1] - una) & MASK
             covered += max(0, min(b_hi, hi) - max(b_lo, lo))
+            if newly is not None:
+                if b_lo > at:
+                    newly.append(((una + at) & MASK, (una + b_lo) & MASK))
+                if b_hi > at:
+                    at = b_hi
             if b_lo < new_lo:
                 new_lo = b_lo
             if b_hi > new_hi:
                 new_hi = b_hi
             j += 1
+        if newly is not None and at < hi:
+            newly.append(((una + at) & MASK, (una + hi) & MASK))
         bl[i:j] = [[(una + new_lo) & MASK, (una + new_hi) & MASK]]
         return (hi - lo) - covered
 
