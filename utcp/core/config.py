@@ -57,6 +57,11 @@ class Options:
     #: Selective acknowledgments (RFC 2018, RFC 6675 recovery), offered in every SYN
     #: and used when both SYNs carry SACK-permitted, as Linux does.
     sack: bool = True
+    #: RACK loss detection (RFC 8985), with SACK, as Linux does by default: a
+    #: segment is lost once one sent after it has arrived and a reordering window
+    #: has passed, lost retransmissions included. False: RFC 6675's three
+    #: duplicate ACKs (Linux tcp_recovery=0).
+    rack: bool = True
 
     def __post_init__(self) -> None:
         def check(ok: bool, name: str, what: str) -> None:
@@ -95,7 +100,7 @@ class Options:
         if self.congestion_control not in CONTROLLERS:
             raise ValueError(f"congestion_control must be one of {', '.join(CONTROLLERS)}, "
                              f"got {self.congestion_control!r}")
-        for name in ("nodelay", "keepalive", "timestamps", "sack"):
+        for name in ("nodelay", "keepalive", "timestamps", "sack", "rack"):
             check(isinstance(getattr(self, name), bool), name, "True or False")
 
     @property

@@ -33,8 +33,9 @@ from .events import (
     Writable,
 )
 from .observer import Observer
+from .rack import LOST, RETRANSMITTED, Rack
 from .rtt import RttEstimator
-from .sack import Scoreboard
+from .sack import DUP_THRESH, Scoreboard
 from .state import State
 from .wire import (
     ACK,
@@ -135,7 +136,7 @@ class Counters:
 
     __slots__ = ("segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
                  "duplicates", "out_of_order", "unacceptable", "challenge_acks",
-                 "paws_rejected", "ooo_dropped", "timeouts")
+                 "paws_rejected", "ooo_dropped", "timeouts", "lost_retransmissions")
 
     def __init__(self) -> None:
         self.segments_in = 0
@@ -152,6 +153,9 @@ class Counters:
         self.ooo_dropped = 0
         #: Retransmission timeouts (Linux's TcpTimeouts): SYN, data and FIN alike.
         self.timeouts = 0
+        #: Retransmissions RACK found lost again, to be resent once more (Linux's
+        #: TCPLostRetransmit).
+        self.lost_retransmissions = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in _COUNTER_NAMES}
@@ -170,6 +174,7 @@ class Counters:
         total.paws_rejected += self.paws_rejected
         total.ooo_dropped += self.ooo_dropped
         total.timeouts += self.timeouts
+        total.lost_retransmissions += self.lost_retransmissions
 
 
 _COUNTER_NAMES = Counters.__slots__
@@ -198,7 +203,7 @@ class Connection:
         "_rcv_wscale", "_rcvbuf", "_reading_paused", "_retries", "_rtt_sent", "_rtt_seq",
         "_rtx_at", "_snd_wscale", "_sndbuf", "_synack_at", "_was_listening",
         "ts_offset", "_last_ack_sent", "_ts_ok", "_ts_recent", "_ts_recent_at", "_rto_ts",
-        "_sack_ok", "_sb", "_high_rxt", "_dsack", "_ooo_recent",
+        "_sack_ok", "_sb", "_high_rxt", "_dsack", "_ooo_recent", "_rack_ok", "_rack", "_loss_at",
     )
 
     def __init__(
@@ -258,6 +263,10 @@ class Connection:
         self._high_rxt = iss
         self._dsack: tuple[int, int] | None = None
         self._ooo_recent = 0
+        # RACK (RFC 8985): whether SACK is in use and Options.rack allows it;
+        # its state, from the first segment sent (an idle connection holds none).
+        self._rack_ok = False
+        self._rack: Rack | None = None
         self._ooo = ReassemblyQueue()
         self._ooo_fin: int | None = None  # sequence number of a FIN that arrived early
         self._rcvbuf = bytearray()  # in order, held back while reading is paused
@@ -298,6 +307,8 @@ class Connection:
         self._ack_at: float | None = None  # delayed ACK
         self._close_at: float | None = None  # TIME-WAIT or FIN-WAIT-2
         self._ka_at: float | None = None  # keepalive
+        # RACK's reorder timer (RFC 8985 6.2 step 5); the RTO runs beside it.
+        self._loss_at: float | None = None
         self._probes = 0  # unanswered keepalive or zero-window probes
         self._last_oow_ack = float("-inf")
         self._orphaned = False  # close() called: nobody will read any more
@@ -352,6 +363,9 @@ class Connection:
         if t is not None and (best is None or t < best):
             best = t
         t = self._ka_at
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._loss_at
         if t is not None and (best is None or t < best):
             best = t
         return best
@@ -413,6 +427,7 @@ class Connection:
             "send_mss": self.send_mss,
             "timestamps": self._ts_ok,
             "sack": self._sack_ok,
+            "rack": self._rack_ok,
             "unacked": self.unacked_data,
             "unsent": self.unsent,
             "unread": len(self._rcvbuf) + self._ooo.size,
@@ -588,6 +603,10 @@ class Connection:
             self._ack_at = None
             if self._ack_pending or self._ack_now:
                 self._send_ack(now)
+        t = self._loss_at
+        if t is not None and now >= t:
+            self._loss_at = None
+            self._on_reorder_timeout(now)
         if self._rtx_at is not None and now >= self._rtx_at:
             self._rtx_at = None
             self._on_retransmit_timeout(now)
@@ -612,7 +631,11 @@ class Connection:
             # 3.8.6.2.2: the peer shrank its window to zero under our data. Probe it
             # (MUST) instead of spending retries on data it cannot take (and SHOULD
             # NOT time out for); resend from SND.UNA once it opens.
-            self.snd_nxt = self.snd_una
+            if self._rack is not None:
+                self._rack.mark_all_lost()
+                self._loss_at = None
+            else:
+                self.snd_nxt = self.snd_una
             self._rtt_seq = None
             self._on_persist_timeout(now)
             return
@@ -641,7 +664,14 @@ class Connection:
         # RFC 5681 (4) / RFC 6298 5.4: collapse the window, go back to SND.UNA.
         self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
         self._dupacks = 0
-        self.snd_nxt = self.snd_una
+        if self._rack is not None:
+            # Everything the peer has not SACKed is lost, and is resent as the
+            # window allows (see _output), lowest first; RACK finds any of it lost
+            # again without another timeout.
+            self._rack.mark_all_lost()
+            self._loss_at = None
+        else:
+            self.snd_nxt = self.snd_una
         self._output(now)
         if self._rtx_at is None and sq.lt(self.snd_una, self.snd_max):
             self._rtx_at = now + self.rtt.rto
@@ -768,6 +798,8 @@ class Connection:
         # RFC 2018: SACK is used when both SYNs carry SACK-permitted (a SYN-ACK's
         # counts only if our SYN offered it).
         self._sack_ok = self.options.sack and any(k == SACK_PERMITTED for k, _ in seg.options)
+        # RFC 8985 needs SACK (as Linux's RACK and TLP do).
+        self._rack_ok = self._sack_ok and self.options.rack
         if self._ts_ok:
             self._ts_recent = ts[0]  # type: ignore[index]
             self._ts_recent_at = now
@@ -1066,10 +1098,15 @@ class Connection:
         self._probes = 0
         window = seg.window << wshift
         sacked = False
+        rack = self._rack
+        blocks: Any = None
+        newly: list[tuple[int, int]] | None = None
         if self._sack_ok and seg.options:
             blocks = seg.option(SACK)
             if blocks:
-                sacked = self._sb.update(blocks, snd_una, snd_max) > 0  # type: ignore[arg-type]
+                if rack is not None:
+                    newly = []
+                sacked = self._sb.update(blocks, snd_una, snd_max, newly) > 0
         new_ack = (snd_una - ack) & _MASK >= _HALF  # sq.gt(ack, snd_una)
         if new_ack:
             self._on_new_ack(ack, now, tsecr)
@@ -1077,7 +1114,10 @@ class Connection:
                 and window == self.snd_wnd \
                 and (snd_una - snd_max) & _MASK >= _HALF:  # sq.lt(snd_una, snd_max)
             self._on_dupack(now)
-        if sacked and not self.cc.in_recovery and self._sb.lost_edge(
+        if rack is not None:
+            if new_ack or blocks:
+                self._rack_on_ack(snd_una, newly, blocks, tsecr, now)
+        elif sacked and not self.cc.in_recovery and self._sb.lost_edge(
                 self.snd_una, self.send_mss) and self.cc.may_enter_recovery(
                 self.snd_una, self.snd_max):
             # RFC 6675 5 (IsLost(HighACK + 1)): more than two segments' worth SACKed
@@ -1217,6 +1257,7 @@ class Connection:
         # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
         if ack == snd_max:
             self._rtx_at = None
+            self._loss_at = None
         else:
             self._rtx_at = now + self.rtt.rto
 
@@ -1226,8 +1267,10 @@ class Connection:
         if cc.in_recovery:
             if not self._sack_ok:
                 cc.on_dupack_in_recovery()  # (with SACK, the pipe counts what left)
-        elif self._dupacks == _DUPACK_THRESHOLD and cc.may_enter_recovery(
-                self.snd_una, self.snd_max):
+        elif self._dupacks == _DUPACK_THRESHOLD and (self._rack is None or not self._sb) \
+                and cc.may_enter_recovery(self.snd_una, self.snd_max):
+            # (With RACK and SACK blocks, RACK tells what is lost, and when: a
+            # reordered segment is not resent for its dupacks.)
             self._enter_recovery(now)
 
     def _enter_recovery(self, now: float) -> None:
@@ -1237,7 +1280,16 @@ class Connection:
         cc = self.cc
         cc.enter_recovery(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
         self._rtt_seq = None
-        if self._sack_ok:
+        rack = self._rack
+        if rack is not None:
+            cc.cwnd = cc.ssthresh
+            if not rack.lost:
+                # Three duplicate ACKs without the SACKs to show it (RFC 6675 5
+                # step 4.3).
+                rack.mark_first_lost()
+            self._rack_retransmit(now, ((self.snd_max - self.snd_una) & _MASK)
+                                  - self._sb.sacked - rack.lost, first=True)
+        elif self._sack_ok:
             cc.cwnd = cc.ssthresh
             self._high_rxt = self.snd_una
             if not self._sb.lost_edge(self.snd_una, self.send_mss):
@@ -1252,9 +1304,11 @@ class Connection:
         """Resend the segment at SND.UNA without moving SND.NXT."""
         self._retransmit(self.snd_una, self.send_mss, now)
 
-    def _retransmit(self, seq: int, most: int, now: float) -> int:
+    def _retransmit(self, seq: int, most: int, now: float, exact: bool = False) -> int:
         """Resend up to ``most`` bytes from ``seq`` (and the FIN, if they reach it),
-        without moving SND.NXT; return the sequence space resent."""
+        without moving SND.NXT; return the sequence space resent. ``exact``: the
+        FIN too only if it lies within ``most`` (a segment resent as first cut: the
+        FIN, if it came separately, is resent on its own)."""
         # Only what was sent (RFC 5681 3.2: "the missing segment"): bytes past SND.MAX
         # were never offered within the window, and an ACK of them would be an ACK of
         # data not yet sent, which is dropped (the window update it carries with it).
@@ -1266,7 +1320,8 @@ class Connection:
         n = max(0, min(most, sent, sq.sub(sq.add(buf.start, buf.size), seq)))
         flags = ACK
         payload = buf.peek(seq, n) if n else b""
-        if fin_seq is not None and sq.add(seq, n) == fin_seq and sq.gt(self.snd_max, fin_seq):
+        if fin_seq is not None and sq.add(seq, n) == fin_seq and sq.gt(self.snd_max, fin_seq) \
+                and not (exact and n >= most):
             flags |= FIN
         if not payload and not flags & FIN:
             return 0
@@ -1312,6 +1367,118 @@ class Connection:
             start = off + sent
             self._high_rxt = sq.add(una, start)
             pipe += sent
+        return pipe
+
+    # ------------------------------------------------------------------ RACK
+
+    def _recovering(self) -> bool:
+        """Whether a fast recovery or a timeout's is under way: SND.UNA has not yet
+        passed what was sent when it began (RFC 6582's recover)."""
+        cc = self.cc
+        if cc.in_recovery:
+            return True
+        una = self.snd_una
+        return 0 < (cc.recover - una) & _MASK <= (self.snd_max - una) & _MASK
+
+    def _rack_on_ack(self, old_una: int, newly: list[tuple[int, int]] | None,
+                     blocks: Any, tsecr: int, now: float) -> None:
+        """RFC 8985 6.2 for an ACK that moved SND.UNA on from ``old_una`` or carried
+        SACK ``blocks`` (``newly``: the ranges they SACKed first). (Runs for every
+        ACK: the common case, nothing SACKed or lost, is kept to a few tests inline.)"""
+        rack = self._rack
+        assert rack is not None
+        una = self.snd_una
+        if rack.dsack_round is not None:
+            rack.new_round(una)
+        if blocks:
+            # RFC 2883 4: a first block at or below the ACK, or within the second,
+            # reports a duplicate.
+            left, right = blocks[0]
+            if (una - right) & _MASK < _HALF or len(blocks) > 1 and sq.le(
+                    blocks[1][0], left) and sq.le(right, blocks[1][1]):
+                rack.on_dsack(self.snd_max)
+        # Our clock's tick the peer echoes (RFC 7323): whatever was last sent after
+        # it, the ACK answers an earlier copy of (RFC 8985 6.2 step 2, RFC 3522).
+        echo = (tsecr - self.ts_offset) & _MASK if tsecr else None
+        advanced = rack.on_ack(old_una, una, newly, self._sb.sacked_at, self._fin_seq, now,
+                               self.rtt.min_rtt, echo)
+        if una != old_una:
+            recover = self.cc.recover
+            if 0 < (recover - old_una) & _MASK < _HALF and (una - recover) & _MASK < _HALF:
+                rack.recovery_ended()  # SND.UNA passed recover
+        if advanced or self._loss_at is not None and (una != old_una or newly):
+            # (Also when what a reorder wait was for may have arrived.)
+            self._loss_at = None  # (armed again if a wait is still due)
+            recs = rack.recs
+            h = rack.head
+            if h < len(recs):
+                r = recs[h]
+                t = r[2]
+                # Unless the first record in flight was sent once, after RACK's segment
+                # (then so was every record after it: nothing can be lost).
+                if r[3] or t < rack.xmit_ts or t == rack.xmit_ts and (
+                        r[1] - rack.end_seq) & _MASK >= _HALF:
+                    self._rack_detect(now)
+
+    def _rack_detect(self, now: float) -> None:
+        """Mark what RACK finds lost; enter recovery for it; wait for the rest."""
+        rack = self._rack
+        assert rack is not None
+        marked, again, wait = rack.detect(now, rack.reo_wnd(
+            self._recovering(), self._sb.sacked > (DUP_THRESH - 1) * self.send_mss,
+            self.rtt.min_rtt, self.rtt.srtt))
+        if again:
+            self.counters.lost_retransmissions += again
+        cc = self.cc
+        if marked and not cc.in_recovery and cc.may_enter_recovery(self.snd_una, self.snd_max):
+            self._enter_recovery(now)
+        if wait:
+            self._loss_at = now + wait
+
+    def _on_reorder_timeout(self, now: float) -> None:
+        """The reordering window of a segment sent before RACK's has passed."""
+        if self._rack is not None and self.state in _SENDING:
+            self._rack_detect(now)
+            self._output(now)
+
+    def _rack_retransmit(self, now: float, pipe: int, first: bool = False) -> int:
+        """Resend the records marked lost, lowest first, while cwnd has room for
+        them (RFC 6675 NextSeg rule 1, RFC 8985 6.2); return the pipe after.
+        ``first``: the first of them whatever the room (RFC 6675 5 step 4.3, the
+        fast retransmit that begins a recovery).
+
+        Room for the segment itself, not RFC 6675's full MSS; and one segment
+        whenever less than a full one is in flight, so that a byte or two short
+        (a FIN's sequence number is in flight but never SACKed) never holds the
+        lone retransmission after a timeout back."""
+        rack = self._rack
+        assert rack is not None
+        cwnd = self.cc.cwnd
+        mss = self.send_mss
+        una = self.snd_una
+        wnd = self.snd_wnd
+        recs = rack.recs
+        left = rack.lost
+        j = rack.head
+        n = len(recs)
+        while left > 0 and j < n and (pipe < cwnd or first):
+            r = recs[j]
+            j += 1
+            f = r[3]
+            if not f & LOST:
+                continue
+            start = (r[0] - una) & _MASK
+            if wnd == 0 or start and start >= wnd:
+                break  # past the window the peer offers now (its first byte excepted)
+            length = (r[1] - r[0]) & _MASK
+            if cwnd - pipe < length and pipe >= mss and not first:
+                break
+            first = False
+            left -= length
+            rack.lost -= length
+            r[2] = now
+            r[3] = (f & ~LOST) | RETRANSMITTED
+            pipe += self._retransmit(r[0], length, now, exact=True)
         return pipe
 
     def _receive_text(self, seg_seq: int, payload: bytes, now: float) -> None:
@@ -1440,6 +1607,7 @@ class Connection:
         self._set_state(TIME_WAIT, cause, now)
         self._report_closed()
         self._rtx_at = None
+        self._loss_at = None
         self._persist_at = None
         self._ka_at = None
         self._close_at = now + 2 * self.options.msl
@@ -1617,7 +1785,18 @@ class Connection:
         fin_seq = self._fin_seq
         sent_any = False
         pipe = -1  # RFC 6675's pipe stands for what is in flight, in SACK recovery
-        if self._sack_ok and self.cc.in_recovery:
+        rack = self._rack
+        recs = None
+        if rack is not None:
+            # With RACK, whenever something is SACKed or lost, in recovery or not:
+            # that has left the network. Lost segments go first, then new data
+            # (SND.NXT is always SND.MAX).
+            recs = rack.recs
+            if rack.lost or self._sb.sacked:
+                pipe = ((self.snd_max - self.snd_una) & _MASK) - self._sb.sacked - rack.lost
+                if rack.lost:
+                    pipe = self._rack_retransmit(now, pipe)
+        elif self._sack_ok and self.cc.in_recovery:
             pipe = self._sack_retransmit(now)
             if self.snd_nxt != self.snd_max:
                 self.snd_nxt = self.snd_max  # (new data only, past the holes)
@@ -1651,7 +1830,9 @@ class Connection:
             if pipe < 0:
                 usable = (snd_wnd if snd_wnd < cwnd else cwnd) - in_flight
             else:
-                usable = min(snd_wnd - in_flight, cwnd - pipe)
+                usable = snd_wnd - in_flight
+                if cwnd - pipe < usable:
+                    usable = cwnd - pipe
             n = avail if avail < mss else mss
             if sb and (snd_nxt - self.snd_max) & _MASK >= _HALF:
                 # (Resending: up to the next SACKed block at most.)
@@ -1690,7 +1871,14 @@ class Connection:
                     self._rtt_sent = now
             self._emit(seg, now)
             sent_any = True
-            snd_nxt = self.snd_nxt = (snd_nxt + n + (1 if flags & FIN else 0)) & _MASK
+            end = (snd_nxt + n + (1 if flags & FIN else 0)) & _MASK
+            if recs is not None:
+                recs.append([snd_nxt, end, now, 0])  # (RACK: always new data here)
+            elif self._rack_ok:
+                rack = self._rack = Rack(snd_nxt)  # the first segment sent
+                recs = rack.recs
+                recs.append([snd_nxt, end, now, 0])
+            snd_nxt = self.snd_nxt = end
             if (snd_max - snd_nxt) & _MASK >= _HALF:  # sq.gt(snd_nxt, snd_max)
                 self.snd_max = snd_nxt
             if pipe >= 0:
@@ -1724,6 +1912,7 @@ class Connection:
 
     def _clear_timers(self) -> None:
         self._rtx_at = self._persist_at = self._ack_at = self._close_at = self._ka_at = None
+        self._loss_at = None
 
     def _terminate(self, cause: str, now: float) -> None:
         self._clear_timers()
