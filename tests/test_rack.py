@@ -142,6 +142,21 @@ def test_established_three_sacked_segments_are_enough_without_reordering():
     assert offsets(c.take_segments()) == [0]
 
 
+def test_established_a_recovery_reduces_from_no_more_than_cwnd():
+    c = sack_established()
+    c.send(data(20 * M), 1.0)
+    assert len(c.take_segments()) == 10
+    # Segment 0 is late; each segment SACKed makes room for a new one.
+    send(c, seg(1, 1, options=sack((1, 2))), at=1.01)
+    send(c, seg(1, 1, options=sack((1, 3))), at=1.011)
+    assert offsets(c.take_segments()) == [10, 11]
+    cwnd = c.cc.cwnd
+    send(c, seg(1, 1, options=sack((1, 4))), at=1.012)
+    assert c.cc.in_recovery
+    # CUBIC: 0.7 of cwnd, not of the twelve segments between SND.UNA and SND.MAX.
+    assert c.cc.ssthresh == int(cwnd * 0.7) and c.cc.cwnd < cwnd
+
+
 def test_established_a_timeout_resends_what_is_not_sacked_lowest_first():
     c = sack_established()
     sent_at(c, 1.0, 4)

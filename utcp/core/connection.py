@@ -1278,7 +1278,11 @@ class Connection:
         RFC 6675's: cwnd = ssthresh, and the holes the scoreboard shows lost are
         resent as the pipe allows (see _output)."""
         cc = self.cc
-        cc.enter_recovery(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
+        # The reduction starts from FlightSize (RFC 5681), but never from more
+        # than cwnd: what the peer SACKed left the network, and the pipe let as
+        # much again be sent, so that SND.MAX - SND.UNA may be far above cwnd (just
+        # after a recovery, most of all), and CUBIC's 0.7 of it above cwnd too.
+        cc.enter_recovery(min(sq.sub(self.snd_max, self.snd_una), cc.cwnd), self.snd_max, now)
         self._rtt_seq = None
         rack = self._rack
         if rack is not None:
