@@ -1,7 +1,8 @@
-"""RACK (RFC 8985): loss found by the time segments were sent, lost
-retransmissions resent again, reordering tolerated within a window that D-SACKs
-widen. Sans-I/O, on a fake clock, in test_sack.py's style (without timestamps,
-the handshake's RTT is 10 ms: SRTT and the least RTT, and the RTO is its 200 ms
+"""RACK-TLP (RFC 8985): loss found by the time segments were sent, lost
+retransmissions resent again, tail losses repaired by a probe instead of the
+retransmission timeout, reordering tolerated within a window that D-SACKs widen.
+Sans-I/O, on a fake clock, in test_sack.py's style (without timestamps, the
+handshake's RTT is 10 ms: SRTT and the least RTT, and the RTO is its 200 ms
 floor); one transfer on the emulator at the end."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from utcp.emulator import Impairments, VirtualNetwork
 
 RTT = 0.01
 REO_WND = RTT / 4  # a quarter of the least RTT, with no D-SACK seen
+PTO = 2 * RTT + 0.002  # two SRTT, and Linux's two timer ticks, for a flight of several
 
 
 def offsets(segments) -> list[int]:
@@ -78,8 +80,8 @@ def test_established_reordering_within_the_window_resends_nothing():
     assert c.take_segments() == [] and c.counters.retransmissions == 0
     assert not c.cc.in_recovery
     assert c._rack.reordering_seen
-    # What is left in flight waits for the RTO now, not for the reorder timer.
-    assert c.next_deadline() == pytest.approx(1.011 + 0.2)
+    # What is left in flight waits for a probe now, not for the reorder timer.
+    assert c.next_deadline() == pytest.approx(1.011 + 2 * c.rtt.srtt + 0.002)
 
 
 def test_established_reordering_past_the_window_is_a_loss():
@@ -160,12 +162,130 @@ def test_established_a_recovery_reduces_from_no_more_than_cwnd():
 def test_established_a_timeout_resends_what_is_not_sacked_lowest_first():
     c = sack_established()
     sent_at(c, 1.0, 4)
-    fire(c, 1.2)  # nothing came back
+    fire(c, 1.0 + PTO)  # nothing came back: the probe resends the last segment
+    assert offsets(c.take_segments()) == [3]
+    fire(c, 1.0 + PTO + 0.2)  # the RTO, restarted by the probe
     assert offsets(c.take_segments()) == [0]  # one segment's window
-    assert c.counters.timeouts == 1
-    # The resent 0 arrived, and so had 3 (the peer SACKs it now).
-    send(c, seg(1, 1 + M, options=sack((3, 4))), at=1.21)
+    assert c.counters.timeouts == 1 and c.counters.tlp_probes == 1
+    # The resent 0 and the probe arrived.
+    send(c, seg(1, 1 + M, options=sack((3, 4))), at=1.3)
     assert offsets(c.take_segments()) == [1, 2]
+
+
+# ------------------------------------------------------------------- TLP
+
+
+def test_established_a_lone_lost_segment_is_probed_before_the_timeout():
+    # With RFC 6298's 1 s floor on the RTO, the probe (2 SRTT and the peer's
+    # longest delayed ACK, for a lone segment) comes long before it.
+    c = sack_established(min_rto=1.0)
+    sent_at(c, 1.0, 4)
+    send(c, seg(1, 1 + 3 * M), at=1.01)  # the last segment is lost
+    probe_at = 1.01 + 2 * RTT + 0.2
+    fire(c, probe_at)
+    [probe] = c.take_segments()
+    assert offsets([probe]) == [3] and probe.payload == data(4 * M)[3 * M:]
+    assert c.counters.tlp_probes == 1
+    assert c.next_deadline() == pytest.approx(probe_at + 1.0)  # then the RTO
+    send(c, seg(1, 1 + 4 * M), at=probe_at + RTT)
+    assert c.unacked_data == 0 and c.counters.timeouts == 0
+    assert c.next_deadline() is None
+
+
+def test_established_with_linuxs_rto_floor_the_probe_takes_the_timeouts_place():
+    # 2 SRTT + 200 ms is past the 200 ms RTO: the probe comes at the RTO's time,
+    # capped, but as a probe: no timeout, no collapse of the window.
+    c = sack_established()
+    sent_at(c, 1.0, 4)
+    send(c, seg(1, 1 + 3 * M), at=1.01)
+    cwnd = c.cc.cwnd
+    fire(c, 1.01 + 0.2)
+    assert offsets(c.take_segments()) == [3]
+    assert c.counters.timeouts == 0 and c.cc.cwnd == cwnd
+
+
+def test_established_three_lost_at_the_tail_are_found_by_the_probe_and_rack():
+    c = sack_established()
+    sent_at(c, 1.0, 6)
+    send(c, seg(1, 1 + 3 * M), at=1.01)  # 3, 4 and 5 are lost
+    probe_at = 1.01 + PTO
+    assert c.next_deadline() == pytest.approx(probe_at)
+    fire(c, probe_at)
+    assert offsets(c.take_segments()) == [5]
+    # The probe arrives: sent after 3 and 4, it shows them lost.
+    send(c, seg(1, 1 + 3 * M, options=sack((5, 6))), at=probe_at + RTT)
+    assert offsets(c.take_segments()) == [3, 4]
+    assert c.cc.in_recovery
+    send(c, seg(1, 1 + 6 * M), at=probe_at + 2 * RTT)
+    assert c.unacked_data == 0 and c.counters.timeouts == 0
+    assert probe_at + 2 * RTT < 1.01 + 0.2  # well before the RTO would have fired
+
+
+def test_established_a_probe_of_new_data_past_the_congestion_window():
+    c = sack_established()
+    c.send(data(11 * M), 1.0)
+    assert len(c.take_segments()) == 10  # one segment waits for the window
+    fire(c, 1.0 + PTO)
+    [probe] = c.take_segments()
+    assert offsets([probe]) == [10]  # new data, although cwnd is full
+    assert c.counters.tlp_probes == 1 and c.counters.retransmissions == 0
+
+
+def test_established_one_probe_per_episode_then_the_timeout():
+    c = sack_established()
+    sent_at(c, 1.0, 4)
+    fire(c, 1.0 + PTO)
+    assert offsets(c.take_segments()) == [3]
+    # A SACK for the probe says nothing of 0-2 yet: no second probe.
+    send(c, seg(1, 1, options=sack((3, 4))), at=1.0 + PTO + RTT)
+    assert c.next_deadline() > 1.0 + PTO + 0.2 - 1e-9
+    assert c.counters.tlp_probes == 1
+
+
+def test_established_a_probe_that_repaired_a_loss_reduces_the_window():
+    c = sack_established()
+    sent_at(c, 1.0, 4)
+    send(c, seg(1, 1 + 3 * M), at=1.01)
+    fire(c, 1.01 + 0.2)
+    c.take_segments()
+    cwnd = c.cc.cwnd
+    send(c, seg(1, 1 + 4 * M), at=1.22)  # the probe filled the hole
+    sent_at(c, 1.23, 2)
+    send(c, seg(1, 1 + 5 * M), at=1.24)  # past the probe, with no D-SACK for it
+    assert c.cc.cwnd < cwnd and c.counters.timeouts == 0
+
+
+def test_established_a_probe_the_peer_had_already_changes_nothing():
+    c = sack_established()
+    sent_at(c, 1.0, 4)
+    send(c, seg(1, 1 + 3 * M), at=1.01)
+    fire(c, 1.01 + 0.2)
+    c.take_segments()
+    cwnd = c.cc.cwnd
+    # Only the ACK was lost: the probe arrives as a duplicate, reported (D-SACK).
+    send(c, seg(1, 1 + 4 * M), at=1.215)
+    send(c, seg(1, 1 + 4 * M, options=sack((3, 4))), at=1.22)
+    sent_at(c, 1.23, 2)
+    send(c, seg(1, 1 + 5 * M), at=1.24)
+    assert c.cc.cwnd >= cwnd
+
+
+def test_established_no_probe_while_the_peer_shuts_its_window():
+    c = sack_established()
+    sent_at(c, 1.0, 2)
+    send(c, seg(1, 1 + M, window=0), at=1.01)
+    assert c.next_deadline() == pytest.approx(1.01 + 0.2)  # the RTO alone
+
+
+def test_fin_wait_1_a_lost_fin_is_probed():
+    c = sack_established()
+    sent_at(c, 1.0, 2)
+    c.shutdown(1.0)
+    [fin] = c.take_segments()
+    send(c, seg(1, 1 + 2 * M), at=1.01)  # the data arrived, the FIN did not
+    fire(c, 1.01 + 0.2)  # a lone segment's PTO, capped at the RTO
+    assert c.take_segments() == [fin]
+    assert c.counters.tlp_probes == 1 and c.counters.timeouts == 0
 
 
 # ------------------------------------------------------ on a lossy network
@@ -208,9 +328,9 @@ def transfer_time(rack: bool, seed: int) -> tuple[float, int]:
     return done["at"] - t0, timeouts
 
 
-def test_rack_repairs_bursts_of_loss_sooner_than_rfc_6675_alone():
+def test_rack_tlp_repairs_bursts_of_loss_sooner_than_rfc_6675_alone():
     # Where RFC 6675 alone needs no timeout the two take the same time; these
-    # seeds show what the timeouts it needs for lost retransmissions cost.
+    # seeds show what the timeouts it needs cost (lost retransmissions, tails).
     seeds = (1, 3, 5)
     with_rack = [transfer_time(True, seed) for seed in seeds]
     without = [transfer_time(False, seed) for seed in seeds]

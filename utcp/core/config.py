@@ -57,10 +57,10 @@ class Options:
     #: Selective acknowledgments (RFC 2018, RFC 6675 recovery), offered in every SYN
     #: and used when both SYNs carry SACK-permitted, as Linux does.
     sack: bool = True
-    #: RACK loss detection (RFC 8985), with SACK, as Linux does by default: a
+    #: RACK-TLP loss detection (RFC 8985), with SACK, as Linux does by default: a
     #: segment is lost once one sent after it has arrived and a reordering window
-    #: has passed, lost retransmissions included. False: RFC 6675's three
-    #: duplicate ACKs (Linux tcp_recovery=0).
+    #: has passed, lost retransmissions included; a tail loss probe instead of
+    #: the timeout. False: RFC 6675's three duplicate ACKs (Linux tcp_recovery=0).
     rack: bool = True
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ The connection calls it through this interface:
 - ``may_enter_recovery``, ``enter_recovery(flight, snd_max, now)``,
   ``on_dupack_in_recovery``, ``on_partial_ack``, ``exit_recovery(flight, now)``:
   a loss found by duplicate ACKs, and its repair;
+- ``on_tail_loss(now)``: a loss a tail loss probe repaired, outside recovery;
 - ``on_timeout(flight, snd_max, now)``: a retransmission timeout.
 
 A subclass chooses how much a loss takes off the window (:meth:`NewReno._reduce`)
@@ -102,6 +103,15 @@ class NewReno:
         """Full acknowledgment of the recovery point."""
         self.cwnd = min(self.ssthresh, max(flight, self.mss) + self.mss)
         self.in_recovery = False
+
+    def on_tail_loss(self, now: float = 0.0) -> None:
+        """A tail loss probe repaired a loss, no recovery needed (RFC 8985 7.4.2):
+        reduce once, as a recovery would have, from the window in use (as Linux's
+        CWR state does), and go on from the reduced window."""
+        self.ssthresh = self._reduce(self.cwnd, now)
+        if self.cwnd > self.ssthresh:
+            self.cwnd = self.ssthresh
+        self._acc = 0
 
     def on_timeout(self, flight: int, snd_max: int, now: float = 0.0) -> None:
         """RFC 5681 (4): after an RTO, restart from one segment.

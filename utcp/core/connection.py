@@ -113,6 +113,11 @@ _TS_HZ = 1000
 _PAWS_IDLE = 24 * 86400.0
 # NOP, NOP, then the 10-byte option: what timestamps take from every segment.
 _TS_OPTION_SPACE = 12
+# RFC 8985 7.2: a probe waits 2 SRTT, and for a lone segment in flight the longest
+# a receiver may delay its ACK (WCDelAckT) besides; else two timer ticks (Linux's
+# TCP_TIMEOUT_MIN), so that timer slack alone does not set it off.
+_WC_DEL_ACK = 0.2
+_PTO_SLACK = 0.002
 
 
 class ConnectionStateError(RuntimeError):
@@ -136,7 +141,8 @@ class Counters:
 
     __slots__ = ("segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
                  "duplicates", "out_of_order", "unacceptable", "challenge_acks",
-                 "paws_rejected", "ooo_dropped", "timeouts", "lost_retransmissions")
+                 "paws_rejected", "ooo_dropped", "timeouts", "tlp_probes",
+                 "lost_retransmissions")
 
     def __init__(self) -> None:
         self.segments_in = 0
@@ -153,6 +159,8 @@ class Counters:
         self.ooo_dropped = 0
         #: Retransmission timeouts (Linux's TcpTimeouts): SYN, data and FIN alike.
         self.timeouts = 0
+        #: Tail loss probes sent (RFC 8985 7; Linux's TCPLossProbes).
+        self.tlp_probes = 0
         #: Retransmissions RACK found lost again, to be resent once more (Linux's
         #: TCPLostRetransmit).
         self.lost_retransmissions = 0
@@ -174,6 +182,7 @@ class Counters:
         total.paws_rejected += self.paws_rejected
         total.ooo_dropped += self.ooo_dropped
         total.timeouts += self.timeouts
+        total.tlp_probes += self.tlp_probes
         total.lost_retransmissions += self.lost_retransmissions
 
 
@@ -204,6 +213,7 @@ class Connection:
         "_rtx_at", "_snd_wscale", "_sndbuf", "_synack_at", "_was_listening",
         "ts_offset", "_last_ack_sent", "_ts_ok", "_ts_recent", "_ts_recent_at", "_rto_ts",
         "_sack_ok", "_sb", "_high_rxt", "_dsack", "_ooo_recent", "_rack_ok", "_rack", "_loss_at",
+        "_loss_probe",
     )
 
     def __init__(
@@ -263,7 +273,7 @@ class Connection:
         self._high_rxt = iss
         self._dsack: tuple[int, int] | None = None
         self._ooo_recent = 0
-        # RACK (RFC 8985): whether SACK is in use and Options.rack allows it;
+        # RACK-TLP (RFC 8985): whether SACK is in use and Options.rack allows it;
         # its state, from the first segment sent (an idle connection holds none).
         self._rack_ok = False
         self._rack: Rack | None = None
@@ -307,8 +317,10 @@ class Connection:
         self._ack_at: float | None = None  # delayed ACK
         self._close_at: float | None = None  # TIME-WAIT or FIN-WAIT-2
         self._ka_at: float | None = None  # keepalive
-        # RACK's reorder timer (RFC 8985 6.2 step 5); the RTO runs beside it.
+        # RACK's reorder timer or TLP's probe timeout (RFC 8985 8: never both), as
+        # _loss_probe says; the RTO runs beside it, and a PTO never outlasts it.
         self._loss_at: float | None = None
+        self._loss_probe = False
         self._probes = 0  # unanswered keepalive or zero-window probes
         self._last_oow_ack = float("-inf")
         self._orphaned = False  # close() called: nobody will read any more
@@ -605,8 +617,13 @@ class Connection:
                 self._send_ack(now)
         t = self._loss_at
         if t is not None and now >= t:
+            # Before the RTO: a probe timeout capped at the RTO's time fires as a
+            # probe, and the probe restarts the RTO (RFC 8985 7.2, 7.3).
             self._loss_at = None
-            self._on_reorder_timeout(now)
+            if self._loss_probe:
+                self._on_probe_timeout(now)
+            else:
+                self._on_reorder_timeout(now)
         if self._rtx_at is not None and now >= self._rtx_at:
             self._rtx_at = None
             self._on_retransmit_timeout(now)
@@ -1291,6 +1308,11 @@ class Connection:
                 # Three duplicate ACKs without the SACKs to show it (RFC 6675 5
                 # step 4.3).
                 rack.mark_first_lost()
+            if self._loss_probe:
+                self._loss_at = None  # no probe in recovery (RFC 8985 7.2)
+            # This recovery answers for any loss a probe found (so Linux: one
+            # reduction, not two).
+            rack.tlp_end = None
             self._rack_retransmit(now, ((self.snd_max - self.snd_una) & _MASK)
                                   - self._sb.sacked - rack.lost, first=True)
         elif self._sack_ok:
@@ -1373,7 +1395,7 @@ class Connection:
             pipe += sent
         return pipe
 
-    # ------------------------------------------------------------------ RACK
+    # ------------------------------------------------------------ RACK-TLP
 
     def _recovering(self) -> bool:
         """Whether a fast recovery or a timeout's is under way: SND.UNA has not yet
@@ -1387,32 +1409,52 @@ class Connection:
     def _rack_on_ack(self, old_una: int, newly: list[tuple[int, int]] | None,
                      blocks: Any, tsecr: int, now: float) -> None:
         """RFC 8985 6.2 for an ACK that moved SND.UNA on from ``old_una`` or carried
-        SACK ``blocks`` (``newly``: the ranges they SACKed first). (Runs for every
-        ACK: the common case, nothing SACKed or lost, is kept to a few tests inline.)"""
+        SACK ``blocks`` (``newly``: the ranges they SACKed first), and 7.4: what the
+        ACK says of an outstanding tail loss probe. (Runs for every ACK: the common
+        case, nothing SACKed or lost, is kept to a few tests inline.)"""
         rack = self._rack
         assert rack is not None
         una = self.snd_una
         if rack.dsack_round is not None:
             rack.new_round(una)
+        dsack = None
         if blocks:
             # RFC 2883 4: a first block at or below the ACK, or within the second,
             # reports a duplicate.
             left, right = blocks[0]
             if (una - right) & _MASK < _HALF or len(blocks) > 1 and sq.le(
                     blocks[1][0], left) and sq.le(right, blocks[1][1]):
+                dsack = blocks[0]
                 rack.on_dsack(self.snd_max)
         # Our clock's tick the peer echoes (RFC 7323): whatever was last sent after
         # it, the ACK answers an earlier copy of (RFC 8985 6.2 step 2, RFC 3522).
         echo = (tsecr - self.ts_offset) & _MASK if tsecr else None
         advanced = rack.on_ack(old_una, una, newly, self._sb.sacked_at, self._fin_seq, now,
                                self.rtt.min_rtt, echo)
+        end = rack.tlp_end
+        if end is not None and (una - end) & _MASK < _HALF:  # sq.ge(una, TLP.end_seq)
+            # RFC 8985 7.4.2: a probe of new data has arrived: RACK sees to the rest.
+            # A resent one the peer reports as a duplicate (its D-SACK ends where
+            # the probe did, short of a FIN) found nothing lost. Once more than it is
+            # acknowledged without that, it repaired a loss: reduce as for one.
+            if not rack.tlp_retransmitted or dsack is not None and 0 <= (
+                    end - dsack[1]) & _MASK <= 1:
+                rack.tlp_end = None
+            elif una != end:
+                rack.tlp_end = None
+                if not self._recovering():
+                    self.cc.on_tail_loss(now)
         if una != old_una:
             recover = self.cc.recover
             if 0 < (recover - old_una) & _MASK < _HALF and (una - recover) & _MASK < _HALF:
                 rack.recovery_ended()  # SND.UNA passed recover
-        if advanced or self._loss_at is not None and (una != old_una or newly):
+            if self._loss_probe:
+                self._loss_at = None  # (_output arms it again, from now)
+        if advanced or self._loss_at is not None and not self._loss_probe and (
+                una != old_una or newly):
             # (Also when what a reorder wait was for may have arrived.)
-            self._loss_at = None  # (armed again if a wait is still due)
+            if self._loss_at is not None and not self._loss_probe:
+                self._loss_at = None  # (armed again if a wait is still due)
             recs = rack.recs
             h = rack.head
             if h < len(recs):
@@ -1438,6 +1480,7 @@ class Connection:
             self._enter_recovery(now)
         if wait:
             self._loss_at = now + wait
+            self._loss_probe = False
 
     def _on_reorder_timeout(self, now: float) -> None:
         """The reordering window of a segment sent before RACK's has passed."""
@@ -1484,6 +1527,69 @@ class Connection:
             r[3] = (f & ~LOST) | RETRANSMITTED
             pipe += self._retransmit(r[0], length, now, exact=True)
         return pipe
+
+    def _arm_probe(self, now: float) -> None:
+        """RFC 8985 7.2: with data in flight and no recovery, no probe outstanding
+        and no reorder wait, a tail loss probe is due in 2 SRTT (more for a lone
+        segment, whose ACK the peer may delay), and never after the RTO."""
+        if self._loss_at is not None and not self._loss_probe:
+            return
+        rack = self._rack
+        assert rack is not None
+        una = self.snd_una
+        flight = (self.snd_max - una) & _MASK
+        cc = self.cc
+        if not flight or rack.tlp_end is not None or rack.lost or not self.snd_wnd \
+                or cc.in_recovery or 0 < (cc.recover - una) & _MASK <= flight:
+            # (The last test: a recovery after a timeout, see _recovering.)
+            self._loss_at = None
+            return
+        srtt = self.rtt.srtt
+        if srtt is None:
+            at = now + 1.0
+        else:
+            at = now + 2 * srtt + (_WC_DEL_ACK if flight <= self.send_mss + 1 else _PTO_SLACK)
+        rto = self._rtx_at
+        if rto is not None and rto < at:
+            at = rto
+        self._loss_at = at
+        self._loss_probe = True
+
+    def _on_probe_timeout(self, now: float) -> None:
+        """RFC 8985 7.3: send a probe, so that an ACK tells RACK what the tail of
+        the flight lost: the next new segment if the peer's window takes it (the
+        congestion window may not: one segment past it), else the last one sent
+        again. One probe per episode, then the RTO, restarted now."""
+        rack = self._rack
+        if rack is None or self.state not in _SENDING or self.snd_una == self.snd_max \
+                or rack.tlp_end is not None or rack.lost or self._recovering():
+            return
+        before = self.snd_max
+        rack.tlp_end = before  # (so that _output arms no probe meanwhile)
+        mss = self.send_mss
+        in_flight = (before - self.snd_una) & _MASK
+        unsent = self.unsent
+        fin_unsent = self._fin_seq is not None and before == self._fin_seq
+        if (unsent or fin_unsent) and self.snd_wnd - in_flight >= min(unsent, mss):
+            cc = self.cc
+            cwnd = cc.cwnd
+            cc.cwnd = in_flight - self._sb.sacked + mss  # room for exactly one segment
+            self._output(now)
+            cc.cwnd = cwnd
+        if self.snd_max != before:
+            rack.tlp_retransmitted = False
+        else:
+            if not len(rack):
+                rack.tlp_end = None
+                return
+            r = rack.recs[-1]
+            self._retransmit(r[0], (r[1] - r[0]) & _MASK, now, exact=True)
+            r[2] = now
+            r[3] |= RETRANSMITTED
+            rack.tlp_retransmitted = True
+        rack.tlp_end = self.snd_max
+        self.counters.tlp_probes += 1
+        self._rtx_at = now + self.rtt.rto
 
     def _receive_text(self, seg_seq: int, payload: bytes, now: float) -> None:
         rcv_nxt = self.rcv_nxt
@@ -1897,6 +2003,11 @@ class Connection:
             if low is not None and self.unsent <= low:
                 self.send_low_water = None
                 self._events.append(Writable())
+        if rack is not None and (sent_any or self._loss_at is None
+                                 and self.snd_una != self.snd_max):
+            # RFC 8985 7.2: (re)start the probe timeout once new data is sent, or an
+            # ACK of new data cleared it.
+            self._arm_probe(now)
         if self._ack_now:
             self._send_ack(now)
 

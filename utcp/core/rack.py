@@ -1,5 +1,5 @@
 """RACK (RFC 8985): loss detection by the time segments were sent, for a sender
-with SACK.
+with SACK; and the bookkeeping of TLP, its tail loss probe.
 
 RACK ("recent acknowledgment") remembers when each segment in flight was last
 sent. Once the peer has received (acknowledged or SACKed) a segment, any segment
@@ -47,7 +47,8 @@ class Rack:
     """RACK's state for one connection, and the records of what is in flight."""
 
     __slots__ = ("recs", "head", "xmit_ts", "end_seq", "rtt", "fack", "reordering_seen",
-                 "reo_wnd_mult", "dsack_round", "reo_wnd_persist", "lost")
+                 "reo_wnd_mult", "dsack_round", "reo_wnd_persist", "lost",
+                 "tlp_end", "tlp_retransmitted")
 
     def __init__(self, una: int) -> None:
         #: The records, in sequence order; those before ``head`` are acknowledged.
@@ -70,6 +71,10 @@ class Rack:
         #: Bytes in records marked lost and not yet resent (RFC 6675's pipe leaves
         #: them out).
         self.lost = 0
+        #: TLP (RFC 8985 7): SND.NXT when a probe was sent, while its episode lasts
+        #: (TLP.end_seq), and whether the probe was a retransmission (TLP.is_retrans).
+        self.tlp_end: int | None = None
+        self.tlp_retransmitted = False
 
     def __len__(self) -> int:
         return len(self.recs) - self.head
@@ -273,6 +278,7 @@ class Rack:
                 r[3] |= LOST
                 marked += (r[1] - r[0]) & MASK
         self.lost += marked
+        self.tlp_end = None
 
     def mark_first_lost(self) -> None:
         """The first record not SACKed is lost (RFC 6675 5 step 4.3: three duplicate
