@@ -16,6 +16,7 @@ BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
     ["bench_connect.py", "--duration", "0.3", "--concurrency", "4", "--repeat", "1",
      "--calls", "20", "--tw-memory", "50"],
     ["bench_reassembly.py", "--holes", "10", "100", "--number", "20"],
+    ["bench_recovery.py", "--seeds", "1", "--size", "0.1", "--requests", "5"],
     ["bench_synflood.py", "--rates", "1000", "--duration", "0.3", "--fill", "0.1",
      "--cookies", "on"],
     ["bench_noread.py", "--attackers", "2", "--timeout", "0.5", "--duration", "1"],
