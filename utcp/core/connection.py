@@ -107,7 +107,8 @@ _COALESCE_MAX_SEGMENTS = 16
 # Least time between replies to unacceptable bare ACKs and between challenge ACKs,
 # one limit for both (RFC 5961 7; Linux: tcp_invalid_ratelimit, 500 ms).
 _OOW_ACK_INTERVAL = 0.5
-# RFC 7323 5.4: the timestamp clock ticks once a millisecond (as Linux's does).
+# RFC 7323 5.4: the timestamp clock ticks once a millisecond (as Linux's does;
+# rack.py compares send times with echoes at the same rate).
 _TS_HZ = 1000
 # RFC 7323 5.5: a TS.Recent older than 24 days is no base for PAWS.
 _PAWS_IDLE = 24 * 86400.0

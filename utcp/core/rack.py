@@ -37,6 +37,8 @@ LOST = 4
 REO_WND_PERSIST = 16
 # A record whose wait is over to within this (float rounding) is expired.
 _EPSILON = 1e-9
+# The connection's timestamp clock (RFC 7323 5.4): ticks a second.
+_TS_HZ = 1000
 # Records before the head are dropped from the list once this many have gathered
 # and they are half of it (dropping the front of a list moves the rest), or once
 # they are all of it.
@@ -124,7 +126,7 @@ class Rack:
                     if f & SACKED:
                         continue  # (delivered when SACKed)
                     if f & RETRANSMITTED:
-                        if echo is not None and 0 < (int(r[2] * 1000) - echo) & MASK < HALF:
+                        if echo is not None and 0 < (int(r[2] * _TS_HZ) - echo) & MASK < HALF:
                             if check and (end - prior_fack) & MASK >= HALF:
                                 reordered = True  # the original, late (sq.lt(end, fack))
                             continue
@@ -200,8 +202,9 @@ class Rack:
     def detect(self, now: float, reo_wnd: float) -> tuple[int, int, float]:
         """RFC 8985 6.2 step 5: mark lost every record sent before RACK's segment
         that has been out for RACK.rtt + ``reo_wnd``. Return the bytes marked, how
-        many of the records marked were retransmissions, and how long the first of
-        the others still has to wait (0 if none waits)."""
+        many of the records marked were retransmissions, and the longest any of the
+        others still has to wait (0 if none waits): as in the RFC and Linux, one
+        timer for all of them, so that one wakeup marks them together."""
         recs = self.recs
         xmit_ts = self.xmit_ts
         end_seq = self.end_seq
@@ -227,7 +230,7 @@ class Rack:
                 marked += (r[1] - r[0]) & MASK
                 if f & RETRANSMITTED:
                     again += 1
-            elif wait == 0.0 or remaining < wait:
+            elif remaining > wait:
                 wait = remaining
         self.lost += marked
         return marked, again, wait
