@@ -229,3 +229,44 @@ def test_keepalive_passive_open():
     assert c.state is State.ESTABLISHED
     fire(c, 11.0)
     expect(c, [PROBE])
+
+
+def test_nat_keepalive_probes_a_quiet_connection_and_never_gives_up():
+    # Every 25 s of silence a probe goes out, to keep a NAT's mapping; unanswered,
+    # it ends nothing (keepalive is what decides a peer is gone).
+    c = conn_established(nat_keepalive=25.0)
+    assert c.next_deadline() == 25.0
+    for k in range(1, 41):
+        fire(c, 25.0 * k)
+        expect(c, [PROBE])
+    assert c.state is State.ESTABLISHED and events(c) == []
+
+
+def test_nat_keepalive_waits_from_the_last_thing_heard():
+    c = conn_established(nat_keepalive=25.0)
+    send(c, seg(1, 1, payload=b"hi"), at=20.0)
+    tick(c, 21.0)  # (its delayed ACK)
+    c.take_segments()
+    tick(c, 44.9)
+    expect_nothing(c)
+    fire(c, 45.0)
+    expect(c, [out(0, 3)])  # (a probe, acknowledging what came)
+
+
+def test_nat_keepalive_with_keepalive_probes_often_and_aborts_on_time():
+    # NAT probes every 25 s; keepalive's own idle time (100 s) and count still
+    # decide when an unanswering peer is given up: 100 + 3 x 10 s.
+    c = conn_established(keepalive=True, keepalive_idle=100.0, keepalive_interval=10.0,
+                         keepalive_count=3, nat_keepalive=25.0)
+    for t in (25.0, 50.0, 75.0, 100.0, 110.0, 120.0):
+        fire(c, t)
+        expect(c, [PROBE])
+    fire(c, 130.0)
+    expect(c, [out(1, None, RST, 0)])
+    assert events(c) == [TimedOut("keepalive")]
+
+
+def test_nat_keepalive_must_be_a_positive_number_of_seconds():
+    for bad in (0, -1, float("inf"), True, "25"):
+        with pytest.raises(ValueError, match="nat_keepalive must be None or a finite number"):
+            Options(nat_keepalive=bad)

@@ -296,3 +296,38 @@ def test_four_connections_share_the_bottleneck_fairly():
     fair = sum(rates) / 4
     assert sum(rates) >= 9e6
     assert all(abs(r - fair) <= 0.25 * fair for r in rates), rates
+
+
+def test_a_nat_keepalive_holds_a_routers_mapping_through_silence():
+    # The client sits behind a router that forgets a mapping after 30 s without
+    # traffic out. A connection quiet for a minute between messages comes back
+    # from a new port (and is followed there); with nat_keepalive=25 it never
+    # changes port.
+    def chat(**options: Any) -> int:
+        net, server, client = network()
+        client.nat_timeout = 30.0
+
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while line := await reader.readline():
+                writer.write(line)
+                await writer.drain()
+            writer.close()
+
+        async def main() -> int:
+            srv = await server.run(utcp.start_server(echo, "0.0.0.0", 7000))
+
+            async def go() -> None:
+                reader, writer = await utcp.open_connection("server", 7000, **options)
+                for i in range(3):
+                    writer.write(b"message %d\n" % i)
+                    assert await reader.readline() == b"message %d\n" % i
+                    await asyncio.sleep(60)
+                writer.close()
+
+            await client.run(go())
+            return srv.statistics()["rebinds"]
+
+        return net.run(main())
+
+    assert chat() >= 2
+    assert chat(nat_keepalive=25.0) == 0

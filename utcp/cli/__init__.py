@@ -108,6 +108,9 @@ _TUNABLES: tuple[tuple[str, str, Any, str, str], ...] = (
      "time between keepalive probes (default: 75)"),
     ("--keepalive-count", "keepalive_count", int, "N",
      "unanswered keepalive probes that end the connection (default: 9)"),
+    ("--nat-keepalive", "nat_keepalive", _positive, "SECONDS",
+     "probe after this long without hearing the peer, to keep a NAT's mapping "
+     "(e.g. 25; default: off)"),
 )
 #: SYN retries where a person waits for the answer: 3, about 15 s (else 6, about 2 min).
 _INTERACTIVE_SYN_RETRIES = 3

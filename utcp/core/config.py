@@ -48,6 +48,10 @@ class Options:
     keepalive_idle: float = 7200.0
     keepalive_interval: float = 75.0
     keepalive_count: int = 9
+    #: Send a probe after this many seconds without hearing from the peer, to keep
+    #: a NAT's UDP mapping alive (routers forget them after 30 s to a few minutes
+    #: of silence), e.g. 25; None: never. Unlike keepalive, no answer ends nothing.
+    nat_keepalive: float | None = None
     #: RFC 7323 timestamps, offered in every SYN and used when both SYNs carry
     #: them: RTT samples from every ACK, PAWS, and TIME-WAIT reuse (Linux's default).
     timestamps: bool = True
@@ -89,6 +93,11 @@ class Options:
                 check(v > 0, name, "more than zero seconds")
             else:
                 check(v >= 0, name, "zero or more seconds")
+        nat = self.nat_keepalive
+        if nat is not None:
+            check(isinstance(nat, (int, float)) and not isinstance(nat, bool)
+                  and math.isfinite(nat) and nat > 0, "nat_keepalive",
+                  "None or a finite number of seconds above zero")
         lo, first, hi = self.min_rto, self.initial_rto, self.max_rto
         if lo > hi:
             raise ValueError(f"min_rto ({lo!r}) must be at most max_rto ({hi!r})")

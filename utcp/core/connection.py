@@ -207,7 +207,7 @@ class Connection:
         "key", "listener", "memory", "owner", "peer", "timer_bucket", "via",
         "_ack_at", "_ack_at_batch_end", "_ack_now", "_ack_pending", "_close_at",
         "_closed_reported", "_dupacks", "_eof_held", "_events", "_fin_queued",
-        "_fin_received", "_fin_seq", "_ka_at", "_last_oow_ack", "_ooo", "_ooo_fin",
+        "_fin_received", "_fin_seq", "_heard_at", "_ka_at", "_last_oow_ack", "_ooo", "_ooo_fin",
         "_orphan_probes", "_orphaned", "_out", "_peer_offered_wscale", "_persist_at",
         "_probes", "_rcv_adv",
         "_rcv_wscale", "_rcvbuf", "_reading_paused", "_retries", "_rtt_sent", "_rtt_seq",
@@ -317,7 +317,8 @@ class Connection:
         self._persist_at: float | None = None  # zero-window probe
         self._ack_at: float | None = None  # delayed ACK
         self._close_at: float | None = None  # TIME-WAIT or FIN-WAIT-2
-        self._ka_at: float | None = None  # keepalive
+        self._ka_at: float | None = None  # keepalive, and NAT keepalive
+        self._heard_at = 0.0  # when the peer was last heard (keepalive's idle time)
         # RACK's reorder timer or TLP's probe timeout (RFC 8985 8: never both), as
         # _loss_probe says; the RTO runs beside it, and a PTO never outlasts it.
         self._loss_at: float | None = None
@@ -716,8 +717,27 @@ class Connection:
         self.rtt.back_off()
         self._persist_at = now + self.rtt.rto
 
+    def _keepalive_idle(self) -> float:
+        """How long a quiet connection waits before it probes: keepalive's idle
+        time, or the NAT keepalive's interval if shorter."""
+        opts = self.options
+        nat = opts.nat_keepalive
+        if not opts.keepalive:
+            return nat  # type: ignore[return-value]
+        return nat if nat is not None and nat < opts.keepalive_idle else opts.keepalive_idle
+
     def _on_keepalive_timeout(self, now: float) -> None:
         opts = self.options
+        nat = opts.nat_keepalive
+        if nat is not None and (not opts.keepalive
+                                or now - self._heard_at < opts.keepalive_idle - 1e-9):
+            # A NAT keepalive: a probe (its answer refreshes the peer's side too)
+            # to keep a router's mapping alive, counted toward no abort.
+            if self._rtx_at is None and self._persist_at is None:
+                self._emit(self._make(sq.add(self.snd_una, -1), ACK, now), now)
+            idle = self._heard_at + opts.keepalive_idle if opts.keepalive else None
+            self._ka_at = now + nat if idle is None or now + nat < idle else idle
+            return
         if self._probes >= opts.keepalive_count:
             # Like Linux, tell the peer (if it is there after all) with a RST.
             self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
@@ -1077,11 +1097,12 @@ class Connection:
                 self._ts_recent_at = now
 
         opts = self.options
-        if opts.keepalive and st is not TIME_WAIT:
+        if (opts.keepalive or opts.nat_keepalive) and st is not TIME_WAIT:
             # Anything acceptable heard resets idle (not a RST or SYN that merely
             # drew a challenge ACK: anyone could have sent it). TIME-WAIT has no
             # keepalive: it only waits out 2 MSL.
-            self._ka_at = now + opts.keepalive_idle
+            self._heard_at = now
+            self._ka_at = now + self._keepalive_idle()
             self._probes = 0
 
         # Fifth: ACK.
@@ -2021,8 +2042,10 @@ class Connection:
         self.state = new
         if new is SYN_RECEIVED and old is LISTEN:
             self._was_listening = True
-        if new is ESTABLISHED and self.options.keepalive and now is not None:
-            self._ka_at = now + self.options.keepalive_idle
+        if new is ESTABLISHED and now is not None and (
+                self.options.keepalive or self.options.nat_keepalive):
+            self._heard_at = now
+            self._ka_at = now + self._keepalive_idle()
         if self.observer is not None:
             self.observer.state_changed(self, old, new, cause, now if now is not None else 0.0)
 

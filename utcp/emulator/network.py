@@ -98,6 +98,10 @@ class Host:
         self._nat_out: dict[int, int] = {}
         self._nat_in: dict[int, int] = {}
         self._nat_next = 20000
+        #: Behind a NAT that forgets a socket's mapping after this many seconds
+        #: without a datagram out of it (None: no such NAT).
+        self.nat_timeout: float | None = None
+        self._last_out: dict[int, float] = {}
 
     def __repr__(self) -> str:
         return f"<Host {self.address}{' ' + self.name if self.name else ''}>"
@@ -108,15 +112,18 @@ class Host:
         ctx.run(_current_host.set, self)
         return ctx.run(asyncio.get_running_loop().create_task, coro)
 
-    def rebind(self) -> None:
+    def rebind(self, port: int | None = None) -> None:
         """As a home router does when a mapping expires: from now on, every socket
-        of this host is seen from outside at a new port; datagrams sent to the old
-        ones are dropped (counted ``nat-stale``), with no ICMP error."""
-        self._nat_in.clear()
-        for port in self.sockets:
+        of this host (or the one at ``port``) is seen from outside at a new port;
+        datagrams sent to the old ones are dropped (counted ``nat-stale``), with
+        no ICMP error."""
+        for inside in self.sockets if port is None else [port]:
+            old = self._nat_out.get(inside)
+            if old is not None:
+                del self._nat_in[old]
             self._nat_next += 1
-            self._nat_out[port] = self._nat_next
-            self._nat_in[self._nat_next] = port
+            self._nat_out[inside] = self._nat_next
+            self._nat_in[self._nat_next] = inside
 
     def _port(self, port: int) -> int:
         if port:
@@ -317,6 +324,12 @@ class VirtualNetwork:
     def _send(self, src: Host, src_port: int, data: bytes, addr: tuple[Any, ...]) -> None:
         loop = asyncio.get_running_loop()
         dst = str(addr[0])
+        if src.nat_timeout is not None:
+            last = src._last_out.get(src_port)
+            now = loop.time()
+            if last is None or now - last > src.nat_timeout:
+                src.rebind(src_port)  # a new mapping (the old one, if any, expired)
+            src._last_out[src_port] = now
         src_addr: tuple[Any, ...] = (src.address, src._nat_out.get(src_port, src_port))
         if src.family == socket.AF_INET6:
             src_addr += (0, 0)
