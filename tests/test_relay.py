@@ -260,3 +260,43 @@ async def test_corruption_comes_after_rewriting(raw_socket) -> None:
         for _ in range(20):
             with pytest.raises(MalformedSegment):
                 await target.recv()
+
+
+async def test_a_transfer_survives_its_client_being_rebound_again_and_again() -> None:
+    # Real sockets on loopback: the relay forgets the client's mapping four times
+    # during 4 MB, so the server sees the client from a new port each time; the
+    # connection follows it, and every byte arrives.
+    import hashlib
+
+    import utcp
+
+    async def digest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(hashlib.sha256(await reader.read()).digest())
+        await writer.drain()
+        writer.close()
+
+    data = random.Random(9).randbytes(4_000_000)
+    async with deadline(30):
+        server = await utcp.start_server(digest, HOST, 0)
+        async with server, Relay((HOST, server.port), seed=3) as relay:
+            reader, writer = await utcp.open_connection(HOST, relay.port)
+            ports = set()
+
+            async def send() -> None:
+                for i in range(0, len(data), 100_000):
+                    writer.write(data[i:i + 100_000])
+                    await writer.drain()
+                writer.write_eof()
+
+            sending = asyncio.create_task(send())
+            for _ in range(4):
+                await asyncio.sleep(0.05)
+                ports.update(p for p in relay.mappings().values() if p)
+                relay.rebind()
+            await sending
+            assert await reader.read() == hashlib.sha256(data).digest()
+            writer.close()
+            await writer.wait_closed()  # (the FINs cross the relay before it goes)
+            assert relay.statistics()["rebound"] == 4
+            assert len(ports) >= 2
+            assert server.statistics()["rebinds"] >= 2

@@ -39,7 +39,7 @@ PATH_COUNTERS = ("sent", "delivered", "lost", "queue-full", "too-big", "blackout
 #: What the relay counts besides: clients seen (mappings made), mappings expired,
 #: datagrams to an upstream socket from anyone but the target, upstream sockets
 #: that could not be opened (their client's datagrams are dropped).
-RELAY_COUNTERS = ("clients", "expired", "strangers", "socket-errors")
+RELAY_COUNTERS = ("clients", "expired", "rebound", "strangers", "socket-errors")
 #: Datagrams a new mapping holds while its socket opens; more are dropped.
 _BACKLOG = 256
 
@@ -300,6 +300,16 @@ class Relay:
         """Each client with a mapping, and the port its upstream socket sends from
         (None while the socket opens)."""
         return {client: m.port for client, m in self._mappings.items()}
+
+    def rebind(self, client: Address | None = None) -> None:
+        """Forget the mapping of ``client`` (of every client, by default) as a home
+        router does when one expires: its next datagram opens a new one, and the
+        target sees it from a new port; what the target sends to the old one is
+        lost. (``idle_timeout`` does the same after silence.)"""
+        for mapping in list(self._mappings.values()):
+            if client is None or mapping.client == client:
+                self.counters["rebound"] += 1
+                self._drop(mapping)
 
     def statistics(self) -> dict[str, Any]:
         """The counters of both paths and the relay's, and the mappings open now."""
