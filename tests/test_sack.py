@@ -272,3 +272,39 @@ def test_sack_repairs_bursts_of_loss_in_far_less_time():
     with_sack = sum(transfer_time(True, seed) for seed in (1, 2, 3))
     without = sum(transfer_time(False, seed) for seed in (1, 2, 3))
     assert with_sack < 0.5 * without
+
+
+def test_a_recovery_for_a_segment_only_overtaken_is_undone_by_its_dsack():
+    # The first of ten segments is only late: the nine after it are SACKed, it is
+    # taken for lost and resent, and the window cut. Then it arrives after all,
+    # and the peer reports the resent copy as a duplicate (D-SACK): every
+    # retransmission of that recovery was needless, so the cut is undone.
+    c = sack_established()
+    c.send(data(10 * M), 1.0)
+    assert len(c.take_segments()) == 10
+    before = c.cc.cwnd
+    send(c, seg(1, 1, options=sack((1, 10))), at=1.1)
+    t = 1.1
+    resent = c.take_segments()
+    while not resent:
+        t = c.next_deadline()
+        c.handle_timer(t)
+        resent = c.take_segments()
+    assert resent[0].seq == LOCAL_ISS + 1 and c.cc.cwnd < before
+    send(c, seg(1, 1 + 10 * M), at=t + 0.01)  # the original, late
+    send(c, seg(1, 1 + 10 * M, options=sack((0, 1))), at=t + 0.1)  # and the copy: D-SACK
+    assert c.cc.cwnd >= before and c.counters.undos == 1
+
+
+def test_a_recovery_that_repaired_a_real_loss_is_not_undone():
+    c = sack_established()
+    c.send(data(10 * M), 1.0)
+    c.take_segments()
+    before = c.cc.cwnd
+    send(c, seg(1, 1, options=sack((1, 10))), at=1.1)
+    t = 1.1
+    while not c.take_segments():
+        t = c.next_deadline()
+        c.handle_timer(t)
+    send(c, seg(1, 1 + 10 * M), at=t + 0.1)  # only the resent copy arrived: no D-SACK
+    assert c.cc.cwnd < before and c.counters.undos == 0

@@ -80,6 +80,17 @@ class NewReno:
         # lands inside the flight again 2**32 bytes later, and then an RTO recovers).
         return (self.recover - snd_una) & MASK > (snd_max - snd_una) & MASK
 
+    def undo_state(self) -> tuple:
+        """What :meth:`undo` needs to take back the next reduction."""
+        return (self.cwnd, self.ssthresh)
+
+    def undo(self, state: tuple) -> None:
+        """The last reduction was for nothing (the segments it was for arrived):
+        go back to ``state`` (from :meth:`undo_state`), or stay, if higher now."""
+        cwnd, ssthresh = state[0], state[1]
+        self.cwnd = max(self.cwnd, cwnd)
+        self.ssthresh = max(self.ssthresh, ssthresh)
+
     def _reduce(self, flight: int, now: float) -> int:
         """The ssthresh after a loss with ``flight`` bytes in flight: half (RFC 5681)."""
         return max(flight // 2, 2 * self.mss)
@@ -254,6 +265,15 @@ class Cubic(NewReno):
             self.cwnd += grow
         else:
             self.cwnd = min(self.cwnd + acked, max(self.ssthresh, self.cwnd + self.mss))
+
+    def undo_state(self) -> tuple:
+        return (self.cwnd, self.ssthresh, self._w_max, self._k, self._epoch, self._w_est,
+                self._cwnd_epoch)
+
+    def undo(self, state: tuple) -> None:
+        super().undo(state)
+        # The curve from before the reduction, as Linux's cubictcp_undo_cwnd.
+        self._w_max, self._k, self._epoch, self._w_est, self._cwnd_epoch = state[2:]
 
     def _reduce(self, flight: int, now: float) -> int:
         cwnd = self.cwnd

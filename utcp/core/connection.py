@@ -143,7 +143,7 @@ class Counters:
     __slots__ = ("segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
                  "duplicates", "out_of_order", "unacceptable", "challenge_acks",
                  "paws_rejected", "ooo_dropped", "timeouts", "tlp_probes",
-                 "lost_retransmissions")
+                 "lost_retransmissions", "undos")
 
     def __init__(self) -> None:
         self.segments_in = 0
@@ -165,6 +165,9 @@ class Counters:
         #: Retransmissions RACK found lost again, to be resent once more (Linux's
         #: TCPLostRetransmit).
         self.lost_retransmissions = 0
+        #: Window reductions undone: every retransmission of a recovery came back
+        #: as a D-SACK, so nothing had been lost (Linux's TCPDSACKUndo).
+        self.undos = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in _COUNTER_NAMES}
@@ -183,6 +186,7 @@ class Counters:
         total.paws_rejected += self.paws_rejected
         total.ooo_dropped += self.ooo_dropped
         total.timeouts += self.timeouts
+        total.undos += self.undos
         total.tlp_probes += self.tlp_probes
         total.lost_retransmissions += self.lost_retransmissions
 
@@ -213,7 +217,8 @@ class Connection:
         "_rcv_wscale", "_rcvbuf", "_reading_paused", "_retries", "_rtt_sent", "_rtt_seq",
         "_rtx_at", "_snd_wscale", "_sndbuf", "_synack_at", "_was_listening",
         "ts_offset", "_last_ack_sent", "_ts_ok", "_ts_recent", "_ts_recent_at", "_rto_ts",
-        "_sack_ok", "_sb", "_high_rxt", "_dsack", "_ooo_recent", "_rack_ok", "_rack", "_loss_at",
+        "_sack_ok", "_sb", "_high_rxt", "_dsack", "_ooo_recent", "_undo", "_rack_ok", "_rack",
+        "_loss_at",
         "_loss_probe",
     )
 
@@ -273,6 +278,10 @@ class Connection:
         self._sb = Scoreboard()
         self._high_rxt = iss
         self._dsack: tuple[int, int] | None = None
+        # What the last recovery reduced, kept until D-SACKs show that each of its
+        # retransmissions was needless (then it is undone) or a new loss comes:
+        # [the controller's state before, retransmissions so far then, D-SACKs].
+        self._undo: list[Any] | None = None
         self._ooo_recent = 0
         # RACK-TLP (RFC 8985): whether SACK is in use and Options.rack allows it;
         # its state, from the first segment sent (an idle connection holds none).
@@ -670,6 +679,7 @@ class Connection:
             return
         self._retries += 1
         self.counters.timeouts += 1
+        self._undo = None  # (a timeout is no reordering: nothing to undo)
         self.rtt.back_off()
         self._rtt_seq = None  # Karn: never time a retransmitted segment
         if self._ts_ok or st is SYN_SENT and self.options.timestamps:
@@ -1317,6 +1327,8 @@ class Connection:
         RFC 6675's: cwnd = ssthresh, and the holes the scoreboard shows lost are
         resent as the pipe allows (see _output)."""
         cc = self.cc
+        self._undo = [cc.undo_state(), self.counters.retransmissions, 0] \
+            if self._sack_ok else None
         # The reduction starts from FlightSize (RFC 5681), but never from more
         # than cwnd: what the peer SACKed left the network, and the pipe let as
         # much again be sent, so that SND.MAX - SND.UNA may be far above cwnd (just
@@ -1448,6 +1460,16 @@ class Connection:
                     blocks[1][0], left) and sq.le(right, blocks[1][1]):
                 dsack = blocks[0]
                 rack.on_dsack(self.snd_max)
+                undo = self._undo
+                if undo is not None:
+                    undo[2] += 1
+                    if undo[2] >= self.counters.retransmissions - undo[1] > 0:
+                        # RFC 2883 / 3708: every segment the recovery resent reached
+                        # the peer twice, so none had been lost (reordering fooled
+                        # us): restore the window the recovery took away.
+                        self.cc.undo(undo[0])
+                        self.counters.undos += 1
+                        self._undo = None
         # Our clock's tick the peer echoes (RFC 7323): whatever was last sent after
         # it, the ACK answers an earlier copy of (RFC 8985 6.2 step 2, RFC 3522).
         echo = (tsecr - self.ts_offset) & _MASK if tsecr else None
