@@ -136,6 +136,14 @@ class Listener:
         #: Until when an ACK to this port may carry a SYN cookie we sent.
         self.cookies_until = -1.0
 
+    def left_host(self, host: str) -> None:
+        """One connection fewer from ``host``."""
+        left = self.per_host[host] - 1
+        if left:
+            self.per_host[host] = left
+        else:
+            del self.per_host[host]
+
     def __repr__(self) -> str:
         return f"<Listener port {self.port}, {len(self.half_open)}/{self.backlog} half-open>"
 
@@ -657,12 +665,7 @@ class Stack:
         self._conns[key] = conn
         listener = conn.listener
         if listener is not None:
-            host = conn.peer[0]
-            left = listener.per_host[host] - 1
-            if left:
-                listener.per_host[host] = left
-            else:
-                del listener.per_host[host]
+            listener.left_host(conn.peer[0])
             listener.per_host[addr[0]] += 1
         conn.key = key
         conn.peer = addr
@@ -683,12 +686,7 @@ class Stack:
             listener = conn.listener
             if listener is not None:
                 listener.count -= 1
-                host = conn.peer[0]
-                left = listener.per_host[host] - 1
-                if left:
-                    listener.per_host[host] = left
-                else:
-                    del listener.per_host[host]
+                listener.left_host(conn.peer[0])
         self._timers.cancel(conn)
         if conn in self.memory.holders:
             self.memory.update(conn, 0)
