@@ -13,6 +13,7 @@ BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
 @pytest.mark.parametrize("args", [
     ["bench_bulk.py", "--size", "1", "--repeat", "1"],
+    ["bench_bulk.py", "--size", "1", "--repeat", "1", "--processes", "2", "--offload", "both"],
     ["bench_connect.py", "--duration", "0.3", "--concurrency", "4", "--repeat", "1",
      "--calls", "20", "--tw-memory", "50"],
     ["bench_reassembly.py", "--holes", "10", "100", "--number", "20"],
