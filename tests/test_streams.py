@@ -395,6 +395,48 @@ async def test_an_icmp_error_costs_no_other_peer_its_datagram() -> None:
         ep.close()
 
 
+@pytest.mark.parametrize("via", [False, True], ids=["sendmany", "sendto_from"])
+async def test_an_icmp_error_met_by_a_batch_send_is_read_at_once(via: bool) -> None:
+    # As above, through sendmany (or sendto_from): the failed send took the error's
+    # errno off the socket and the retry succeeded, but the error was left queued,
+    # unread: lost, and the socket, never drained of it, kept waking the loop.
+    ep = await Endpoint.create(("0.0.0.0" if via else HOST, 0))
+    transport = ep.transport
+    reads = 0
+    read_ready = transport._read_ready_pktinfo if transport.pktinfo else transport._read_ready
+
+    def counted() -> None:
+        nonlocal reads
+        reads += 1
+        read_ready()
+
+    loop = asyncio.get_running_loop()
+    loop.remove_reader(transport._sock.fileno())
+    loop.add_reader(transport._sock.fileno(), counted)
+    local = None
+    if via:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"hello", (HOST, ep.local_address[1]))
+            await wait_until(lambda: ep.statistics()["segments_in"] == 1, 5)
+        local = transport._locals.popitem()[1]  # the address that reached it
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.bind((HOST, 0))
+            peer.settimeout(5)
+            gone = (HOST, _unbound_udp_port(socket.AF_INET, HOST))
+            transport.sendmany([(b"x" * 20, gone, None)])
+            if via:
+                transport.sendto_from(b"for the live peer", peer.getsockname(), local)
+            else:
+                transport.sendmany([(b"for the live peer", peer.getsockname(), None)])
+            assert peer.recv(100) == b"for the live peer"
+        assert ep.statistics()["drops"]["icmp-port-unreachable"] == 1
+        await asyncio.sleep(0.05)
+        assert reads <= 2
+    finally:
+        ep.close()
+
+
 async def test_datagrams_to_one_local_address_share_its_local_address() -> None:
     # A wildcard socket that learns where each datagram arrived makes one
     # LocalAddress per address (and interface), not one per datagram: each

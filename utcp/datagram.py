@@ -277,10 +277,19 @@ class BatchedDatagramTransport:
                     sendmsg([data], [local.ancillary], 0, addr)
             except (BlockingIOError, InterruptedError):
                 self.send_errors += 1  # TCP retransmits it like any lost segment
-            except OSError:
+            except OSError as exc:
                 # An ICMP error, or worse (for sendmsg, the address may be gone): as
                 # sendto() deals with it, from the address the kernel picks.
-                self.sendto(data, addr)
+                self._send_failed_once(data, addr, exc)
+
+    def _send_failed_once(self, data: bytes, addr: Any, exc: OSError) -> None:
+        """A send of sendmany() failed with ``exc``: read the ICMP error it met, if
+        that is what it was (the failed send took the error's errno off the
+        socket, and the retry succeeds: the error would stay queued unread), then
+        send again as :meth:`sendto`."""
+        if self._recverr and exc.errno in _ICMP_ERRNOS:
+            self._read_errors()
+        self.sendto(data, addr)
 
     def sendto_from(self, data: bytes, addr: Any, local: LocalAddress) -> None:
         """Send one datagram from the local address ``local`` (see :attr:`pktinfo`)."""
@@ -290,10 +299,10 @@ class BatchedDatagramTransport:
             self._sock.sendmsg([data], [local.ancillary], 0, addr)
         except (BlockingIOError, InterruptedError):
             self.send_errors += 1
-        except OSError:
+        except OSError as exc:
             # That address is gone (or the error is an ICMP one for another peer):
             # let sendto() deal with it, from the address the kernel picks.
-            self.sendto(data, addr)
+            self._send_failed_once(data, addr, exc)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._extra.get(name, default)
