@@ -27,7 +27,7 @@ from conftest import (
 
 import utcp
 from utcp.core.wire import ACK, FIN, MSS, PSH, RST, SYN, BadChecksum, Segment, decode, encode
-from utcp.datagram import BatchedDatagramTransport, open_datagram_socket
+from utcp.datagram import BatchedDatagramTransport, gso_supported, open_datagram_socket
 from utcp.endpoint import Endpoint
 
 try:
@@ -258,11 +258,15 @@ def test_shared_endpoint_keeps_working_on_uvloop_after_a_syn_to_nowhere() -> Non
 
 
 @pytest.mark.skipif(uvloop is None, reason="uvloop is not installed")
-def test_a_client_on_uvloop_keeps_uvloops_transport() -> None:
+def test_a_client_on_uvloop_keeps_uvloops_transport(monkeypatch) -> None:
     # Learning each datagram's local address takes recvmsg, which uvloop's own
     # datagram transport does not offer; reading a client's socket in Python
     # instead costs more than it is worth there (see the README): the client's
-    # connections are matched by peer and ports, as documented.
+    # connections are matched by peer and ports, as documented. (Unless the
+    # kernel offers UDP GSO or GRO, switched off here: see the next test.)
+    monkeypatch.setenv("UTCP_GSO", "0")
+    monkeypatch.setenv("UTCP_GRO", "0")
+
     async def scenario() -> None:
         async with deadline(10):
             server = await utcp.start_server(echo_handler, HOST, 0)
@@ -272,6 +276,34 @@ def test_a_client_on_uvloop_keeps_uvloops_transport() -> None:
                                       BatchedDatagramTransport)
                 assert writer.transport.conn.via is None
                 assert writer.get_extra_info("sockname")[0] == HOST  # (from the routes)
+                writer.close()
+                await writer.wait_closed()
+            finally:
+                server.close()
+                await server.wait_closed()
+
+    run_on_loop(uvloop.new_event_loop, scenario())
+
+
+@pytest.mark.skipif(uvloop is None, reason="uvloop is not installed")
+def test_a_client_on_uvloop_sends_with_gso_where_the_kernel_has_it() -> None:
+    # One system call for many segments beats uvloop's one call each, in C.
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with probe:
+        if not gso_supported(probe):
+            pytest.skip("the kernel has no UDP GSO")
+
+    async def scenario() -> None:
+        async with deadline(10):
+            server = await utcp.start_server(echo_handler, HOST, 0)
+            try:
+                data = random.randbytes(300_000)
+                reader, writer = await utcp.open_connection(HOST, server.port)
+                transport = client_endpoint(writer).transport
+                assert isinstance(transport, BatchedDatagramTransport) and transport.gso
+                assert not transport.pktinfo  # (as with uvloop's own transport)
+                _, echoed = await asyncio.gather(send_all(writer, data), read_all(reader))
+                assert echoed == data
                 writer.close()
                 await writer.wait_closed()
             finally:

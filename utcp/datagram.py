@@ -8,6 +8,14 @@ call (``datagrams_received``), so that per-batch work, such as one ACK for many
 segments, happens once; ``sendmany`` sends a batch the same way. It also offers
 the part of :class:`asyncio.DatagramTransport` the endpoint uses, so asyncio's
 transport (or a simulated link) can stand in for it.
+
+On Linux it uses UDP segmentation offload both ways (udp(7)): ``sendmany`` sends
+consecutive datagrams to one address, of one size (the last may be shorter), with
+one ``sendmsg`` carrying ``UDP_SEGMENT`` (GSO), which the kernel splits into
+datagrams; with ``UDP_GRO`` one ``recvmsg`` returns what one sender sent
+together, coalesced, with the size to split it at. Each is found out once per
+socket and left off where the kernel lacks it; ``UTCP_GSO=0`` and ``UTCP_GRO=0``
+in the environment (or the ``gso``/``gro`` arguments) switch them off.
 """
 
 from __future__ import annotations
@@ -21,10 +29,29 @@ import sys
 from asyncio import selector_events
 from typing import Any
 
-#: Most datagrams read per wake-up before the loop gets a turn.
+#: Most datagrams read per wake-up before the loop gets a turn (with GRO, counted
+#: after splitting: one read may bring many).
 BATCH = 64
-#: Largest datagram read: a UDP payload never exceeds 65507 bytes.
+#: Largest datagram read: a UDP payload never exceeds 65507 bytes (nor does what
+#: GRO coalesces).
 MAX_DATAGRAM = 65536
+
+# Linux UDP segmentation offload (udp(7); socket lacks the names before Python 3.12).
+SOL_UDP = 17
+UDP_SEGMENT = 103  # since Linux 4.18
+UDP_GRO = 104  # since Linux 5.0
+#: Most datagrams one GSO send carries (the kernel's UDP_MAX_SEGMENTS).
+GSO_MAX_SEGMENTS = 64
+#: Most bytes one GSO send carries: the largest UDP payload over IPv4.
+GSO_MAX_BYTES = 65507
+_GRO_SIZE = struct.Struct("=i")  # the UDP_GRO control message: the segment size
+_GRO_SPACE = socket.CMSG_SPACE(_GRO_SIZE.size) if hasattr(socket, "CMSG_SPACE") else 0
+#: A send with UDP_SEGMENT fails with these where the kernel will not segment for
+#: that destination (a device without checksum offload, IPsec, a path MTU below
+#: the segment size): those datagrams then go one by one.
+_GSO_REFUSED = frozenset({errno.EIO, errno.EINVAL, errno.EMSGSIZE, errno.EOPNOTSUPP})
+#: Most destinations a transport remembers refusing GSO (past this it starts again).
+_GSO_REFUSED_CACHE = 1024
 
 # Linux: ICMP errors for an unconnected UDP socket are queued on the socket only
 # with IP_RECVERR / IPV6_RECVERR, and read with MSG_ERRQUEUE (see ip(7)).
@@ -52,6 +79,53 @@ _PKTINFO_SPACE = socket.CMSG_SPACE(max(_IN_PKTINFO.size, _IN6_PKTINFO.size)) \
 
 #: The hosts a socket bound to any address reports as its own.
 WILDCARD_HOSTS = ("0.0.0.0", "::")
+
+
+def offload_wanted(name: str, value: bool | None = None) -> bool:
+    """Whether GSO (``name`` "GSO") or GRO is wanted: ``value`` if given, else
+    unless the environment's ``UTCP_<name>`` says 0, off, no or false."""
+    if value is not None:
+        return value
+    return os.environ.get(f"UTCP_{name}", "").strip().lower() not in ("0", "off", "no", "false")
+
+
+def _udp_socket(sock: socket.socket) -> bool:
+    return sys.platform == "linux" and sock.type == socket.SOCK_DGRAM and \
+        sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(sock, "sendmsg")
+
+
+def gso_supported(sock: socket.socket) -> bool:
+    """Whether the kernel segments a UDP send for ``sock`` (Linux 4.18 and later
+    know the option; older ones refuse to read it)."""
+    if not _udp_socket(sock):
+        return False
+    try:
+        sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+    except OSError:
+        return False
+    return True
+
+
+def gro_supported(sock: socket.socket) -> bool:
+    """Whether the kernel can coalesce what arrives for ``sock`` (Linux 5.0 and later)."""
+    if not _udp_socket(sock) or not _GRO_SPACE:
+        return False
+    try:
+        sock.getsockopt(SOL_UDP, UDP_GRO)
+    except OSError:
+        return False
+    return True
+
+
+def _enable_gro(sock: socket.socket) -> bool:
+    """Have the kernel coalesce what arrives for ``sock``; False where it cannot."""
+    if not _udp_socket(sock) or not _GRO_SPACE:
+        return False
+    try:
+        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+    except OSError:
+        return False
+    return True
 
 
 class LocalAddress:
@@ -150,7 +224,8 @@ class BatchedDatagramTransport:
     """A non-blocking UDP socket driven by ``loop.add_reader``."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
-                 protocol: asyncio.DatagramProtocol, *, pktinfo: bool = False) -> None:
+                 protocol: asyncio.DatagramProtocol, *, pktinfo: bool = False,
+                 gso: bool | None = None, gro: bool | None = None) -> None:
         self._loop = loop
         self._sock = sock
         self._protocol = protocol
@@ -162,11 +237,72 @@ class BatchedDatagramTransport:
         #: on a socket bound to a wildcard address: the endpoint asks for it (see
         #: Endpoint.create) to match each connection's local address.
         self.pktinfo = pktinfo and _enable_pktinfo(sock)
+        #: Whether sendmany() sends runs of datagrams to one address with UDP GSO
+        #: (None or True: where the kernel can and UTCP_GSO does not say 0).
+        self.gso = offload_wanted("GSO", gso) and gso_supported(sock)
+        #: Whether the kernel coalesces arrivals (UDP GRO), split again here.
+        self.gro = offload_wanted("GRO", gro) and _enable_gro(sock)
+        self._gso_refused: set[Any] = set()  # destinations the kernel would not segment for
+        self._gso_sizes: dict[int, bytes] = {}  # UDP_SEGMENT control data by segment size
         self._locals = _LocalAddresses()
         self._extra = {"socket": sock, "sockname": sock.getsockname()}
-        loop.add_reader(sock.fileno(),
-                        self._read_ready_pktinfo if self.pktinfo else self._read_ready)
+        if self.gro:
+            self._cmsg_space = _GRO_SPACE + (_PKTINFO_SPACE if self.pktinfo else 0)
+            reader = self._read_ready_gro
+        else:
+            reader = self._read_ready_pktinfo if self.pktinfo else self._read_ready
+        try:
+            loop.add_reader(sock.fileno(), reader)
+        except BaseException:
+            if self.gro:  # (the loop's own transport may read this socket instead)
+                sock.setsockopt(SOL_UDP, UDP_GRO, 0)
+            raise
         protocol.connection_made(self)  # type: ignore[arg-type]
+
+    def _read_ready_gro(self) -> None:
+        """As :meth:`_read_ready` (or :meth:`_read_ready_pktinfo`), on a socket where
+        the kernel coalesces datagrams: one read may bring many from one sender, all
+        of the size its UDP_GRO control message gives (the last may be shorter),
+        split here into the datagrams that were sent."""
+        recvmsg = self._sock.recvmsg
+        space = self._cmsg_space
+        locals_ = self._locals if self.pktinfo else None
+        batch: list[tuple[Any, ...]] = []
+        append = batch.append
+        extend = batch.extend
+        n = 0
+        while n < BATCH:
+            try:
+                data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, space)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if self._recverr:
+                    self._read_errors()
+                    continue
+                self._protocol.error_received(exc)
+                break
+            size = 0
+            local = None
+            for cmsg in ancdata:
+                if cmsg[0] == SOL_UDP:  # UDP_GRO: the one control message at this level
+                    size = _GRO_SIZE.unpack_from(cmsg[2])[0]
+                elif locals_ is not None:
+                    local = locals_[cmsg]
+            length = len(data)
+            if 0 < size < length:
+                # (Slices of bytes are bytes: each datagram its own, as the stack keeps
+                # payloads, and the coalesced buffer is not held by any of them.)
+                if locals_ is None:
+                    extend([(data[i:i + size], addr) for i in range(0, length, size)])
+                else:
+                    extend([(data[i:i + size], addr, local) for i in range(0, length, size)])
+                n += -(-length // size)
+            else:
+                append((data, addr) if locals_ is None else (data, addr, local))
+                n += 1
+        if batch:
+            self._protocol.datagrams_received(batch)  # type: ignore[attr-defined]
 
     def _read_ready_pktinfo(self) -> None:
         """As :meth:`_read_ready`, each datagram with the local address it reached:
@@ -264,8 +400,15 @@ class BatchedDatagramTransport:
 
     def sendmany(self, datagrams: list[tuple[bytes, Any, Any]]) -> None:
         """Send ``(data, addr, local)`` datagrams in order (``local`` None: from the
-        address the kernel picks), each as :meth:`sendto` or :meth:`sendto_from` would."""
+        address the kernel picks), each as :meth:`sendto` or :meth:`sendto_from` would.
+
+        With :attr:`gso`, each run of datagrams to one address from one local
+        address, all of one size but the last (which may be shorter), goes in one
+        system call (up to GSO_MAX_SEGMENTS datagrams, GSO_MAX_BYTES bytes)."""
         if self._closed:
+            return
+        if self.gso:
+            self._sendmany_gso(datagrams)
             return
         sendto = self._sock.sendto
         sendmsg = self._sock.sendmsg
@@ -281,6 +424,68 @@ class BatchedDatagramTransport:
                 # An ICMP error, or worse (for sendmsg, the address may be gone): as
                 # sendto() deals with it, from the address the kernel picks.
                 self._send_failed_once(data, addr, exc)
+
+    def _sendmany_gso(self, datagrams: list[tuple[bytes, Any, Any]]) -> None:
+        sendmsg = self._sock.sendmsg
+        refused = self._gso_refused
+        n = len(datagrams)
+        i = 0
+        while i < n:
+            data, addr, local = datagrams[i]
+            size = len(data)
+            j = i + 1
+            if j < n and not (refused and addr in refused):
+                total = size
+                end = min(n, i + GSO_MAX_SEGMENTS)
+                while j < end:
+                    d, a, v = datagrams[j]
+                    k = len(d)
+                    if k > size or v is not local or total + k > GSO_MAX_BYTES or \
+                            (a is not addr and a != addr):
+                        break
+                    total += k
+                    j += 1
+                    if k < size:
+                        break  # a shorter datagram ends the run
+            if j - i == 1:
+                self._send_one(data, addr, local)
+                i = j
+                continue
+            seg = self._gso_sizes.get(size)
+            if seg is None:
+                seg = self._gso_sizes[size] = struct.pack("=H", size)
+            ancillary = [(SOL_UDP, UDP_SEGMENT, seg)]
+            if local is not None:
+                ancillary.append(local.ancillary)
+            try:
+                sendmsg([d for d, _, _ in datagrams[i:j]], ancillary, 0, addr)
+            except (BlockingIOError, InterruptedError):
+                self.send_errors += j - i  # TCP retransmits them like any lost segments
+            except OSError as exc:
+                if self._recverr and exc.errno in _ICMP_ERRNOS:
+                    self._read_errors()  # (see _send_failed_once)
+                elif exc.errno in _GSO_REFUSED:
+                    # Not for this destination (see _GSO_REFUSED): from now on one by one.
+                    if len(refused) >= _GSO_REFUSED_CACHE:
+                        refused.clear()
+                    refused.add(addr)
+                # (The ICMP error read or the refusal noted, or a failure each
+                # datagram would meet alike: each goes as it would without GSO.)
+                for d, a, v in datagrams[i:j]:
+                    self._send_one(d, a, v)
+            i = j
+
+    def _send_one(self, data: bytes, addr: Any, local: Any) -> None:
+        """One datagram of sendmany() without GSO."""
+        try:
+            if local is None:
+                self._sock.sendto(data, addr)
+            else:
+                self._sock.sendmsg([data], [local.ancillary], 0, addr)
+        except (BlockingIOError, InterruptedError):
+            self.send_errors += 1
+        except OSError as exc:
+            self._send_failed_once(data, addr, exc)
 
     def _send_failed_once(self, data: bytes, addr: Any, exc: OSError) -> None:
         """A send of sendmany() failed with ``exc``: read the ICMP error it met, if
@@ -330,18 +535,22 @@ class BatchedDatagramTransport:
 async def open_datagram_socket(
     loop: asyncio.AbstractEventLoop, protocol: asyncio.DatagramProtocol,
     local_addr: tuple[Any, ...], family: int = 0, *, pktinfo: bool = False,
+    gso: bool | None = None, gro: bool | None = None,
 ) -> Any:
     """Bind a UDP socket at ``local_addr`` and connect ``protocol`` to it.
 
     With ``pktinfo``, a socket on a wildcard address hands each datagram to the
     protocol with the address it was sent to (see :class:`LocalAddress`).
+    ``gso`` and ``gro`` switch UDP segmentation offload off (False) or leave it
+    to the kernel and the environment (None, see :func:`offload_wanted`).
 
     On asyncio's selector loops this is a :class:`BatchedDatagramTransport`. On
     other loops it is the loop's own datagram transport (uvloop's, written in C,
     reads and sends with less Python work than any transport written here), but
-    for ``pktinfo``, which needs ``recvmsg``, where the loop supports
-    ``add_reader``. On a virtual-time loop (:mod:`utcp.emulator`) it is a socket
-    of the loop's simulated network.
+    for ``pktinfo``, which needs ``recvmsg``, and where the kernel offers GSO or
+    GRO (one system call for many datagrams beats any number of calls in C), where
+    the loop supports ``add_reader``. On a virtual-time loop (:mod:`utcp.emulator`)
+    it is a socket of the loop's simulated network.
     """
     network = getattr(loop, "utcp_network", None)
     if network is not None:
@@ -360,11 +569,14 @@ async def open_datagram_socket(
             raise OSError(exc.errno, f"error while attempting to bind on address "
                                      f"{addr!r}: {(exc.strerror or str(exc)).lower()}") \
                 from None
-        if not (pktinfo or isinstance(loop, selector_events.BaseSelectorEventLoop)):
+        if not (pktinfo or isinstance(loop, selector_events.BaseSelectorEventLoop)
+                or (offload_wanted("GSO", gso) and gso_supported(sock))
+                or (offload_wanted("GRO", gro) and gro_supported(sock))):
             transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
             return transport
         try:
-            return BatchedDatagramTransport(loop, sock, protocol, pktinfo=pktinfo)
+            return BatchedDatagramTransport(loop, sock, protocol, pktinfo=pktinfo,
+                                            gso=gso, gro=gro)
         except NotImplementedError:
             transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
             return transport

@@ -134,8 +134,11 @@ class Endpoint(asyncio.DatagramProtocol):
         TCP does, and each connection, a client's too, takes segments only at the
         address it was made at. A client endpoint does so only on asyncio's
         selector loops, where its socket is read in Python anyway; elsewhere
-        (uvloop) it keeps the loop's own transport. ``stack`` sets its TCP policy
-        (ephemeral ports, TIME-WAIT reuse); by default a new :class:`Stack`.
+        (uvloop) it keeps the loop's own transport or, where the kernel offers
+        UDP GSO or GRO, reads and sends in Python with them (see
+        :mod:`utcp.datagram`), still without learning local addresses.
+        ``stack`` sets its TCP policy (ephemeral ports, TIME-WAIT reuse); by
+        default a new :class:`Stack`.
         """
         loop = loop or asyncio.get_running_loop()
         ep = cls(loop, stack)
