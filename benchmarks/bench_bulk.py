@@ -96,19 +96,23 @@ def offload_env(case: str, no_gso: bool, no_gro: bool) -> Iterator[dict[str, str
                 os.environ[k] = v
 
 
-class _Profile:
-    """cProfile around part of a run, when asked for; counts the calls."""
+class _Measure:
+    """The CPU time this process spends in part of a run, and with ``profile`` the
+    Python calls it makes there (cProfile)."""
 
-    def __init__(self, on: bool) -> None:
-        self.profile = cProfile.Profile() if on else None
+    def __init__(self, profile: bool = False) -> None:
+        self.profile = cProfile.Profile() if profile else None
         self.calls = 0
+        self.cpu = 0.0
 
-    def __enter__(self) -> _Profile:
+    def __enter__(self) -> _Measure:
         if self.profile is not None:
             self.profile.enable()
+        self._cpu0 = time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.cpu += time.process_time() - self._cpu0
         if self.profile is not None:
             self.profile.disable()
             self.calls = pstats.Stats(self.profile).total_calls  # type: ignore[attr-defined]
@@ -191,7 +195,7 @@ async def _stream_case(case: str, size: int, limit: float, loop_name: str,
             done.set_result(size)
 
     waiter = asyncio.ensure_future(confirmed()) if child is not None else None
-    with _Profile(profile) as prof:
+    with _Measure(profile) as prof:
         t0 = time.perf_counter()
         sender = asyncio.ensure_future(send())
         try:
@@ -225,6 +229,7 @@ async def _stream_case(case: str, size: int, limit: float, loop_name: str,
             "srtt_ms": (info["srtt"] or 0) * 1e3,
             "cwnd": info["cwnd"],
         }
+    res.extra["cpu"] = prof.cpu
     if prof.profile is not None:
         res.extra["calls"] = prof.calls
     if res.complete:
@@ -345,21 +350,22 @@ async def _udp_case(size: int, limit: float, window: int, loop_name: str,
             sendto(datagram, addr)
             sent += 1
 
-    t0 = time.perf_counter()
-    if child is None:
-        call_soon(pump)
-    else:
-        tx.pump = pump_child
-        call_soon(pump_child)
-    try:
-        await asyncio.wait_for(asyncio.shield(done), limit)
-    except asyncio.TimeoutError:
-        # Datagrams lost (should not happen within the window) or time is up.
-        res.complete = False
-    res.elapsed = time.perf_counter() - t0
+    with _Measure() as measure:
+        t0 = time.perf_counter()
+        if child is None:
+            call_soon(pump)
+        else:
+            tx.pump = pump_child
+            call_soon(pump_child)
+        try:
+            await asyncio.wait_for(asyncio.shield(done), limit)
+        except asyncio.TimeoutError:
+            # Datagrams lost (should not happen within the window) or time is up.
+            res.complete = False
+        res.elapsed = time.perf_counter() - t0
     count = rx.count if child is None else tx.acked
     res.nbytes = count * PAYLOAD
-    res.extra = {"datagrams": count, "sent": sent, "lost": sent - count}
+    res.extra = {"datagrams": count, "sent": sent, "lost": sent - count, "cpu": measure.cpu}
     tx.pump = None
     tx_tr.close()
     if rx_tr is not None:
@@ -404,7 +410,7 @@ class Receiver:
 async def _serve(case: str, size: int, window: int, profile: bool) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     stats: dict[str, Any] = {}
-    prof = _Profile(profile)
+    prof = _Measure(profile)
     if case == "udp":
         rx_tr, rx = await loop.create_datagram_endpoint(
             lambda: _Receiver(report=max(window // 4, 1)), local_addr=(HOST, 0))
@@ -433,6 +439,7 @@ async def _serve(case: str, size: int, window: int, profile: bool) -> dict[str, 
             stats["server"] = server.statistics()
         await _close_server(server)
     stats["calls"] = prof.calls
+    stats["cpu"] = prof.cpu
     return stats
 
 
@@ -467,6 +474,7 @@ def run_case(case: str, size: int, limit: float, window: int, loop_name: str,
             res.extra["server"] = stats.get("server", {})
         if profile:
             res.extra["receiver_calls"] = stats.get("calls")
+        res.extra["receiver_cpu"] = stats.get("cpu")
     return res
 
 
@@ -519,6 +527,41 @@ def report(runs: list[Result]) -> None:
     total = sum(r.extra["all_retransmissions"] for r in results if r.case.startswith("utcp"))
     if any(r.case.startswith("utcp") for r in results):
         print(f"utcp retransmissions over all runs: {total}")
+    if any(r.extra.get("receiver_cpu") for r in runs):
+        report_cpu(runs, w)
+
+
+def report_cpu(runs: list[Result], w: int) -> None:
+    """With two processes: the CPU time each side spent, and the rate the busier of
+    the two would allow were it never to wait (MB per CPU-second). It moves much
+    less from run to run than MB/s, which depends on where the scheduler puts the
+    two processes and on how long waking one takes."""
+    rows: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for r in runs:
+        rx = r.extra.get("receiver_cpu")
+        if r.complete and rx and r.extra.get("cpu"):
+            tx = r.extra["cpu"]
+            rows.setdefault((r.loop, r.case), []).append((tx, rx, r.nbytes / max(tx, rx) / 1e6))
+    if not rows:
+        return
+    print()
+    print("CPU seconds of each side (medians); MB/cpu-s: MB over the busier side's CPU time")
+    print(f"{'loop':<8} {'case':<{w}} {'sender s':>8} {'receiver s':>10} {'MB/cpu-s':>8} "
+          f"{'(min-max)':>13} {'utcp/udp':>8}")
+    med = {}
+    for key, vals in rows.items():
+        rates = sorted(v[2] for v in vals)
+        mid = len(vals) // 2
+        med[key] = rates[(len(rates) - 1) // 2]
+        tx = sorted(v[0] for v in vals)[mid if len(vals) % 2 else mid - 1]
+        rx = sorted(v[1] for v in vals)[mid if len(vals) % 2 else mid - 1]
+        ratio = ""
+        base = med.get((key[0], "udp"))
+        if key[1].startswith("utcp") and base:
+            ratio = f"{med[key] / base:.2f}"
+        spread = f"({rates[0]:.1f}-{rates[-1]:.1f})"
+        print(f"{key[0]:<8} {key[1]:<{w}} {tx:>8.2f} {rx:>10.2f} {med[key]:>8.1f} "
+              f"{spread:>13} {ratio:>8}")
 
 
 def main(argv: list[str] | None = None) -> None:
