@@ -720,3 +720,142 @@ def test_a_forged_segment_from_a_new_address_moves_nothing():
     client.stack.send(conn, b"still here", net.now)
     net.run(until=net.now + 1)
     assert bytes(server.received[accepted]) == b"still here"
+
+
+# ------------------------------------------------------------------ runs in a batch
+
+
+def _established(options: Options | None = None):
+    """A connection, its peer on the server, and the network; nothing in flight."""
+    net, server, client = network()
+    conn = connect(net, client, options or Options(initial_cwnd=64))
+    net.run(until=net.now + 1)
+    server.collect()
+    [accepted] = server.connections()
+    server.stack.coalesce_acks = accepted.coalesce_acks = True  # as the endpoint has it
+    return net, server, client, conn, accepted
+
+
+def _data_segments(client, conn, data: bytes, now: float) -> list[Segment]:
+    client.stack.send(conn, data, now)
+    return [decode(d) for d, _, _ in client.stack.datagrams_to_send()]
+
+
+def _received(stack: Stack, conn) -> tuple[bytes, int]:
+    """The data delivered to ``conn`` since last asked, and in how many events."""
+    events = [ev for c, evs in stack.take_events() if c is conn for ev in evs
+              if isinstance(ev, DataReceived)]
+    return b"".join(ev.data for ev in events), len(events)
+
+
+@pytest.fixture
+def receive_calls(monkeypatch):
+    """The segments each Connection.receive() call was given, in order."""
+    from utcp.core.connection import Connection
+
+    calls: list[Segment] = []
+    real = Connection.receive
+
+    def receive(self, seg, now):
+        calls.append(seg)
+        return real(self, seg, now)
+
+    monkeypatch.setattr(Connection, "receive", receive)
+    return calls
+
+
+def test_a_run_of_segments_in_a_batch_is_taken_as_one(receive_calls):
+    net, server, client, conn, accepted = _established()
+    data = random.Random(5).randbytes(40 * conn.send_mss)
+    segs = _data_segments(client, conn, data, net.now)
+    assert len(segs) == 40 and len({s.options for s in segs}) == 1  # (one TSval)
+    before_in = accepted.counters.segments_in
+    receive_calls.clear()
+    server.stack.receive_batch([(encode(s), CLIENT) for s in segs], net.now)
+    # One pass: the data, counted per segment; one ACK for all of it.
+    assert len(receive_calls) == 1
+    [merged] = receive_calls
+    assert merged.seq == segs[0].seq and merged.payload == b"".join(s.payload for s in segs)
+    assert merged.flags == segs[-1].flags
+    assert _received(server.stack, accepted) == (data[:len(merged.payload)], 1)
+    assert accepted.counters.segments_in - before_in == 40
+    acks = sent(server.stack)
+    assert [s.ack for s, _ in acks] == [(segs[-1].seq + len(segs[-1].payload)) & 0xFFFFFFFF]
+
+
+def test_runs_end_where_segments_stop_continuing_one_another(receive_calls):
+    net, server, client, conn, accepted = _established()
+    mss = conn.send_mss
+    data = random.Random(6).randbytes(20 * mss)
+    segs = _data_segments(client, conn, data, net.now)
+    n = len(segs)
+    assert n >= 12 and all(s.flags == ACK for s in segs[:-1])
+    tail = segs[-1]
+    odd = list(segs)
+    odd[3] = Segment(**{**_fields(segs[3]), "window": segs[3].window - 1})  # another window
+    ts = segs[6].options[2][1]
+    odd[6] = Segment(**{**_fields(segs[6]),
+                        "options": (*segs[6].options[:2], (8, (ts[0] + 1, ts[1])))})
+    odd[8] = Segment(**{**_fields(segs[8]), "flags": ACK | 8})  # PSH: the run's last
+    batch = [(encode(s), CLIENT) for s in odd[:10]]
+    batch.insert(10, (b"corrupt" * 10, CLIENT))  # (counted and skipped)
+    batch += [(encode(s), CLIENT) for s in odd[11:]]  # (10 missing: a hole)
+    receive_calls.clear()
+    server.stack.receive_batch(batch, net.now)
+    starts = [s.seq for s in receive_calls]
+    assert starts == [segs[i].seq for i in (0, 3, 4, 6, 7, 9, 11)]
+    assert [len(s.payload) // mss for s in receive_calls[:-1]] == [3, 1, 2, 1, 2, 1]
+    assert receive_calls[-1].payload == b"".join(s.payload for s in segs[11:])
+    assert receive_calls[-1].flags == tail.flags
+    got, _ = _received(server.stack, accepted)
+    assert got == b"".join(s.payload for s in segs[:10])  # the rest waits for the hole
+    assert server.stack.statistics()["drops"]["bad-checksum"] == 1
+
+
+def _fields(seg: Segment) -> dict:
+    return {f: getattr(seg, f) for f in ("src_port", "dst_port", "seq", "ack", "flags",
+                                         "window", "urgent", "options", "payload",
+                                         "reserved")}
+
+
+def test_a_shorter_segment_ends_a_run_and_other_connections_interleave(receive_calls):
+    net, server, client, conn, accepted = _established()
+    conn2 = connect(net, client, Options(initial_cwnd=64))
+    net.run(until=net.now + 1)
+    server.collect()
+    accepted2 = next(c for c in server.stack.connections()
+                     if c.remote_port == conn2.local_port)
+    mss = conn.send_mss
+    a = _data_segments(client, conn, b"a" * (3 * mss + 656), net.now)
+    b = _data_segments(client, conn2, b"b" * (mss + 1000), net.now)
+    c = _data_segments(client, conn, b"c" * 2000, net.now)
+    receive_calls.clear()
+    server.stack.receive_batch([(encode(s), CLIENT) for s in (*a[:2], *b, *a[2:], *c)],
+                               net.now)
+    # a: two, then conn2's two (the shorter last one in the run), a's last two, and
+    # c's, which begins with another PSH-less segment after a's PSH.
+    assert [len(s.payload) for s in receive_calls] == [2 * mss, mss + 1000, mss + 656, 2000]
+    assert [s.src_port for s in receive_calls] == [conn.local_port, conn2.local_port,
+                                                   conn.local_port, conn.local_port]
+    got: dict = {}
+    for c, evs in server.stack.take_events():
+        got[c] = got.get(c, b"") + b"".join(e.data for e in evs if isinstance(e, DataReceived))
+    assert got[accepted] == b"a" * (3 * mss + 656) + b"c" * 2000
+    assert got[accepted2] == b"b" * (mss + 1000)
+
+
+def test_an_observed_connection_sees_each_segment(receive_calls):
+    from utcp.core.observer import NullObserver
+
+    seen: list[Segment] = []
+
+    class Watch(NullObserver):
+        def segment_received(self, conn, seg, now):
+            seen.append(seg)
+
+    net, server, client, conn, accepted = _established()
+    accepted.observer = Watch()
+    segs = _data_segments(client, conn, b"x" * 10 * conn.send_mss, net.now)
+    receive_calls.clear()
+    server.stack.receive_batch([(encode(s), CLIENT) for s in segs], net.now)
+    assert len(receive_calls) == len(seen) == len(segs) == 10

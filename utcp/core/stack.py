@@ -41,6 +41,7 @@ from .timewait import TimeWaitTable, iss_after, reopens
 from .wire import (
     ACK,
     MSS,
+    PSH,
     RST,
     SACK_PERMITTED,
     SYN,
@@ -73,6 +74,7 @@ _INTERNED_ADDRESSES = 4096
 _EARLY = 0.0005
 
 _CLOSED = State.CLOSED
+_ESTABLISHED = State.ESTABLISHED
 _SYN_RECEIVED = State.SYN_RECEIVED
 _SYN_SENT = State.SYN_SENT
 _TIME_WAIT = State.TIME_WAIT
@@ -92,6 +94,9 @@ MAX_RECEIVE_MEMORY = 128 * 1024 * 1024
 ZERO_WINDOW_TIMEOUT = 60.0
 #: How often connections holding data are looked at while memory is short.
 _SWEEP_INTERVAL = 1.0
+#: Most segments of one connection that receive_batch() takes as one (see there).
+RUN_MAX = 64
+_ACK_PSH = ACK | PSH
 _PORTS_SEQ = struct.Struct("!HHI")
 # Drop counters of ICMP destination unreachable errors, by kind.
 _UNREACHABLE_DROPS = {"port": "icmp-port-unreachable", "host": "icmp-host-unreachable",
@@ -279,8 +284,15 @@ class Stack:
         except MalformedSegment:
             self.drops["malformed"] += 1
             return
+        self._receive_segment(seg, len(data), addr, now, via)
+
+    def _receive_segment(self, seg: Segment, size: int, addr: Address, now: float, via: Any,
+                 conn: Connection | None = None) -> None:
+        """:meth:`receive` once ``seg`` (a datagram of ``size`` bytes) is decoded;
+        ``conn``: its connection, when the caller looked it up."""
         key = (addr if len(addr) == 2 else address_key(addr), seg.dst_port, seg.src_port)
-        conn = self._conns.get(key)
+        if conn is None:
+            conn = self._conns.get(key)
         if conn is None:
             if key in self._tw:
                 self._time_wait_segment(seg, key, addr, via, now)
@@ -301,7 +313,7 @@ class Stack:
         credit = self._credit.get(conn) if self._credit else None
         if credit is not None:
             credit[0] += AMPLIFICATION  # one more datagram from the peer: more answers,
-            credit[1] += AMPLIFICATION * len(data)  # of up to three times its size
+            credit[1] += AMPLIFICATION * size  # of up to three times its size
         conn.receive(seg, now)
         if via is not None and conn.via is None and conn.state is not _SYN_SENT:
             # An active open's first accepted segment (SYN-ACK, or a SYN crossing
@@ -320,14 +332,77 @@ class Stack:
 
     def receive_batch(self, batch: list[tuple[Any, ...]], now: float) -> None:
         """Datagrams read together, as ``(data, addr)`` or ``(data, addr, via)``, all
-        at ``now``; then :meth:`end_batch`."""
-        receive = self.receive
+        at ``now``; then :meth:`end_batch`.
+
+        Consecutive segments that continue one another on one established
+        connection, as a bulk sender sends them, are taken as one segment, as
+        Linux's GRO merges them: each carries data and a bare ACK (PSH may end
+        the run), and all have the same ACK, window and options (timestamps
+        included: sent together), all full-sized but a shorter last one. The
+        connection then does its per-segment work once for the run; its
+        ``segments_in`` still counts each. A connection with an observer sees
+        every segment as it came."""
+        conns = self._conns
+        run: list[Segment] = []  # segments of one connection that continue one another
+        run_conn: Any = None
+        run_addr: Any = None
+        run_via: Any = None
+        run_size = 0  # the first one's datagram size
+        first: Any = None
+        last: Any = None
         for item in batch:
-            if len(item) == 2:
-                receive(item[0], item[1], now)
-            else:
-                receive(item[0], item[1], now, item[2])
+            data = item[0]
+            addr = item[1]
+            via = item[2] if len(item) == 3 else None
+            self.segments_in += 1
+            try:
+                seg = decode(data)
+            except BadChecksum:
+                self.drops["bad-checksum"] += 1
+                continue
+            except MalformedSegment:
+                self.drops["malformed"] += 1
+                continue
+            flags = seg.flags
+            if run:
+                if (flags == ACK or flags == _ACK_PSH) and last.flags == ACK \
+                        and seg.seq == (last.seq + len(last.payload)) & 0xFFFFFFFF \
+                        and seg.ack == first.ack and seg.window == first.window \
+                        and seg.src_port == first.src_port and seg.dst_port == first.dst_port \
+                        and len(seg.payload) <= len(last.payload) == len(first.payload) \
+                        and seg.options == first.options and via is run_via \
+                        and (addr is run_addr or addr == run_addr) \
+                        and not seg.urgent and not seg.reserved and len(run) < RUN_MAX:
+                    run.append(seg)
+                    last = seg
+                    continue
+                self._receive_run(run, run_size, run_addr, now, run_via, run_conn)
+                run = []
+            if (flags == ACK or flags == _ACK_PSH) and seg.payload and not seg.urgent \
+                    and not seg.reserved:
+                conn = conns.get((addr if len(addr) == 2 else address_key(addr),
+                                  seg.dst_port, seg.src_port))
+                if conn is not None and conn.state is _ESTABLISHED and conn.observer is None:
+                    run = [seg]
+                    first = last = seg
+                    run_conn, run_addr, run_via, run_size = conn, addr, via, len(data)
+                    continue
+            self._receive_segment(seg, len(data), addr, now, via)
+        if run:
+            self._receive_run(run, run_size, run_addr, now, run_via, run_conn)
         self.end_batch(now)
+
+    def _receive_run(self, run: list[Segment], size: int, addr: Address, now: float,
+                     via: Any, conn: Connection) -> None:
+        """The segments of one run (see :meth:`receive_batch`) as one."""
+        if len(run) == 1:
+            self._receive_segment(run[0], size, addr, now, via, conn)
+            return
+        first = run[0]
+        merged = Segment(first.src_port, first.dst_port, first.seq, first.ack, run[-1].flags,
+                         first.window, 0, first.options, b"".join([s.payload for s in run]))
+        conn.counters.segments_in += len(run) - 1  # (the connection counts the one)
+        self._receive_segment(merged, size, addr, now, via, conn)
 
     def end_batch(self, now: float) -> None:
         """The datagrams read together are all in: send each connection's one ACK."""
