@@ -128,6 +128,23 @@ def flag_names(flags: int) -> str:
     return ",".join(name for bit, name in _FLAG_ORDER if flags & bit)
 
 
+# Cutting a number in two at a multiple of 16 bits and adding the halves keeps it
+# modulo 0xFFFF (2**16 == 1): two such folds, a few linear passes, leave the
+# division (one machine division per 30-bit digit) a quarter of a full segment's
+# digits, and save a third of the checksum's cost. Not worth it below _FOLD_FROM.
+_FOLD1 = 5760
+_FOLD1_MASK = (1 << _FOLD1) - 1
+_FOLD2 = 2880
+_FOLD2_MASK = (1 << _FOLD2) - 1
+_FOLD_FROM = 512  # bytes
+
+
+def _folded(n: int) -> int:
+    """``n`` made smaller, the same modulo 0xFFFF (for a number of over _FOLD_FROM bytes)."""
+    n = (n >> _FOLD1) + (n & _FOLD1_MASK)
+    return (n >> _FOLD2) + (n & _FOLD2_MASK)
+
+
 def checksum(data: bytes) -> int:
     """RFC 1071 Internet checksum of ``data`` (an odd length is padded with a zero byte)."""
     # 2**16 == 1 (mod 0xFFFF), so reducing the whole datagram as one integer modulo
@@ -136,7 +153,7 @@ def checksum(data: bytes) -> int:
     # free; the sum then comes out byte-swapped, which multiplying by 256 undoes
     # (section 2(B), byte order independence).
     n = int.from_bytes(data, "little")
-    s = (n % 0xFFFF << 8) % 0xFFFF
+    s = ((_folded(n) if len(data) > _FOLD_FROM else n) % 0xFFFF << 8) % 0xFFFF
     if s:
         return 0xFFFF - s
     # A one's-complement sum is 0 only for all-zero data; otherwise "0" here is 0xFFFF.
@@ -539,9 +556,12 @@ def encode(seg: Segment) -> bytes:
             # Their words add into the sum as 0x0101 + 0x080A + TSval + TSecr.
             tsval, tsecr = options[2][1]
             offres = 0x80 | reserved
+            p = int.from_bytes(payload, "little")
+            if len(payload) > _FOLD_FROM:
+                p = (p >> _FOLD1) + (p & _FOLD1_MASK)  # (_folded(), written out)
+                p = (p >> _FOLD2) + (p & _FOLD2_MASK)
             s = (sp + dp + seq + ack + (offres << 8 | flags) + window + urgent
-                 + 0x0101 + 0x080A + tsval + tsecr
-                 + ((int.from_bytes(payload, "little") % 0xFFFF) << 8)) % 0xFFFF
+                 + 0x0101 + 0x080A + tsval + tsecr + ((p % 0xFFFF) << 8)) % 0xFFFF
             head = _HEADER_TS.pack(sp, dp, seq, ack, offres, flags, window,
                                    0xFFFF - s if s else 0, urgent, _NOP_NOP_TS, tsval, tsecr)
             return head + payload  # (bytes + b"" is the same bytes object: no copy)
@@ -552,11 +572,15 @@ def encode(seg: Segment) -> bytes:
         if options:
             opts = _encode_options(options)
             offres = (5 + len(opts) // 4) << 4 | reserved
-            tail = (int.from_bytes(opts, "little") + int.from_bytes(payload, "little")) % 0xFFFF
+            p = int.from_bytes(payload, "little")
+            if len(payload) > _FOLD_FROM:
+                p = _folded(p)
+            tail = (int.from_bytes(opts, "little") + p) % 0xFFFF
         else:
             opts = b""
             offres = 0x50 | reserved
-            tail = int.from_bytes(payload, "little") % 0xFFFF
+            p = int.from_bytes(payload, "little")
+            tail = (_folded(p) if len(payload) > _FOLD_FROM else p) % 0xFFFF
         s = (sp + dp + seq + ack + (offres << 8 | flags) + window + urgent + (tail << 8)) % 0xFFFF
         # The header is never all zero (data offset >= 5), so a zero sum stands for 0xFFFF.
         head = _HEADER.pack(sp, dp, seq, ack, offres, flags, window,
@@ -575,6 +599,9 @@ def decode(data: bytes) -> Segment:
     # get 0xFFFF, i.e. 0 mod 0xFFFF (read little-endian: see checksum()). All-zero data
     # sums to a true 0 and fails, as checksum() says.
     total = int.from_bytes(data, "little")
+    if n > _FOLD_FROM:  # (what folds to 0 was 0)
+        total = (total >> _FOLD1) + (total & _FOLD1_MASK)  # (_folded(), written out)
+        total = (total >> _FOLD2) + (total & _FOLD2_MASK)
     if total % 0xFFFF or not total:
         raise BadChecksum(_BAD_CHECKSUM)
     sp, dp, seq, ack, offres, flags, window, _, urgent = _HEADER.unpack_from(data)
