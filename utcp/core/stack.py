@@ -344,12 +344,14 @@ class Stack:
         every segment as it came."""
         conns = self._conns
         run: list[Segment] = []  # segments of one connection that continue one another
+        open_ = False  # whether the run may go on: its last segment full-sized, no PSH
         run_conn: Any = None
         run_addr: Any = None
         run_via: Any = None
         run_size = 0  # the first one's datagram size
+        full = 0  # the first one's payload size
+        after = 0  # the sequence number after the run
         first: Any = None
-        last: Any = None
         for item in batch:
             data = item[0]
             addr = item[1]
@@ -365,17 +367,18 @@ class Stack:
                 continue
             flags = seg.flags
             if run:
-                if (flags == ACK or flags == _ACK_PSH) and last.flags == ACK \
-                        and seg.seq == (last.seq + len(last.payload)) & 0xFFFFFFFF \
+                if open_ and seg.seq == after and (flags == ACK or flags == _ACK_PSH) \
                         and seg.ack == first.ack and seg.window == first.window \
-                        and seg.src_port == first.src_port and seg.dst_port == first.dst_port \
-                        and len(seg.payload) <= len(last.payload) == len(first.payload) \
-                        and seg.options == first.options and via is run_via \
+                        and seg.options == first.options and seg.dst_port == first.dst_port \
+                        and seg.src_port == first.src_port and via is run_via \
                         and (addr is run_addr or addr == run_addr) \
-                        and not seg.urgent and not seg.reserved and len(run) < RUN_MAX:
-                    run.append(seg)
-                    last = seg
-                    continue
+                        and not seg.urgent and not seg.reserved:
+                    n = len(seg.payload)
+                    if 0 < n <= full:
+                        run.append(seg)
+                        after = (after + n) & 0xFFFFFFFF
+                        open_ = n == full and flags == ACK and len(run) < RUN_MAX
+                        continue
                 self._receive_run(run, run_size, run_addr, now, run_via, run_conn)
                 run = []
             if (flags == ACK or flags == _ACK_PSH) and seg.payload and not seg.urgent \
@@ -384,7 +387,10 @@ class Stack:
                                   seg.dst_port, seg.src_port))
                 if conn is not None and conn.state is _ESTABLISHED and conn.observer is None:
                     run = [seg]
-                    first = last = seg
+                    first = seg
+                    full = len(seg.payload)
+                    after = (seg.seq + full) & 0xFFFFFFFF
+                    open_ = flags == ACK
                     run_conn, run_addr, run_via, run_size = conn, addr, via, len(data)
                     continue
             self._receive_segment(seg, len(data), addr, now, via)
@@ -613,8 +619,7 @@ class Stack:
             out = self._datagrams
             credit = self._credit.get(conn) if self._credit else None
             if credit is None:
-                for s in segs:
-                    out.append((encode(s), peer, via))
+                out += [(encode(s), peer, via) for s in segs]
                 self.segments_out += len(segs)
             else:
                 self._send_within(credit, segs, peer, via)
