@@ -190,6 +190,33 @@ async def test_gso_sends_a_burst_in_few_calls_and_it_arrives_as_sent() -> None:
 
 
 @needs_gso
+async def test_a_gso_run_leaves_from_the_local_address_it_is_sent_from() -> None:
+    # On a wildcard socket a run carries the pktinfo control message too: the
+    # peer sees every datagram come from the address its own reached.
+    loop = asyncio.get_running_loop()
+    proto = Collect()
+    sock = _bound("0.0.0.0")
+    t = BatchedDatagramTransport(loop, sock, proto, pktinfo=True, gro=False)
+    peer = _plain_receiver()
+    try:
+        assert t.gso and t.pktinfo
+        port = sock.getsockname()[1]
+        peer.sendto(b"hello", ("127.0.0.2", port))
+        await wait_until(lambda: proto.got, 2)
+        [(_, addr, local)] = proto.got
+        assert local.host == "127.0.0.2"
+        burst = _burst(30)
+        t.sendmany([(d, addr, local) for d in burst])
+        assert sock.gso_sends == 1 and sock.sendto_calls == 0
+        got = [peer.recvfrom(65536) for _ in burst]
+        assert [d for d, _ in got] == burst
+        assert {src for _, src in got} == {("127.0.0.2", port)}
+    finally:
+        t.close()
+        peer.close()
+
+
+@needs_gso
 async def test_a_gso_send_stays_within_the_kernels_limits() -> None:
     loop = asyncio.get_running_loop()
     t = BatchedDatagramTransport(loop, _bound(), Collect(), gro=False)

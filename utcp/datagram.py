@@ -289,10 +289,10 @@ class BatchedDatagramTransport:
                     size = _GRO_SIZE.unpack_from(cmsg[2])[0]
                 elif locals_ is not None:
                     local = locals_[cmsg]
-            length = len(data)
-            if 0 < size < length:
+            if size > 0 and len(data) > size:
                 # (Slices of bytes are bytes: each datagram its own, as the stack keeps
                 # payloads, and the coalesced buffer is not held by any of them.)
+                length = len(data)
                 if locals_ is None:
                     extend([(data[i:i + size], addr) for i in range(0, length, size)])
                 else:
@@ -407,37 +407,32 @@ class BatchedDatagramTransport:
         system call (up to GSO_MAX_SEGMENTS datagrams, GSO_MAX_BYTES bytes)."""
         if self._closed:
             return
-        if self.gso:
-            self._sendmany_gso(datagrams)
-            return
         sendto = self._sock.sendto
         sendmsg = self._sock.sendmsg
-        for data, addr, local in datagrams:
-            try:
-                if local is None:
-                    sendto(data, addr)
-                else:
-                    sendmsg([data], [local.ancillary], 0, addr)
-            except (BlockingIOError, InterruptedError):
-                self.send_errors += 1  # TCP retransmits it like any lost segment
-            except OSError as exc:
-                # An ICMP error, or worse (for sendmsg, the address may be gone): as
-                # sendto() deals with it, from the address the kernel picks.
-                self._send_failed_once(data, addr, exc)
-
-    def _sendmany_gso(self, datagrams: list[tuple[bytes, Any, Any]]) -> None:
-        sendmsg = self._sock.sendmsg
+        if not self.gso:
+            for data, addr, local in datagrams:
+                try:
+                    if local is None:
+                        sendto(data, addr)
+                    else:
+                        sendmsg([data], [local.ancillary], 0, addr)
+                except (BlockingIOError, InterruptedError):
+                    self.send_errors += 1  # TCP retransmits it like any lost segment
+                except OSError as exc:
+                    # An ICMP error, or worse (for sendmsg, the address may be gone): as
+                    # sendto() deals with it, from the address the kernel picks.
+                    self._send_failed_once(data, addr, exc)
+            return
         refused = self._gso_refused
         n = len(datagrams)
         i = 0
         while i < n:
             data, addr, local = datagrams[i]
-            size = len(data)
             j = i + 1
             if j < n and not (refused and addr in refused):
-                total = size
-                end = min(n, i + GSO_MAX_SEGMENTS)
-                while j < end:
+                size = total = len(data)
+                end = i + GSO_MAX_SEGMENTS
+                while j < n and j < end:
                     d, a, v = datagrams[j]
                     k = len(d)
                     if k > size or v is not local or total + k > GSO_MAX_BYTES or \
@@ -448,7 +443,16 @@ class BatchedDatagramTransport:
                     if k < size:
                         break  # a shorter datagram ends the run
             if j - i == 1:
-                self._send_one(data, addr, local)
+                # Alone: as without GSO (written out: connection setup sends many such).
+                try:
+                    if local is None:
+                        sendto(data, addr)
+                    else:
+                        sendmsg([data], [local.ancillary], 0, addr)
+                except (BlockingIOError, InterruptedError):
+                    self.send_errors += 1
+                except OSError as exc:
+                    self._send_failed_once(data, addr, exc)
                 i = j
                 continue
             seg = self._gso_sizes.get(size)
