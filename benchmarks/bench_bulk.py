@@ -513,9 +513,11 @@ def report(runs: list[Result]) -> None:
                       f"cwnd {r.extra['cwnd']}, server drops {srv.get('drops') or 0}")
             if "calls" in r.extra:
                 segs = r.extra["segments_out"] or 1
-                notes += f", calls/segment sender {r.extra['calls'] / segs:.1f}"
                 if r.extra.get("receiver_calls") is not None:
-                    notes += f" receiver {r.extra['receiver_calls'] / segs:.1f}"
+                    notes += (f", calls/segment sender {r.extra['calls'] / segs:.1f} "
+                              f"receiver {r.extra['receiver_calls'] / segs:.1f}")
+                else:  # (one process: both sides, and the loop)
+                    notes += f", calls/segment {r.extra['calls'] / segs:.1f}"
         elif r.case == "udp":
             lost = "in flight when stopped" if not r.complete else "lost"
             notes += (f"{r.extra['datagrams']} datagrams received "
