@@ -386,13 +386,33 @@ async def test_gro_is_switched_off_again_if_the_loop_cannot_watch_the_socket() -
         sock.close()
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def _bound6() -> Any:
+    sock = CountingSocket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.bind(("::1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    return sock
+
+
 @needs_gso
 @needs_gro
-async def test_gso_to_gro_between_two_transports() -> None:
+@pytest.mark.parametrize("bound", [
+    pytest.param(_bound, id="ipv4"),
+    pytest.param(_bound6, id="ipv6", marks=pytest.mark.skipif(
+        not _ipv6_loopback(), reason="no IPv6 loopback"))])
+async def test_gso_to_gro_between_two_transports(bound: Any) -> None:
     loop = asyncio.get_running_loop()
     proto = Collect()
-    rx = BatchedDatagramTransport(loop, _bound(), proto)
-    tx = BatchedDatagramTransport(loop, _bound(), Collect())
+    rx = BatchedDatagramTransport(loop, bound(), proto)
+    tx = BatchedDatagramTransport(loop, bound(), Collect())
     try:
         addr = rx.get_extra_info("sockname")
         sent = _burst(300) + [b"tail"]
