@@ -308,3 +308,24 @@ def test_a_recovery_that_repaired_a_real_loss_is_not_undone():
         c.handle_timer(t)
     send(c, seg(1, 1 + 10 * M), at=t + 0.1)  # only the resent copy arrived: no D-SACK
     assert c.cc.cwnd < before and c.counters.undos == 0
+
+
+def test_a_peer_that_reneges_on_its_sacks_gets_the_data_again_after_a_timeout():
+    # The peer SACKed segments 2-10, then acknowledged segment 1 alone and dropped
+    # the rest (as a receiver short of memory may). At the timeout the segment at
+    # SND.UNA is still "SACKed" and unacknowledged: the sender forgets the SACKs
+    # and sends it all again (RFC 2018 8), instead of waiting for ever.
+    c = sack_established()
+    c.send(data(10 * M), 1.0)
+    c.take_segments()
+    send(c, seg(1, 1, options=sack((1, 10))), at=1.1)
+    t = 1.1
+    while not c.take_segments():  # segment 1, taken for lost, is resent
+        t = c.next_deadline()
+        c.handle_timer(t)
+    send(c, seg(1, 1 + M), at=t + 0.1)  # segment 1 arrived; the peer reneged on 2-10
+    c.take_segments()
+    t = c.next_deadline()
+    c.handle_timer(t)
+    resent = c.take_segments()
+    assert resent and resent[0].seq == LOCAL_ISS + 1 + M

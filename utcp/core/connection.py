@@ -693,6 +693,15 @@ class Connection:
         # RFC 5681 (4) / RFC 6298 5.4: collapse the window, go back to SND.UNA.
         self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
         self._dupacks = 0
+        sb = self._sb
+        if sb.sacked and sb.sacked_at(self.snd_una, 0):
+            # The segment at SND.UNA was SACKed and, a timeout later, is still not
+            # acknowledged: the peer reneged (dropped what it SACKed, as a receiver
+            # short of memory may). RFC 2018 8 and Linux: forget every SACK, and
+            # resend it all.
+            sb.clear()
+            if self._rack is not None:
+                self._rack.forget_sacks()
         if self._rack is not None:
             # Everything the peer has not SACKed is lost, and is resent as the
             # window allows (see _output), lowest first; RACK finds any of it lost

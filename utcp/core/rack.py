@@ -270,6 +270,12 @@ class Rack:
         if self.reo_wnd_persist <= 0:
             self.reo_wnd_mult = 1
 
+    def forget_sacks(self) -> None:
+        """The peer reneged on what it SACKed: no record counts as SACKed now."""
+        recs = self.recs
+        for j in range(self.head, len(recs)):
+            recs[j][3] &= ~SACKED
+
     def mark_all_lost(self) -> None:
         """A retransmission timeout: everything not SACKed is lost (RFC 5681 and
         RFC 6675: all of it is resent, as the window allows)."""
