@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -27,6 +29,22 @@ def test_benchmark_script_runs(args: list[str]) -> None:
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
     assert "utcp" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_bench_vs_linux_runs() -> None:
+    # Namespaces, TUN devices and a forwarder: one row, tiny transfers.
+    if os.geteuid() != 0:
+        pytest.skip("bench_vs_linux.py needs root (network namespaces, TUN devices)")
+    if shutil.which("ip") is None or shutil.which("tc") is None \
+            or not os.path.exists("/dev/net/tun"):
+        pytest.skip("bench_vs_linux.py needs iproute2 (ip, tc) and /dev/net/tun")
+    result = subprocess.run([sys.executable, str(BENCH / "bench_vs_linux.py"), "--rows", "clean",
+                             "--size", "0.1"], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| clean |")]
+    assert len(rows) >= 2 and not any("failed" in r or "stalled" in r for r in rows), \
+        result.stdout
+    assert "Traceback" not in result.stderr
 
 
 # As if uvloop were not installed: importing it fails.
