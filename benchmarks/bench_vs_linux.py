@@ -48,6 +48,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this tree's utcp, in this process and in its children
 
+from utcp import Options  # noqa: E402
 from utcp.emulator import ImpairedPath, Impairments  # noqa: E402
 
 IP_A = "169.254.91.1"  # the sender's namespace
@@ -651,9 +652,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--ceiling", action="store_true",
                         help="instead: push each stack through an unimpaired forwarder")
-    parser.add_argument("--rcv-buf", type=int, default=4 << 20,
-                        help="utcp's receive buffer, both ends (default 4 MiB; the kernel "
-                             "autotunes its own up to tcp_rmem's maximum)")
+    parser.add_argument("--rcv-buf", type=int, default=Options().rcv_buf,
+                        help="utcp's receive buffer, both ends (default: utcp's own, "
+                             "%(default)s; the kernel autotunes its own up to tcp_rmem's "
+                             "maximum)")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per transfer")
     parser.add_argument("--json", action="store_true", help="also print every run as JSON")
     # The helpers this script starts as processes of their own:
@@ -706,7 +708,9 @@ def orchestrate(args: argparse.Namespace) -> int:
           f"kernel {os.uname().release}, default congestion control {default_cc}, "
           f"available: {' '.join(available)})")
     print(f"# {args.size / 1e6:g} MB per transfer, {args.repeat} run(s) each; utcp mss "
-          f"{UTCP_MSS}, rcv_buf {args.rcv_buf}; MTU {MTU}", flush=True)
+          f"{UTCP_MSS}, rcv_buf {args.rcv_buf}"
+          f"{' (its default)' if args.rcv_buf == Options().rcv_buf else ''}; MTU {MTU}",
+          flush=True)
     results: dict[tuple[str, str, str], list[dict]] = {}
     try:
         with Lab() as lab:
