@@ -632,7 +632,7 @@ def fmt(runs: list[dict]) -> str:
     rates = sorted(r["mbit"] for r in runs if "mbit" in r)
     text = "stalled" if med.get("stalled") else f"{med['mbit']:.2f}"
     if len(rates) > 1:
-        text += f" ({rates[0]:.1f}-{rates[-1]:.1f})"
+        text += f" ({rates[0]:.2f}-{rates[-1]:.2f})"  # (as precise as the median)
     stalled = sum(1 for r in runs if r.get("stalled"))
     failed = sum(1 for r in runs if "mbit" not in r)
     if stalled and len(runs) > 1:
