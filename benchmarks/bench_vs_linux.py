@@ -13,11 +13,11 @@ an advantage.
 Each run starts a fresh forwarder (same seeds, empty queues), a receiver in B
 and a sender in A, which connects, sends ``--size`` bytes, shuts its side down
 and waits for the receiver's count: goodput is the size over the time from
-before the connect until that answer (handshake and one extra round trip
-included, alike for both stacks). The kernel runs with each congestion control
-in turn (``TCP_CONGESTION``): its default, as /proc/sys/net/ipv4/
-tcp_congestion_control says, then ``cubic`` and ``reno`` to match utcp's
-``cubic`` and ``newreno``.
+before the connect until that answer (the handshake and the answer's half
+round trip included, alike for both stacks). The kernel runs with each
+congestion control in turn (``TCP_CONGESTION``): its default, as
+/proc/sys/net/ipv4/tcp_congestion_control says, then ``cubic`` and ``reno`` to
+match utcp's ``cubic`` and ``newreno``.
 
 Needs root (namespaces, TUN devices); otherwise it says so and exits 0.
 
@@ -316,13 +316,14 @@ def kernel_sender(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------ utcp
 
 
-def _count_cc_events(conn: Any) -> dict[str, int]:
-    """Count the RTOs and fast recoveries of ``conn``'s congestion control.
+def _count_recoveries(conn: Any) -> dict[str, int]:
+    """Count the fast recoveries ``conn``'s congestion control enters (its counters
+    have timeouts and tail loss probes, not these).
 
     The controller has __slots__, so its methods cannot be wrapped on the
     instance; a subclass adding nothing to its layout replaces its class.
     """
-    counts = {"rtos": 0, "recoveries": 0}
+    counts = {"recoveries": 0}
     base = type(conn.cc)
 
     class Counted(base):  # type: ignore[valid-type, misc]
@@ -331,10 +332,6 @@ def _count_cc_events(conn: Any) -> dict[str, int]:
         def enter_recovery(self, *a: Any, **k: Any) -> None:
             counts["recoveries"] += 1
             base.enter_recovery(self, *a, **k)
-
-        def on_timeout(self, *a: Any, **k: Any) -> None:
-            counts["rtos"] += 1
-            base.on_timeout(self, *a, **k)
 
     conn.cc.__class__ = Counted
     return counts
@@ -390,7 +387,7 @@ def utcp_sender(args: argparse.Namespace) -> None:
         reader, writer = await utcp.open_connection(
             IP_B, PORT, mss=UTCP_MSS, rcv_buf=args.rcv_buf, congestion_control=args.cc)
         transport = writer.transport
-        events = _count_cc_events(transport.conn)  # type: ignore[attr-defined]
+        events = _count_recoveries(transport.conn)  # type: ignore[attr-defined]
 
         async def transfer() -> bytes:
             left = args.size
@@ -403,9 +400,10 @@ def utcp_sender(args: argparse.Namespace) -> None:
             return await reader.read()
 
         def report(info: dict) -> dict:
-            return {"segments_out": info["segments_out"],
-                    "retransmissions": info["retransmissions"],
-                    "srtt_ms": (info["srtt"] or 0) * 1000, **events}
+            return {"srtt_ms": (info["srtt"] or 0) * 1000, **events,
+                    **{k: info.get(k, 0) for k in ("segments_out", "retransmissions",
+                                                    "timeouts", "tlp_probes",
+                                                    "lost_retransmissions", "undos")}}
 
         try:
             reply = await asyncio.wait_for(transfer(), args.timeout)
@@ -585,8 +583,8 @@ def losses(r: dict) -> tuple[str, str, str]:
     """What the sender did about losses: (segments resent / sent, RTOs, recoveries)."""
     if r["stack"] == "utcp":
         u = r["utcp"]
-        return (f"{u['retransmissions']} / {u['segments_out']}", str(u["rtos"]),
-                str(u["recoveries"]))
+        return (f"{u['retransmissions']} / {u['segments_out']}", str(u["timeouts"]),
+                f"{u['recoveries']} (+{u['tlp_probes']} TLP)")
     c = r["counters"]
     return (f"{c['Tcp.RetransSegs']} / {c['Tcp.OutSegs']}", str(c["TcpExt.TCPTimeouts"]),
             f"{c['TcpExt.TCPSackRecovery'] + c['TcpExt.TCPRenoRecovery']} "
@@ -746,7 +744,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             print(f"| {name} | {what} | {ucc} | {fmt(u)} | {kname} | {fmt(k)} | {ratio} |")
     print()
     print("What the median run of each case saw (resent: segments retransmitted / sent; "
-          "RTOs; fast recoveries, and Linux's tail loss probes; out-of-order data the "
+          "RTOs; fast recoveries, and tail loss probes; out-of-order data the "
           "receiver dropped; the data path's random losses and queue overflows):")
     print()
     print("| row | stack | Mbit/s | resent | RTOs | recoveries | receiver dropped "
