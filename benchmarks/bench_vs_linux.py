@@ -492,20 +492,25 @@ class Lab:
         except subprocess.TimeoutExpired:
             self.stop(proc)
             proc.communicate()
-            self.procs.remove(proc)
+            self._forget(proc)
             return {"error": f"timed out after {timeout:.0f} s"}
-        self.procs.remove(proc)  # (not on Ctrl-C: close() still has to end it)
+        self._forget(proc)  # (not on Ctrl-C: close() still has to end it)
         lines = [line for line in out.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not lines:
             return {"error": (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
         return json.loads(lines[-1])
+
+    def _forget(self, proc: subprocess.Popen[str]) -> None:
+        """``proc`` has ended: close() need not stop it (it may be gone already)."""
+        if proc in self.procs:
+            self.procs.remove(proc)
 
     def wait_ready(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if '"ready"' not in line:
             _, err = proc.communicate(timeout=10)
-            self.procs.remove(proc)
+            self._forget(proc)
             last = (err.strip().splitlines() or [line.strip() or f"exit {proc.returncode}"])[-1]
             raise RuntimeError(f"a helper failed to start: {last}")
 
