@@ -94,38 +94,35 @@ def _udp_socket(sock: socket.socket) -> bool:
         sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(sock, "sendmsg")
 
 
-def gso_supported(sock: socket.socket) -> bool:
-    """Whether the kernel segments a UDP send for ``sock`` (Linux 4.18 and later
-    know the option; older ones refuse to read it)."""
+def _udp_option(sock: socket.socket, option: int, value: int | None = None) -> bool:
+    """Read (or, with ``value``, set) a UDP-level option of ``sock``: False where
+    the socket is no UDP one or the kernel does not know the option."""
     if not _udp_socket(sock):
         return False
     try:
-        sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+        if value is None:
+            sock.getsockopt(SOL_UDP, option)
+        else:
+            sock.setsockopt(SOL_UDP, option, value)
     except OSError:
         return False
     return True
+
+
+def gso_supported(sock: socket.socket) -> bool:
+    """Whether the kernel segments a UDP send for ``sock`` (Linux 4.18 and later
+    know the option; older ones refuse to read it)."""
+    return _udp_option(sock, UDP_SEGMENT)
 
 
 def gro_supported(sock: socket.socket) -> bool:
     """Whether the kernel can coalesce what arrives for ``sock`` (Linux 5.0 and later)."""
-    if not _udp_socket(sock) or not _GRO_SPACE:
-        return False
-    try:
-        sock.getsockopt(SOL_UDP, UDP_GRO)
-    except OSError:
-        return False
-    return True
+    return bool(_GRO_SPACE) and _udp_option(sock, UDP_GRO)
 
 
 def _enable_gro(sock: socket.socket) -> bool:
     """Have the kernel coalesce what arrives for ``sock``; False where it cannot."""
-    if not _udp_socket(sock) or not _GRO_SPACE:
-        return False
-    try:
-        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
-    except OSError:
-        return False
-    return True
+    return bool(_GRO_SPACE) and _udp_option(sock, UDP_GRO, 1)
 
 
 class LocalAddress:
