@@ -249,7 +249,7 @@ class Connection:
         self.snd_wl1 = 0
         self.snd_wl2 = 0
         self.max_snd_wnd = 0
-        self._sndbuf = SendBuffer(sq.add(iss, 1))
+        self._sndbuf = SendBuffer((iss + 1) & _MASK)
         self._fin_queued = False  # the application has shut down its write side
         self._fin_seq: int | None = None  # sequence number of our FIN once queued
         self.send_mss = _DEFAULT_PEER_MSS
@@ -497,7 +497,7 @@ class Connection:
                 self._terminate("close before connected", now)
             return
         self._fin_queued = True
-        self._fin_seq = sq.add(self._sndbuf.start, self._sndbuf.size)
+        self._fin_seq = (self._sndbuf.start + self._sndbuf.size) & _MASK
         if st is CLOSE_WAIT:
             self._set_state(LAST_ACK, "close", now)
         elif st in (ESTABLISHED, SYN_RECEIVED):
@@ -846,21 +846,35 @@ class Connection:
     def _accept_syn(self, seg: Segment, now: float) -> None:
         """Take the peer's ISN, MSS, window scale and timestamp from its SYN."""
         self.irs = seg.seq
-        self.rcv_nxt = sq.add(seg.seq, 1)
+        self.rcv_nxt = (seg.seq + 1) & _MASK
         self._rcv_adv = self.rcv_nxt
-        ts: Any = seg.option(TIMESTAMPS) if seg.options else None
+        ts: Any = None
+        mss: Any = None
+        ws: Any = None
+        sack_permitted = False
+        for kind, value in seg.options:  # (the first of each kind counts, as option())
+            if kind == TIMESTAMPS:
+                if ts is None:
+                    ts = value
+            elif kind == MSS:
+                if mss is None:
+                    mss = value
+            elif kind == WSCALE:
+                if ws is None:
+                    ws = value
+            elif kind == SACK_PERMITTED:
+                sack_permitted = True
         # RFC 7323 3.2: timestamps are used only if both SYNs carry them; a SYN-ACK's
         # option is ignored if our SYN had none.
         self._ts_ok = ts is not None and self.options.timestamps
         # RFC 2018: SACK is used when both SYNs carry SACK-permitted (a SYN-ACK's
         # counts only if our SYN offered it).
-        self._sack_ok = self.options.sack and any(k == SACK_PERMITTED for k, _ in seg.options)
+        self._sack_ok = self.options.sack and sack_permitted
         # RFC 8985 needs SACK (as Linux's RACK and TLP do).
         self._rack_ok = self._sack_ok and self.options.rack
         if self._ts_ok:
             self._ts_recent = ts[0]  # type: ignore[index]
             self._ts_recent_at = now
-        mss = seg.option(MSS)
         # An option of 0 is ignored, as Linux does (the default applies).
         if not isinstance(mss, int) or mss <= 0:
             mss = _DEFAULT_PEER_MSS
@@ -869,7 +883,6 @@ class Connection:
             # RFC 6691: the MSS counts no options; each segment's carry 12 bytes.
             self.send_mss -= _TS_OPTION_SPACE
         self.cc.mss_known(self.send_mss)
-        ws = seg.option(WSCALE)
         # RFC 7323 1.3: scaling applies only when both SYNs carry the option;
         # 2.3: a shift above 14 is taken as 14.
         if isinstance(ws, int):
@@ -1130,7 +1143,7 @@ class Connection:
         ack = seg.ack
         if st is SYN_RECEIVED:
             if sq.lt(self.snd_una, ack) and sq.le(ack, self.snd_max):
-                self._ack_of_syn(sq.add(self.iss, 1), now, tsecr)
+                self._ack_of_syn((self.iss + 1) & _MASK, now, tsecr)
                 self._set_state(ESTABLISHED, "ACK of SYN", now)
                 self._events.append(Connected())
                 if self._fin_queued:
@@ -1159,8 +1172,14 @@ class Connection:
         rack = self._rack
         blocks: Any = None
         newly: list[tuple[int, int]] | None = None
-        if self._sack_ok and seg.options:
-            blocks = seg.option(SACK)
+        if self._sack_ok and seg_opts:
+            if len(seg_opts) == 3 and seg_opts[0] is NOP_OPTION and seg_opts[1] is NOP_OPTION:
+                # NOP, NOP and one option (the decoder's own entries): timestamps,
+                # on all but a few ACKs, or SACK blocks alone.
+                last = seg_opts[2]
+                blocks = last[1] if last[0] == SACK else None
+            else:
+                blocks = seg.option(SACK)
             if blocks:
                 if rack is not None:
                     newly = []
@@ -1748,7 +1767,7 @@ class Connection:
         if self._ooo.size:
             self._ooo.clear()  # anything held is past the FIN: no data (see _receive_text)
             self._account()
-        self.rcv_nxt = sq.add(self.rcv_nxt, 1)
+        self.rcv_nxt = (self.rcv_nxt + 1) & _MASK
         self._ack_now = True
         if self._reading_paused and self._rcvbuf:
             self._eof_held = True
@@ -1888,7 +1907,7 @@ class Connection:
         if mem is not None and mem.held >= mem.pressure_at:
             window = min(window, _PRESSURE_SEGMENTS * self.options.mss)  # (see _make)
         if self.irs is not None:
-            adv = sq.add(self.rcv_nxt, window)
+            adv = (self.rcv_nxt + window) & _MASK
             if sq.gt(adv, self._rcv_adv):
                 self._rcv_adv = adv  # never pull back an edge already offered
         seg = Segment(self.local_port, self.remote_port, self.iss,
@@ -1900,7 +1919,7 @@ class Connection:
         else:
             self._rtt_seq = self.iss
             self._rtt_sent = now
-        self.snd_nxt = sq.add(self.iss, 1)
+        self.snd_nxt = (self.iss + 1) & _MASK
         self.snd_max = self.snd_nxt
         if rearm or self._rtx_at is None:
             self._rtx_at = now + self.rtt.rto

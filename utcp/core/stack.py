@@ -36,7 +36,7 @@ from .isn import IsnGenerator
 from .observer import Observer
 from .state import State
 from .syncookies import PERIOD, CookieState, check_cookie, cookie_tsval, kept, make_cookie
-from .timers import Timers
+from .timers import PER_SECOND, Timers
 from .timewait import TimeWaitTable, iss_after, reopens
 from .wire import (
     ACK,
@@ -257,8 +257,13 @@ class Stack:
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`handle_timer` must be called, or None."""
-        t = self._timers.next_deadline()
-        tw = self._tw.next_deadline()
+        timers = self._timers
+        heap = timers._heap
+        if heap and heap[0] in timers._buckets:  # (Timers.next_deadline's first test)
+            t: float | None = heap[0] / PER_SECOND
+        else:
+            t = timers.next_deadline()
+        tw = self._tw._deadline  # (TimeWait.next_deadline())
         if tw is not None and (t is None or tw < t):
             t = tw
         sw = self._sweep_at
@@ -295,11 +300,11 @@ class Stack:
             conn = self._conns.get(key)
         if conn is None:
             if key in self._tw:
-                self._time_wait_segment(seg, key, addr, via, now)
+                self._time_wait_segment(seg, size, key, addr, via, now)
                 return
             conn = self._moved(seg, key, addr, via, now)
             if conn is None:
-                self._no_connection(seg, key, addr, via, now)
+                self._no_connection(seg, size, key, addr, via, now)
                 return
         if via is not None and conn.via is not None and via is not conn.via \
                 and getattr(via, "host", via) != getattr(conn.via, "host", conn.via):
@@ -308,7 +313,7 @@ class Stack:
             self.drops["wrong-local-address"] += 1
             return
         if conn.state is _TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN \
-                and self._reopen(conn, seg, key, addr, via, now):
+                and self._reopen(conn, seg, size, key, addr, via, now):
             return
         credit = self._credit.get(conn) if self._credit else None
         if credit is not None:
@@ -619,7 +624,10 @@ class Stack:
             out = self._datagrams
             credit = self._credit.get(conn) if self._credit else None
             if credit is None:
-                out += [(encode(s), peer, via) for s in segs]
+                if len(segs) == 1:
+                    out.append((encode(segs[0]), peer, via))
+                else:
+                    out += [(encode(s), peer, via) for s in segs]
                 self.segments_out += len(segs)
             else:
                 self._send_within(credit, segs, peer, via)
@@ -776,7 +784,7 @@ class Stack:
             listener.half_open.discard(conn)
             self._credit.pop(conn, None)
 
-    def _no_connection(self, seg: Segment, key: Key, addr: Address, via: Any,
+    def _no_connection(self, seg: Segment, size: int, key: Key, addr: Address, via: Any,
                        now: float) -> None:
         f = seg.flags
         if f & RST:
@@ -798,7 +806,7 @@ class Stack:
                 else:
                     self.drops["backlog-full"] += 1
             else:
-                self._accept(listener, seg, key, addr, via, now)
+                self._accept(listener, seg, size, key, addr, via, now)
             return
         if listener is not None and f & (SYN | ACK) == ACK and now <= listener.cookies_until \
                 and self._accept_cookie(listener, seg, key, addr, via, now):
@@ -956,19 +964,20 @@ class Stack:
         listener.per_host[addr[0]] += 1
         return conn
 
-    def _accept(self, listener: Listener, seg: Segment, key: Key, addr: Address, via: Any,
-                now: float, iss: int | None = None) -> None:
+    def _accept(self, listener: Listener, seg: Segment, size: int, key: Key, addr: Address,
+                via: Any, now: float, iss: int | None = None) -> None:
+        """A passive open for ``seg``, a SYN that came in a datagram of ``size`` bytes."""
         if iss is None:
             iss = self._isn(self.local_address, listener.port, addr, seg.src_port, now)
         conn = self._passive_open(listener, seg.src_port, key, addr, via, iss,
                                   listener.observer)
-        self._credit[conn] = [AMPLIFICATION, AMPLIFICATION * len(encode(seg)), None]
+        self._credit[conn] = [AMPLIFICATION, AMPLIFICATION * size, None]
         conn.listen(now)
         conn.receive(seg, now)
         self._service(conn)
 
-    def _reopen(self, old: Connection, seg: Segment, key: Key, addr: Address, via: Any,
-                now: float) -> bool:
+    def _reopen(self, old: Connection, seg: Segment, size: int, key: Key, addr: Address,
+                via: Any, now: float) -> bool:
         """A SYN for a connection kept whole in TIME-WAIT: True if it was taken as a
         new connection (or dropped as a listener's would be), False to let
         TIME-WAIT answer it."""
@@ -982,12 +991,13 @@ class Stack:
             return True
         self._forget(old)
         # Linux's choice of ISS: beyond anything the old connection sent.
-        self._accept(listener, seg, key, addr, via, now, iss_after(old.snd_max))
+        self._accept(listener, seg, size, key, addr, via, now, iss_after(old.snd_max))
         return True
 
-    def _time_wait_segment(self, seg: Segment, key: Key, addr: Address, via: Any,
-                           now: float) -> None:
-        """A segment for a 4-tuple kept as a TIME-WAIT record."""
+    def _time_wait_segment(self, seg: Segment, size: int, key: Key, addr: Address,
+                           via: Any, now: float) -> None:
+        """A segment (a datagram of ``size`` bytes) for a 4-tuple kept as a
+        TIME-WAIT record."""
         tw = self._tw
         syn = seg.flags & (SYN | ACK | RST) == SYN
         if via is not None and not syn:
@@ -1010,7 +1020,7 @@ class Stack:
                     self.drops["backlog-full"] += 1
                     return
                 tw.release(key)
-                self._accept(listener, seg, key, addr, via, now, iss)
+                self._accept(listener, seg, size, key, addr, via, now, iss)
                 return
         reply = tw.receive(key, seg, now, self._finished)
         if reply is not None:

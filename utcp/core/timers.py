@@ -20,13 +20,14 @@ from typing import Any
 
 #: Bucket width: one millisecond.
 RESOLUTION = 0.001
-_PER_SECOND = 1000
+#: Buckets per second (a bucket index over this is its time).
+PER_SECOND = 1000
 
 
 def bucket_of(when: float) -> int:
     """The bucket that covers ``when``: its index times RESOLUTION is >= ``when``."""
-    k = int(when * _PER_SECOND)
-    return k if k >= when * _PER_SECOND else k + 1
+    k = int(when * PER_SECOND)
+    return k if k >= when * PER_SECOND else k + 1
 
 
 class Timers:
@@ -50,7 +51,9 @@ class Timers:
         An item already filed at or before ``when`` stays where it is: when its bucket
         comes due, the owner looks at the item's real deadline and files it again.
         """
-        k = bucket_of(when)
+        k = int(when * PER_SECOND)  # bucket_of(when), written out
+        if k < when * PER_SECOND:
+            k += 1
         old = item.timer_bucket
         if old is not None:
             if old <= k:
@@ -87,7 +90,7 @@ class Timers:
         while heap:
             k = heap[0]
             if k in buckets:
-                return k / _PER_SECOND
+                return k / PER_SECOND
             heapq.heappop(heap)
         return None
 
@@ -98,7 +101,7 @@ class Timers:
         """
         heap = self._heap
         buckets = self._buckets
-        limit = now * _PER_SECOND
+        limit = now * PER_SECOND
         due: list[Any] = []
         while heap and heap[0] <= limit:
             bucket = buckets.pop(heapq.heappop(heap), None)
