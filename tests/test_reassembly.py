@@ -113,3 +113,21 @@ def test_a_queue_that_never_empties_keeps_working_past_two_gigabytes() -> None:
         assert q.pop_ready(add(base, hole)) in (b"x", b"y")
         hole += step
     assert len(q) == 1 and q.size == 1
+
+
+def test_a_large_window_holds_all_it_offered_behind_one_hole() -> None:
+    # A 4 MiB receive buffer (a long, fat path) and the first segment of a window
+    # lost: everything behind the hole is held and SACKed, none of it dropped to
+    # be sent again, and filling the hole delivers the whole window at once.
+    rcv_buf = 4 * 1024 * 1024
+    c = conn_established(rcv_buf=rcv_buf)
+    mss = c.options.mss
+    n = 2000  # 2.9 MB behind the hole: far more segments than 512
+    data = bytes(i % 251 for i in range((n + 1) * mss))
+    for i in range(1, n + 1):
+        send(c, seg(1 + i * mss, 1, payload=data[i * mss:(i + 1) * mss]))
+    c.take_segments()
+    assert c.counters.ooo_dropped == 0
+    send(c, seg(1, 1, payload=data[:mss]))
+    received = b"".join(e.data for e in events(c) if isinstance(e, DataReceived))
+    assert received == data

@@ -59,6 +59,8 @@ _MASK = sq.MASK
 #: Under memory pressure, the most window a connection holding nothing offers anew,
 #: in segments (Linux: rcv_ssthresh clamped to 4 * advmss).
 _PRESSURE_SEGMENTS = 4
+#: The fewest out-of-order ranges a connection may hold (see ReassemblyQueue).
+_MIN_OOO_RANGES = 512
 _SACK_PERMITTED_OPTION = (SACK_PERMITTED, None)
 _HALF = sq.HALF
 
@@ -287,7 +289,11 @@ class Connection:
         # its state, from the first segment sent (an idle connection holds none).
         self._rack_ok = False
         self._rack: Rack | None = None
-        self._ooo = ReassemblyQueue()
+        # Room for a whole window of full segments behind a hole, twice over (a
+        # retransmission that overlaps what is held leaves smaller pieces); at
+        # least 512 ranges. The bytes are bounded by the window either way.
+        ranges = 2 * opts.rcv_buf // opts.mss
+        self._ooo = ReassemblyQueue(ranges if ranges > _MIN_OOO_RANGES else _MIN_OOO_RANGES)
         self._ooo_fin: int | None = None  # sequence number of a FIN that arrived early
         self._rcvbuf = bytearray()  # in order, held back while reading is paused
         self._reading_paused = False
