@@ -400,8 +400,12 @@ class Stack:
                     continue
             self._receive_segment(seg, len(data), addr, now, via)
         if run:
-            self._receive_run(run, run_size, run_addr, now, run_via, run_conn)
-        self.end_batch(now)
+            if len(run) == 1:
+                self._receive_segment(run[0], run_size, run_addr, now, run_via, run_conn)
+            else:
+                self._receive_run(run, run_size, run_addr, now, run_via, run_conn)
+        if self._batch:
+            self.end_batch(now)
 
     def _receive_run(self, run: list[Segment], size: int, addr: Address, now: float,
                      via: Any, conn: Connection) -> None:
