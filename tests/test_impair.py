@@ -94,6 +94,7 @@ def test_the_description_is_in_the_units_people_write() -> None:
     (["--blackout", "5"], "not UP:DOWN"),
     (["--queue", "0"], "must be 1 or more"),
     (["--idle-timeout", "0"], "more than 0 seconds"),
+    (["--max-clients", "0"], "must be 1 or more"),
     (["--seed", "x"], "invalid int value"),
 ])
 def test_bad_values_are_usage_errors(args, message, capsys) -> None:

@@ -200,6 +200,28 @@ async def test_an_idle_mapping_expires_and_the_client_gets_a_new_one(echo,
         assert relay.counters["clients"] == 2
 
 
+async def test_a_full_table_drops_new_clients_until_a_mapping_expires(echo,
+                                                                      raw_socket) -> None:
+    # A flood of new source addresses (spoofed, say) costs at most max_clients
+    # sockets; the clients already in go on, and a newcomer gets in once one is gone.
+    a, b, c = await raw_socket(), await raw_socket(), await raw_socket()
+    async with Relay((HOST, echo.port), max_clients=2, idle_timeout=0.2) as relay, \
+            deadline(5):
+        for client in (a, b):
+            client.send(b"in", (HOST, relay.port))
+            await datagram(client)
+        for _ in range(3):
+            c.send(b"full?", (HOST, relay.port))
+        await wait_until(lambda: relay.counters["table-full"] == 3, 1)
+        assert len(relay.mappings()) == 2 and (HOST, c.port) not in relay.mappings()
+        a.send(b"still here", (HOST, relay.port))
+        assert (await datagram(a))[0] == b"still here"
+        await wait_until(lambda: relay.mappings() == {}, 2)  # both fall silent
+        c.send(b"now", (HOST, relay.port))
+        assert (await datagram(c))[0] == b"now"
+        assert relay.statistics()["table-full"] == 3 and relay.counters["clients"] == 3
+
+
 async def test_datagrams_from_strangers_are_counted_and_dropped(echo, raw_socket) -> None:
     client, stranger = await raw_socket(), await raw_socket()
     async with Relay((HOST, echo.port)) as relay, deadline(5):
@@ -227,6 +249,8 @@ async def test_close_drops_what_is_on_its_way(echo, raw_socket) -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="idle_timeout"):
         Relay((HOST, 1), idle_timeout=0)
+    with pytest.raises(ValueError, match="max_clients must be an int of 1 or more"):
+        Relay((HOST, 1), max_clients=0)
 
 
 # ------------------------------------------------------------------ utcp through it

@@ -192,6 +192,10 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--idle-timeout", type=_positive_seconds, default=120.0, metavar="SEC",
                     help="forget a client silent this long; its next datagram gets a new "
                          "upstream port, as after a NAT rebinding")
+    sp.add_argument("--max-clients", type=_whole, default=1024, metavar="N",
+                    help="the most clients with a mapping at once; a new client's "
+                         "datagrams are dropped while that many have one (a NAT's "
+                         "full table)")
     sp.add_argument("--no-port-rewrite", action="store_true",
                     help="leave the bytes alone: relay another protocol than utcp (utcp "
                          "segments carry the port the client dialled; by default the "
@@ -323,7 +327,8 @@ async def impair_command(args: argparse.Namespace, up: Impairments,
     target = infos[0][4][:2]
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     relay = Relay(target, listen=args.listen, up=up, down=down, seed=seed,
-                  idle_timeout=args.idle_timeout, rewrite_ports=not args.no_port_rewrite)
+                  idle_timeout=args.idle_timeout, max_clients=args.max_clients,
+                  rewrite_ports=not args.no_port_rewrite)
     where = address_text(*args.listen)
     try:
         await relay.start()
@@ -363,7 +368,9 @@ async def impair_command(args: argparse.Namespace, up: Impairments,
             stdout.line(f"relayed {listening} -> {to} for {seconds:.1f} s: "
                         f"{_many(stats['clients'], 'client')}, "
                         f"{_many(stats['expired'], 'mapping')} expired, "
-                        f"{_many(stats['strangers'], 'datagram')} from strangers")
+                        f"{_many(stats['strangers'], 'datagram')} from strangers"
+                        + (f", {_many(stats['table-full'], 'datagram')} from new clients "
+                           "dropped (table full)" if stats["table-full"] else ""))
             for name, imp in (("up", up), ("down", down)):
                 stdout.line(f"  {name:<4} ({describe(imp)}): "
                             f"{_counts(stats[name], sep=', ')}")

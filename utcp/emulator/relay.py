@@ -5,7 +5,10 @@ relay gives each client address its own upstream socket toward the target, so
 the target sees one source port per client and its replies go back to the
 right client; a mapping idle for ``idle_timeout`` (nothing from its client) is
 dropped and its socket closed, and the client's next datagram gets a new one,
-as after a NAT rebinding.
+as after a NAT rebinding. At most ``max_clients`` mappings are held: while the
+table is full, a datagram from a new client is dropped and counted
+(``table-full``), so a flood of spoofed sources costs a bounded number of
+sockets.
 
 Each direction crosses one :class:`ImpairedPath` shared by all clients, seeded
 from ``seed`` and the direction, and each copy it lets through is sent when the
@@ -39,7 +42,7 @@ PATH_COUNTERS = ("sent", "delivered", "lost", "queue-full", "too-big", "blackout
 #: What the relay counts besides: clients seen (mappings made), mappings expired,
 #: datagrams to an upstream socket from anyone but the target, upstream sockets
 #: that could not be opened (their client's datagrams are dropped).
-RELAY_COUNTERS = ("clients", "expired", "rebound", "strangers", "socket-errors")
+RELAY_COUNTERS = ("clients", "expired", "rebound", "strangers", "socket-errors", "table-full")
 #: Datagrams a new mapping holds while its socket opens; more are dropped.
 _BACKLOG = 256
 
@@ -195,6 +198,8 @@ class Relay:
     back (each ``None``: a clean path). The relay listens on ``listen`` (port 0:
     any free one); each client address gets its own upstream socket, dropped after
     ``idle_timeout`` seconds without a datagram from the client (``None``: never).
+    At most ``max_clients`` clients have a mapping at once; a new client's
+    datagrams are dropped (counted ``table-full``) while that many do.
     Use it as an async context manager, or :meth:`start` and :meth:`close`.
 
     ``up`` and ``down`` are then the two :class:`ImpairedPath` objects, with their
@@ -205,9 +210,13 @@ class Relay:
     def __init__(self, target: Address, *, listen: Address = ("127.0.0.1", 0),
                  up: Impairments | None = None, down: Impairments | None = None,
                  seed: int | str = 1, idle_timeout: float | None = 120.0,
-                 rewrite_ports: bool = True) -> None:
+                 max_clients: int = 1024, rewrite_ports: bool = True) -> None:
         if idle_timeout is not None and not idle_timeout > 0:
             raise ValueError(f"idle_timeout must be above 0 seconds, not {idle_timeout!r}")
+        if isinstance(max_clients, bool) or not isinstance(max_clients, int) \
+                or max_clients < 1:
+            raise ValueError(f"max_clients must be an int of 1 or more, not {max_clients!r}")
+        self.max_clients = max_clients
         self._target_spec = target
         self._listen_spec = listen
         self.seed = seed
@@ -325,6 +334,9 @@ class Relay:
         now = self._loop.time()
         mapping = self._mappings.get(addr)
         if mapping is None:
+            if len(self._mappings) >= self.max_clients:
+                self.counters["table-full"] += 1
+                return
             mapping = self._open(addr, now)
         mapping.last_out = now
         if self.rewrite_ports:
