@@ -18,7 +18,7 @@ from typing import Any
 
 from . import seq as sq
 from .buffers import RANGE_OVERHEAD, ReassemblyQueue, ReceiveMemory, SendBuffer
-from .config import Options
+from .config import OOW_ACK_INTERVAL, PAWS_IDLE, TS_HZ, Options
 from .congestion import make_controller
 from .events import (
     Closed,
@@ -106,14 +106,6 @@ _MAX_WSCALE = 14
 _SYN_FALLBACK_RTO = 3.0
 # With coalesce_acks, the most full-sized segments left unacknowledged in a batch.
 _COALESCE_MAX_SEGMENTS = 16
-# Least time between replies to unacceptable bare ACKs and between challenge ACKs,
-# one limit for both (RFC 5961 7; Linux: tcp_invalid_ratelimit, 500 ms).
-_OOW_ACK_INTERVAL = 0.5
-# RFC 7323 5.4: the timestamp clock ticks once a millisecond (as Linux's does;
-# rack.py compares send times with echoes at the same rate).
-_TS_HZ = 1000
-# RFC 7323 5.5: a TS.Recent older than 24 days is no base for PAWS.
-_PAWS_IDLE = 24 * 86400.0
 # NOP, NOP, then the 10-byte option: what timestamps take from every segment.
 _TS_OPTION_SPACE = 12
 # RFC 8985 7.2: a probe waits 2 SRTT, and for a lone segment in flight the longest
@@ -689,7 +681,7 @@ class Connection:
         self.rtt.back_off()
         self._rtt_seq = None  # Karn: never time a retransmitted segment
         if self._ts_ok or st is SYN_SENT and self.options.timestamps:
-            self._rto_ts = (int(now * _TS_HZ) + self.ts_offset) & _MASK
+            self._rto_ts = (int(now * TS_HZ) + self.ts_offset) & _MASK
         if st is SYN_SENT:
             self._send_syn(now, ack=False, retransmit=True)
             return
@@ -809,9 +801,9 @@ class Connection:
                 return False
             # The echo is of our clock: not ahead of it, and from this connection's
             # life (at most RTO-max plus 2 MSL behind).
-            clock = (int(now * _TS_HZ) + self.ts_offset) & _MASK
+            clock = (int(now * TS_HZ) + self.ts_offset) & _MASK
             behind = (clock - ts[1]) & _MASK
-            if behind >= _HALF or behind > _TS_HZ * (self.options.max_rto
+            if behind >= _HALF or behind > TS_HZ * (self.options.max_rto
                                                      + 4 * self.options.msl + 60):
                 return False
         return True
@@ -943,11 +935,11 @@ class Connection:
         """The RTT a TSecr echo measures (RFC 7323 4.1), or None if it cannot."""
         if not tsecr:
             return None  # 0 is what a TSecr says when it echoes nothing
-        delta = (int(now * _TS_HZ) + self.ts_offset - tsecr) & _MASK
+        delta = (int(now * TS_HZ) + self.ts_offset - tsecr) & _MASK
         if delta >= _HALF:
             return None  # from the future: not an echo of ours
         # A clock tick is the resolution: less than one counts as one (as Linux).
-        return (delta if delta else 1) / _TS_HZ
+        return (delta if delta else 1) / TS_HZ
 
     def _ack_of_syn(self, ack: int, now: float, tsecr: int = 0) -> None:
         self.snd_una = ack
@@ -983,7 +975,7 @@ class Connection:
     def _oow_ack_limited(self, now: float) -> bool:
         """Whether an ACK answering an unacceptable or suspicious segment must be
         skipped now; if not, the interval starts again from ``now``."""
-        if now - self._last_oow_ack < _OOW_ACK_INTERVAL:
+        if now - self._last_oow_ack < OOW_ACK_INTERVAL:
             return True
         self._last_oow_ack = now
         return False
@@ -1023,7 +1015,7 @@ class Connection:
             # Linux does); a RST is judged by its sequence number alone (5.2).
             if ts is not None and not f & RST \
                     and (ts[0] - self._ts_recent) & _MASK >= _HALF \
-                    and now - self._ts_recent_at < _PAWS_IDLE:
+                    and now - self._ts_recent_at < PAWS_IDLE:
                 self.counters.unacceptable += 1
                 self.counters.paws_rejected += 1
                 if f & SYN:
@@ -1857,7 +1849,7 @@ class Connection:
             # RFC 7323 3.2: once negotiated, in every segment but a RST; laid out
             # as Linux and BSD do, NOP NOP first, so that the values are aligned.
             opts: tuple = (NOP_OPTION, NOP_OPTION, (TIMESTAMPS, (
-                (int(now * _TS_HZ) + self.ts_offset) & _MASK, self._ts_recent)))
+                (int(now * TS_HZ) + self.ts_offset) & _MASK, self._ts_recent)))
         else:
             opts = ()
         if self._sack_ok and (self._ooo.size or self._dsack is not None):
@@ -1897,7 +1889,7 @@ class Connection:
         if self._ts_ok if ack else self.options.timestamps:
             # RFC 7323 3.2: a SYN offers timestamps; a SYN-ACK answers a SYN that
             # did. Linux's order: MSS, SACK-permitted, TS (or MSS, NOP, NOP, TS).
-            tsval = (int(now * _TS_HZ) + self.ts_offset) & _MASK
+            tsval = (int(now * TS_HZ) + self.ts_offset) & _MASK
             opts += (_SACK_PERMITTED_OPTION,) if sack else (NOP_OPTION, NOP_OPTION)
             opts += ((TIMESTAMPS, (tsval, self._ts_recent if ack else 0)),)
         elif sack:

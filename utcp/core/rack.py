@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+from .config import TS_HZ
 from .seq import HALF, MASK
 
 #: Record flags: sent more than once; the peer SACKed all of it; deemed lost and
@@ -37,8 +38,6 @@ LOST = 4
 REO_WND_PERSIST = 16
 # A record whose wait is over to within this (float rounding) is expired.
 _EPSILON = 1e-9
-# The connection's timestamp clock (RFC 7323 5.4): ticks a second.
-_TS_HZ = 1000
 # Records before the head are dropped from the list once this many have gathered
 # and they are half of it (dropping the front of a list moves the rest), or once
 # they are all of it.
@@ -126,7 +125,7 @@ class Rack:
                     if f & SACKED:
                         continue  # (delivered when SACKed)
                     if f & RETRANSMITTED:
-                        if echo is not None and 0 < (int(r[2] * _TS_HZ) - echo) & MASK < HALF:
+                        if echo is not None and 0 < (int(r[2] * TS_HZ) - echo) & MASK < HALF:
                             if check and (end - prior_fack) & MASK >= HALF:
                                 reordered = True  # the original, late (sq.lt(end, fack))
                             continue

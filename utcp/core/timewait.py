@@ -27,14 +27,12 @@ import struct
 from collections import deque
 from typing import Any
 
+from .config import OOW_ACK_INTERVAL, PAWS_IDLE, TS_HZ
 from .wire import ACK, FIN, NOP_OPTION, RST, SYN, TIMESTAMPS, Segment
 
 _MASK = 0xFFFFFFFF
 _HALF = 1 << 31
 _MOD = 1 << 32
-_TS_HZ = 1000
-_PAWS_IDLE = 24 * 86400.0
-_OOW_ACK_INTERVAL = 0.5
 
 # expires, 2 MSL, last out-of-window ACK, TS.Recent's time, SND.NXT, RCV.NXT,
 # RCV.WND, the largest window the peer offered, TS.Recent, our timestamp offset,
@@ -220,7 +218,7 @@ class TimeWaitTable:
 
         def oow_limited() -> bool:
             nonlocal last_oow, changed
-            if now - last_oow < _OOW_ACK_INTERVAL:
+            if now - last_oow < OOW_ACK_INTERVAL:
                 return True
             last_oow = now
             changed = True
@@ -235,7 +233,7 @@ class TimeWaitTable:
         reply = False
         ts: Any = seg.option(TIMESTAMPS) if ts_ok and seg.options else None
         if ts is not None and not f & RST and (ts[0] - ts_recent) & _MASK >= _HALF \
-                and now - ts_recent_at < _PAWS_IDLE:
+                and now - ts_recent_at < PAWS_IDLE:
             # RFC 7323 5.3 R1 (PAWS).
             counters.unacceptable += 1
             counters.paws_rejected += 1
@@ -298,7 +296,7 @@ class TimeWaitTable:
             return None
         counters.segments_out += 1
         options: tuple = ((NOP_OPTION, NOP_OPTION, (TIMESTAMPS, (
-            (int(now * _TS_HZ) + ts_offset) & _MASK, ts_recent))) if ts_ok else ())
+            (int(now * TS_HZ) + ts_offset) & _MASK, ts_recent))) if ts_ok else ())
         return Segment(key[1], key[2], snd_nxt, rcv_nxt, ACK, window, 0, options)
 
     # -------------------------------------------------------------- expiry
