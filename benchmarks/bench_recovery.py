@@ -18,6 +18,7 @@ The counters are the sending connection's. Seconds are virtual: the whole run
 takes a few seconds of wall time.
 
     python benchmarks/bench_recovery.py --seeds 10
+    python benchmarks/bench_recovery.py --only clean --seeds 1 --pacing on
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import sys
 from dataclasses import dataclass, field
 
 import utcp
+from utcp.core.congestion import CONTROLLERS, PACED
 from utcp.emulator import Impairments, VirtualNetwork
 
 PATHS = {
@@ -138,14 +140,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="seeds per case (1, 2, ...)")
     ap.add_argument("--size", type=float, default=2, help="MB uploaded in the bulk cases")
     ap.add_argument("--requests", type=int, default=200, help="exchanges in the rpc case")
-    ap.add_argument("--congestion-control", default="cubic", choices=("cubic", "newreno"))
+    ap.add_argument("--congestion-control", default="cubic", choices=CONTROLLERS)
+    ap.add_argument("--pacing", choices=("on", "off"), default=None,
+                    help="pace sending, or not (default: as the congestion control "
+                         "needs, see Options.pacing)")
     ap.add_argument("--only", choices=tuple(PATHS), action="append",
                     help="run only these cases (repeatable)")
     args = ap.parse_args()
     if args.seeds < 1 or args.size <= 0 or args.requests < 1:
         ap.error("--seeds, --size and --requests must be above 0")
     size = int(args.size * 1e6)
-    print(f"utcp loss recovery, {args.congestion_control}, seeds 1-{args.seeds}, "
+    pacing = {"on": True, "off": False, None: None}[args.pacing]
+    paced = pacing if pacing is not None else args.congestion_control in PACED
+    print(f"utcp loss recovery, {args.congestion_control}, "
+          f"{'paced' if paced else 'not paced'}, seeds 1-{args.seeds}, "
           "virtual seconds summed over the seeds")
     print(f"{'case':7} {'recovery':9} {'seconds':>8} {'Mbit/s':>7} {'rtx':>6} {'RTOs':>5} "
           f"{'probes':>6} {'lost rtx':>8} {'queue drops':>11} {'lost':>5}")
@@ -154,7 +162,8 @@ def main() -> None:
         for rack in (False, True):
             t = Totals()
             for seed in range(1, args.seeds + 1):
-                opts = dict(rack=rack, congestion_control=args.congestion_control)
+                opts = dict(rack=rack, congestion_control=args.congestion_control,
+                            pacing=pacing)
                 if case == "rpc":
                     took, info, path = rpc(seed, args.requests, **opts)
                     t.add(took, args.requests * ANSWER, info, path)

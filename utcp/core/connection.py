@@ -19,7 +19,7 @@ from typing import Any
 from . import seq as sq
 from .buffers import RANGE_OVERHEAD, ReassemblyQueue, ReceiveMemory, SendBuffer
 from .config import OOW_ACK_INTERVAL, PAWS_IDLE, TS_HZ, Options
-from .congestion import make_controller
+from .congestion import PACED, make_controller
 from .events import (
     Closed,
     Connected,
@@ -84,6 +84,7 @@ _RECEIVE_TEXT = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
 # States in which our send side may still carry data or a FIN.
 _SEND_OPEN = (ESTABLISHED, CLOSE_WAIT)
 _SENDING = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK)
+_PACED = PACED
 # 3.10.5: the states in which ABORT sends a RST. Not CLOSING, LAST-ACK or TIME-WAIT:
 # both FINs have been sent there, and the connection is deleted silently.
 #: A duplicate SYN in SYN-RECEIVED is answered at most this often, in seconds.
@@ -113,6 +114,12 @@ _TS_OPTION_SPACE = 12
 # TCP_TIMEOUT_MIN), so that timer slack alone does not set it off.
 _WC_DEL_ACK = 0.2
 _PTO_SLACK = 0.002
+# Pacing: what may leave at once, as Linux sizes a TSO/GSO burst for its pacing
+# rate (tcp_tso_autosize): a millisecond's worth (sk_pacing_shift 10), and at
+# least two segments. The stack's timers run in millisecond buckets (timers.py),
+# so a batch per wake-up, not a segment per wake-up.
+_PACING_BATCH_TIME = 0.001
+_PACING_BATCH_SEGMENTS = 2
 
 
 class ConnectionStateError(RuntimeError):
@@ -213,7 +220,7 @@ class Connection:
         "ts_offset", "_last_ack_sent", "_ts_ok", "_ts_recent", "_ts_recent_at", "_rto_ts",
         "_sack_ok", "_sb", "_high_rxt", "_dsack", "_ooo_recent", "_undo", "_rack_ok", "_rack",
         "_loss_at",
-        "_loss_probe",
+        "_loss_probe", "_pace_at", "_pace_next", "_pacing",
     )
 
     def __init__(
@@ -330,6 +337,13 @@ class Connection:
         # _loss_probe says; the RTO runs beside it, and a PTO never outlasts it.
         self._loss_at: float | None = None
         self._loss_probe = False
+        # Pacing (Options.pacing): whether it is on, when the next paced segment is
+        # due (Linux's earliest departure time, tcp_wstamp_ns), and the timer that
+        # sends it.
+        self._pacing = opts.pacing if opts.pacing is not None \
+            else opts.congestion_control in _PACED
+        self._pace_next = 0.0
+        self._pace_at: float | None = None
         self._probes = 0  # unanswered keepalive or zero-window probes
         self._last_oow_ack = float("-inf")
         self._orphaned = False  # close() called: nobody will read any more
@@ -389,6 +403,9 @@ class Connection:
         t = self._loss_at
         if t is not None and (best is None or t < best):
             best = t
+        t = self._pace_at
+        if t is not None and (best is None or t < best):
+            best = t
         return best
 
     # ----------------------------------------------------------------- queries
@@ -434,6 +451,15 @@ class Connection:
         """Whether received data or its end is held back for a paused reader."""
         return bool(self._rcvbuf) or self._eof_held
 
+    @property
+    def pacing_rate(self) -> float | None:
+        """The rate the connection paces its sending at now, in bytes a second; None
+        while it does not pace (pacing is off, or no RTT is known yet)."""
+        srtt = self.rtt.srtt
+        if not self._pacing or srtt is None:
+            return None
+        return self.cc.pacing_rate(srtt, (self.snd_max - self.snd_una) & _MASK) or None
+
     def info(self) -> dict[str, object]:
         """State, RTT, windows and counters, for ``get_extra_info('utcp')``."""
         return {
@@ -449,6 +475,7 @@ class Connection:
             "timestamps": self._ts_ok,
             "sack": self._sack_ok,
             "rack": self._rack_ok,
+            "pacing_rate": self.pacing_rate,
             "unacked": self.unacked_data,
             "unsent": self.unsent,
             "unread": len(self._rcvbuf) + self._ooo.size,
@@ -624,6 +651,10 @@ class Connection:
             self._ack_at = None
             if self._ack_pending or self._ack_now:
                 self._send_ack(now)
+        t = self._pace_at
+        if t is not None and now >= t:
+            self._pace_at = None
+            self._output(now)  # the next paced batch is due
         t = self._loss_at
         if t is not None and now >= t:
             # Before the RTO: a probe timeout capped at the RTO's time fires as a
@@ -1326,8 +1357,11 @@ class Connection:
             # RFC 7661: grow the window only while it is what limits sending; a
             # sender held back by the peer's window or the application would
             # otherwise inflate cwnd without bound and burst when that lifts.
+            # Held back by pacing counts as by the window: its rate is the window's
+            # (over SRTT), and a paced window is seldom full when an ACK comes.
             if delivered > 0 and (flight + self.send_mss >= cc.cwnd or (
-                    cc.cwnd < cc.ssthresh and 2 * flight >= cc.cwnd)):
+                    cc.cwnd < cc.ssthresh and 2 * flight >= cc.cwnd)
+                    or self._pace_at is not None):
                 cc.on_ack(delivered, now, ack, snd_max)
         # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
         if ack == snd_max:
@@ -1430,9 +1464,10 @@ class Connection:
         lost = sb.unsacked(una, high, edge) if edge > high else 0
         return ((self.snd_max - una) & _MASK) - sb.sacked - lost
 
-    def _sack_retransmit(self, now: float) -> int:
+    def _sack_retransmit(self, now: float, pace: float = 0.0, batch: float = 0.0) -> int:
         """In SACK recovery, resend the lost holes, lowest first, while the pipe
-        leaves room in cwnd (RFC 6675 NextSeg rule 1); return the pipe after."""
+        leaves room in cwnd (RFC 6675 NextSeg rule 1); return the pipe after.
+        ``pace`` and ``batch``: as paced in :meth:`_output`."""
         una = self.snd_una
         sb = self._sb
         mss = self.send_mss
@@ -1447,6 +1482,12 @@ class Connection:
             if hole is None:
                 break
             off, length = hole
+            if pace:
+                t = self._pace_next
+                if t - now > batch:
+                    self._pace_at = t
+                    break
+                self._pace_next = (t if t > now - batch else now - batch) + min(mss, length) * pace
             sent = self._retransmit(sq.add(una, off), min(mss, length), now)
             if not sent:
                 break
@@ -1558,11 +1599,13 @@ class Connection:
             self._rack_detect(now)
             self._output(now)
 
-    def _rack_retransmit(self, now: float, pipe: int, first: bool = False) -> int:
+    def _rack_retransmit(self, now: float, pipe: int, first: bool = False, *,
+                         pace: float = 0.0, batch: float = 0.0) -> int:
         """Resend the records marked lost, lowest first, while cwnd has room for
         them (RFC 6675 NextSeg rule 1, RFC 8985 6.2); return the pipe after.
         ``first``: the first of them whatever the room (RFC 6675 5 step 4.3, the
-        fast retransmit that begins a recovery).
+        fast retransmit that begins a recovery). ``pace`` and ``batch``: as paced
+        in :meth:`_output`.
 
         Room for the segment itself, not RFC 6675's full MSS; and one segment
         whenever less than a full one is in flight, so that a byte or two short
@@ -1590,6 +1633,12 @@ class Connection:
             length = (r[1] - r[0]) & _MASK
             if cwnd - pipe < length and pipe >= mss and not first:
                 break
+            if pace:
+                t = self._pace_next
+                if t - now > batch:
+                    self._pace_at = t
+                    break
+                self._pace_next = (t if t > now - batch else now - batch) + length * pace
             first = False
             left -= length
             rack.lost -= length
@@ -1788,6 +1837,7 @@ class Connection:
         self._report_closed()
         self._rtx_at = None
         self._loss_at = None
+        self._pace_at = None
         self._persist_at = None
         self._ka_at = None
         self._close_at = now + 2 * self.options.msl
@@ -1964,6 +2014,20 @@ class Connection:
         mss = self.send_mss
         fin_seq = self._fin_seq
         sent_any = False
+        pace = 0.0  # seconds a byte takes at the pacing rate; 0.0: not paced
+        batch = 0.0  # how far ahead of the pacing rate a batch may run, in seconds
+        unpaced = 0  # new data still to go unpaced: what is left of the initial window
+        if self._pacing and self.rtt.srtt is not None:
+            # Paced once an RTT is known, but for the initial window: that goes at
+            # once, as Linux's (and fq's) does.
+            rate = self.cc.pacing_rate(self.rtt.srtt, (self.snd_max - self.snd_una) & _MASK)
+            if rate:
+                pace = 1.0 / rate
+                batch = _PACING_BATCH_SEGMENTS * mss * pace
+                if batch < _PACING_BATCH_TIME:
+                    batch = _PACING_BATCH_TIME
+                unpaced = self.options.initial_cwnd * mss - self.counters.bytes_out
+                self._pace_at = None  # (armed again below if a segment must wait)
         pipe = -1  # RFC 6675's pipe stands for what is in flight, in SACK recovery
         rack = self._rack
         recs = None
@@ -1975,9 +2039,10 @@ class Connection:
             if rack.lost or self._sb.sacked:
                 pipe = ((self.snd_max - self.snd_una) & _MASK) - self._sb.sacked - rack.lost
                 if rack.lost:
-                    pipe = self._rack_retransmit(now, pipe)
+                    pipe = self._rack_retransmit(now, pipe, pace=pace if unpaced <= 0 else 0.0,
+                                                 batch=batch)
         elif self._sack_ok and self.cc.in_recovery:
-            pipe = self._sack_retransmit(now)
+            pipe = self._sack_retransmit(now, pace if unpaced <= 0 else 0.0, batch)
             if self.snd_nxt != self.snd_max:
                 self.snd_nxt = self.snd_max  # (new data only, past the holes)
         snd_nxt = self.snd_nxt
@@ -2035,6 +2100,21 @@ class Connection:
                     and sq.ge(snd_nxt, snd_max)
                     and not (fin_due and n == avail)):
                 break  # Nagle: one small segment in flight at a time
+            if pace:
+                if unpaced > 0:
+                    unpaced -= n
+                else:
+                    # Paced: a batch may run ahead of the rate by ``batch`` seconds,
+                    # then waits until the rate has caught up with what was sent. A
+                    # wake-up that comes late (timers tick in milliseconds) has that
+                    # much more to send, at most a batch's worth more.
+                    t = self._pace_next
+                    if t - now > batch:
+                        self._pace_at = t
+                        break
+                    if t < now - batch:
+                        t = now - batch
+                    self._pace_next = t + n * pace
             flags = ACK
             payload = buf.peek(snd_nxt, n) if n else b""
             if n and n == avail:
@@ -2099,7 +2179,7 @@ class Connection:
 
     def _clear_timers(self) -> None:
         self._rtx_at = self._persist_at = self._ack_at = self._close_at = self._ka_at = None
-        self._loss_at = None
+        self._loss_at = self._pace_at = None
 
     def _terminate(self, cause: str, now: float) -> None:
         self._clear_timers()

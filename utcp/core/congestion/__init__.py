@@ -12,7 +12,9 @@ The connection calls it through this interface:
   ``on_dupack_in_recovery``, ``on_partial_ack``, ``exit_recovery(flight, now)``:
   a loss found by duplicate ACKs, and its repair;
 - ``on_tail_loss(now)``: a loss a tail loss probe repaired, outside recovery;
-- ``on_timeout(flight, snd_max, now)``: a retransmission timeout.
+- ``on_timeout(flight, snd_max, now)``: a retransmission timeout;
+- ``pacing_rate(srtt, flight)``: the rate, in bytes a second, to pace at, when
+  the connection paces (``Options.pacing``).
 
 A subclass chooses how much a loss takes off the window (:meth:`NewReno._reduce`)
 and how the window grows (:meth:`NewReno.on_ack`).
@@ -25,10 +27,12 @@ from utcp.core.rtt import RttEstimator
 from .cubic import Cubic
 from .newreno import NewReno
 
-__all__ = ["CONTROLLERS", "Cubic", "NewReno", "make_controller"]
+__all__ = ["CONTROLLERS", "PACED", "Cubic", "NewReno", "make_controller"]
 
 #: The congestion controls a connection may use (``Options.congestion_control``).
 CONTROLLERS = ("cubic", "newreno")
+#: Those that pace their sending unless ``Options.pacing`` says otherwise.
+PACED: tuple[str, ...] = ()
 
 
 def make_controller(name: str, mss: int, initial_segments: int, iss: int,

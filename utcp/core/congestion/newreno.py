@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from utcp.core.seq import MASK
 
+# Linux's tcp_pacing_ss_ratio and tcp_pacing_ca_ratio (200 % and 120 %).
+_PACING_SS_RATIO = 2.0
+_PACING_CA_RATIO = 1.2
+
 
 class NewReno:
     """Slow start, congestion avoidance, fast retransmit and fast recovery."""
@@ -105,6 +109,17 @@ class NewReno:
         if self.cwnd > self.ssthresh:
             self.cwnd = self.ssthresh
         self._acc = 0
+
+    def pacing_rate(self, srtt: float, flight: int) -> float:
+        """Bytes a second to pace at, as Linux paces a controller without a rate of
+        its own (tcp_update_pacing_rate): the window (or the flight, if larger) over
+        SRTT, times two in slow start (below half ssthresh), else times 1.2, so
+        that the window can still grow. 0.0 (no pacing) without a usable SRTT."""
+        if srtt <= 0:
+            return 0.0
+        w = self.cwnd if self.cwnd > flight else flight
+        return w / srtt * (_PACING_SS_RATIO if self.cwnd < self.ssthresh // 2
+                           else _PACING_CA_RATIO)
 
     def on_timeout(self, flight: int, snd_max: int, now: float = 0.0) -> None:
         """RFC 5681 (4): after an RTO, restart from one segment.
