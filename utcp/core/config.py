@@ -8,8 +8,6 @@ from typing import Any
 
 from .congestion import CONTROLLERS
 
-#: RFC 7323 5.4: the timestamp clock ticks once a millisecond (as Linux's does).
-TS_HZ = 1000
 #: RFC 7323 5.5: a TS.Recent older than 24 days is no base for PAWS.
 PAWS_IDLE = 24 * 86400.0
 #: Least time between replies to unacceptable bare ACKs and between challenge

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import seq as sq
 from .buffers import RANGE_OVERHEAD, ReassemblyQueue, ReceiveMemory, SendBuffer
-from .config import OOW_ACK_INTERVAL, PAWS_IDLE, TS_HZ, Options
+from .config import OOW_ACK_INTERVAL, PAWS_IDLE, Options
 from .congestion import PACED, make_controller
 from .events import (
     Closed,
@@ -48,6 +48,7 @@ from .wire import (
     SACK_PERMITTED,
     SYN,
     TIMESTAMPS,
+    TS_HZ,
     WSCALE,
     Segment,
 )

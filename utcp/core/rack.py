@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from .config import TS_HZ
 from .seq import HALF, MASK
+from .wire import TS_HZ
 
 #: Record flags: sent more than once; the peer SACKed all of it; deemed lost and
 #: not sent again since.
@@ -49,7 +49,7 @@ class Rack:
 
     __slots__ = ("recs", "head", "xmit_ts", "end_seq", "rtt", "fack", "reordering_seen",
                  "reo_wnd_mult", "dsack_round", "reo_wnd_persist", "lost",
-                 "tlp_end", "tlp_retransmitted")
+                 "tlp_end", "tlp_retransmitted", "newest", "newest_rtt")
 
     def __init__(self, una: int) -> None:
         #: The records, in sequence order; those before ``head`` are acknowledged.
@@ -76,6 +76,12 @@ class Rack:
         #: (TLP.end_seq), and whether the probe was a retransmission (TLP.is_retrans).
         self.tlp_end: int | None = None
         self.tlp_retransmitted = False
+        #: Of the records the last ACK delivered: the one sent last, resent or not
+        #: (delivery rate estimation samples it, see rate.py), and the round trip
+        #: of the one sent last of those sent once, or that no ACK can be for an
+        #: earlier copy of (-1.0 if none).
+        self.newest: list | None = None
+        self.newest_rtt = -1.0
 
     def __len__(self) -> int:
         return len(self.recs) - self.head
@@ -101,6 +107,7 @@ class Rack:
         n = len(recs)
         prior_fack = self.fack
         best = None
+        resent = None  # the newest of the resent records passed over for RACK
         reordered = False
         if una != old_una:
             acked = (una - old_una) & MASK
@@ -128,8 +135,12 @@ class Rack:
                         if echo is not None and 0 < (int(r[2] * TS_HZ) - echo) & MASK < HALF:
                             if check and (end - prior_fack) & MASK >= HALF:
                                 reordered = True  # the original, late (sq.lt(end, fack))
+                            if resent is None or r[2] >= resent[2]:
+                                resent = r
                             continue
                         if now - r[2] < min_rtt:
+                            if resent is None or r[2] >= resent[2]:
+                                resent = r
                             continue
                     elif check and (end - prior_fack) & MASK >= HALF:
                         reordered = True
@@ -172,6 +183,8 @@ class Rack:
                     r[3] = f | SACKED
                     if f & RETRANSMITTED:
                         if now - r[2] < min_rtt:
+                            if resent is None or r[2] > resent[2]:
+                                resent = r
                             continue
                     elif (r[1] - prior_fack) & MASK >= HALF:
                         reordered = True
@@ -189,8 +202,12 @@ class Rack:
             i = 0
         self.head = i
         if best is None:
+            self.newest = resent
+            self.newest_rtt = -1.0
             return False
         t = best[2]
+        self.newest = resent if resent is not None and resent[2] > t else best
+        self.newest_rtt = now - t
         if t > self.xmit_ts or (t == self.xmit_ts and 0 < (best[1] - self.end_seq) & MASK < HALF):
             self.xmit_ts = t
             self.end_seq = best[1]

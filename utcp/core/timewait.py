@@ -27,8 +27,8 @@ import struct
 from collections import deque
 from typing import Any
 
-from .config import OOW_ACK_INTERVAL, PAWS_IDLE, TS_HZ
-from .wire import ACK, FIN, NOP_OPTION, RST, SYN, TIMESTAMPS, Segment
+from .config import OOW_ACK_INTERVAL, PAWS_IDLE
+from .wire import ACK, FIN, NOP_OPTION, RST, SYN, TIMESTAMPS, TS_HZ, Segment
 
 _MASK = 0xFFFFFFFF
 _HALF = 1 << 31

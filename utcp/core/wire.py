@@ -65,6 +65,8 @@ class Flags(IntFlag):
 
 # Option kinds (IANA "TCP Option Kind Numbers").
 EOL, NOP, MSS, WSCALE, SACK_PERMITTED, SACK, TIMESTAMPS = 0, 1, 2, 3, 4, 5, 8
+#: The rate of utcp's TSval clock (RFC 7323 5.4): once a millisecond, as Linux's.
+TS_HZ = 1000
 
 
 class MalformedSegment(ValueError):
