@@ -61,8 +61,9 @@ class Options:
     #: RFC 7323 timestamps, offered in every SYN and used when both SYNs carry
     #: them: RTT samples from every ACK, PAWS, and TIME-WAIT reuse (Linux's default).
     timestamps: bool = True
-    #: Congestion control: "cubic" (RFC 9438, with HyStart++; Linux's default) or
-    #: "newreno" (RFC 5681, RFC 6582).
+    #: Congestion control: "cubic" (RFC 9438, with HyStart++; Linux's default),
+    #: "newreno" (RFC 5681, RFC 6582) or "bbr" (BBR version 1, as Linux's: paces
+    #: at the bottleneck bandwidth it measures; random loss does not slow it).
     congestion_control: str = "cubic"
     #: Pace sending: spread what the window allows over the round trip at a
     #: rate, a batch of a millisecond's worth (two segments at least) per
@@ -70,7 +71,8 @@ class Options:
     #: an RTT is measured, as Linux paces. The rate is the congestion control's
     #: own where it has one; else the window over SRTT, times two in slow start
     #: and 1.2 after (Linux's tcp_pacing_ss_ratio and tcp_pacing_ca_ratio).
-    #: None: where the congestion control needs it (utcp.core.congestion.PACED).
+    #: None: where the congestion control needs it: BBR, whose model is a rate
+    #: (utcp.core.congestion.PACED).
     #: CUBIC and NewReno are not paced by default, as in Linux without the fq
     #: qdisc: on the emulator, pacing CUBIC halved the queue overflows of slow
     #: start through a 10 Mbit/s bottleneck with a 25-packet queue, but did not

@@ -34,6 +34,7 @@ from .events import (
 )
 from .observer import Observer
 from .rack import LOST, RETRANSMITTED, Rack
+from .rate import DeliveryRate
 from .rtt import RttEstimator
 from .sack import DUP_THRESH, Scoreboard
 from .state import State
@@ -221,7 +222,7 @@ class Connection:
         "ts_offset", "_last_ack_sent", "_ts_ok", "_ts_recent", "_ts_recent_at", "_rto_ts",
         "_sack_ok", "_sb", "_high_rxt", "_dsack", "_ooo_recent", "_undo", "_rack_ok", "_rack",
         "_loss_at",
-        "_loss_probe", "_pace_at", "_pace_next", "_pacing",
+        "_loss_probe", "_pace_at", "_pace_next", "_pacing", "_rate",
     )
 
     def __init__(
@@ -307,6 +308,8 @@ class Connection:
         self.rtt = RttEstimator(opts.initial_rto, opts.min_rto, opts.max_rto)
         self.cc = make_controller(opts.congestion_control, self.send_mss, opts.initial_cwnd,
                                   iss, self.rtt)
+        # Delivery rate estimation, if the controller models the path from it (BBR).
+        self._rate: DeliveryRate | None = self.cc.rate
         self._retries = 0
         self._rtt_seq: int | None = None  # Karn: one timed segment at a time
         self._rtt_sent = 0.0
@@ -509,6 +512,11 @@ class Connection:
             raise ConnectionStateError(f"cannot send in state {st} ({why})")
         if not data:
             return
+        if self._rate is not None and st in _SEND_OPEN:
+            # Whether the application kept the sender busy (see rate.py).
+            rack = self._rack
+            self._rate.check_app_limited(self.unsent, self.send_mss, self._bytes_in_flight(),
+                                         self.cc.cwnd, rack.lost if rack is not None else 0)
         self._sndbuf.append(data)
         if st in _SEND_OPEN:
             self._output(now)
@@ -732,14 +740,20 @@ class Connection:
             sb.clear()
             if self._rack is not None:
                 self._rack.forget_sacks()
+        rate = self._rate
         if self._rack is not None:
             # Everything the peer has not SACKed is lost, and is resent as the
             # window allows (see _output), lowest first; RACK finds any of it lost
             # again without another timeout.
+            lost = self._rack.lost
             self._rack.mark_all_lost()
             self._loss_at = None
+            if rate is not None:
+                rate.lost += self._rack.lost - lost
         else:
             self.snd_nxt = self.snd_una
+            if rate is not None:
+                rate.point = None  # (Karn: what is resent times nothing)
         self._output(now)
         if self._rtx_at is None and sq.lt(self.snd_una, self.snd_max):
             self._rtx_at = now + self.rtt.rto
@@ -1200,6 +1214,11 @@ class Connection:
         window = seg.window << wshift
         sacked = False
         rack = self._rack
+        # With something in flight (as Linux, not for a receiver's every segment):
+        # what this ACK's delivery rate sample is taken against (_take_rate_sample).
+        rate = self._rate if snd_una != snd_max else None
+        if rate is not None:
+            before = (self._bytes_in_flight(), rate.delivered, rate.lost, self.rtt.samples)
         blocks: Any = None
         newly: list[tuple[int, int]] | None = None
         if self._sack_ok and seg_opts:
@@ -1213,7 +1232,10 @@ class Connection:
             if blocks:
                 if rack is not None:
                     newly = []
-                sacked = self._sb.update(blocks, snd_una, snd_max, newly) > 0
+                newly_sacked = self._sb.update(blocks, snd_una, snd_max, newly)
+                sacked = newly_sacked > 0
+                if newly_sacked and self._rate is not None:
+                    self._rate.delivered += newly_sacked
         new_ack = (snd_una - ack) & _MASK >= _HALF  # sq.gt(ack, snd_una)
         if new_ack:
             self._on_new_ack(ack, now, tsecr)
@@ -1230,6 +1252,8 @@ class Connection:
             # RFC 6675 5 (IsLost(HighACK + 1)): more than two segments' worth SACKed
             # above the first hole, however few duplicate ACKs told of it.
             self._enter_recovery(now)
+        if rate is not None:
+            self._take_rate_sample(before, now)
 
         # Window update (3.10.7.4, fifth step): only if SND.UNA =< SEG.ACK, and then
         # also from any segment whose ACK is new (Linux's tcp_may_update_window). A
@@ -1343,6 +1367,8 @@ class Connection:
             held = sb.sacked
             sb.ack(ack)
             delivered -= held - sb.sacked
+        if self._rate is not None:
+            self._rate.delivered += delivered
         cc = self.cc
         if cc.in_recovery:
             if sq.ge(ack, cc.recover):
@@ -1394,24 +1420,32 @@ class Connection:
         # than cwnd: what the peer SACKed left the network, and the pipe let as
         # much again be sent, so that SND.MAX - SND.UNA may be far above cwnd (just
         # after a recovery, most of all), and CUBIC's 0.7 of it above cwnd too.
-        cc.enter_recovery(min(sq.sub(self.snd_max, self.snd_una), cc.cwnd), self.snd_max, now)
+        cc.enter_recovery(min(sq.sub(self.snd_max, self.snd_una), cc.cwnd), self.snd_max, now,
+                          sack=self._sack_ok)
         self._rtt_seq = None
         rack = self._rack
+        rate = self._rate
         if rack is not None:
-            cc.cwnd = cc.ssthresh
             if not rack.lost:
                 # Three duplicate ACKs without the SACKs to show it (RFC 6675 5
                 # step 4.3).
                 rack.mark_first_lost()
+                if rate is not None:
+                    rate.lost += rack.lost
             if self._loss_probe:
                 self._loss_at = None  # no probe in recovery (RFC 8985 7.2)
             # This recovery answers for any loss a probe found (so Linux: one
             # reduction, not two).
             rack.tlp_end = None
-            self._rack_retransmit(now, ((self.snd_max - self.snd_una) & _MASK)
-                                  - self._sb.sacked - rack.lost, first=True)
+            pipe = ((self.snd_max - self.snd_una) & _MASK) - self._sb.sacked - rack.lost
+            if rate is not None:
+                # The first now; the rest once the ACK's sample has set the window
+                # (BBR: as much as was delivered, in the first round).
+                pipe = cc.cwnd
+            self._rack_retransmit(now, pipe, first=True)
         elif self._sack_ok:
-            cc.cwnd = cc.ssthresh
+            if rate is not None:
+                rate.lost += self.send_mss  # (no records: one segment, at least)
             self._high_rxt = self.snd_una
             if not self._sb.lost_edge(self.snd_una, self.send_mss):
                 # Three duplicate ACKs without the SACKs to show it: the first
@@ -1419,6 +1453,8 @@ class Connection:
                 self._high_rxt = sq.add(
                     self.snd_una, self._retransmit(self.snd_una, self.send_mss, now))
         else:
+            if rate is not None:
+                rate.lost += self.send_mss
             self._retransmit_first(now)
 
     def _retransmit_first(self, now: float) -> None:
@@ -1587,6 +1623,8 @@ class Connection:
             self.rtt.min_rtt, self.rtt.srtt))
         if again:
             self.counters.lost_retransmissions += again
+        if marked and self._rate is not None:
+            self._rate.lost += marked
         cc = self.cc
         if marked and not cc.in_recovery and cc.may_enter_recovery(self.snd_una, self.snd_max):
             self._enter_recovery(now)
@@ -1645,8 +1683,70 @@ class Connection:
             rack.lost -= length
             r[2] = now
             r[3] = (f & ~LOST) | RETRANSMITTED
+            if self._rate is not None:
+                self._rate.stamp(r, now, False)
             pipe += self._retransmit(r[0], length, now, exact=True)
         return pipe
+
+    # ------------------------------------------------ delivery rate (BBR)
+
+    def _bytes_in_flight(self) -> int:
+        """Bytes in the network: sent and not acknowledged, less what the peer has
+        SACKed and what is deemed lost and not resent (Linux's
+        tcp_packets_in_flight, RFC 6675's pipe)."""
+        flight = (self.snd_max - self.snd_una) & _MASK
+        rack = self._rack
+        if rack is not None:
+            return flight - self._sb.sacked - rack.lost
+        if self._sb.sacked:
+            return self._pipe(self._sb.lost_edge(self.snd_una, self.send_mss))
+        return flight
+
+    def _rate_sent(self, rec: list | None, start: int, end: int, now: float) -> None:
+        """A segment of new data, ``rec`` (RACK's record of it, or None), left at
+        ``now``: stamp it for delivery rate estimation; without RACK's records,
+        time one segment at a time."""
+        rate = self._rate
+        assert rate is not None
+        idle = self.snd_una == self.snd_max
+        if idle:
+            self.cc.on_send_after_idle(now)
+        if rec is None:
+            if rate.point is not None or (start - self.snd_max) & _MASK >= _HALF:
+                return  # one at a time, and never a segment sent again (Karn)
+            rec = rate.point = [start, end, now, 0]
+        rate.stamp(rec, now, idle)
+
+    def _take_rate_sample(self, before: tuple[int, int, int, int], now: float) -> None:
+        """This ACK's delivery rate sample, for the controller: ``before`` holds the
+        bytes in flight, delivered and lost, and the RTT samples taken, as they
+        stood before it."""
+        rate = self._rate
+        assert rate is not None
+        rack = self._rack
+        rtt = -1.0
+        if rack is not None:
+            rec = rack.newest
+            rack.newest = None
+            if rec is not None:
+                rtt = rack.newest_rtt
+        else:
+            rec = rate.point
+            if rec is not None and (self.snd_una - rec[1]) & _MASK < _HALF:
+                rate.point = None  # delivered: the next segment sent is timed
+                if not rec[3]:
+                    rtt = now - rec[2]
+            else:
+                rec = None
+        if rtt < 0 and self.rtt.samples != before[3]:
+            rtt = self.rtt.latest  # (a timestamp's echo)
+        rs = rate.generate(rec, rate.delivered - before[1], rate.lost - before[2], now,
+                           self.rtt.min_rtt)
+        rs.rtt = rtt
+        rs.prior_in_flight = before[0]
+        rs.in_flight = self._bytes_in_flight()
+        rs.next_send = self._pace_next
+        self.cc.on_rate_sample(self.snd_una, now)
 
     def _arm_probe(self, now: float) -> None:
         """RFC 8985 7.2: with data in flight and no recovery, no probe outstanding
@@ -1706,6 +1806,8 @@ class Connection:
             self._retransmit(r[0], (r[1] - r[0]) & _MASK, now, exact=True)
             r[2] = now
             r[3] |= RETRANSMITTED
+            if self._rate is not None:
+                self._rate.stamp(r, now, False)
             rack.tlp_retransmitted = True
         rack.tlp_end = self.snd_max
         self.counters.tlp_probes += 1
@@ -2139,6 +2241,8 @@ class Connection:
                 rack = self._rack = Rack(snd_nxt)  # the first segment sent
                 recs = rack.recs
                 recs.append([snd_nxt, end, now, 0])
+            if self._rate is not None:
+                self._rate_sent(recs[-1] if recs is not None else None, snd_nxt, end, now)
             snd_nxt = self.snd_nxt = end
             if (snd_max - snd_nxt) & _MASK >= _HALF:  # sq.gt(snd_nxt, snd_max)
                 self.snd_max = snd_nxt

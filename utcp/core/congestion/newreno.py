@@ -3,6 +3,7 @@ retransmit and fast recovery, counted in bytes."""
 
 from __future__ import annotations
 
+from utcp.core.rate import DeliveryRate
 from utcp.core.seq import MASK
 
 # Linux's tcp_pacing_ss_ratio and tcp_pacing_ca_ratio (200 % and 120 %).
@@ -14,6 +15,10 @@ class NewReno:
     """Slow start, congestion avoidance, fast retransmit and fast recovery."""
 
     __slots__ = ("cwnd", "ssthresh", "mss", "_acc", "recover", "in_recovery", "_initial")
+
+    #: Delivery rate estimation, for a controller that models the path from it
+    #: (see rate.py); None: not needed, and the connection takes no samples.
+    rate: DeliveryRate | None = None
 
     def __init__(self, mss: int, initial_segments: int, iss: int) -> None:
         self.mss = mss
@@ -81,10 +86,12 @@ class NewReno:
         """The ssthresh after a loss with ``flight`` bytes in flight: half (RFC 5681)."""
         return max(flight // 2, 2 * self.mss)
 
-    def enter_recovery(self, flight: int, snd_max: int, now: float = 0.0) -> None:
-        """Three duplicate ACKs: reduce, and inflate by the three segments that left."""
+    def enter_recovery(self, flight: int, snd_max: int, now: float = 0.0,
+                       sack: bool = False) -> None:
+        """Three duplicate ACKs: reduce, and inflate by the three segments that left;
+        with ``sack`` (RFC 6675), no inflation: the pipe counts what left."""
         self.ssthresh = self._reduce(flight, now)
-        self.cwnd = self.ssthresh + 3 * self.mss
+        self.cwnd = self.ssthresh if sack else self.ssthresh + 3 * self.mss
         self.recover = snd_max
         self.in_recovery = True
 
