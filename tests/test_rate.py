@@ -24,7 +24,7 @@ def flight(rate: DeliveryRate, start: int, n: int, at: float, gap: float = 0.0) 
 
 def deliver(rate: DeliveryRate, rec: list, nbytes: int, now: float, min_rtt: float = 0.05):
     rate.delivered += nbytes
-    return rate.generate(rec, nbytes, 0, now, min_rtt)
+    return rate.generate(rec, nbytes, 0, now, -1.0, min_rtt)
 
 
 def test_a_window_acknowledged_one_rtt_later_samples_its_size_over_the_rtt():
@@ -74,7 +74,7 @@ def test_an_interval_shorter_than_the_least_rtt_is_no_sample():
 
 def test_an_ack_without_a_stamped_record_gives_no_sample():
     rate = DeliveryRate()
-    rs = rate.generate(None, 0, MSS, 1.0, 0.05)
+    rs = rate.generate(None, 0, MSS, 1.0, -1.0, 0.05)
     assert rs.delivered == -1 and rs.interval == -1 and rs.losses == MSS
 
 
@@ -107,3 +107,16 @@ def test_rack_names_the_newest_record_an_ack_delivered_resent_or_not():
     rack.on_ack(0, 4 * MSS, None, None, None, 1.2001, 0.05, None)
     assert rack.newest is recs[1]  # the rate's sample: the one sent last
     assert rack.newest_rtt == pytest.approx(1.2001 - 1.003)  # the newest sent once
+
+
+def test_the_least_rtt_is_the_samples_own_not_a_coarser_clocks():
+    # Timestamps tick in milliseconds: on a path of 0.1 ms the connection's least
+    # RTT reads 1 ms. The samples' own round trips are precise, and an interval
+    # of 0.3 ms is then a measure.
+    rate = DeliveryRate()
+    recs = flight(rate, 0, 10, at=1.0)
+    rate.delivered += MSS
+    rate.generate(recs[0], MSS, 0, 1.0001, 0.0001, 0.001)
+    rate.delivered += 9 * MSS
+    rs = rate.generate(recs[-1], 9 * MSS, 0, 1.0003, 0.0003, 0.001)
+    assert rs.interval == pytest.approx(0.0003) and rs.delivered == 10 * MSS

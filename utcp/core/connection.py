@@ -1741,8 +1741,7 @@ class Connection:
         if rtt < 0 and self.rtt.samples != before[3]:
             rtt = self.rtt.latest  # (a timestamp's echo)
         rs = rate.generate(rec, rate.delivered - before[1], rate.lost - before[2], now,
-                           self.rtt.min_rtt)
-        rs.rtt = rtt
+                           rtt, self.rtt.min_rtt)
         rs.prior_in_flight = before[0]
         rs.in_flight = self._bytes_in_flight()
         rs.next_send = self._pace_next

@@ -65,7 +65,7 @@ class DeliveryRate:
     """One connection's delivery state, and the sample its latest ACK gave."""
 
     __slots__ = ("delivered", "delivered_at", "first_sent_at", "app_limited", "lost",
-                 "point", "sample")
+                 "min_rtt", "point", "sample")
 
     def __init__(self) -> None:
         #: Bytes delivered (acknowledged or SACKed, each once) since the start.
@@ -80,6 +80,8 @@ class DeliveryRate:
         self.app_limited = 0
         #: Bytes marked lost since the start.
         self.lost = 0
+        #: The least round trip a sample has measured (inf before the first).
+        self.min_rtt = float("inf")
         #: Without RACK's records: the one segment being timed, as a record.
         self.point: list | None = None
         #: What the latest ACK gave.
@@ -103,12 +105,21 @@ class DeliveryRate:
             self.app_limited = (self.delivered + in_flight) or 1
 
     def generate(self, rec: list | None, acked_sacked: int, losses: int, now: float,
-                 min_rtt: float) -> RateSample:
+                 rtt: float, min_rtt: float) -> RateSample:
         """The sample of an ACK that delivered ``acked_sacked`` bytes, the newest of
         them sent as ``rec`` (None: none with a snapshot), and marked ``losses``
-        bytes lost. An interval shorter than ``min_rtt`` is no measure (it would
-        overstate the rate), as Linux has it."""
+        bytes lost; ``rtt`` is the round trip it measured (-1: none).
+
+        An interval shorter than the least RTT is no measure (it would overstate
+        the rate), as Linux has it: the least of the samples' round trips, which
+        are as precise as the clock (the connection's ``min_rtt``, from
+        timestamps that tick in milliseconds, stands in until the first)."""
         rs = self.sample
+        rs.rtt = rtt
+        if 0 <= rtt < self.min_rtt:
+            self.min_rtt = rtt
+        if self.min_rtt < min_rtt:
+            min_rtt = self.min_rtt
         if self.app_limited and self.delivered > self.app_limited:
             self.app_limited = 0  # the bubble has arrived
         if acked_sacked:
