@@ -1524,7 +1524,7 @@ class Connection:
                 if t - now > batch:
                     self._pace_at = t
                     break
-                self._pace_next = (t if t > now - batch else now - batch) + min(mss, length) * pace
+                self._pace_next = t + min(mss, length) * pace
             sent = self._retransmit(sq.add(una, off), min(mss, length), now)
             if not sent:
                 break
@@ -1677,7 +1677,7 @@ class Connection:
                 if t - now > batch:
                     self._pace_at = t
                     break
-                self._pace_next = (t if t > now - batch else now - batch) + length * pace
+                self._pace_next = t + length * pace
             first = False
             left -= length
             rack.lost -= length
@@ -2129,6 +2129,11 @@ class Connection:
                 if batch < _PACING_BATCH_TIME:
                     batch = _PACING_BATCH_TIME
                 unpaced = self.options.initial_cwnd * mss - self.counters.bytes_out
+                # A wake-up that comes late (timers tick in milliseconds) has that
+                # much more to send, up to a batch's worth more: the rate holds, and
+                # an idle spell leaves no backlog to burst.
+                if self._pace_next < now - batch:
+                    self._pace_next = now - batch
                 self._pace_at = None  # (armed again below if a segment must wait)
         pipe = -1  # RFC 6675's pipe stands for what is in flight, in SACK recovery
         rack = self._rack
@@ -2207,15 +2212,11 @@ class Connection:
                     unpaced -= n
                 else:
                     # Paced: a batch may run ahead of the rate by ``batch`` seconds,
-                    # then waits until the rate has caught up with what was sent. A
-                    # wake-up that comes late (timers tick in milliseconds) has that
-                    # much more to send, at most a batch's worth more.
+                    # then waits until the rate has caught up with what was sent.
                     t = self._pace_next
                     if t - now > batch:
                         self._pace_at = t
                         break
-                    if t < now - batch:
-                        t = now - batch
                     self._pace_next = t + n * pace
             flags = ACK
             payload = buf.peek(snd_nxt, n) if n else b""
