@@ -14,14 +14,16 @@ Each run starts a fresh forwarder (same seeds, empty queues), a receiver in B
 and a sender in A, which connects, sends ``--size`` bytes, shuts its side down
 and waits for the receiver's count: goodput is the size over the time from
 before the connect until that answer (the handshake and the answer's half
-round trip included, alike for both stacks). The kernel runs with each
-congestion control in turn (``TCP_CONGESTION``): its default, as
-/proc/sys/net/ipv4/tcp_congestion_control says, then ``cubic`` and ``reno`` to
-match utcp's ``cubic`` and ``newreno``.
+round trip included, alike for both stacks). utcp runs with each of its
+congestion controls (``--utcp-cc``), the kernel (``TCP_CONGESTION``) with its
+default, as /proc/sys/net/ipv4/tcp_congestion_control says, and with those
+that match utcp's: ``cubic``, ``reno`` for ``newreno``, and ``bbr`` (which is
+also set beside the kernel's ``cubic``).
 
 Needs root (namespaces, TUN devices); otherwise it says so and exits 0.
 
     python benchmarks/bench_vs_linux.py [--size 10] [--repeat 1] [--rows clean loss1 ...]
+    python benchmarks/bench_vs_linux.py --utcp-cc bbr --repeat 3
     python benchmarks/bench_vs_linux.py --ceiling   # the forwarder's own limit
 """
 
@@ -42,6 +44,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this tree's utcp, in this process and in its children
 
 from utcp import Options  # noqa: E402
+from utcp.core.congestion import CONTROLLERS as UTCP_CCS  # noqa: E402
 from utcp.emulator import ImpairedPath, Impairments  # noqa: E402
 
 IP_A = "169.254.91.1"  # the sender's namespace
@@ -568,19 +572,37 @@ class Lab:
         return result
 
 
-def configs(default_cc: str, available: list[str]) -> list[tuple[str, str]]:
-    """(stack, congestion control) of each run in a row."""
-    runs = [("utcp", "cubic"), ("utcp", "newreno"), ("linux", "default")]
-    runs += [("linux", cc) for cc in ("cubic", "reno") if cc in available and cc != default_cc]
+#: The kernel's congestion control that matches each of utcp's.
+KERNEL_CC = {"cubic": "cubic", "newreno": "reno", "bbr": "bbr"}
+
+
+def configs(default_cc: str, available: list[str],
+            utcp_ccs: Sequence[str] = UTCP_CCS) -> list[tuple[str, str]]:
+    """(stack, congestion control) of each run in a row: utcp with each of
+    ``utcp_ccs``, the kernel with its default and with what pairs() compares."""
+    runs = [("utcp", cc) for cc in utcp_ccs] + [("linux", "default")]
+    wanted = {k for _, k in pairs(default_cc, available, utcp_ccs)} - {"default"}
+    runs += [("linux", cc) for cc in ("cubic", "reno", "bbr") if cc in wanted]
     return runs
 
 
-def pairs(default_cc: str, available: list[str]) -> list[tuple[str, str]]:
-    """(utcp's, the kernel's) congestion controls compared in the table."""
-    out = [("cubic", "default")]
-    if "cubic" in available and default_cc != "cubic":
-        out.append(("cubic", "cubic"))
-    out.append(("newreno", "reno" if default_cc != "reno" else "default"))
+def pairs(default_cc: str, available: list[str],
+          utcp_ccs: Sequence[str] = UTCP_CCS) -> list[tuple[str, str]]:
+    """(utcp's, the kernel's) congestion controls compared in the table: each of
+    utcp's with the kernel's default and with the kernel's same algorithm, and BBR
+    with the kernel's CUBIC too (what a loss-based sender gets on that path)."""
+    out = []
+    for ucc in utcp_ccs:
+        kernel = [KERNEL_CC[ucc]] + (["cubic"] if ucc == "bbr" else [])
+        if ucc == "cubic":
+            kernel.insert(0, "default")  # (the table has always led with this pair)
+        for kcc in kernel:
+            if kcc == default_cc:
+                kcc = "default"
+            elif kcc != "default" and kcc not in available:
+                continue
+            if (ucc, kcc) not in out:
+                out.append((ucc, kcc))
     return out
 
 
@@ -653,6 +675,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per case, each with its own seed; the median is shown")
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--utcp-cc", nargs="+", choices=list(UTCP_CCS), default=list(UTCP_CCS),
+                        dest="cc_list", metavar="CC",
+                        help="utcp's congestion controls to run (default: all of "
+                             f"{', '.join(UTCP_CCS)}); the kernel runs its default and "
+                             "those they are compared with")
     parser.add_argument("--ceiling", action="store_true",
                         help="instead: push each stack through an unimpaired forwarder")
     parser.add_argument("--rcv-buf", type=int, default=Options().rcv_buf,
@@ -706,7 +733,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     rows = {"ceiling": CEILING} if args.ceiling else {name: ROWS[name] for name in args.rows}
-    runs_of = configs(default_cc, available)
+    runs_of = configs(default_cc, available, args.cc_list)
     print(f"# utcp vs Linux TCP through one impaired IP path ({time.strftime('%Y-%m-%d')}, "
           f"kernel {os.uname().release}, default congestion control {default_cc}, "
           f"available: {' '.join(available)})")
@@ -740,7 +767,7 @@ def orchestrate(args: argparse.Namespace) -> int:
           "| utcp/Linux |")
     print("|---|---|---|---:|---|---:|---:|")
     for name, (what, _) in rows.items():
-        for ucc, kcc in pairs(default_cc, available):
+        for ucc, kcc in pairs(default_cc, available, args.cc_list):
             u = results.get((name, "utcp", ucc), [])
             k = results.get((name, "linux", kcc), [])
             mu, mk = median_run(u), median_run(k)
