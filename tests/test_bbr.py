@@ -206,9 +206,9 @@ def test_windowed_max_forgets_a_maximum_older_than_its_window():
 
 def test_a_connection_chooses_bbr_and_paces_by_default():
     c = conn_established(congestion_control="bbr")
-    assert isinstance(c.cc, Bbr) and c._pacing
+    assert isinstance(c.cc, Bbr) and c.pacing_rate is not None
     assert isinstance(make_controller("bbr", MSS, 10, 0, RttEstimator(1.0, 0.2, 120.0)), Bbr)
-    assert not conn_established(congestion_control="bbr", pacing=False)._pacing
+    assert conn_established(congestion_control="bbr", pacing=False).pacing_rate is None
 
 
 # ------------------------------------------------ through a bottleneck

@@ -105,7 +105,7 @@ def test_without_pacing_the_window_goes_at_once():
 
 
 def test_cubic_and_newreno_do_not_pace_unless_asked():
-    assert not established()._pacing
+    assert established().pacing_rate is None
     assert Options().pacing is None
     with pytest.raises(ValueError, match="pacing must be None, True or False"):
         Options(pacing="yes")
