@@ -35,7 +35,6 @@ import contextlib
 import cProfile
 import json
 import os
-import pstats
 import socket
 import struct
 import subprocess
@@ -45,7 +44,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import medians, run_on, uvloop_available, warm_malloc
+from harness import calls_counted, medians, run_on, uvloop_available, warm_malloc
 
 import utcp
 
@@ -115,7 +114,7 @@ class _Measure:
         self.cpu += time.process_time() - self._cpu0
         if self.profile is not None:
             self.profile.disable()
-            self.calls = pstats.Stats(self.profile).total_calls  # type: ignore[attr-defined]
+            self.calls = calls_counted(self.profile)
 
 
 # ------------------------------------------------------------------ TCP and utcp

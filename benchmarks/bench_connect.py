@@ -23,7 +23,6 @@ import asyncio
 import cProfile
 import gc
 import os
-import pstats
 import statistics
 import sys
 import time
@@ -31,7 +30,7 @@ import tracemalloc
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import HOST, EchoServer, medians, run_on, uvloop_available, warm_malloc
+from harness import HOST, EchoServer, calls_counted, medians, run_on, uvloop_available, warm_malloc
 
 import utcp
 from utcp import bench
@@ -137,7 +136,7 @@ async def _calls(stack: str, n: int) -> tuple[float, float | None]:
         await _cycle(open_connection, port)
     await asyncio.sleep(0.1)  # the server's side of the last close
     profile.disable()
-    calls = sum(v[1] for v in pstats.Stats(profile).stats.values()) / n  # type: ignore[attr-defined]
+    calls = calls_counted(profile) / n
     segments = None
     if before is not None:
         after = server.statistics()
