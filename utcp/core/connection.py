@@ -37,7 +37,7 @@ from .rack import LOST, RETRANSMITTED, Rack
 from .rate import DeliveryRate
 from .rtt import RttEstimator
 from .sack import DUP_THRESH, Scoreboard
-from .state import State
+from .state import ConnectionStateError, State
 from .wire import (
     ACK,
     FIN,
@@ -124,10 +124,6 @@ _PACING_BATCH_TIME = 0.001
 _PACING_BATCH_SEGMENTS = 2
 
 
-class ConnectionStateError(RuntimeError):
-    """An application call that the connection's state does not allow."""
-
-
 def reset_for(seg: Segment) -> Segment | None:
     """The RST answering ``seg`` when no connection exists for it (3.10.7.1).
 
@@ -140,13 +136,17 @@ def reset_for(seg: Segment) -> Segment | None:
     return Segment(seg.dst_port, seg.src_port, 0, sq.add(seg.seq, seg.seg_len), RST | ACK)
 
 
+# Counters' slots, named first: compiled code cannot read a class's __slots__ back.
+_COUNTER_NAMES = ("segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
+                  "duplicates", "out_of_order", "unacceptable", "challenge_acks",
+                  "paws_rejected", "ooo_dropped", "timeouts", "tlp_probes",
+                  "lost_retransmissions", "undos")
+
+
 class Counters:
     """Per-connection statistics."""
 
-    __slots__ = ("segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
-                 "duplicates", "out_of_order", "unacceptable", "challenge_acks",
-                 "paws_rejected", "ooo_dropped", "timeouts", "tlp_probes",
-                 "lost_retransmissions", "undos")
+    __slots__ = _COUNTER_NAMES
 
     def __init__(self) -> None:
         self.segments_in = 0
@@ -192,9 +192,6 @@ class Counters:
         total.undos += self.undos
         total.tlp_probes += self.tlp_probes
         total.lost_retransmissions += self.lost_retransmissions
-
-
-_COUNTER_NAMES = Counters.__slots__
 
 
 class Connection:

@@ -273,7 +273,8 @@ class Stack:
 
     # ------------------------------------------------------------------- inputs
 
-    def receive(self, data: bytes, addr: Address, now: float, via: Any = None) -> None:
+    def receive(self, data: bytes | bytearray | memoryview, addr: Address, now: float,
+                via: Any = None) -> None:
         """One datagram from ``addr``; ``via`` is the local address it reached, where
         the socket learns it (replies then leave from there, and a connection made
         at one address takes no segments sent to another: its ``host`` is compared,
@@ -674,8 +675,8 @@ class Stack:
             stalled.clear()
             return
         timeout = self.zero_window_timeout
-        for conn in [c for c in stalled if c not in mem.holders]:
-            del stalled[conn]
+        for gone in [c for c in stalled if c not in mem.holders]:
+            del stalled[gone]
         for conn in list(mem.holders):
             if not isinstance(conn, Connection) or conn.state is _CLOSED:
                 continue
@@ -825,7 +826,7 @@ class Stack:
             tokens += (now - self._rst_refilled) * RST_RATE
         self._rst_refilled = now
         if tokens > RST_BURST:
-            tokens = RST_BURST
+            tokens = float(RST_BURST)
         if tokens < 1.0:
             self._rst_tokens = tokens
             self.drops["rst-rate-limited"] += 1

@@ -40,3 +40,10 @@ _SYNCHRONIZED = frozenset(
         State.TIME_WAIT,
     }
 )
+
+
+class ConnectionStateError(RuntimeError):
+    """An application call that the connection's state does not allow.
+
+    (Kept here, not beside Connection: connection.py may be compiled with mypyc,
+    whose native classes cannot derive from RuntimeError.)"""

@@ -24,9 +24,7 @@ from typing import Any
 from construct import (
     BitsInteger,
     BitStruct,
-    Construct,
     ConstructError,
-    ExplicitError,
     FixedSized,
     Flag,
     FocusedSeq,
@@ -46,6 +44,9 @@ from construct import (
     stream_size,
     this,
 )
+
+from .require import Invalid as _Invalid
+from .require import Require as _Require
 
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
 
@@ -147,7 +148,7 @@ def _folded(n: int) -> int:
     return (n >> _FOLD2) + (n & _FOLD2_MASK)
 
 
-def checksum(data: bytes) -> int:
+def checksum(data: bytes | bytearray | memoryview) -> int:
     """RFC 1071 Internet checksum of ``data`` (an odd length is padded with a zero byte)."""
     # 2**16 == 1 (mod 0xFFFF), so reducing the whole datagram as one integer modulo
     # 0xFFFF adds up its 16-bit words with every carry folded back in (RFC 1071 section
@@ -163,38 +164,6 @@ def checksum(data: bytes) -> int:
 
 
 # --- The declaration (RFC 9293 section 3.1) -------------------------------------------
-
-class _Invalid(ExplicitError):
-    """A parse-time requirement of the layout failed; ``reason`` says which."""
-
-    def __init__(self, reason: str, path: str | None = None) -> None:
-        super().__init__(reason, path)
-        self.reason = reason
-
-
-class _Require(Construct):
-    """Zero-width field: while parsing, ``holds(ctx)`` must be true, else ``describe(ctx)``.
-
-    The failure is an ExplicitError so that GreedyRange passes it on instead of
-    treating it as the end of the list.
-    """
-
-    def __init__(self, holds: Any, describe: Any) -> None:
-        super().__init__()
-        self.holds = holds
-        self.describe = describe
-        self.flagbuildnone = True
-
-    def _parse(self, stream: Any, context: Any, path: str) -> None:
-        if not self.holds(context):
-            raise _Invalid(self.describe(context), path)
-
-    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> None:
-        return None
-
-    def _sizeof(self, context: Any, path: str) -> int:
-        return 0
-
 
 def _remaining(ctx: Any) -> int:
     """Bytes left in the stream being parsed."""
@@ -243,8 +212,9 @@ _OPTION_VALUE = Switch(this.kind, {
 }, default=GreedyBytes)
 
 # Option lengths a receiver accepts, by kind, derived from the layouts above.
-_VALID_LENGTHS = {kind: (2 + _OPTION_VALUE.cases[kind].sizeof(),)
-                  for kind in (MSS, WSCALE, SACK_PERMITTED, TIMESTAMPS)}
+_VALID_LENGTHS: dict[int, tuple[int, ...]] = {
+    kind: (2 + _OPTION_VALUE.cases[kind].sizeof(),)
+    for kind in (MSS, WSCALE, SACK_PERMITTED, TIMESTAMPS)}
 _VALID_LENGTHS[SACK] = tuple(2 + n * _SACK_BLOCK.sizeof()
                              for n in range(1, _MAX_SACK_BLOCKS + 1))
 _KIND_NAMES = {MSS: "MSS", WSCALE: "window scale", SACK_PERMITTED: "SACK-permitted",
@@ -367,7 +337,7 @@ def _option_to_build(kind: int, value: Any) -> dict[str, Any]:
     return {"kind": kind, "padding": None, "value": value}
 
 
-def parse_construct(data: bytes) -> Segment:
+def parse_construct(data: bytes | bytearray | memoryview) -> Segment:
     """Parse one datagram with ``SEGMENT_LAYOUT``; accepts and rejects exactly as ``decode``."""
     try:
         parsed = SEGMENT_LAYOUT.parse(bytes(data))
@@ -391,7 +361,7 @@ def build_construct(seg: Segment) -> bytes:
         raise ValueError(problem)
     options = [_option_to_build(k, v) for k, v in seg.options]
     area = len(OPTIONS_AREA.build(options))
-    fields = {
+    fields: dict[str, Any] = {
         "header": {
             "src_port": seg.src_port, "dst_port": seg.dst_port, "seq": seg.seq, "ack": seg.ack,
             "control": {
@@ -491,7 +461,9 @@ _SACK_PERMITTED_OPT = bytes((SACK_PERMITTED, 2))
 #: The NOP option as ``Segment.options`` holds it. Segments whose options are
 #: ``(NOP_OPTION, NOP_OPTION, (TIMESTAMPS, ...))``, this very object twice (the
 #: layout every segment of a connection with timestamps has), take a fast path.
-NOP_OPTION = (NOP, None)
+#: (Typed as any tuple, so that compiled code keeps this one object and does not
+#: unbox it into a fresh tuple at each use.)
+NOP_OPTION: tuple = (NOP, None)
 _NOP_ENTRY = NOP_OPTION
 # The header followed by NOP, NOP and the timestamps option, in one piece.
 _HEADER_TS = struct.Struct("!HHIIBBHHHIII")
@@ -500,7 +472,7 @@ _NOP_NOP_TS = 0x0101080A
 # The 20-byte options of a SYN: MSS, then NOP NOP (ours) or SACK-permitted (Linux's),
 # timestamps, NOP, window scale.
 _SYN_AREA = struct.Struct("!BBHBBBBIIBBBB")
-_SACK_PERMITTED_ENTRY = (SACK_PERMITTED, None)
+_SACK_PERMITTED_ENTRY: tuple = (SACK_PERMITTED, None)
 
 
 def _encode_options(options: Any) -> bytes:
@@ -592,7 +564,7 @@ def encode(seg: Segment) -> bytes:
         raise ValueError(_field_problem(seg) or f"cannot encode {seg!r}: {exc}") from None
 
 
-def decode(data: bytes) -> Segment:
+def decode(data: bytes | bytearray | memoryview) -> Segment:
     """Parse one datagram; raise MalformedSegment if it is not a valid segment."""
     n = len(data)
     if n < 20:

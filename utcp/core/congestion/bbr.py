@@ -609,7 +609,7 @@ class Bbr(NewReno):
         if self._state != _LOSS:
             self._save_cwnd()
         self.cwnd = self.mss
-        self._acc = 0
+        self._acc = 0.0
         self.recover = snd_max
         self.in_recovery = False
         self._state = self._prev_state = _LOSS

@@ -154,7 +154,7 @@ class Cubic(NewReno):
         else:
             self._w_max = float(cwnd)
         self._epoch = None
-        self._acc = 0
+        self._acc = 0.0
         self._css_baseline = None
         # 4.6: ssthresh = flight size * beta (RFC 9438 allows the flight, as RFC 5681).
         return max(int(flight * _BETA), 2 * self.mss)

@@ -26,7 +26,9 @@ class NewReno:
         # RFC 6928: IW = initial_segments * MSS.
         self.cwnd = initial_segments * mss
         self.ssthresh = 1 << 30
-        self._acc = 0
+        # Bytes acknowledged toward the next increase (NewReno's are whole; CUBIC
+        # counts fractions of a segment).
+        self._acc = 0.0
         # RFC 6582 3.2 (1): the highest sequence number sent when the last fast
         # recovery or timeout began; starts at the ISS.
         self.recover = iss
@@ -115,7 +117,7 @@ class NewReno:
         self.ssthresh = self._reduce(self.cwnd, now)
         if self.cwnd > self.ssthresh:
             self.cwnd = self.ssthresh
-        self._acc = 0
+        self._acc = 0.0
 
     def pacing_rate(self, srtt: float, flight: int) -> float:
         """Bytes a second to pace at, as Linux paces a controller without a rate of
@@ -136,6 +138,6 @@ class NewReno:
         """
         self.ssthresh = self._reduce(flight, now)
         self.cwnd = self.mss
-        self._acc = 0
+        self._acc = 0.0
         self.recover = snd_max
         self.in_recovery = False
