@@ -7,6 +7,7 @@ StreamWriter, drain, IncompleteReadError) is asyncio's own. For protocols,
 methods of the same names.
 """
 
+from .core import compiled_modules
 from .core.config import Options
 from .core.connection import Connection
 from .core.events import (
@@ -31,10 +32,15 @@ from .transport import ConnectionTransport
 
 __version__ = "0.1.0"
 
+#: Whether the sans-I/O core is compiled with mypyc (installed with ``UTCP_COMPILE=1``:
+#: see the README) rather than the pure-Python package; ``utcp --version`` says so too.
+compiled: bool = bool(compiled_modules())
+
 __all__ = [
     "Closed", "Connected", "Connection", "ConnectionTransport", "DataReceived", "EndOfStream",
     "FinAcked", "Ladder", "MalformedSegment", "NullObserver", "Observer", "Options",
     "PcapWriter", "Reset", "Segment", "Server", "Stack", "State", "StreamReader",
     "StreamWriter", "Tee", "TimedOut",
-    "Writable", "create_connection", "create_server", "open_connection", "start_server",
+    "Writable", "compiled", "create_connection", "create_server", "open_connection",
+    "start_server",
 ]

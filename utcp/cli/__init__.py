@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .. import __version__, bench
+from .. import __version__, bench, compiled
 from ..core.config import Options
 from .demo import demo
 from .echo import echo_client, echo_server
@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         "TCP in user space over UDP: an echo server and client, nc-style streams, "
         "benchmarks, a relay that impairs the path, and a demo that draws the handshake "
         "and the close as a ladder diagram."))
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__} ("
+                   f"{'core compiled with mypyc' if compiled else 'pure Python'})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def parser(name: str, text: str) -> argparse.ArgumentParser:
