@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import calls_counted, medians, run_on, uvloop_available, warm_malloc
+from harness import build, calls_counted, medians, run_on, uvloop_available, warm_malloc
 
 import utcp
 
@@ -615,7 +615,7 @@ def main(argv: list[str] | None = None) -> None:
     cases = args.only or ["udp", "tcp", *utcp_cases[args.offload]]
     print(f"bench_bulk: {size / 1e6:g} MB per case, limit {args.duration:g} s, "
           f"{'sender and receiver in two processes' if args.processes == 2 else 'one process'}"
-          f", Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+          f", Python {sys.version.split()[0]}, {build()}, {os.cpu_count()} CPUs, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     results = []
     for rep in range(args.repeat):

@@ -30,7 +30,8 @@ import tracemalloc
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import HOST, EchoServer, calls_counted, medians, run_on, uvloop_available, warm_malloc
+from harness import (HOST, EchoServer, build, calls_counted, medians, run_on,
+                     uvloop_available, warm_malloc)
 
 import utcp
 from utcp import bench
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     stacks = [args.only] if args.only else ["kernel", "utcp"]
     concurrencies = [1] + ([args.concurrency] if args.concurrency > 1 else [])
     print(f"bench_connect: {args.duration:g} s per case, client and server in two processes, "
-          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+          f"Python {sys.version.split()[0]}, {build()}, {os.cpu_count()} CPUs, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     results = []
     for loop_name in loops:

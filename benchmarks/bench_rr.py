@@ -27,7 +27,16 @@ import sys
 import time
 from typing import Any
 
-from harness import HOST, EchoServer, free_ports, medians, run_on, uvloop_available, warm_malloc
+from harness import (
+    HOST,
+    EchoServer,
+    build,
+    free_ports,
+    medians,
+    run_on,
+    uvloop_available,
+    warm_malloc,
+)
 
 from utcp import bench
 
@@ -107,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     loops = ["asyncio"] + (["uvloop"] if args.uvloop else [])
     stacks = ["udp", "kernel", "utcp"]
     print(f"bench_rr: {args.duration:g} s per case, client and server in two processes, "
-          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+          f"Python {sys.version.split()[0]}, {build()}, {os.cpu_count()} CPUs, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     results = []
     for loop_name in loops:

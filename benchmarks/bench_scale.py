@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from harness import HOST, EchoServer, rss_bytes, run_on, warm_malloc
+from harness import HOST, UTCP_HOME, EchoServer, rss_bytes, run_on, warm_malloc
 
 from utcp import bench
 
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         # needs toward the same server port.
         procs = [subprocess.Popen([sys.executable, "-c", HOLDER, HOST, str(port),
                                    str(n), str(args.at_once), stack, f"127.0.0.{i + 2}"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  cwd=UTCP_HOME)
                  for i, n in enumerate(share)]
         opened = failed = 0
         try:

@@ -14,9 +14,22 @@ import threading
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
+import utcp
+
 R = TypeVar("R")
 
 HOST = "127.0.0.1"
+
+#: Where this process's utcp was imported from. A helper process started with
+#: ``python -m utcp`` or ``python -c`` runs in this directory, so that it imports
+#: the same utcp, the same build (pure Python or compiled), wherever the benchmark
+#: was started: from the repository root, ``-m`` would find the source tree first.
+UTCP_HOME = os.path.dirname(os.path.dirname(os.path.abspath(utcp.__file__)))
+
+
+def build() -> str:
+    """Which utcp runs, for a benchmark's first line: pure Python or compiled."""
+    return "utcp core compiled with mypyc" if utcp.compiled else "utcp pure Python"
 
 
 def run_on(coro: Any, loop_name: str) -> Any:
@@ -182,7 +195,7 @@ class EchoServer:
         # SIGINT as Ctrl-C delivers it, even where this runs as a background job (whose
         # children a shell starts with SIGINT ignored): that is how it is stopped.
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, preexec_fn=_sigint_default)
+                                     text=True, preexec_fn=_sigint_default, cwd=UTCP_HOME)
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()
         if "listening" not in line:
