@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from typing import Final
 
 from . import seq as sq
 
@@ -171,12 +172,12 @@ class ReassemblyQueue:
 
 
 # Past this offset from _base, pop_ready counts from RCV.NXT again (well before 2**31).
-_REBASE = 1 << 30
+_REBASE: Final = 1 << 30
 
 #: What holding one out-of-order range costs beyond its bytes (a bytes object's
 #: header, an int, two list slots: CPython 3.11, 64-bit), charged against the
 #: receive buffer.
-RANGE_OVERHEAD = 96
+RANGE_OVERHEAD: Final = 96
 
 
 class ReceiveMemory:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Final
 
 from .congestion import CONTROLLERS
 
 #: RFC 7323 5.5: a TS.Recent older than 24 days is no base for PAWS.
-PAWS_IDLE = 24 * 86400.0
+PAWS_IDLE: Final = 24 * 86400.0
 #: Least time between replies to unacceptable bare ACKs and between challenge
 #: ACKs, one limit for both (RFC 5961 7; Linux: tcp_invalid_ratelimit, 500 ms).
-OOW_ACK_INTERVAL = 0.5
+OOW_ACK_INTERVAL: Final = 0.5
 
 #: IPv4 path of 1500 bytes: 1500 - 20 (IP) - 8 (UDP) - 20 (TCP header).
 DEFAULT_MSS_IPV4 = 1452

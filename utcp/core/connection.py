@@ -14,7 +14,7 @@ Section numbers in comments refer to RFC 9293 unless another RFC is named.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from . import seq as sq
 from .buffers import RANGE_OVERHEAD, ReassemblyQueue, ReceiveMemory, SendBuffer
@@ -56,72 +56,72 @@ from .wire import (
 
 # For sequence arithmetic inlined on the per-segment path: each such expression is
 # the body of the seq function named in its comment, spelled out to save the call.
-_MOD = sq.MOD
-_MASK = sq.MASK
+_MOD: Final = sq.MOD
+_MASK: Final = sq.MASK
 #: Under memory pressure, the most window a connection holding nothing offers anew,
 #: in segments (Linux: rcv_ssthresh clamped to 4 * advmss).
-_PRESSURE_SEGMENTS = 4
+_PRESSURE_SEGMENTS: Final = 4
 #: The fewest out-of-order ranges a connection may hold (see ReassemblyQueue).
-_MIN_OOO_RANGES = 512
-_SACK_PERMITTED_OPTION = (SACK_PERMITTED, None)
-_HALF = sq.HALF
+_MIN_OOO_RANGES: Final = 512
+_SACK_PERMITTED_OPTION: Final[tuple] = (SACK_PERMITTED, None)
+_HALF: Final = sq.HALF
 
-CLOSED = State.CLOSED
-LISTEN = State.LISTEN
-SYN_SENT = State.SYN_SENT
-SYN_RECEIVED = State.SYN_RECEIVED
-ESTABLISHED = State.ESTABLISHED
-FIN_WAIT_1 = State.FIN_WAIT_1
-FIN_WAIT_2 = State.FIN_WAIT_2
-CLOSE_WAIT = State.CLOSE_WAIT
-CLOSING = State.CLOSING
-LAST_ACK = State.LAST_ACK
-TIME_WAIT = State.TIME_WAIT
+CLOSED: Final = State.CLOSED
+LISTEN: Final = State.LISTEN
+SYN_SENT: Final = State.SYN_SENT
+SYN_RECEIVED: Final = State.SYN_RECEIVED
+ESTABLISHED: Final = State.ESTABLISHED
+FIN_WAIT_1: Final = State.FIN_WAIT_1
+FIN_WAIT_2: Final = State.FIN_WAIT_2
+CLOSE_WAIT: Final = State.CLOSE_WAIT
+CLOSING: Final = State.CLOSING
+LAST_ACK: Final = State.LAST_ACK
+TIME_WAIT: Final = State.TIME_WAIT
 
 # State sets are tuples, not frozensets: Enum's __hash__ is a Python function, so a
 # set lookup costs a Python call, while ``in`` on a tuple compares by identity first
 # (most common state first). These tests run for every segment.
 # States in which received text is delivered (3.10.7.4, seventh step).
-_RECEIVE_TEXT = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
+_RECEIVE_TEXT: Final = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
 # States in which our send side may still carry data or a FIN.
-_SEND_OPEN = (ESTABLISHED, CLOSE_WAIT)
-_SENDING = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK)
-_PACED = PACED
+_SEND_OPEN: Final = (ESTABLISHED, CLOSE_WAIT)
+_SENDING: Final = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK)
+_PACED: Final = PACED
 # 3.10.5: the states in which ABORT sends a RST. Not CLOSING, LAST-ACK or TIME-WAIT:
 # both FINs have been sent there, and the connection is deleted silently.
 #: A duplicate SYN in SYN-RECEIVED is answered at most this often, in seconds.
-DUP_SYN_INTERVAL = 0.5
-_ABORT_SENDS_RST = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2, SYN_RECEIVED)
+DUP_SYN_INTERVAL: Final = 0.5
+_ABORT_SENDS_RST: Final = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2, SYN_RECEIVED)
 # Duplicate ACKs that trigger fast retransmit (RFC 5681 3.2).
-_DUPACK_THRESHOLD = 3
+_DUPACK_THRESHOLD: Final = 3
 # RFC 1122 4.2.2.6: without an MSS option, assume 536.
-_DEFAULT_PEER_MSS = 536
+_DEFAULT_PEER_MSS: Final = 536
 # Least send MSS whatever the peer's option says, so that a tiny one cannot make us
 # cut the stream into runts (CVE-2019-11479; Linux: net.ipv4.tcp_min_snd_mss, 48).
 # 88, not 48: it is the least MSS Options accepts for our own side (Linux's
 # TCP_MIN_MSS), so both directions share one floor. Not 536: that is the default
 # when the option is absent, not a floor, and a peer on a small-MTU path may
 # legitimately ask for less; 88 already bounds the per-byte header overhead.
-_MIN_PEER_MSS = 88
+_MIN_PEER_MSS: Final = 88
 # RFC 7323 2.3: the largest shift a window-scale option may carry.
-_MAX_WSCALE = 14
+_MAX_WSCALE: Final = 14
 # RFC 6298 5.7: the RTO for data when the handshake gave no RTT sample.
-_SYN_FALLBACK_RTO = 3.0
+_SYN_FALLBACK_RTO: Final = 3.0
 # With coalesce_acks, the most full-sized segments left unacknowledged in a batch.
-_COALESCE_MAX_SEGMENTS = 16
+_COALESCE_MAX_SEGMENTS: Final = 16
 # NOP, NOP, then the 10-byte option: what timestamps take from every segment.
-_TS_OPTION_SPACE = 12
+_TS_OPTION_SPACE: Final = 12
 # RFC 8985 7.2: a probe waits 2 SRTT, and for a lone segment in flight the longest
 # a receiver may delay its ACK (WCDelAckT) besides; else two timer ticks (Linux's
 # TCP_TIMEOUT_MIN), so that timer slack alone does not set it off.
-_WC_DEL_ACK = 0.2
-_PTO_SLACK = 0.002
+_WC_DEL_ACK: Final = 0.2
+_PTO_SLACK: Final = 0.002
 # Pacing: what may leave at once, as Linux sizes a TSO/GSO burst for its pacing
 # rate (tcp_tso_autosize): a millisecond's worth (sk_pacing_shift 10), and at
 # least two segments. The stack's timers run in millisecond buckets (timers.py),
 # so a batch per wake-up, not a segment per wake-up.
-_PACING_BATCH_TIME = 0.001
-_PACING_BATCH_SEGMENTS = 2
+_PACING_BATCH_TIME: Final = 0.001
+_PACING_BATCH_SEGMENTS: Final = 2
 
 
 def reset_for(seg: Segment) -> Segment | None:
@@ -137,7 +137,7 @@ def reset_for(seg: Segment) -> Segment | None:
 
 
 # Counters' slots, named first: compiled code cannot read a class's __slots__ back.
-_COUNTER_NAMES = ("segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
+_COUNTER_NAMES: Final = ("segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
                   "duplicates", "out_of_order", "unacceptable", "challenge_acks",
                   "paws_rejected", "ooo_dropped", "timeouts", "tlp_probes",
                   "lost_retransmissions", "undos")

@@ -23,25 +23,26 @@ class what each ACK delivered and asks it what is lost.
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import Final
 
 from .seq import HALF, MASK
 from .wire import TS_HZ
 
 #: Record flags: sent more than once; the peer SACKed all of it; deemed lost and
 #: not sent again since.
-RETRANSMITTED = 1
-SACKED = 2
-LOST = 4
+RETRANSMITTED: Final = 1
+SACKED: Final = 2
+LOST: Final = 4
 
 #: RFC 8985 6.2 step 4: the reordering window widened by D-SACKs stays wide for
 #: this many recoveries without one.
-REO_WND_PERSIST = 16
+REO_WND_PERSIST: Final = 16
 # A record whose wait is over to within this (float rounding) is expired.
-_EPSILON = 1e-9
+_EPSILON: Final = 1e-9
 # Records before the head are dropped from the list once this many have gathered
 # and they are half of it (dropping the front of a list moves the rest), or once
 # they are all of it.
-_COMPACT = 256
+_COMPACT: Final = 256
 
 
 class Rack:

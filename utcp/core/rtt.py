@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 # RFC 6298 section 2: alpha = 1/8, beta = 1/4, K = 4.
-_ALPHA = 0.125
-_BETA = 0.25
-_K = 4
+_ALPHA: Final = 0.125
+_BETA: Final = 0.25
+_K: Final = 4
 # RFC 6298 section 2.4 uses a clock granularity G; user-space timers are coarse.
-_G = 0.001
+_G: Final = 0.001
 
 
 class RttEstimator:

@@ -8,11 +8,13 @@ sequence space may wrap under them.
 
 from __future__ import annotations
 
+from typing import Final
+
 from .seq import MASK
 
 #: RFC 6675 DupThresh: a byte is lost once more than (DupThresh - 1) segments'
 #: worth of data above it has been SACKed.
-DUP_THRESH = 3
+DUP_THRESH: Final = 3
 
 
 class Scoreboard:

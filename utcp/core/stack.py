@@ -26,7 +26,7 @@ import struct
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final
 
 from .buffers import ReceiveMemory
 from .config import Options
@@ -60,46 +60,46 @@ Address = tuple[Any, ...]
 Key = tuple[Address, int, int]
 
 #: Linux's default ephemeral port range (net.ipv4.ip_local_port_range).
-EPHEMERAL_PORTS = range(32768, 61000)
+EPHEMERAL_PORTS: Final = range(32768, 61000)
 #: How long after its last timestamp a 4-tuple in TIME-WAIT may be taken by an
 #: active open (Linux's tcp_tw_reuse, with net.ipv4.tcp_tw_reuse_delay).
-TW_REUSE_DELAY = 1.0
+TW_REUSE_DELAY: Final = 1.0
 
 # Peers whose timestamp offsets are remembered (see Stack._ts_offset), and whose
 # addresses are shared by their connections (Stack._intern).
-_TS_OFFSET_CACHE = 4096
-_INTERNED_ADDRESSES = 4096
+_TS_OFFSET_CACHE: Final = 4096
+_INTERNED_ADDRESSES: Final = 4096
 # Timers may be run this early: an event loop can wake a hair before the deadline
 # it was asked for (uvloop keeps time in milliseconds).
-_EARLY = 0.0005
+_EARLY: Final = 0.0005
 
-_CLOSED = State.CLOSED
-_ESTABLISHED = State.ESTABLISHED
-_SYN_RECEIVED = State.SYN_RECEIVED
-_SYN_SENT = State.SYN_SENT
-_TIME_WAIT = State.TIME_WAIT
-_LISTEN = State.LISTEN
+_CLOSED: Final = State.CLOSED
+_ESTABLISHED: Final = State.ESTABLISHED
+_SYN_RECEIVED: Final = State.SYN_RECEIVED
+_SYN_SENT: Final = State.SYN_SENT
+_TIME_WAIT: Final = State.TIME_WAIT
+_LISTEN: Final = State.LISTEN
 # The start of a TCP header, as an ICMP error quotes it: ports and sequence number.
 #: Before its handshake completes, a passive connection sends its peer at most this
 #: many times the bytes it received from it (RFC 9000 8.1).
-AMPLIFICATION = 3
+AMPLIFICATION: Final = 3
 #: RSTs for segments with no connection: at most this many a second, in bursts of
 #: at most RST_BURST (Linux's icmp_msgs_per_sec and icmp_msgs_burst).
-RST_RATE = 1000.0
-RST_BURST = 50
+RST_RATE: Final = 1000.0
+RST_BURST: Final = 50
 #: Bytes all connections may hold in receive buffers (see ReceiveMemory).
-MAX_RECEIVE_MEMORY = 128 * 1024 * 1024
+MAX_RECEIVE_MEMORY: Final = 128 * 1024 * 1024
 #: Under memory pressure, how long a connection may hold data its application does
 #: not read, receiving nothing more, before it is reset.
-ZERO_WINDOW_TIMEOUT = 60.0
+ZERO_WINDOW_TIMEOUT: Final = 60.0
 #: How often connections holding data are looked at while memory is short.
-_SWEEP_INTERVAL = 1.0
+_SWEEP_INTERVAL: Final = 1.0
 #: Most segments of one connection that receive_batch() takes as one (see there).
-RUN_MAX = 64
-_ACK_PSH = ACK | PSH
-_PORTS_SEQ = struct.Struct("!HHI")
+RUN_MAX: Final = 64
+_ACK_PSH: Final = ACK | PSH
+_PORTS_SEQ: Final = struct.Struct("!HHI")
 # Drop counters of ICMP destination unreachable errors, by kind.
-_UNREACHABLE_DROPS = {"port": "icmp-port-unreachable", "host": "icmp-host-unreachable",
+_UNREACHABLE_DROPS: Final = {"port": "icmp-port-unreachable", "host": "icmp-host-unreachable",
                       "network": "icmp-net-unreachable"}
 
 

@@ -16,12 +16,12 @@ millisecond late (Linux's timers tick in jiffies of 1-4 ms), never early.
 from __future__ import annotations
 
 import heapq
-from typing import Any
+from typing import Any, Final
 
 #: Bucket width: one millisecond.
-RESOLUTION = 0.001
+RESOLUTION: Final = 0.001
 #: Buckets per second (a bucket index over this is its time).
-PER_SECOND = 1000
+PER_SECOND: Final = 1000
 
 
 def bucket_of(when: float) -> int:

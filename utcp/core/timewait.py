@@ -25,22 +25,22 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 from .config import OOW_ACK_INTERVAL, PAWS_IDLE
 from .wire import ACK, FIN, NOP_OPTION, RST, SYN, TIMESTAMPS, TS_HZ, Segment
 
-_MASK = 0xFFFFFFFF
-_HALF = 1 << 31
-_MOD = 1 << 32
+_MASK: Final = 0xFFFFFFFF
+_HALF: Final = 1 << 31
+_MOD: Final = 1 << 32
 
 # expires, 2 MSL, last out-of-window ACK, TS.Recent's time, SND.NXT, RCV.NXT,
 # RCV.WND, the largest window the peer offered, TS.Recent, our timestamp offset,
 # the window field to advertise, whether timestamps are in use; then when its
 # turn in the FIFO comes (its expiry when it was queued).
-_RECORD = struct.Struct("=ddddIIIIIIHB")
-_DOUBLE = struct.Struct("=d")  # the expiry leads the record; its turn follows it
-_DUE_AT = _RECORD.size
+_RECORD: Final = struct.Struct("=ddddIIIIIIHB")
+_DOUBLE: Final = struct.Struct("=d")  # the expiry leads the record; its turn follows it
+_DUE_AT: Final = _RECORD.size
 
 
 

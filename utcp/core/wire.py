@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntFlag
-from typing import Any
+from typing import Any, Final
 
 from construct import (
     BitsInteger,
@@ -48,7 +48,15 @@ from construct import (
 from .require import Invalid as _Invalid
 from .require import Require as _Require
 
-FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
+# The control bits, one name each (Final: compiled code inlines them).
+FIN: Final = 1
+SYN: Final = 2
+RST: Final = 4
+PSH: Final = 8
+ACK: Final = 16
+URG: Final = 32
+ECE: Final = 64
+CWR: Final = 128
 
 
 class Flags(IntFlag):
@@ -65,9 +73,15 @@ class Flags(IntFlag):
 
 
 # Option kinds (IANA "TCP Option Kind Numbers").
-EOL, NOP, MSS, WSCALE, SACK_PERMITTED, SACK, TIMESTAMPS = 0, 1, 2, 3, 4, 5, 8
+EOL: Final = 0
+NOP: Final = 1
+MSS: Final = 2
+WSCALE: Final = 3
+SACK_PERMITTED: Final = 4
+SACK: Final = 5
+TIMESTAMPS: Final = 8
 #: The rate of utcp's TSval clock (RFC 7323 5.4): once a millisecond, as Linux's.
-TS_HZ = 1000
+TS_HZ: Final = 1000
 
 
 class MalformedSegment(ValueError):
@@ -135,11 +149,11 @@ def flag_names(flags: int) -> str:
 # modulo 0xFFFF (2**16 == 1): two such folds, a few linear passes, leave the
 # division (one machine division per 30-bit digit) a quarter of a full segment's
 # digits, and save a third of the checksum's cost. Not worth it below _FOLD_FROM.
-_FOLD1 = 5760
-_FOLD1_MASK = (1 << _FOLD1) - 1
-_FOLD2 = 2880
-_FOLD2_MASK = (1 << _FOLD2) - 1
-_FOLD_FROM = 512  # bytes
+_FOLD1: Final = 5760
+_FOLD1_MASK: Final = (1 << _FOLD1) - 1
+_FOLD2: Final = 2880
+_FOLD2_MASK: Final = (1 << _FOLD2) - 1
+_FOLD_FROM: Final = 512  # bytes
 
 
 def _folded(n: int) -> int:
@@ -195,11 +209,11 @@ FIXED_HEADER = Struct(
     "checksum" / Int16ub,
     "urgent" / Int16ub,
 )
-HEADER_LEN = FIXED_HEADER.sizeof()  # 20
-MAX_OPTIONS_LEN = 15 * 4 - HEADER_LEN  # a 4-bit data offset caps the header at 60 bytes
+HEADER_LEN: Final[int] = FIXED_HEADER.sizeof()  # 20
+MAX_OPTIONS_LEN: Final = 15 * 4 - HEADER_LEN  # a 4-bit data offset caps the header at 60 bytes
 
 _SACK_BLOCK = Struct("left" / Int32ub, "right" / Int32ub)
-_MAX_SACK_BLOCKS = 4  # RFC 2018 section 3: 4 blocks fill 34 of the 40 option bytes
+_MAX_SACK_BLOCKS: Final = 4  # RFC 2018 section 3: 4 blocks fill 34 of the 40 option bytes
 _TIMESTAMPS = Struct("tsval" / Int32ub, "tsecr" / Int32ub)
 
 # The bytes after kind and length, by kind (RFC 9293 3.2, RFC 7323 2.2 and 3.2, RFC 2018 2-3).
@@ -212,12 +226,12 @@ _OPTION_VALUE = Switch(this.kind, {
 }, default=GreedyBytes)
 
 # Option lengths a receiver accepts, by kind, derived from the layouts above.
-_VALID_LENGTHS: dict[int, tuple[int, ...]] = {
+_VALID_LENGTHS: Final[dict[int, tuple[int, ...]]] = {
     kind: (2 + _OPTION_VALUE.cases[kind].sizeof(),)
     for kind in (MSS, WSCALE, SACK_PERMITTED, TIMESTAMPS)}
 _VALID_LENGTHS[SACK] = tuple(2 + n * _SACK_BLOCK.sizeof()
                              for n in range(1, _MAX_SACK_BLOCKS + 1))
-_KIND_NAMES = {MSS: "MSS", WSCALE: "window scale", SACK_PERMITTED: "SACK-permitted",
+_KIND_NAMES: Final = {MSS: "MSS", WSCALE: "window scale", SACK_PERMITTED: "SACK-permitted",
                SACK: "SACK", TIMESTAMPS: "timestamps"}
 
 
@@ -227,7 +241,7 @@ def _too_short(n: int) -> str:
     return f"datagram of {n} bytes is shorter than the {HEADER_LEN}-byte TCP header"
 
 
-_BAD_CHECKSUM = "bad checksum: the RFC 1071 sum over the segment does not verify"
+_BAD_CHECKSUM: Final = "bad checksum: the RFC 1071 sum over the segment does not verify"
 
 
 def _offset_too_small(offset: int) -> str:
@@ -381,9 +395,9 @@ def build_construct(seg: Segment) -> bytes:
 
 # --- Field validation for the encoders -------------------------------------------------
 
-_RANGES = (("src_port", 16), ("dst_port", 16), ("seq", 32), ("ack", 32), ("flags", 8),
+_RANGES: Final = (("src_port", 16), ("dst_port", 16), ("seq", 32), ("ack", 32), ("flags", 8),
            ("window", 16), ("urgent", 16), ("reserved", 4))
-_BYTES_LIKE = (bytes, bytearray, memoryview)
+_BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 
 
 def _uint(value: Any, bits: int) -> bool:
@@ -451,28 +465,29 @@ def _field_problem(seg: Segment) -> str | None:
 
 # --- The struct codec (hot path) -------------------------------------------------------
 
-_HEADER = struct.Struct("!HHIIBBHHH")  # FIXED_HEADER, with data offset+reserved as one byte
-_KIND_LEN = struct.Struct("!BB")
-_MSS_OPT = struct.Struct("!BBH")
-_WSCALE_OPT = struct.Struct("!BBB")
-_TS_OPT = struct.Struct("!BBII")
-_U32_PAIR = struct.Struct("!II")
-_SACK_PERMITTED_OPT = bytes((SACK_PERMITTED, 2))
+_HEADER: Final = struct.Struct("!HHIIBBHHH")  # FIXED_HEADER, with data offset+reserved as one byte
+_KIND_LEN: Final = struct.Struct("!BB")
+_MSS_OPT: Final = struct.Struct("!BBH")
+_WSCALE_OPT: Final = struct.Struct("!BBB")
+_TS_OPT: Final = struct.Struct("!BBII")
+_U32_PAIR: Final = struct.Struct("!II")
+_SACK_PERMITTED_OPT: Final = bytes((SACK_PERMITTED, 2))
 #: The NOP option as ``Segment.options`` holds it. Segments whose options are
 #: ``(NOP_OPTION, NOP_OPTION, (TIMESTAMPS, ...))``, this very object twice (the
 #: layout every segment of a connection with timestamps has), take a fast path.
-#: (Typed as any tuple, so that compiled code keeps this one object and does not
-#: unbox it into a fresh tuple at each use.)
+#: (Typed as any tuple and not Final, so that compiled code keeps this one object:
+#: it would unbox a tuple of known shape into a fresh one at each use, and keep a
+#: Final literal apart from the one Python code sees.)
 NOP_OPTION: tuple = (NOP, None)
-_NOP_ENTRY = NOP_OPTION
+_NOP_ENTRY: Final = NOP_OPTION
 # The header followed by NOP, NOP and the timestamps option, in one piece.
-_HEADER_TS = struct.Struct("!HHIIBBHHHIII")
-_TS_AREA = struct.Struct("!III")  # NOP NOP kind length as one word, then TSval, TSecr
-_NOP_NOP_TS = 0x0101080A
+_HEADER_TS: Final = struct.Struct("!HHIIBBHHHIII")
+_TS_AREA: Final = struct.Struct("!III")  # NOP NOP kind length as one word, then TSval, TSecr
+_NOP_NOP_TS: Final = 0x0101080A
 # The 20-byte options of a SYN: MSS, then NOP NOP (ours) or SACK-permitted (Linux's),
 # timestamps, NOP, window scale.
-_SYN_AREA = struct.Struct("!BBHBBBBIIBBBB")
-_SACK_PERMITTED_ENTRY: tuple = (SACK_PERMITTED, None)
+_SYN_AREA: Final = struct.Struct("!BBHBBBBIIBBBB")
+_SACK_PERMITTED_ENTRY: Final[tuple] = (SACK_PERMITTED, None)
 
 
 def _encode_options(options: Any) -> bytes:

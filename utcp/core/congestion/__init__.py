@@ -29,6 +29,8 @@ and how the window grows (:meth:`NewReno.on_ack`).
 
 from __future__ import annotations
 
+from typing import Final
+
 from utcp.core.rtt import RttEstimator
 
 from .bbr import Bbr
@@ -38,7 +40,7 @@ from .newreno import NewReno
 __all__ = ["CONTROLLERS", "PACED", "Bbr", "Cubic", "NewReno", "make_controller"]
 
 #: The congestion controls a connection may use (``Options.congestion_control``).
-CONTROLLERS = ("cubic", "newreno", "bbr")
+CONTROLLERS: Final = ("cubic", "newreno", "bbr")
 #: Those that pace their sending unless ``Options.pacing`` says otherwise: BBR,
 #: whose model is a rate.
 PACED: tuple[str, ...] = ("bbr",)

@@ -33,6 +33,7 @@ Linux's fixed-point values.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Final
 
 from utcp.core.rate import DeliveryRate, RateSample
 from utcp.core.rtt import RttEstimator
@@ -42,48 +43,48 @@ from .newreno import NewReno
 
 #: STARTUP's pacing and window gain, 2/ln 2: the least that doubles the rate every
 #: round trip, as slow start does (Linux: BBR_UNIT * 2885 / 1000 + 1, of 256).
-HIGH_GAIN = 739 / 256
+HIGH_GAIN: Final = 739 / 256
 #: DRAIN's pacing gain, its inverse: the queue STARTUP built drains in one round.
-DRAIN_GAIN = 88 / 256
+DRAIN_GAIN: Final = 88 / 256
 #: PROBE_BW's window gain: room for delayed and stretched ACKs.
-CWND_GAIN = 2.0
+CWND_GAIN: Final = 2.0
 #: PROBE_BW's pacing gains, one per phase of the cycle: probe for more, drain
 #: what the probe queued, then cruise at the estimate.
-PACING_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+PACING_GAINS: Final = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 #: The bandwidth filter's window, in round trips, and the min RTT filter's, in
 #: seconds.
-BW_WINDOW_ROUNDS = len(PACING_GAINS) + 2
-MIN_RTT_WINDOW = 10.0
+BW_WINDOW_ROUNDS: Final = len(PACING_GAINS) + 2
+MIN_RTT_WINDOW: Final = 10.0
 #: PROBE_RTT: how long, and how many segments in flight at most.
-PROBE_RTT_TIME = 0.2
-MIN_CWND_SEGMENTS = 4
+PROBE_RTT_TIME: Final = 0.2
+MIN_CWND_SEGMENTS: Final = 4
 #: STARTUP ends after FULL_BW_ROUNDS rounds without FULL_BW_GROWTH more bandwidth.
-FULL_BW_GROWTH = 1.25
-FULL_BW_ROUNDS = 3
+FULL_BW_GROWTH: Final = 1.25
+FULL_BW_ROUNDS: Final = 3
 # PROBE_BW starts in one of the cycle's phases but the drain, at random.
-_CYCLE_RAND = 7
+_CYCLE_RAND: Final = 7
 # Pace about 1 % below the estimate, to keep the bottleneck's queue down.
-_PACING_MARGIN = 0.99
+_PACING_MARGIN: Final = 0.99
 # Below this rate (1.2 Mbit/s), a send carries one segment, not two.
-_MIN_TSO_RATE = 1_200_000 / 8
+_MIN_TSO_RATE: Final = 1_200_000 / 8
 # The long-term (policer) estimate: an interval of at least 4 round trips (and
 # at most 16), lossy when more than 50/256 (20 %) of what it delivered was lost;
 # two intervals' rates within 1/8 or 4 kbit/s of each other mean a policer,
 # whose rate is then used for 48 round trips.
-_LT_MIN_ROUNDS = 4
-_LT_LOSS_THRESH = 50 / 256
-_LT_BW_RATIO = 1 / 8
-_LT_BW_DIFF = 4000 / 8
-_LT_BW_MAX_ROUNDS = 48
+_LT_MIN_ROUNDS: Final = 4
+_LT_LOSS_THRESH: Final = 50 / 256
+_LT_BW_RATIO: Final = 1 / 8
+_LT_BW_DIFF: Final = 4000 / 8
+_LT_BW_MAX_ROUNDS: Final = 48
 # ACK aggregation: the most data delivered beyond what the bandwidth explains,
 # over 5-10 round trips, is added to the window, up to 100 ms at that bandwidth.
-_EXTRA_ACKED_ROUNDS = 5
-_EXTRA_ACKED_MAX_TIME = 0.1
-_ACK_EPOCH_RESET_SEGMENTS = 1 << 20
+_EXTRA_ACKED_ROUNDS: Final = 5
+_EXTRA_ACKED_MAX_TIME: Final = 0.1
+_ACK_EPOCH_RESET_SEGMENTS: Final = 1 << 20
 # Linux's congestion-avoidance states, as far as BBR tells them apart.
 _OPEN, _RECOVERY, _LOSS = 0, 3, 4
-_INF = float("inf")
-_HALF = (MASK >> 1) + 1
+_INF: Final = float("inf")
+_HALF: Final = (MASK >> 1) + 1
 
 
 class Mode(Enum):

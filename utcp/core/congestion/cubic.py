@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from utcp.core.rtt import RttEstimator
 from utcp.core.seq import MASK
 
 from .newreno import NewReno
 
 # RFC 9438 4.1 / 4.6 / 4.3: CUBIC's constants.
-_C = 0.4  # segments / s**3
-_BETA = 0.7
-_ALPHA = 3 * (1 - _BETA) / (1 + _BETA)  # Reno-friendly growth with beta 0.7
+_C: Final = 0.4  # segments / s**3
+_BETA: Final = 0.7
+_ALPHA: Final = 3 * (1 - _BETA) / (1 + _BETA)  # Reno-friendly growth with beta 0.7
 # RFC 9406 4.3: HyStart++'s constants.
-_MIN_RTT_THRESH = 0.004
-_MAX_RTT_THRESH = 0.016
-_MIN_RTT_DIVISOR = 8
-_N_RTT_SAMPLE = 8
-_CSS_GROWTH_DIVISOR = 4
-_CSS_ROUNDS = 5
-_INF = float("inf")
-_HALF = (MASK >> 1) + 1
+_MIN_RTT_THRESH: Final = 0.004
+_MAX_RTT_THRESH: Final = 0.016
+_MIN_RTT_DIVISOR: Final = 8
+_N_RTT_SAMPLE: Final = 8
+_CSS_GROWTH_DIVISOR: Final = 4
+_CSS_ROUNDS: Final = 5
+_INF: Final = float("inf")
+_HALF: Final = (MASK >> 1) + 1
 
 
 class Cubic(NewReno):

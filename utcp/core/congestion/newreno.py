@@ -3,12 +3,14 @@ retransmit and fast recovery, counted in bytes."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from utcp.core.rate import DeliveryRate
 from utcp.core.seq import MASK
 
 # Linux's tcp_pacing_ss_ratio and tcp_pacing_ca_ratio (200 % and 120 %).
-_PACING_SS_RATIO = 2.0
-_PACING_CA_RATIO = 1.2
+_PACING_SS_RATIO: Final = 2.0
+_PACING_CA_RATIO: Final = 1.2
 
 
 class NewReno:
