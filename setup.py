@@ -16,7 +16,9 @@ fails, the install fails and says why: it never falls back quietly.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
@@ -90,6 +92,11 @@ def _compiled() -> dict[str, object]:
         # One placeholder extension so that build_ext runs, and stops the build.
         return {"setup_requires": [MYPY], "cmdclass": {"build_ext": _NoMypyc},
                 "ext_modules": [Extension("utcp._no_mypyc", sources=[])]}
+    # setuptools packages whatever its platform build directory holds: an extension
+    # left there by an earlier build, of a module no longer in COMPILED, would come
+    # back. Each compiled build starts from an empty one.
+    for stale in (Path(__file__).resolve().parent / "build").glob("lib.*"):
+        shutil.rmtree(stale)
     return {
         "setup_requires": [MYPY],
         "cmdclass": {"build_ext": _BuildExt},
