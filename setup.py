@@ -45,6 +45,9 @@ COMPILED = [
     "utcp/core/wire.py",
 ]
 
+#: The shared library that holds the compiled modules: <GROUP>__mypyc.<suffix>.
+GROUP = "utcp_core"
+
 
 def _wanted() -> bool:
     value = os.environ.get("UTCP_COMPILE", "").strip().lower()
@@ -100,8 +103,23 @@ def _compiled() -> dict[str, object]:
     return {
         "setup_requires": [MYPY],
         "cmdclass": {"build_ext": _BuildExt},
-        "ext_modules": mypycify(COMPILED, opt_level="3", group_name="utcp_core"),
+        "ext_modules": mypycify(COMPILED, opt_level="3", group_name=GROUP),
     }
 
 
-setup(**(_compiled() if _wanted() else {}))
+def _pure() -> dict[str, object]:
+    """setup() arguments for the pure-Python package (none), once the extensions an
+    editable compiled install built into the source tree are gone: they would be
+    imported in place of the sources, and fail without the shared library that
+    only the compiled install puts on the path."""
+    root = Path(__file__).resolve().parent
+    built = [root.glob(f"{GROUP}__mypyc.*")]
+    built += [(root / path).parent.glob(Path(path).stem + ".*") for path in COMPILED]
+    for found in built:
+        for stale in found:
+            if stale.suffix in (".so", ".pyd"):
+                stale.unlink()
+    return {}
+
+
+setup(**(_compiled() if _wanted() else _pure()))
