@@ -33,9 +33,12 @@ MYPY = "mypy==2.4.1"
 #: once per connection and stays Python, as does everything above the core.
 COMPILED = [
     "utcp/core/buffers.py",
-    "utcp/core/congestion.py",
+    "utcp/core/congestion/bbr.py",
+    "utcp/core/congestion/cubic.py",
+    "utcp/core/congestion/newreno.py",
     "utcp/core/connection.py",
     "utcp/core/rack.py",
+    "utcp/core/rate.py",
     "utcp/core/rtt.py",
     "utcp/core/sack.py",
     "utcp/core/seq.py",

@@ -30,8 +30,16 @@ import tracemalloc
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import (HOST, EchoServer, build, calls_counted, medians, run_on,
-                     uvloop_available, warm_malloc)
+from harness import (
+    HOST,
+    EchoServer,
+    build,
+    calls_counted,
+    medians,
+    run_on,
+    uvloop_available,
+    warm_malloc,
+)
 
 import utcp
 from utcp import bench

@@ -22,7 +22,7 @@ def compiled_modules() -> tuple[str, ...]:
     mypyc), by full name; empty for the pure-Python package."""
     suffixes = tuple(EXTENSION_SUFFIXES)
     names = []
-    for info in pkgutil.iter_modules(__path__, __name__ + "."):
+    for info in pkgutil.walk_packages(__path__, __name__ + "."):
         module = importlib.import_module(info.name)
         if (getattr(module, "__file__", None) or "").endswith(suffixes):
             names.append(info.name)
