@@ -49,8 +49,9 @@ DRAIN_GAIN: Final = 88 / 256
 #: PROBE_BW's window gain: room for delayed and stretched ACKs.
 CWND_GAIN: Final = 2.0
 #: PROBE_BW's pacing gains, one per phase of the cycle: probe for more, drain
-#: what the probe queued, then cruise at the estimate.
-PACING_GAINS: Final = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+#: what the probe queued, then cruise at the estimate. (Not Final: compiled, a
+#: Final tuple is not yet set where BW_WINDOW_ROUNDS reads it.)
+PACING_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 #: The bandwidth filter's window, in round trips, and the min RTT filter's, in
 #: seconds.
 BW_WINDOW_ROUNDS: Final = len(PACING_GAINS) + 2
@@ -147,7 +148,7 @@ class Bbr(NewReno):
     bandwidth, keep about twice its bandwidth-delay product in flight."""
 
     __slots__ = (
-        "rtt", "rate", "mode", "pacing_gain", "cwnd_gain", "full_bw_reached", "min_rtt",
+        "rtt", "rate", "_rate", "mode", "pacing_gain", "cwnd_gain", "full_bw_reached", "min_rtt",
         "_bw", "_rtt_count", "_next_round_delivered", "_round_start", "_min_rtt_stamp",
         "_probe_rtt_done", "_probe_rtt_round_done", "_prior_cwnd", "_conserving",
         "_state", "_prev_state", "_idle_restart", "_full_bw", "_full_bw_count",
@@ -160,8 +161,9 @@ class Bbr(NewReno):
     def __init__(self, mss: int, initial_segments: int, iss: int, rtt: RttEstimator) -> None:
         super().__init__(mss, initial_segments, iss)
         self.rtt = rtt
-        #: The connection's delivery state, and the sample of its latest ACK.
-        self.rate = DeliveryRate()
+        #: The connection's delivery state, and the sample of its latest ACK
+        #: (``_rate``: the same, typed as never None, for the compiled build).
+        self.rate = self._rate = DeliveryRate()
         self.mode = STARTUP
         self.pacing_gain = HIGH_GAIN
         self.cwnd_gain = HIGH_GAIN
@@ -230,7 +232,7 @@ class Bbr(NewReno):
         """An ACK was processed (``una``: SND.UNA after it): update the model from
         its sample (``self.rate.sample``), then the pacing rate and cwnd (Linux's
         bbr_main)."""
-        rate = self.rate
+        rate = self._rate
         rs = rate.sample
         if self._min_rtt_stamp is None:
             # The first ACK of data: the handshake's RTT is the least so far.
@@ -254,7 +256,7 @@ class Bbr(NewReno):
     def on_send_after_idle(self, now: float) -> None:
         """Sending starts again with nothing in flight (Linux's CA_EVENT_TX_START):
         after an application-limited pause, restart without a burst of speed."""
-        if not self.rate.app_limited:
+        if not self._rate.app_limited:
             return
         self._idle_restart = True
         self._ack_epoch_stamp = now
@@ -270,7 +272,7 @@ class Bbr(NewReno):
             return  # no measure
         if rs.prior_delivered >= self._next_round_delivered:
             # Data sent after the round began has arrived: the next round begins.
-            self._next_round_delivered = self.rate.delivered
+            self._next_round_delivered = self._rate.delivered
             self._rtt_count += 1
             self._round_start = True
             self._conserving = False
@@ -290,7 +292,7 @@ class Bbr(NewReno):
                 self._extra_acked_rounds = 0
                 self._extra_acked_index ^= 1
                 self._extra_acked[self._extra_acked_index] = 0
-        delivered_at = self.rate.delivered_at
+        delivered_at = self._rate.delivered_at
         expected = self.bw * (delivered_at - self._ack_epoch_stamp)
         if self._ack_epoch_acked <= expected or self._ack_epoch_acked + rs.acked_sacked \
                 >= _ACK_EPOCH_RESET_SEGMENTS * self.mss:
@@ -306,7 +308,7 @@ class Bbr(NewReno):
             self._extra_acked[self._extra_acked_index] = extra
 
     def _is_next_cycle_phase(self, rs: RateSample, now: float) -> bool:
-        full_length = self.rate.delivered_at - self._cycle_stamp > self.min_rtt
+        full_length = self._rate.delivered_at - self._cycle_stamp > self.min_rtt
         gain = self.pacing_gain
         if gain == 1.0:
             return full_length
@@ -321,7 +323,7 @@ class Bbr(NewReno):
 
     def _advance_cycle_phase(self) -> None:
         self._cycle_index = (self._cycle_index + 1) % len(PACING_GAINS)
-        self._cycle_stamp = self.rate.delivered_at
+        self._cycle_stamp = self._rate.delivered_at
 
     def _check_full_bw_reached(self, rs: RateSample) -> None:
         if self.full_bw_reached or not self._round_start or rs.app_limited:
@@ -353,7 +355,7 @@ class Bbr(NewReno):
             self._save_cwnd()
             self._probe_rtt_done = None
         if self.mode is PROBE_RTT:
-            rate = self.rate
+            rate = self._rate
             # What is delivered meanwhile says nothing of the bandwidth.
             rate.app_limited = (rate.delivered + rs.in_flight) or 1
             if self._probe_rtt_done is None and rs.in_flight <= MIN_CWND_SEGMENTS * self.mss:
@@ -472,7 +474,7 @@ class Bbr(NewReno):
                 if self.full_bw_reached:
                     # Grow toward the target, or snap down to it.
                     cwnd = min(cwnd + acked, target)
-                elif cwnd < target or self.rate.delivered < self._initial * mss:
+                elif cwnd < target or self._rate.delivered < self._initial * mss:
                     cwnd += acked
                 if cwnd < MIN_CWND_SEGMENTS * mss:
                     cwnd = MIN_CWND_SEGMENTS * mss
@@ -489,7 +491,7 @@ class Bbr(NewReno):
         state, prev = self._state, self._prev_state
         if state == _RECOVERY and prev != _RECOVERY:
             self._conserving = True
-            self._next_round_delivered = self.rate.delivered  # the round starts now
+            self._next_round_delivered = self._rate.delivered  # the round starts now
             cwnd = rs.in_flight + acked
         elif prev >= _RECOVERY and state < _RECOVERY:
             if self._prior_cwnd > cwnd:
@@ -510,7 +512,7 @@ class Bbr(NewReno):
     # ------------------------------------------------ the policer
 
     def _reset_lt_interval(self) -> None:
-        rate = self.rate
+        rate = self._rate
         self._lt_last_stamp = rate.delivered_at
         self._lt_last_delivered = rate.delivered
         self._lt_last_lost = rate.lost
@@ -550,7 +552,7 @@ class Bbr(NewReno):
             return
         if not losses:
             return  # end an interval on a loss
-        rate = self.rate
+        rate = self._rate
         lost = rate.lost - self._lt_last_lost
         delivered = rate.delivered - self._lt_last_delivered
         if not delivered or lost < _LT_LOSS_THRESH * delivered:

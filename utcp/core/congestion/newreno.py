@@ -121,6 +121,14 @@ class NewReno:
             self.cwnd = self.ssthresh
         self._acc = 0.0
 
+    def on_rate_sample(self, una: int, now: float) -> None:
+        """An ACK was processed and gave :attr:`rate` a sample (a controller whose
+        ``rate`` is None is not asked: it takes none)."""
+
+    def on_send_after_idle(self, now: float) -> None:
+        """Sending starts again with nothing in flight (asked only of a controller
+        with a ``rate``)."""
+
     def pacing_rate(self, srtt: float, flight: int) -> float:
         """Bytes a second to pace at, as Linux paces a controller without a rate of
         its own (tcp_update_pacing_rate): the window (or the flight, if larger) over
