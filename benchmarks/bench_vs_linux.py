@@ -320,27 +320,6 @@ def kernel_sender(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------ utcp
 
 
-def _count_recoveries(conn: Any) -> dict[str, int]:
-    """Count the fast recoveries ``conn``'s congestion control enters (its counters
-    have timeouts and tail loss probes, not these).
-
-    The controller has __slots__, so its methods cannot be wrapped on the
-    instance; a subclass adding nothing to its layout replaces its class.
-    """
-    counts = {"recoveries": 0}
-    base = type(conn.cc)
-
-    class Counted(base):  # type: ignore[valid-type, misc]
-        __slots__ = ()
-
-        def enter_recovery(self, *a: Any, **k: Any) -> None:
-            counts["recoveries"] += 1
-            base.enter_recovery(self, *a, **k)
-
-    conn.cc.__class__ = Counted
-    return counts
-
-
 def utcp_receiver(args: argparse.Namespace) -> None:
     import utcp
 
@@ -391,7 +370,6 @@ def utcp_sender(args: argparse.Namespace) -> None:
         reader, writer = await utcp.open_connection(
             IP_B, PORT, mss=UTCP_MSS, rcv_buf=args.rcv_buf, congestion_control=args.cc)
         transport = writer.transport
-        events = _count_recoveries(transport.conn)  # type: ignore[attr-defined]
 
         async def transfer() -> bytes:
             left = args.size
@@ -404,9 +382,9 @@ def utcp_sender(args: argparse.Namespace) -> None:
             return await reader.read()
 
         def report(info: dict) -> dict:
-            return {"srtt_ms": (info["srtt"] or 0) * 1000, **events,
+            return {"srtt_ms": (info["srtt"] or 0) * 1000,
                     **{k: info.get(k, 0) for k in ("segments_out", "retransmissions",
-                                                    "timeouts", "tlp_probes",
+                                                    "timeouts", "recoveries", "tlp_probes",
                                                     "lost_retransmissions", "undos")}}
 
         try:

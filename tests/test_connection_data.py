@@ -864,6 +864,7 @@ def test_fast_retransmit_on_third_duplicate_ack():
     send(c, seg(1, 1), at=0.03)
     expect(c, [out(1, 1, ACK | PSH, payload=data(MSS))])
     assert c.cc.in_recovery
+    assert c.counters.recoveries == 1
     send(c, seg(1, 1), at=0.04)  # a fourth inflates cwnd; nothing new to send
     expect_nothing(c)
     send(c, seg(1, 1 + 5 * MSS), at=0.05)
@@ -899,6 +900,7 @@ def test_rto_duplicate_acks_below_recover_no_fast_retransmit():
         send(c, seg(1, 1), at=t)
         expect_nothing(c)
     assert not c.cc.in_recovery
+    assert c.counters.recoveries == 0 and c.counters.timeouts == 1
     assert c.cc.cwnd == MSS
     assert c.cc.ssthresh == 2 * MSS + MSS // 2  # from the timeout, not halved again
 

@@ -140,7 +140,7 @@ def reset_for(seg: Segment) -> Segment | None:
 _COUNTER_NAMES: Final = ("segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
                   "duplicates", "out_of_order", "unacceptable", "challenge_acks",
                   "paws_rejected", "ooo_dropped", "timeouts", "tlp_probes",
-                  "lost_retransmissions", "undos")
+                  "lost_retransmissions", "undos", "recoveries")
 
 
 class Counters:
@@ -171,6 +171,9 @@ class Counters:
         #: Window reductions undone: every retransmission of a recovery came back
         #: as a D-SACK, so nothing had been lost (Linux's TCPDSACKUndo).
         self.undos = 0
+        #: Fast recoveries entered, found by duplicate ACKs, SACK or RACK (Linux's
+        #: TCPSackRecovery and TCPRenoRecovery).
+        self.recoveries = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in _COUNTER_NAMES}
@@ -192,6 +195,7 @@ class Counters:
         total.undos += self.undos
         total.tlp_probes += self.tlp_probes
         total.lost_retransmissions += self.lost_retransmissions
+        total.recoveries += self.recoveries
 
 
 class Connection:
@@ -1410,6 +1414,7 @@ class Connection:
         """RFC 5681 3.2 / RFC 6582: fast retransmit, enter fast recovery; with SACK,
         RFC 6675's: cwnd = ssthresh, and the holes the scoreboard shows lost are
         resent as the pipe allows (see _output)."""
+        self.counters.recoveries += 1
         cc = self.cc
         self._undo = [cc.undo_state(), self.counters.retransmissions, 0] \
             if self._sack_ok else None
