@@ -15,14 +15,17 @@ from utcp.core.connection import Connection
 from utcp.core.events import DataReceived, Event
 from utcp.core.observer import Observer
 from utcp.core.wire import decode, encode
+from utcp.emulator import ImpairedPath, Impairments
 
 
 class Pair:
     """A client and a server connection and the link between them.
 
     The link delays each segment by ``delay`` seconds and drops, duplicates or
-    reorders it with the given probabilities (seeded, so runs repeat). Segments
-    cross as encoded bytes, so the wire codec is exercised too.
+    reorders it with the given probabilities (seeded, so runs repeat). Given
+    ``impairments``, each direction is instead an :class:`ImpairedPath` of the
+    emulator (a rate and a queue: a bottleneck). Segments cross as encoded bytes,
+    so the wire codec is exercised too.
     """
 
     def __init__(self, *, client_opts: Options | None = None, server_opts: Options | None = None,
@@ -30,7 +33,8 @@ class Pair:
                  reorder: float = 0.0, seed: int = 1,
                  client_observer: Observer | None = None,
                  server_observer: Observer | None = None,
-                 client_iss: int = 100, server_iss: int = 300) -> None:
+                 client_iss: int = 100, server_iss: int = 300,
+                 impairments: Impairments | None = None) -> None:
         self.now = 0.0
         self.client = Connection(40000, 7007, iss=client_iss, options=client_opts,
                                  observer=client_observer)
@@ -42,6 +46,10 @@ class Pair:
                               seed=f"{seed}/up"),
             self.server: Link(delay=delay, loss=loss, dup=dup, reorder=reorder,
                               seed=f"{seed}/down"),
+        }
+        self.paths: dict[Connection, ImpairedPath] = {} if impairments is None else {
+            self.client: ImpairedPath(impairments, seed=f"{seed}/up"),
+            self.server: ImpairedPath(impairments, seed=f"{seed}/down"),
         }
         self._q: list[tuple[float, int, Connection, bytes]] = []
         self._n = 0
@@ -58,9 +66,14 @@ class Pair:
         for c in (self.client, self.server):
             for s in c.take_segments():
                 self.sent_segments += 1
-                for d in self.links[c].delays():
+                path = self.paths.get(c)
+                if path is not None:
+                    arrivals = path.send(encode(s), self.now)
+                else:
+                    arrivals = [(self.now + d, encode(s)) for d in self.links[c].delays()]
+                for at, data in arrivals:
                     self._n += 1
-                    heapq.heappush(self._q, (self.now + d, self._n, self._peer(c), encode(s)))
+                    heapq.heappush(self._q, (at, self._n, self._peer(c), data))
             for e in c.take_events():
                 self.events[c].append(e)
                 if isinstance(e, DataReceived):

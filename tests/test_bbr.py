@@ -5,9 +5,8 @@ is: rate samples from the records of what is in flight, pacing, recovery."""
 
 from __future__ import annotations
 
-import heapq
-
 import pytest
+from pairsim import Pair
 from tcpscript import conn_established
 
 from utcp.core.config import Options
@@ -22,11 +21,8 @@ from utcp.core.congestion.bbr import (
     STARTUP,
     WindowedMax,
 )
-from utcp.core.connection import Connection
-from utcp.core.events import DataReceived
 from utcp.core.rtt import RttEstimator
-from utcp.core.wire import decode, encode
-from utcp.emulator import ImpairedPath, Impairments
+from utcp.emulator import Impairments
 
 MSS = 1000
 RTT = 0.1
@@ -214,60 +210,31 @@ def test_a_connection_chooses_bbr_and_paces_by_default():
 # ------------------------------------------------ through a bottleneck
 
 
-class Bottleneck:
+class Bottleneck(Pair):
     """A client and a server connection across a seeded ImpairedPath each way, on
-    virtual time; the client uploads ``size`` bytes."""
+    virtual time; the client uploads ``size`` bytes, and the client's BBR modes
+    are noted as they change."""
 
     def __init__(self, impairments: Impairments, seed: int, size: int, **opts) -> None:
         options = Options(**opts)
-        self.client = Connection(40000, 7007, iss=100, options=options)
-        self.server = Connection(7007, 40000, iss=300, options=options)
-        self.server.listen()
-        self.paths = {self.client: ImpairedPath(impairments, seed=f"{seed}/up"),
-                      self.server: ImpairedPath(impairments, seed=f"{seed}/down")}
-        self.now = 0.0
-        self.queue: list = []
-        self.n = 0
-        self.received = 0
+        super().__init__(client_opts=options, server_opts=options, seed=seed,
+                         impairments=impairments)
         self.size = size
         self.modes: list[tuple[float, object]] = []
         self.client.connect(0.0)
 
     def pump(self) -> None:
-        for c in (self.client, self.server):
-            for s in c.take_segments():
-                peer = self.server if c is self.client else self.client
-                for at, data in self.paths[c].send(encode(s), self.now):
-                    self.n += 1
-                    heapq.heappush(self.queue, (at, self.n, peer, data))
-            for e in c.take_events():
-                if c is self.server and isinstance(e, DataReceived):
-                    self.received += len(e.data)
+        super().pump()
         mode = getattr(self.client.cc, "mode", None)
         if mode is not None and (not self.modes or self.modes[-1][1] is not mode):
             self.modes.append((self.now, mode))
 
-    def run(self) -> float:
+    def upload(self) -> float:
         """Seconds until the server has all the data."""
-        sent = False
-        while self.received < self.size:
-            self.pump()
-            if not sent and self.client.state.synchronized:
-                self.client.send(bytes(self.size), self.now)
-                sent = True
-                self.pump()
-            deadlines = [d for d in (c.next_deadline() for c in self.paths) if d is not None]
-            t = min(deadlines, default=None)
-            if self.queue and (t is None or self.queue[0][0] <= t):
-                self.now, _, dst, data = heapq.heappop(self.queue)
-                dst.receive(decode(data), self.now)
-            else:
-                assert t is not None, "stuck"
-                self.now = max(self.now, t)
-                for c in self.paths:
-                    d = c.next_deadline()
-                    if d is not None and d <= self.now:
-                        c.handle_timer(self.now)
+        super().run(stop=lambda: self.client.state.synchronized)
+        self.client.send(bytes(self.size), self.now)
+        super().run(stop=lambda: len(self.received[self.server]) >= self.size)
+        assert len(self.received[self.server]) >= self.size, "stuck"
         return self.now
 
 
@@ -280,10 +247,10 @@ def test_through_one_percent_random_loss_bbr_keeps_its_rate():
     # CUBIC, which takes each loss for congestion, gets a fraction of it.
     size = 1_500_000
     bbr = Bottleneck(LOSSY, 3, size, congestion_control="bbr")
-    took = bbr.run()
+    took = bbr.upload()
     assert bbr.paths[bbr.client].counters["lost"] >= 5  # it was lossy
     assert [m for _, m in bbr.modes[:3]] == [STARTUP, DRAIN, PROBE_BW]
     assert bbr.client.cc.bw * 8 >= 0.95 * 10e6 * 1452 / 1480  # of the link, less headers
     assert size * 8 / took >= 7.5e6
     cubic = Bottleneck(LOSSY, 3, size, congestion_control="cubic")
-    assert size * 8 / cubic.run() < 6e6
+    assert size * 8 / cubic.upload() < 6e6

@@ -7,17 +7,12 @@ floor); one transfer on the emulator at the end."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-
 import pytest
 from tcpscript import LOCAL_ISS, fire, make, seg, send, ts
-from test_sack import M, data, sack, sack_established
+from test_sack import M, bursty_upload, data, sack, sack_established
 
-import utcp
 from utcp.core.state import State
 from utcp.core.wire import ACK, MSS, SACK_PERMITTED, SYN, TIMESTAMPS, WSCALE
-from utcp.emulator import Impairments, VirtualNetwork
 
 RTT = 0.01
 REO_WND = RTT / 4  # a quarter of the least RTT, with no D-SACK seen
@@ -292,40 +287,8 @@ def test_fin_wait_1_a_lost_fin_is_probed():
 
 
 def transfer_time(rack: bool, seed: int) -> tuple[float, int]:
-    """Virtual seconds until the server has all of 1 MB through a 10 Mbit/s
-    bottleneck that loses 2 % in bursts, and the client's timeouts; the sha256 of
-    what arrived is checked."""
-    net = VirtualNetwork(seed=seed)
-    server = net.add_host("10.0.0.1", "server")
-    client = net.add_host("10.0.0.2")
-    net.set_path("10.0.0.1", "10.0.0.2",
-                 Impairments(delay=0.015, rate=10e6, queue=25, loss=0.02, burst=3))
-    blob = data(1_000_000)
-    done: dict[str, float] = {}
-
-    async def sink(reader, writer):
-        got = await reader.read()
-        done["at"] = asyncio.get_running_loop().time()
-        writer.write(hashlib.sha256(got).digest())
-        writer.close()
-
-    async def main():
-        await server.run(utcp.start_server(sink, "0.0.0.0", 7000, rack=rack))
-
-        async def go():
-            loop = asyncio.get_running_loop()
-            reader, writer = await utcp.open_connection("server", 7000, rack=rack)
-            t0 = loop.time()
-            writer.write(blob)
-            writer.write_eof()
-            digest = await reader.read()
-            return t0, digest, writer.get_extra_info("utcp")["timeouts"]
-
-        return await client.run(go())
-
-    t0, digest, timeouts = net.run(main())
-    assert digest == hashlib.sha256(blob).digest()
-    return done["at"] - t0, timeouts
+    """:func:`test_sack.bursty_upload`, with RACK-TLP or RFC 6675 alone."""
+    return bursty_upload(seed, rack=rack)
 
 
 def test_rack_tlp_repairs_bursts_of_loss_sooner_than_rfc_6675_alone():

@@ -232,38 +232,46 @@ def test_lost_means_more_than_two_segments_sacked_above():
 # ------------------------------------------------------- on a lossy network
 
 
-def transfer_time(use_sack: bool, seed: int) -> float:
-    """Virtual seconds to move 1 MB through a 10 Mbit/s bottleneck that loses 2 %
-    in bursts, sha256 checked; NewReno, so that only SACK differs."""
+def bursty_upload(seed: int, **options) -> tuple[float, int]:
+    """Virtual seconds until the server has all of 1 MB through a 10 Mbit/s
+    bottleneck that loses 2 % in bursts, and the client's timeouts; the sha256 of
+    what arrived is checked. ``options`` go to both ends."""
     net = VirtualNetwork(seed=seed)
     server = net.add_host("10.0.0.1", "server")
     client = net.add_host("10.0.0.2")
     net.set_path("10.0.0.1", "10.0.0.2",
                  Impairments(delay=0.015, rate=10e6, queue=25, loss=0.02, burst=3))
     blob = data(1_000_000)
+    done: dict[str, float] = {}
 
     async def sink(reader, writer):
-        writer.write(hashlib.sha256(await reader.read()).digest())
+        got = await reader.read()
+        done["at"] = asyncio.get_running_loop().time()
+        writer.write(hashlib.sha256(got).digest())
         writer.close()
 
     async def main():
-        await server.run(utcp.start_server(sink, "0.0.0.0", 7000, sack=use_sack))
+        await server.run(utcp.start_server(sink, "0.0.0.0", 7000, **options))
 
         async def go():
             loop = asyncio.get_running_loop()
-            reader, writer = await utcp.open_connection("server", 7000, sack=use_sack,
-                                                        congestion_control="newreno")
+            reader, writer = await utcp.open_connection("server", 7000, **options)
             t0 = loop.time()
             writer.write(blob)
             writer.write_eof()
             digest = await reader.read()
-            return loop.time() - t0, digest
+            return t0, digest, writer.get_extra_info("utcp")["timeouts"]
 
         return await client.run(go())
 
-    took, digest = net.run(main())
+    t0, digest, timeouts = net.run(main())
     assert digest == hashlib.sha256(blob).digest()
-    return took
+    return done["at"] - t0, timeouts
+
+
+def transfer_time(use_sack: bool, seed: int) -> float:
+    """:func:`bursty_upload`'s seconds, NewReno, so that only SACK differs."""
+    return bursty_upload(seed, sack=use_sack, congestion_control="newreno")[0]
 
 
 def test_sack_repairs_bursts_of_loss_in_far_less_time():
