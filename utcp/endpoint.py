@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import time
 from asyncio import selector_events
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -107,6 +108,10 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stack: Stack | None = None) -> None:
         self.loop = loop
+        # The loop's clock; asyncio's own is time.monotonic, called without the
+        # Python frame of BaseEventLoop.time (it is read for every datagram).
+        self._now: Callable[[], float] = (
+            time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time)
         #: The sans-I/O stack that makes every TCP decision for this socket.
         self.stack = stack if stack is not None else Stack()
         self.transport: asyncio.DatagramTransport | None = None
@@ -176,27 +181,27 @@ class Endpoint(asyncio.DatagramProtocol):
         The datagrams of one turn of the loop make a batch: it ends (one ACK per
         connection, what is queued sent) in a callback the first of them schedules.
         """
-        self.stack.receive(data, addr, self.loop.time())
+        self.stack.receive(data, addr, self._now())
         if not self._batch_end_due:
             self._batch_end_due = True
             self.loop.call_soon(self._batch_end)
 
     def _batch_end(self) -> None:
         self._batch_end_due = False
-        self.stack.end_batch(self.loop.time())
+        self.stack.end_batch(self._now())
         self.flush()
 
     def datagrams_received(self, batch: list[tuple[Any, ...]]) -> None:
         """Datagrams the transport read in one go, as ``(data, addr)`` or, from a
         socket that learns where each arrived, ``(data, addr, via)``."""
-        self.stack.receive_batch(batch, self.loop.time())
+        self.stack.receive_batch(batch, self._now())
         self.flush()
 
     def unreachable(self, quoted: bytes, addr: Address, err: int) -> None:
         """A datagram sent to ``addr`` failed with ``err``: an ICMP error that quotes
         ``quoted``, or a send the kernel refused at once (no route: then ``quoted``
         is the datagram itself)."""
-        self.stack.icmp_error(quoted, addr, _UNREACHABLE.get(err), self.loop.time())
+        self.stack.icmp_error(quoted, addr, _UNREACHABLE.get(err), self._now())
         self.flush()
 
     def error_received(self, exc: Exception) -> None:
@@ -246,10 +251,9 @@ class Endpoint(asyncio.DatagramProtocol):
         self._flushing = True
         try:
             while True:
-                datagrams = stack.datagrams_to_send()
+                datagrams, delivery = stack.take_output()
                 if datagrams:
                     self._send(datagrams)
-                delivery = stack.take_events()
                 if not delivery:
                     break
                 for conn, events in delivery:
@@ -276,7 +280,7 @@ class Endpoint(asyncio.DatagramProtocol):
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.stack.handle_timer(self.loop.time())
+        self.stack.handle_timer(self._now())
         self.flush()
 
     # ----------------------------------------------------- connection calls
@@ -288,7 +292,7 @@ class Endpoint(asyncio.DatagramProtocol):
         ``make_owner(conn)`` makes the object its events go to, and is returned."""
         if self.transport is None:
             raise ConnectionError("the endpoint's socket is closed")
-        conn = self.stack.connect(remote, remote_port, options, self.loop.time(),
+        conn = self.stack.connect(remote, remote_port, options, self._now(),
                                   _guarded(observer, self.loop))
         owner = make_owner(conn)
         conn.owner = owner
@@ -309,31 +313,31 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def stop_listening(self, listener: Listener) -> None:
         """Stop accepting; established connections go on, half-open ones are reset."""
-        self.stack.stop_listening(listener, self.loop.time())
+        self.stack.stop_listening(listener, self._now())
         self._accept.pop(listener, None)
         self.flush()
 
     def send(self, conn: Connection, data: bytes) -> None:
-        self.stack.send(conn, data, self.loop.time())
+        self.stack.send(conn, data, self._now())
         self.flush()
 
     def shutdown(self, conn: Connection) -> None:
-        self.stack.shutdown(conn, self.loop.time())
+        self.stack.shutdown(conn, self._now())
         self.flush()
 
     def close_connection(self, conn: Connection) -> None:
-        self.stack.close(conn, self.loop.time())
+        self.stack.close(conn, self._now())
         self.flush()
 
     def abort(self, conn: Connection) -> None:
-        self.stack.abort(conn, self.loop.time())
+        self.stack.abort(conn, self._now())
         self.flush()
 
     def pause_reading(self, conn: Connection) -> None:
         self.stack.pause_reading(conn)
 
     def resume_reading(self, conn: Connection) -> None:
-        self.stack.resume_reading(conn, self.loop.time())
+        self.stack.resume_reading(conn, self._now())
         self.flush()
 
     # -------------------------------------------------------------- lifecycle

@@ -58,6 +58,8 @@ from .wire import (
 Address = tuple[Any, ...]
 #: What names a connection in the table: (remote address key, local port, remote port).
 Key = tuple[Address, int, int]
+#: A datagram to send: (data, peer address, local address to send from or None).
+Datagram = tuple[bytes, Any, Any]
 
 #: Linux's default ephemeral port range (net.ipv4.ip_local_port_range).
 EPHEMERAL_PORTS: Final = range(32768, 61000)
@@ -254,6 +256,15 @@ class Stack:
         out = self._events
         self._events = []
         return out
+
+    def take_output(self) -> tuple[list[Datagram], list[tuple[Connection, list[Event]]]]:
+        """:meth:`datagrams_to_send` and :meth:`take_events` in one call: what an
+        event loop's adapter asks for after every input."""
+        datagrams = self._datagrams
+        events = self._events
+        self._datagrams = []
+        self._events = []
+        return datagrams, events
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`handle_timer` must be called, or None."""
