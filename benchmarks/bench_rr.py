@@ -13,12 +13,19 @@ the loopback and two wake-ups of each process. Every case runs on asyncio's
 loop and, with ``--uvloop``, on uvloop, in rounds that alternate the stacks.
 
     python benchmarks/bench_rr.py --uvloop
+
+``--cpu`` instead runs client and server of each stack in this one process, on
+one loop, and reports the CPU time a round trip costs both sides together, and
+for utcp the Python calls it makes (cProfile). CPU time in one process holds
+steady on a busy machine, where round trips across two processes do not: it is
+the figure to compare two versions of the code by.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import socket
 import statistics
@@ -31,6 +38,7 @@ from harness import (
     HOST,
     EchoServer,
     build,
+    calls_counted,
     free_ports,
     medians,
     run_on,
@@ -90,6 +98,104 @@ async def udp_ping_pong(port: int, duration: float) -> dict[str, Any]:
             "latency_ms": bench.percentiles(samples)}
 
 
+# ------------------------------------------------- --cpu: both sides in one process
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(1024):
+            writer.write(data)
+    finally:
+        writer.close()
+
+
+class _UdpEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.transport.sendto(data, addr)
+
+
+async def cpu_per_round_trip(stack: str, n: int, calls: int = 0) -> dict[str, Any]:
+    """CPU seconds per round trip, client and server on this loop; with ``calls``,
+    also Python calls per round trip over that many more."""
+    loop = asyncio.get_running_loop()
+    closers: list[Any] = []
+    if stack == "udp":
+        server, _ = await loop.create_datagram_endpoint(_UdpEcho, local_addr=(HOST, 0))
+        transport, pinger = await loop.create_datagram_endpoint(
+            _Pinger, remote_addr=server.get_extra_info("sockname"))
+        closers += [transport.close, server.close]
+
+        async def round_trip() -> None:
+            pinger.waiter = loop.create_future()
+            transport.sendto(b"x")
+            await pinger.waiter
+    else:
+        import utcp
+        module: Any = utcp if stack == "utcp" else asyncio
+        srv = await module.start_server(_echo, HOST, 0)
+        port = srv.port if stack == "utcp" else srv.sockets[0].getsockname()[1]
+        reader, writer = await module.open_connection(HOST, port)
+        closers += [writer.close, srv.close]
+
+        async def round_trip() -> None:
+            writer.write(b"x")
+            await reader.readexactly(1)
+    try:
+        for _ in range(min(n, 500)):
+            await round_trip()
+        t0 = time.process_time()
+        for _ in range(n):
+            await round_trip()
+        result: dict[str, Any] = {"stack": stack, "cpu_us": (time.process_time() - t0) / n * 1e6}
+        if calls:
+            profile = cProfile.Profile()
+            profile.enable()
+            for _ in range(calls):
+                await round_trip()
+            profile.disable()
+            result["calls"] = calls_counted(profile) / calls
+        return result
+    finally:
+        for close in closers:
+            close()
+        await asyncio.sleep(0.01)
+
+
+def cpu_main(loops: list[str], n: int, repeat: int, calls: int) -> None:
+    print(f"bench_rr --cpu: {n} round trips per case, client and server in one process, "
+          f"Python {sys.version.split()[0]}, {build()}, {time.strftime('%Y-%m-%d %H:%M')}")
+    stacks = ["udp", "kernel", "utcp"]
+    results = []
+    for rnd in range(repeat):
+        for loop_name in loops:
+            for stack in (stacks if rnd % 2 == 0 else stacks[::-1]):
+                r = run_on(cpu_per_round_trip(stack, n, calls if stack == "utcp" and rnd == 0
+                                              else 0), loop_name)
+                r["loop"] = loop_name
+                results.append(r)
+    picked = {(med["loop"], med["stack"]): (med, rs)
+              for med, rs in medians(results, lambda r: (r["loop"], r["stack"]),
+                                     lambda r: -r["cpu_us"])}
+    print(f"\n{'loop':<8} {'stack':<7} {'CPU us/round trip':>17} {'(min-max)':>13} "
+          f"{'utcp/udp':>9} {'utcp/kernel':>11} {'Python calls':>12}")
+    for loop_name in loops:
+        for stack in stacks:
+            r, rs = picked[(loop_name, stack)]
+            q_udp = q_kernel = ncalls = ""
+            if stack == "utcp":
+                # As rates (round trips per CPU second): above 1 would be faster.
+                q_udp = f"{picked[(loop_name, 'udp')][0]['cpu_us'] / r['cpu_us']:.2f}"
+                q_kernel = f"{picked[(loop_name, 'kernel')][0]['cpu_us'] / r['cpu_us']:.2f}"
+                counted = [x["calls"] for x in rs if "calls" in x]
+                ncalls = f"{counted[0]:.0f}" if counted else ""
+            spread = f"({rs[-1]['cpu_us']:.1f}-{rs[0]['cpu_us']:.1f})"
+            print(f"{loop_name:<8} {stack:<7} {r['cpu_us']:>17.1f} {spread:>13} {q_udp:>9} "
+                  f"{q_kernel:>11} {ncalls:>12}")
+
+
 def run_case(stack: str, loop_name: str, ports: dict[str, int],
              duration: float) -> dict[str, Any]:
     if stack == "udp":
@@ -107,13 +213,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per case (default 3)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the median is shown")
     ap.add_argument("--uvloop", action="store_true", help="also run every case on uvloop")
+    ap.add_argument("--cpu", type=int, default=0, metavar="N",
+                    help="instead: CPU time per round trip over N round trips, client and "
+                         "server in this process (see above)")
+    ap.add_argument("--calls", type=int, default=1000, metavar="N",
+                    help="with --cpu: count utcp's Python calls over N more round trips "
+                         "(default 1000; 0: do not count)")
     args = ap.parse_args(argv)
-    if args.duration <= 0 or args.repeat < 1:
-        ap.error("--duration must be > 0 and --repeat >= 1")
+    if args.duration <= 0 or args.repeat < 1 or args.cpu < 0 or args.calls < 0:
+        ap.error("--duration must be > 0, --repeat >= 1, --cpu and --calls >= 0")
     if args.uvloop and not uvloop_available():
         ap.error("--uvloop: uvloop is not installed (pip install 'utcp[uvloop]')")
     warm_malloc()
     loops = ["asyncio"] + (["uvloop"] if args.uvloop else [])
+    if args.cpu:
+        cpu_main(loops, args.cpu, args.repeat, args.calls)
+        return
     stacks = ["udp", "kernel", "utcp"]
     print(f"bench_rr: {args.duration:g} s per case, client and server in two processes, "
           f"Python {sys.version.split()[0]}, {build()}, {os.cpu_count()} CPUs, "

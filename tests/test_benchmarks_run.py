@@ -18,6 +18,7 @@ BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
     ["bench_bulk.py", "--size", "1", "--repeat", "1", "--processes", "2", "--offload", "both"],
     ["bench_connect.py", "--duration", "0.3", "--concurrency", "4", "--repeat", "1",
      "--calls", "20", "--tw-memory", "50"],
+    ["bench_rr.py", "--cpu", "50", "--calls", "20", "--repeat", "1"],
     ["bench_reassembly.py", "--holes", "10", "100", "--number", "20"],
     ["bench_recovery.py", "--seeds", "1", "--size", "0.1", "--requests", "5"],
     ["bench_synflood.py", "--rates", "1000", "--duration", "0.3", "--fill", "0.1",
