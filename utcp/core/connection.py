@@ -37,7 +37,7 @@ from .rack import LOST, RETRANSMITTED, Rack
 from .rate import DeliveryRate
 from .rtt import RttEstimator
 from .sack import DUP_THRESH, Scoreboard
-from .state import ConnectionStateError, State
+from .state import TRANSITIONS, ConnectionStateError, IllegalTransition, State
 from .wire import (
     ACK,
     FIN,
@@ -2274,6 +2274,9 @@ class Connection:
         old = self.state
         if old is new:
             return
+        if new not in TRANSITIONS[old]:
+            raise IllegalTransition(f"{old} -> {new} ({cause}): not a transition "
+                                    f"RFC 9293 allows")
         self.state = new
         if new is SYN_RECEIVED and old is LISTEN:
             self._was_listening = True

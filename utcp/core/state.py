@@ -42,6 +42,36 @@ _SYNCHRONIZED = frozenset(
 )
 
 
+#: The transitions RFC 9293 allows, from each state to the next: figure 5's
+#: arcs, plus the text's own (section 3.10): CLOSED from any state on a reset,
+#: an abort or a timeout; SYN-RECEIVED to CLOSE-WAIT on a FIN (3.10.7.4,
+#: eighth); FIN-WAIT-1 straight to TIME-WAIT when its FIN's ACK comes with
+#: the peer's FIN. A reset passive open "returns to LISTEN": here its listener
+#: lives on and the connection itself goes to CLOSED. (Figure 5's SEND on a
+#: passive open, LISTEN to SYN-SENT, is in the table; utcp offers no such call.)
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.CLOSED: frozenset({State.LISTEN, State.SYN_SENT}),
+    State.LISTEN: frozenset({State.SYN_RECEIVED, State.SYN_SENT, State.CLOSED}),
+    State.SYN_SENT: frozenset({State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSED}),
+    State.SYN_RECEIVED: frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.CLOSE_WAIT,
+                                   State.LISTEN, State.CLOSED}),
+    State.ESTABLISHED: frozenset({State.FIN_WAIT_1, State.CLOSE_WAIT, State.CLOSED}),
+    State.FIN_WAIT_1: frozenset({State.FIN_WAIT_2, State.CLOSING, State.TIME_WAIT,
+                                 State.CLOSED}),
+    State.FIN_WAIT_2: frozenset({State.TIME_WAIT, State.CLOSED}),
+    State.CLOSE_WAIT: frozenset({State.LAST_ACK, State.CLOSED}),
+    State.CLOSING: frozenset({State.TIME_WAIT, State.CLOSED}),
+    State.LAST_ACK: frozenset({State.CLOSED}),
+    State.TIME_WAIT: frozenset({State.CLOSED}),
+}
+
+
+class IllegalTransition(AssertionError):
+    """A connection was about to move between two states RFC 9293 does not join:
+    a bug in utcp, raised at once rather than carried on in a state that makes
+    no sense."""
+
+
 class ConnectionStateError(RuntimeError):
     """An application call that the connection's state does not allow.
 
