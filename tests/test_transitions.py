@@ -85,3 +85,20 @@ def test_a_transition_outside_the_table_raises_and_leaves_the_state(build, wrong
     with pytest.raises(IllegalTransition, match=f"{before} -> {wrong}"):
         conn._set_state(wrong, "a bug", 0.0)
     assert conn.state is before
+
+
+def test_timeout_reasons_are_an_enum_that_compares_as_text() -> None:
+    # Code written against the plain strings goes on working.
+    from utcp import TimedOut, TimeoutReason
+
+    assert TimedOut(TimeoutReason.SYN) == TimedOut("syn")
+    assert TimeoutReason.FIN_WAIT_2 == "fin-wait-2" and str(TimeoutReason.DATA) == "data"
+    assert {r.value for r in TimeoutReason} == {
+        "syn", "synack", "data", "fin", "keepalive", "persist", "fin-wait-2", "memory"}
+
+
+def test_every_timeout_reason_has_its_own_message() -> None:
+    from utcp import TimeoutReason
+    from utcp.transport import _TIMEOUT_MESSAGES
+
+    assert set(_TIMEOUT_MESSAGES) == set(TimeoutReason)

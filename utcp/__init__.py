@@ -18,6 +18,7 @@ from .core.events import (
     FinAcked,
     Reset,
     TimedOut,
+    TimeoutReason,
     Writable,
 )
 from .core.observer import NullObserver, Observer
@@ -40,7 +41,7 @@ __all__ = [
     "Closed", "Connected", "Connection", "ConnectionTransport", "DataReceived", "EndOfStream",
     "FinAcked", "Ladder", "MalformedSegment", "NullObserver", "Observer", "Options",
     "PcapWriter", "Reset", "Segment", "Server", "Stack", "State", "StreamReader",
-    "StreamWriter", "Tee", "TimedOut",
+    "StreamWriter", "Tee", "TimedOut", "TimeoutReason",
     "Writable", "compiled", "create_connection", "create_server", "open_connection",
     "start_server",
 ]

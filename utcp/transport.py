@@ -24,6 +24,7 @@ from .core.events import (
     FinAcked,
     Reset,
     TimedOut,
+    TimeoutReason,
     Unreachable,
     Writable,
 )
@@ -43,14 +44,15 @@ _TIME_WAIT = State.TIME_WAIT
 _FIN_UNACKED = (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
 
 _TIMEOUT_MESSAGES = {
-    "syn": "connection timed out: no answer to SYN",
-    "synack": "connection timed out: no ACK for SYN-ACK",
-    "data": "connection timed out: data not acknowledged",
-    "fin": "connection timed out: FIN not acknowledged",
-    "keepalive": "connection timed out: keepalive probes unanswered",
-    "persist": "connection timed out: zero-window probes unanswered",
-    "fin-wait-2": "connection timed out in FIN-WAIT-2",
-    "memory": "connection timed out: received data went unread while memory was short",
+    TimeoutReason.SYN: "connection timed out: no answer to SYN",
+    TimeoutReason.SYNACK: "connection timed out: no ACK for SYN-ACK",
+    TimeoutReason.DATA: "connection timed out: data not acknowledged",
+    TimeoutReason.FIN: "connection timed out: FIN not acknowledged",
+    TimeoutReason.KEEPALIVE: "connection timed out: keepalive probes unanswered",
+    TimeoutReason.PERSIST: "connection timed out: zero-window probes unanswered",
+    TimeoutReason.FIN_WAIT_2: "connection timed out in FIN-WAIT-2",
+    TimeoutReason.MEMORY: "connection timed out: received data went unread while memory "
+                          "was short",
 }
 
 

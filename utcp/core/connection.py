@@ -29,6 +29,7 @@ from .events import (
     FinAcked,
     Reset,
     TimedOut,
+    TimeoutReason,
     Unreachable,
     Writable,
 )
@@ -601,7 +602,7 @@ class Connection:
         not read (the stack's memory is short): :class:`TimedOut` ("memory")."""
         if self.state in _ABORT_SENDS_RST:
             self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
-        self._events.append(TimedOut("memory"))
+        self._events.append(TimedOut(TimeoutReason.MEMORY))
         self._drop_received()
         self._terminate("receive buffer unread while memory is short", now)
 
@@ -687,7 +688,7 @@ class Connection:
                 self._clear_timers()
             elif self.state is FIN_WAIT_2:
                 self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
-                self._events.append(TimedOut("fin-wait-2"))
+                self._events.append(TimedOut(TimeoutReason.FIN_WAIT_2))
                 self._terminate("FIN-WAIT-2 timeout", now)
         if self._ka_at is not None and now >= self._ka_at:
             self._on_keepalive_timeout(now)
@@ -709,12 +710,16 @@ class Connection:
         limit = {SYN_SENT: self.options.syn_retries,
                  SYN_RECEIVED: self.options.synack_retries}.get(st, self.options.data_retries)
         if self._retries >= limit:
-            reason = {SYN_SENT: "syn", SYN_RECEIVED: "synack"}.get(st)
-            if reason is None:
-                reason = "fin" if self._fin_seq is not None and self.snd_una == self._fin_seq \
-                    else "data"
+            if st is SYN_SENT:
+                reason = TimeoutReason.SYN
+            elif st is SYN_RECEIVED:
+                reason = TimeoutReason.SYNACK
+            elif self._fin_seq is not None and self.snd_una == self._fin_seq:
+                reason = TimeoutReason.FIN
+            else:
+                reason = TimeoutReason.DATA
             self._events.append(TimedOut(reason))
-            self._terminate(f"{reason} retransmissions exhausted", now)
+            self._terminate(f"{reason.value} retransmissions exhausted", now)
             return
         self._retries += 1
         self.counters.timeouts += 1
@@ -762,7 +767,7 @@ class Connection:
     def _on_persist_timeout(self, now: float) -> None:
         retries = self.options.data_retries
         if self._probes >= retries:
-            self._events.append(TimedOut("persist"))
+            self._events.append(TimedOut(TimeoutReason.PERSIST))
             self._terminate("zero-window probes unanswered", now)
             return
         if self._orphaned:
@@ -770,7 +775,7 @@ class Connection:
             # (RFC 9293 3.8.6.1 lets it); nobody waits on a closed connection's
             # data, so it gets data_retries probes in all (Linux: tcp_orphan_retries).
             if self._orphan_probes >= retries:
-                self._events.append(TimedOut("persist"))
+                self._events.append(TimedOut(TimeoutReason.PERSIST))
                 self._terminate("window stayed shut after close", now)
                 return
             self._orphan_probes += 1
@@ -805,7 +810,7 @@ class Connection:
         if self._probes >= opts.keepalive_count:
             # Like Linux, tell the peer (if it is there after all) with a RST.
             self._emit(Segment(self.local_port, self.remote_port, self.snd_max, 0, RST), now)
-            self._events.append(TimedOut("keepalive"))
+            self._events.append(TimedOut(TimeoutReason.KEEPALIVE))
             self._terminate("keepalive probes unanswered", now)
             return
         if self._rtx_at is not None or self._persist_at is not None:

@@ -7,6 +7,7 @@ into asyncio callbacks and exceptions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 
 class Event:
@@ -83,10 +84,24 @@ class Reset(Event):
     after_fin: bool = False
 
 
+class TimeoutReason(str, Enum):
+    """Which retries ran out. A ``str``: each compares equal to its value."""
+
+    SYN = "syn"  #: the SYN's (active open)
+    SYNACK = "synack"  #: the SYN-ACK's (passive open)
+    DATA = "data"  #: data not acknowledged
+    FIN = "fin"  #: our FIN not acknowledged
+    KEEPALIVE = "keepalive"  #: keepalive probes unanswered
+    PERSIST = "persist"  #: zero-window probes unanswered (or the window stayed shut)
+    FIN_WAIT_2 = "fin-wait-2"  #: the peer's FIN never came after close()
+    MEMORY = "memory"  #: the stack, short of memory, reset a connection left unread
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True, slots=True)
 class TimedOut(Event):
-    """Retries ran out; ``reason`` names which ('syn', 'synack', 'data', 'fin',
-    'keepalive', 'persist', 'fin-wait-2'; 'memory': the stack, short of memory,
-    reset a connection whose application did not read)."""
+    """Retries ran out; ``reason`` says which."""
 
-    reason: str
+    reason: TimeoutReason
