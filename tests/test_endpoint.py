@@ -6,6 +6,7 @@ endpoint only keeps one loop timer armed at it."""
 from __future__ import annotations
 
 import asyncio
+import errno
 
 import pytest
 from conftest import HOST, deadline, read_all, send_all
@@ -46,3 +47,43 @@ async def test_one_timer_for_all_segments_not_one_per_segment(monkeypatch, make_
     segments = server.statistics()["segments_in"] + server.statistics()["segments_out"]
     assert segments > 5000
     assert armed < segments / 100, (armed, segments)
+
+
+class _NoRoute:
+    """A socket whose every send fails at once, as the kernel's does without a route."""
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+    def sendto(self, *args):
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    sendmsg = sendto
+
+
+async def test_a_send_that_fails_at_once_reaches_its_connection_at_once() -> None:
+    # The events a failed send queues (no route: the connection fails) are
+    # delivered by the same flush that sent, not left for whatever input comes next:
+    # with nothing else coming, that would be the SYN's first retransmission, 1 s on.
+    from utcp.core.events import Unreachable
+    from utcp.endpoint import Endpoint
+
+    ep = await Endpoint.create((HOST, 0))
+    ep.transport._sock = _NoRoute(ep.transport._sock)
+    got: list = []
+
+    class Owner:
+        def handle_events(self, events) -> None:
+            got.extend(events)
+
+        def endpoint_closed(self) -> None:
+            pass
+
+    try:
+        ep.connect((HOST, 9), 7, utcp.Options(), lambda conn: Owner())
+        assert Unreachable("network") in got
+    finally:
+        ep.close()

@@ -254,6 +254,8 @@ class Endpoint(asyncio.DatagramProtocol):
                 datagrams, delivery = stack.take_output()
                 if datagrams:
                     self._send(datagrams)
+                    if not delivery:
+                        continue  # (a send that failed at once may have queued events)
                 if not delivery:
                     break
                 for conn, events in delivery:
