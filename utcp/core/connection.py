@@ -1068,12 +1068,7 @@ class Connection:
             if ts is not None and not f & RST \
                     and (ts[0] - self._ts_recent) & _MASK >= _HALF \
                     and now - self._ts_recent_at < PAWS_IDLE:
-                self.counters.unacceptable += 1
-                self.counters.paws_rejected += 1
-                if f & SYN:
-                    self._challenge_ack(now)
-                elif not self._oow_ack_limited(now):
-                    self._ack_now = True
+                self._paws_rejected(f, now)
                 return
 
         # First: sequence number acceptable? (3.10.7.4, table 6)
@@ -1107,60 +1102,12 @@ class Connection:
             ok = ((seg_seq - rcv_nxt) & _MASK < rcv_wnd
                   or (seg_seq + seg_len - 1 - rcv_nxt) & _MASK < rcv_wnd)
         if not ok:
-            if f & RST:
-                return
-            if f & SYN:
-                # RFC 5961 4.2: a SYN draws a challenge ACK wherever its sequence
-                # number lies, within the one rate limit (7), as in the window.
-                self.counters.unacceptable += 1
-                self._challenge_ack(now)
-                return
-            if st is TIME_WAIT and f & FIN and sq.add(seg_seq, seg_len) == rcv_nxt:
-                # A retransmitted FIN: our last ACK was lost. Re-ACK, restart 2 MSL.
-                self._close_at = now + 2 * self.options.msl
-            self.counters.unacceptable += 1
-            if seg_len and sq.lt(seg_seq, rcv_nxt):
-                self.counters.duplicates += 1
-                if self._sack_ok and payload:
-                    # RFC 2883: tell the sender it sent this twice (a spurious
-                    # retransmission, or a duplicate the path made).
-                    end = sq.add(seg_seq, len(payload))
-                    self._dsack = (seg_seq, end if sq.le(end, rcv_nxt) else rcv_nxt)
-            if seg_len == 0 and seg_seq != sq.add(rcv_nxt, -1):
-                # An unacceptable bare ACK is answered at most once per interval, so
-                # two ends that disagree cannot ping-pong ACKs forever (Linux's
-                # tcp_invalid_ratelimit; RFC 5961 section 7 asks for such a limit).
-                # Keepalive and zero-window probes (SEQ = RCV.NXT - 1) are exempt:
-                # their whole point is the answer, and they may come faster.
-                if self._oow_ack_limited(now):
-                    return
-            self._ack_now = True
+            self._unacceptable(f, seg_seq, seg_len, len(payload), now)
             return
 
         # Second: RST (RFC 5961 3.2: only an exact match resets).
         if f & RST:
-            if seg_seq != rcv_nxt:
-                self._challenge_ack(now)
-                return
-            if st is SYN_RECEIVED and self._was_listening:
-                # 3.10.7.4: a passive open returns to LISTEN; our listener forgets it.
-                self._terminate("RST received", now)
-                return
-            if st is TIME_WAIT:
-                self._terminate("RST received", now)
-                return
-            if st is CLOSING or st is LAST_ACK:
-                # 3.10.7.4 asks for nothing more than CLOSED here, but our FIN was
-                # never acknowledged: the application, waiting for that, learns why.
-                self._events.append(Reset(after_fin=True))
-                self._terminate("RST received", now)
-                return
-            self._events.append(Reset(refused=st is SYN_RECEIVED, after_fin=self._fin_received))
-            if not self._fin_received:
-                # A reset before the peer's FIN ends reading at once: held data goes
-                # too. After its FIN, all it sent stays readable (as with Linux).
-                self._drop_received()
-            self._terminate("RST received", now)
+            self._on_rst(seg_seq, now)
             return
 
         # Fourth: SYN in a synchronized state (RFC 5961 4.2).
@@ -1191,17 +1138,8 @@ class Connection:
         if not f & ACK:
             return
         ack = seg.ack
-        if st is SYN_RECEIVED:
-            if sq.lt(self.snd_una, ack) and sq.le(ack, self.snd_max):
-                self._ack_of_syn((self.iss + 1) & _MASK, now, tsecr)
-                self._set_state(ESTABLISHED, "ACK of SYN", now)
-                self._events.append(Connected())
-                if self._fin_queued:
-                    self._set_state(FIN_WAIT_1, "close", now)
-                st = self.state
-            else:
-                self._emit(Segment(self.local_port, self.remote_port, ack, 0, RST), now)
-                return
+        if st is SYN_RECEIVED and not self._handshake_acked(ack, tsecr, now):
+            return
 
         snd_una = self.snd_una
         snd_max = self.snd_max
@@ -1282,24 +1220,11 @@ class Connection:
                 self._orphan_probes = 0
                 self.rtt.reset_backoff()
 
-        st = self.state
         fin_seq = self._fin_seq
         # sq.gt(SND.UNA, fin_seq)
-        if fin_seq is not None and (fin_seq - self.snd_una) & _MASK >= _HALF:
-            if st is FIN_WAIT_1:
-                self._events.append(FinAcked())
-                self._set_state(FIN_WAIT_2, "ACK of FIN", now)
-                if self._orphaned:
-                    self._close_at = now + self.options.fin_wait_2_timeout
-            elif st is CLOSING:
-                self._events.append(FinAcked())
-                self._enter_time_wait("ACK of FIN", now)
-                return
-            elif st is LAST_ACK:
-                self._events.append(FinAcked())
-                self._report_closed()
-                self._terminate("ACK of FIN", now)
-                return
+        if fin_seq is not None and (fin_seq - self.snd_una) & _MASK >= _HALF \
+                and self._fin_acked(now):
+            return
         st = self.state
 
         # Seventh: segment text.
@@ -1312,16 +1237,122 @@ class Connection:
 
         # Eighth: FIN.
         if f & FIN:
-            fin_at = (seg_seq + len(payload)) & _MASK  # sq.add()
-            if fin_at == self.rcv_nxt:
-                self._on_fin(now)
-            elif st in _RECEIVE_TEXT and sq.in_window(
-                    fin_at, self.rcv_nxt, sq.sub(self._rcv_adv, self.rcv_nxt)):
-                # Arrived ahead of a hole: processed once the hole is filled.
-                self._ooo_fin = fin_at
-                self._ack_now = True
+            self._fin_arrived((seg_seq + len(payload)) & _MASK, st, now)  # sq.add()
 
         self._output(now)
+
+    # The pieces of _receive_other that few segments take, in its order.
+
+    def _paws_rejected(self, f: int, now: float) -> None:
+        """RFC 7323 5.3 R1: an old duplicate, by its timestamp."""
+        self.counters.unacceptable += 1
+        self.counters.paws_rejected += 1
+        if f & SYN:
+            self._challenge_ack(now)
+        elif not self._oow_ack_limited(now):
+            self._ack_now = True
+
+    def _unacceptable(self, f: int, seg_seq: int, seg_len: int, n: int, now: float) -> None:
+        """First step: a segment outside the window (3.10.7.4, table 6), of
+        ``seg_len`` in sequence space and ``n`` bytes of text."""
+        if f & RST:
+            return
+        if f & SYN:
+            # RFC 5961 4.2: a SYN draws a challenge ACK wherever its sequence
+            # number lies, within the one rate limit (7), as in the window.
+            self.counters.unacceptable += 1
+            self._challenge_ack(now)
+            return
+        rcv_nxt = self.rcv_nxt
+        if self.state is TIME_WAIT and f & FIN and sq.add(seg_seq, seg_len) == rcv_nxt:
+            # A retransmitted FIN: our last ACK was lost. Re-ACK, restart 2 MSL.
+            self._close_at = now + 2 * self.options.msl
+        self.counters.unacceptable += 1
+        if seg_len and sq.lt(seg_seq, rcv_nxt):
+            self.counters.duplicates += 1
+            if self._sack_ok and n:
+                # RFC 2883: tell the sender it sent this twice (a spurious
+                # retransmission, or a duplicate the path made).
+                end = sq.add(seg_seq, n)
+                self._dsack = (seg_seq, end if sq.le(end, rcv_nxt) else rcv_nxt)
+        if seg_len == 0 and seg_seq != sq.add(rcv_nxt, -1):
+            # An unacceptable bare ACK is answered at most once per interval, so
+            # two ends that disagree cannot ping-pong ACKs forever (Linux's
+            # tcp_invalid_ratelimit; RFC 5961 section 7 asks for such a limit).
+            # Keepalive and zero-window probes (SEQ = RCV.NXT - 1) are exempt:
+            # their whole point is the answer, and they may come faster.
+            if self._oow_ack_limited(now):
+                return
+        self._ack_now = True
+
+    def _on_rst(self, seg_seq: int, now: float) -> None:
+        """Second step: a RST within the window (RFC 5961 3.2: only an exact match resets)."""
+        st = self.state
+        if seg_seq != self.rcv_nxt:
+            self._challenge_ack(now)
+            return
+        if st is SYN_RECEIVED and self._was_listening:
+            # 3.10.7.4: a passive open returns to LISTEN; our listener forgets it.
+            self._terminate("RST received", now)
+            return
+        if st is TIME_WAIT:
+            self._terminate("RST received", now)
+            return
+        if st is CLOSING or st is LAST_ACK:
+            # 3.10.7.4 asks for nothing more than CLOSED here, but our FIN was
+            # never acknowledged: the application, waiting for that, learns why.
+            self._events.append(Reset(after_fin=True))
+            self._terminate("RST received", now)
+            return
+        self._events.append(Reset(refused=st is SYN_RECEIVED, after_fin=self._fin_received))
+        if not self._fin_received:
+            # A reset before the peer's FIN ends reading at once: held data goes
+            # too. After its FIN, all it sent stays readable (as with Linux).
+            self._drop_received()
+        self._terminate("RST received", now)
+
+    def _handshake_acked(self, ack: int, tsecr: int, now: float) -> bool:
+        """Fifth step in SYN-RECEIVED: whether ``ack`` completes the handshake (if
+        not, a RST answers it and the segment goes no further)."""
+        if sq.lt(self.snd_una, ack) and sq.le(ack, self.snd_max):
+            self._ack_of_syn((self.iss + 1) & _MASK, now, tsecr)
+            self._set_state(ESTABLISHED, "ACK of SYN", now)
+            self._events.append(Connected())
+            if self._fin_queued:
+                self._set_state(FIN_WAIT_1, "close", now)
+            return True
+        self._emit(Segment(self.local_port, self.remote_port, ack, 0, RST), now)
+        return False
+
+    def _fin_acked(self, now: float) -> bool:
+        """Fifth step, its end: our FIN is acknowledged. True if that ended the
+        connection's part in the exchange (TIME-WAIT or CLOSED)."""
+        st = self.state
+        if st is FIN_WAIT_1:
+            self._events.append(FinAcked())
+            self._set_state(FIN_WAIT_2, "ACK of FIN", now)
+            if self._orphaned:
+                self._close_at = now + self.options.fin_wait_2_timeout
+        elif st is CLOSING:
+            self._events.append(FinAcked())
+            self._enter_time_wait("ACK of FIN", now)
+            return True
+        elif st is LAST_ACK:
+            self._events.append(FinAcked())
+            self._report_closed()
+            self._terminate("ACK of FIN", now)
+            return True
+        return False
+
+    def _fin_arrived(self, fin_at: int, st: State, now: float) -> None:
+        """Eighth step: the peer's FIN, at sequence number ``fin_at``."""
+        if fin_at == self.rcv_nxt:
+            self._on_fin(now)
+        elif st in _RECEIVE_TEXT and sq.in_window(
+                fin_at, self.rcv_nxt, sq.sub(self._rcv_adv, self.rcv_nxt)):
+            # Arrived ahead of a hole: processed once the hole is filled.
+            self._ooo_fin = fin_at
+            self._ack_now = True
 
     def _on_new_ack(self, ack: int, now: float, tsecr: int = 0) -> None:
         snd_una = self.snd_una
