@@ -119,6 +119,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self.local_address: Address = ("", 0)
         self._batched = False  # the transport reads in batches (datagrams_received)
         self._flushing = False
+        self._send_failed = False  # a send within flush() failed and queued events
         self._batch_end_due = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -202,6 +203,8 @@ class Endpoint(asyncio.DatagramProtocol):
         ``quoted``, or a send the kernel refused at once (no route: then ``quoted``
         is the datagram itself)."""
         self.stack.icmp_error(quoted, addr, _UNREACHABLE.get(err), self._now())
+        if self._flushing:
+            self._send_failed = True
         self.flush()
 
     def error_received(self, exc: Exception) -> None:
@@ -254,9 +257,12 @@ class Endpoint(asyncio.DatagramProtocol):
                 datagrams, delivery = stack.take_output()
                 if datagrams:
                     self._send(datagrams)
-                    if not delivery:
-                        continue  # (a send that failed at once may have queued events)
                 if not delivery:
+                    if self._send_failed:
+                        # A send failed at once (unreachable() below): the events it
+                        # queued are delivered now, not at the next input.
+                        self._send_failed = False
+                        continue
                     break
                 for conn, events in delivery:
                     owner = conn.owner

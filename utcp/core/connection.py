@@ -87,6 +87,8 @@ _RECEIVE_TEXT: Final = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
 # States in which our send side may still carry data or a FIN.
 _SEND_OPEN: Final = (ESTABLISHED, CLOSE_WAIT)
 _SENDING: Final = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK)
+#: States whose FIN is sent and not yet acknowledged.
+_FIN_UNACKED: Final = (FIN_WAIT_1, CLOSING, LAST_ACK)
 _PACED: Final = PACED
 # 3.10.5: the states in which ABORT sends a RST. Not CLOSING, LAST-ACK or TIME-WAIT:
 # both FINs have been sent there, and the connection is deleted silently.
@@ -1223,7 +1225,7 @@ class Connection:
         fin_seq = self._fin_seq
         # sq.gt(SND.UNA, fin_seq)
         if fin_seq is not None and (fin_seq - self.snd_una) & _MASK >= _HALF \
-                and self._fin_acked(now):
+                and self.state in _FIN_UNACKED and self._fin_acked(now):
             return
         st = self.state
 

@@ -23,6 +23,11 @@ class State(Enum):
     def __str__(self) -> str:
         return self.value
 
+    # Members are singletons compared by identity: hash them so too, in C. (Enum's
+    # own __hash__, by name, is a Python call at every dict or set lookup, and
+    # _set_state looks one up at every transition.)
+    __hash__ = object.__hash__
+
     @property
     def synchronized(self) -> bool:
         """True once the handshake has completed (RFC 9293's synchronized states)."""
@@ -42,19 +47,20 @@ _SYNCHRONIZED = frozenset(
 )
 
 
-#: The transitions RFC 9293 allows, from each state to the next: figure 5's
-#: arcs, plus the text's own (section 3.10): CLOSED from any state on a reset,
-#: an abort or a timeout; SYN-RECEIVED to CLOSE-WAIT on a FIN (3.10.7.4,
-#: eighth); FIN-WAIT-1 straight to TIME-WAIT when its FIN's ACK comes with
-#: the peer's FIN. A reset passive open "returns to LISTEN": here its listener
-#: lives on and the connection itself goes to CLOSED. (Figure 5's SEND on a
-#: passive open, LISTEN to SYN-SENT, is in the table; utcp offers no such call.)
+#: The transitions RFC 9293 allows, from each state to the next, that utcp's
+#: connections take: figure 5's arcs, plus the text's own (section 3.10):
+#: CLOSED from any state on a reset, an abort or a timeout; SYN-RECEIVED to
+#: CLOSE-WAIT on a FIN (3.10.7.4, eighth); FIN-WAIT-1 straight to TIME-WAIT
+#: when its FIN's ACK comes with the peer's FIN. Two arcs are left out, as no
+#: connection takes them: a reset passive open "returns to LISTEN" in the RFC,
+#: but here its listener lives on and the connection itself goes to CLOSED; and
+#: figure 5's SEND on a passive open (LISTEN to SYN-SENT) is no call utcp offers.
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.CLOSED: frozenset({State.LISTEN, State.SYN_SENT}),
-    State.LISTEN: frozenset({State.SYN_RECEIVED, State.SYN_SENT, State.CLOSED}),
+    State.LISTEN: frozenset({State.SYN_RECEIVED, State.CLOSED}),
     State.SYN_SENT: frozenset({State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSED}),
     State.SYN_RECEIVED: frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.CLOSE_WAIT,
-                                   State.LISTEN, State.CLOSED}),
+                                   State.CLOSED}),
     State.ESTABLISHED: frozenset({State.FIN_WAIT_1, State.CLOSE_WAIT, State.CLOSED}),
     State.FIN_WAIT_1: frozenset({State.FIN_WAIT_2, State.CLOSING, State.TIME_WAIT,
                                  State.CLOSED}),
