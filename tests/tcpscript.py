@@ -22,7 +22,9 @@ REMOTE_PORT = 7007
 LOCAL_ISS = 1000
 REMOTE_ISS = 5000
 SYN_WINDOW = 65535  # the default 256 KiB buffer, unscaled in a SYN
-WINDOW = (256 * 1024) >> 3  # scaled by our shift of 3 once synchronized
+#: Our window-scale shift: 7, since the buffer may grow to rcv_buf_max (6 MiB).
+SHIFT = 7
+WINDOW = (256 * 1024) >> SHIFT  # the default 256 KiB buffer, scaled once synchronized
 PEER_WINDOW = 65535
 LOCAL_MSS = 1452
 
@@ -86,7 +88,7 @@ def make(observer=None, **opts) -> Connection:
                       observer=observer)
 
 
-SYN_OPTIONS = ((MSS, LOCAL_MSS), (WSCALE, 3))
+SYN_OPTIONS = ((MSS, LOCAL_MSS), (WSCALE, SHIFT))
 PEER_SYN_OPTIONS = ((MSS, 1452), (WSCALE, 0))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from tcpscript import (
     PEER_SYN_OPTIONS,
+    SHIFT,
     WINDOW,
     conn_close_wait,
     conn_closing,
@@ -517,7 +518,7 @@ def test_established_challenge_acks_rate_limited(suspicious):
 
 def test_established_rst_above_window_dropped():
     c = conn_established()
-    send(c, seg(1 + WINDOW * 8, None, RST))
+    send(c, seg(1 + (WINDOW << SHIFT), None, RST))
     expect_nothing(c)
     assert c.state is State.ESTABLISHED
 

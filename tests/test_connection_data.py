@@ -11,6 +11,7 @@ from tcpscript import (
     PEER_SYN_OPTIONS,
     PEER_WINDOW,
     REMOTE_ISS,
+    SHIFT,
     conn_established,
     conn_syn_sent,
     events,
@@ -331,17 +332,18 @@ def test_established_receive_out_of_order():
 
 
 def test_established_receive_out_of_order_several_holes():
-    c = conn_established()
+    c = conn_established(rcv_buf_max=None)  # fixed at 256 KiB: a shift of 3
+    full = (256 * 1024) >> 3
     send(c, seg(301, 1, payload=data(100, 300)))
     send(c, seg(101, 1, payload=data(100, 100)))
-    expect(c, [out(1, 1), out(1, 1)])
+    expect(c, [out(1, 1, window=full), out(1, 1, window=full)])
     send(c, seg(1, 1, payload=data(100)))
     # The bytes still held out of order take buffer space, with what holding their
     # range costs: the window is smaller.
     expect(c, [out(1, 201, window=(256 * 1024 - 100 - RANGE_OVERHEAD) >> 3)])
     assert events(c) == [DataReceived(data(200))]
     send(c, seg(201, 1, payload=data(100, 200)))
-    expect(c, [out(1, 401)])
+    expect(c, [out(1, 401, window=full)])
     assert events(c) == [DataReceived(data(200, 200))]
 
 
@@ -354,7 +356,7 @@ def test_established_receive_partial_gap_fill_acked_at_once():
     # (The window is what keeps the right edge where it was, to within the scale's
     # unit: the range still held costs more than its bytes, so rounding up would
     # offer more than a unit beyond the free space, and it is rounded down.)
-    expect(c, [out(1, 101, window=(256 * 1024 - 100) >> 3)])
+    expect(c, [out(1, 101, window=(256 * 1024 - 100) >> SHIFT)])
     assert events(c) == [DataReceived(data(100))]
 
 
@@ -415,7 +417,7 @@ def test_established_receive_partial_duplicate_trimmed():
 
 
 def test_established_window_shrinks_while_paused():
-    c = conn_established(rcv_buf=8192)  # no scaling: the window field is bytes
+    c = conn_established(rcv_buf=8192, rcv_buf_max=None)  # fixed, unscaled: the field is bytes
     c.pause_reading()
     send(c, seg(1, 1, payload=data(1000)))
     tick(c, 0.04)
@@ -432,7 +434,7 @@ def test_established_window_shrinks_while_paused():
 
 def test_established_resume_small_growth_not_announced():
     # Receiver SWS avoidance: growth below min(buffer / 2, MSS) waits.
-    c = conn_established(rcv_buf=8192)
+    c = conn_established(rcv_buf=8192, rcv_buf_max=None)
     c.pause_reading()
     send(c, seg(1, 1, payload=data(100)))
     tick(c, 0.04)
@@ -443,18 +445,18 @@ def test_established_resume_small_growth_not_announced():
 
 
 def test_established_scaled_window_never_retracts():
-    # RFC 9293 3.8.6.2.2: the right edge must not move left. With a shift of 3 the
-    # field counts 8-byte units, so 262144 - 1001 free bytes round up, as Linux does.
+    # RFC 9293 3.8.6.2.2: the right edge must not move left. With a shift of 7 the
+    # field counts 128-byte units, so 262144 - 1001 free bytes round up, as Linux does.
     c = conn_established()
     c.pause_reading()
     send(c, seg(1, 1, payload=data(1001)))
     fire(c, 0.04)
-    expect(c, [out(1, 1002, window=32643)])
-    assert 1002 + (32643 << 3) >= 1 + (256 * 1024)
+    expect(c, [out(1, 1002, window=2041)])
+    assert 1002 + (2041 << SHIFT) >= 1 + (256 * 1024)
 
 
 def test_established_scaled_window_holds_a_paused_reader_to_its_buffer():
-    # With a shift of 3, each ACK could round the right edge up by up to 7 bytes;
+    # With a shift of 7, each ACK could round the right edge up by up to 127 bytes;
     # small segments at that edge must not grow a paused reader's buffer for ever.
     c = conn_established()
     c.pause_reading()
@@ -469,7 +471,7 @@ def test_established_scaled_window_holds_a_paused_reader_to_its_buffer():
         if acks:
             rcv = acks[-1].ack - REMOTE_ISS
     held = rcv - 1
-    assert 256 * 1024 <= held < 256 * 1024 + 8  # the window closed within a unit
+    assert 256 * 1024 <= held < 256 * 1024 + (1 << SHIFT)  # the window closed within a unit
     assert acks[-1].window == 0
     c.resume_reading(2.0)
     assert sum(len(e.data) for e in events(c)) == held
@@ -478,7 +480,7 @@ def test_established_scaled_window_holds_a_paused_reader_to_its_buffer():
 def test_established_zero_window_rst_at_rcv_nxt_resets():
     # RFC 5961 3.2: a RST exactly at RCV.NXT resets, even with the window shut by a
     # paused reader (table 6's zero-window case accepts SEQ = RCV.NXT).
-    c = conn_established(rcv_buf=2000, mss=1000)
+    c = conn_established(rcv_buf=2000, mss=1000, rcv_buf_max=None)
     c.pause_reading()
     send(c, seg(1, 1, payload=data(2000)))
     c.take_segments()
@@ -493,7 +495,7 @@ def test_established_zero_window_data_still_acknowledges_ours():
     # Our reader is paused and our window is shut; the peer's data at RCV.NXT cannot
     # be taken, but the ACK it carries for our data is processed (RFC 9293 table 6's
     # "special allowance"), and the shut window is ACKed again.
-    c = conn_established(rcv_buf=2000, mss=1000)
+    c = conn_established(rcv_buf=2000, mss=1000, rcv_buf_max=None)
     c.pause_reading()
     send(c, seg(1, 1, payload=data(2000)))
     c.take_segments()
@@ -529,7 +531,7 @@ def test_fast_retransmit_resends_only_what_was_sent():
 def test_established_bare_ack_at_the_window_edge_is_accepted():
     # The peer filled our window past a hole; its bare ACKs carry SEQ = its SND.MAX,
     # which is our right edge (RCV.NXT + RCV.WND). They still acknowledge our data.
-    c = conn_established(rcv_buf=4096)  # unscaled
+    c = conn_established(rcv_buf=4096, rcv_buf_max=None)  # unscaled
     c.send(b"request", 0.0)
     c.take_segments()
     send(c, seg(101, 1, payload=data(4096 - 100)))  # all but the first 100 bytes
@@ -542,7 +544,7 @@ def test_established_bare_ack_at_the_window_edge_is_accepted():
 
 
 def test_established_segment_beyond_window_acked():
-    c = conn_established(rcv_buf=4096)
+    c = conn_established(rcv_buf=4096, rcv_buf_max=None)
     send(c, seg(1 + 4096, 1, payload=b"far"))
     expect(c, [out(1, 1, window=4096)])
     assert events(c) == []
@@ -579,7 +581,7 @@ def test_established_ack_too_old_challenged():
 
 
 def test_established_zero_window_advertised():
-    c = conn_established(rcv_buf=4096)
+    c = conn_established(rcv_buf=4096, rcv_buf_max=None)
     c.pause_reading()
     send(c, seg(1, 1, payload=data(MSS)))
     send(c, seg(1453, 1, payload=data(MSS, MSS)))
@@ -597,7 +599,7 @@ def test_established_zero_window_advertised():
 
 
 def test_established_data_beyond_window_trimmed():
-    c = conn_established(rcv_buf=4096)
+    c = conn_established(rcv_buf=4096, rcv_buf_max=None)
     c.pause_reading()
     send(c, seg(1, 1, payload=data(MSS)))
     send(c, seg(1453, 1, payload=data(MSS, MSS)))

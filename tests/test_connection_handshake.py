@@ -11,6 +11,7 @@ from tcpscript import (
     PEER_SYN_OPTIONS,
     REMOTE_ISS,
     REMOTE_PORT,
+    SHIFT,
     SYN_OPTIONS,
     SYN_WINDOW,
     WINDOW,
@@ -427,7 +428,7 @@ def test_listen_syn_mss_taken_as_send_mss():
 def test_listen_syn_without_wscale():
     # RFC 7323 1.3: no WSCALE in the SYN means none in the SYN-ACK and no scaling
     # in either direction.
-    c = conn_listen(rcv_buf=100_000)  # would be a shift of 1
+    c = conn_listen(rcv_buf=100_000, rcv_buf_max=None)  # fixed: would be a shift of 1
     send(c, seg(0, None, SYN, options=((MSS, 1452),)))
     expect(c, [out(0, 1, SYN | ACK, 65535, options=((MSS, 1452),))])
     send(c, seg(1, 1, window=1000))
@@ -438,7 +439,7 @@ def test_listen_syn_without_wscale():
 
 
 def test_listen_syn_with_wscale():
-    c = conn_listen(rcv_buf=100_000)
+    c = conn_listen(rcv_buf=100_000, rcv_buf_max=None)  # fixed: the shift follows rcv_buf
     send(c, seg(0, None, SYN, options=((MSS, 1452), (WSCALE, 2))))
     expect(c, [out(0, 1, SYN | ACK, 65535, options=((MSS, 1452), (WSCALE, 1)))])
     send(c, seg(1, 1, window=1000))
@@ -449,7 +450,7 @@ def test_listen_syn_with_wscale():
 
 
 def test_syn_sent_syn_ack_without_wscale():
-    c = conn_syn_sent()  # offered a shift of 3
+    c = conn_syn_sent()  # offered a shift of 7
     send(c, seg(0, 1, SYN | ACK, window=1000, options=((MSS, 1452),)))
     expect(c, [out(1, 1, window=65535)])  # 256 KiB, unscaled and capped
     c.send(bytes(3000), 0.0)
@@ -459,7 +460,7 @@ def test_syn_sent_syn_ack_without_wscale():
 def test_syn_sent_syn_ack_with_wscale():
     c = conn_syn_sent()
     send(c, seg(0, 1, SYN | ACK, window=1000, options=((MSS, 1452), (WSCALE, 1))))
-    expect(c, [out(1, 1, window=WINDOW)])  # 256 KiB >> 3
+    expect(c, [out(1, 1, window=WINDOW)])  # 256 KiB >> 7
     # The SYN-ACK's own window is not scaled (RFC 7323 2.2) ...
     c.send(bytes(3000), 0.0)
     expect(c, [out(1, 1, ACK, WINDOW, bytes(1000))])
@@ -614,10 +615,10 @@ def test_syn_received_never_offers_more_than_its_syn_ack():
     # Until the handshake completes, every segment offers the SYN-ACK's (unscaled)
     # edge: a retransmitted SYN-ACK, which cannot scale, then pulls nothing back,
     # and data the peer sends up to any edge it was shown is taken.
-    c = conn_syn_received(rcv_buf=300_000)  # a shift of 3; the SYN-ACK offered 65535
+    c = conn_syn_received(rcv_buf=300_000)  # a shift of 7; the SYN-ACK offered 65535
     send(c, seg(2, None, RST), at=0.01)  # in window, not exact: a challenge ACK
     (challenge,) = c.take_segments()
-    assert challenge.window << 3 <= 65535
+    assert challenge.window << SHIFT <= 65535
     c.handle_timer(c.next_deadline())  # the SYN-ACK's retransmission
     (synack,) = c.take_segments()
     assert synack.flags == SYN | ACK and synack.window == 65535

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from tcpscript import (
     PEER_SYN_OPTIONS,
+    SHIFT,
     SYN_WINDOW,
     expect,
     expect_nothing,
@@ -70,7 +71,7 @@ def test_clock_offset_and_wrap():
 def test_timestamps_off_offers_none():
     c = make(timestamps=False, sack=False)
     c.connect(0.0)
-    expect(c, [out(0, None, SYN, SYN_WINDOW, options=((MSS, LOCAL_MSS), (WSCALE, 3)))])
+    expect(c, [out(0, None, SYN, SYN_WINDOW, options=((MSS, LOCAL_MSS), (WSCALE, SHIFT)))])
 
 
 def test_syn_ack_with_timestamps_turns_them_on():

@@ -990,7 +990,8 @@ async def test_slow_reader_blocks_a_fast_writer(make_server) -> None:
         finally:
             writer.close()
 
-    server = await make_server(slow_handler, limit=4096, rcv_buf=rcv_buf)
+    # (A fixed buffer: the bounds below are its size.)
+    server = await make_server(slow_handler, limit=4096, rcv_buf=rcv_buf, rcv_buf_max=None)
     async with deadline(40):
         reader, writer = await utcp.open_connection(HOST, server.port)
         tr = writer.transport

@@ -47,7 +47,7 @@ SECRET = b"secret"
 MASK = 0xFFFFFFFF
 # A SYN's 4-tuple and ISN, as make_cookie and check_cookie take them.
 TUPLE = (CLIENT, 7007, 4000, 12345)
-OWN_WSCALE = 3  # the listener's (Options().wscale: a 256 KiB receive buffer)
+OWN_WSCALE = 7  # the listener's (Options().wscale: a buffer that may grow to 6 MiB)
 # Peer MSS values: each of the table's, and between, below and above them.
 PEER_MSS = sorted({*MSS_TABLE, 1, 535, 1000, 1300, 1451, 1460, 9000, 65495})
 
@@ -360,13 +360,16 @@ def test_listen_cookie_from_two_periods_ago_draws_a_rst() -> None:
     assert stack.statistics()["syncookies"] == {"sent": 3, "failed": 1}
 
 
-@pytest.mark.parametrize("timestamps, rcv_buf, taken", [
-    (True, 256 * 1024, True),  # the same scale (3): the new listener can take it
-    (True, 4 * 1024 * 1024, False),  # scale 7 where the SYN-ACK offered 3: refused
-    (False, 4 * 1024 * 1024, True),  # no timestamps, no scaling: nothing to differ
+@pytest.mark.parametrize("timestamps, options, wscale, taken", [
+    # A 4 MiB buffer that may grow to 6 MiB: the same scale (7), which the new
+    # listener can take.
+    (True, {"rcv_buf": 4 * 1024 * 1024}, 7, True),
+    # A fixed 256 KiB buffer: scale 3 where the SYN-ACK offered 7: refused.
+    (True, {"rcv_buf_max": None}, 3, False),
+    (False, {"rcv_buf_max": None}, 3, True),  # no timestamps, no scaling: nothing to differ
 ])
 def test_listen_again_with_another_receive_buffer_takes_only_cookies_it_can_honour(
-        timestamps: bool, rcv_buf: int, taken: bool) -> None:
+        timestamps: bool, options: dict, wscale: int, taken: bool) -> None:
     stack = flooded_stack()
     old = stack.listeners[7007]
     stack.receive(encode(client_syn(timestamps)), CLIENT, 10.0)
@@ -375,8 +378,8 @@ def test_listen_again_with_another_receive_buffer_takes_only_cookies_it_can_hono
     # The listener is replaced before the final ACK comes, by one whose receive
     # buffer needs another window scale; it too is flooded, and sending cookies.
     stack.stop_listening(old, 10.01)
-    stack.listen(7007, 1, Options(rcv_buf=rcv_buf))
-    assert stack.listeners[7007].options.wscale == (7 if rcv_buf > 256 * 1024 else 3)
+    stack.listen(7007, 1, Options(**options))
+    assert stack.listeners[7007].options.wscale == wscale
     stack.receive(encode(Segment(6001, 7007, 1, 0, SYN, 65535)), SPOOFED, 10.02)
     stack.receive(encode(Segment(6002, 7007, 1, 0, SYN, 65535)), SPOOFED, 10.02)
     stack.datagrams_to_send()

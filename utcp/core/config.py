@@ -27,7 +27,13 @@ class Options:
     #: Largest segment payload we accept (advertised in the SYN's MSS option).
     mss: int = DEFAULT_MSS_IPV4
     #: Receive buffer: the most bytes received but not yet read; sets the window.
+    #: The size a connection starts with; see rcv_buf_max.
     rcv_buf: int = 256 * 1024
+    #: The largest the receive buffer may grow to while the application reads as
+    #: fast as data arrives and a round trip brings more than the buffer holds
+    #: (receive-buffer autotuning, Linux's tcp_rmem[2]). None, or no more than
+    #: rcv_buf: the buffer stays at rcv_buf (as SO_RCVBUF fixes Linux's).
+    rcv_buf_max: int | None = 6 * 1024 * 1024
     #: Send data as soon as it is written (asyncio sets TCP_NODELAY too);
     #: False enables Nagle's algorithm (RFC 896).
     nodelay: bool = True
@@ -99,6 +105,10 @@ class Options:
         check(88 <= self.mss <= 65495, "mss", "between 88 and 65495")
         check(self.mss <= self.rcv_buf <= (0xFFFF << 14), "rcv_buf",
               f"between mss ({self.mss}) and {0xFFFF << 14}")
+        top = self.rcv_buf_max
+        check(top is None or (isinstance(top, int) and not isinstance(top, bool)
+                              and 0 <= top <= (0xFFFF << 14)), "rcv_buf_max",
+              f"None or an integer between 0 and {0xFFFF << 14}")
         for name in ("syn_retries", "synack_retries", "data_retries"):
             check(0 <= getattr(self, name) <= 255, name, "between 0 and 255")
         check(1 <= self.initial_cwnd <= 1000, "initial_cwnd", "between 1 and 1000")
@@ -135,10 +145,19 @@ class Options:
               "None, True or False")
 
     @property
+    def rcv_buf_limit(self) -> int:
+        """The largest the receive buffer may become: rcv_buf_max if it grows, else
+        rcv_buf."""
+        top = self.rcv_buf_max
+        return top if top is not None and top > self.rcv_buf else self.rcv_buf
+
+    @property
     def wscale(self) -> int:
-        """The window-scale shift needed to advertise the whole receive buffer."""
+        """The window-scale shift needed to advertise the largest receive buffer the
+        connection may grow to (as Linux's comes from tcp_rmem[2])."""
+        limit = self.rcv_buf_limit
         shift = 0
-        while (self.rcv_buf >> shift) > 0xFFFF:
+        while (limit >> shift) > 0xFFFF:
             shift += 1
         return shift
 
