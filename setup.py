@@ -32,6 +32,7 @@ MYPY = "mypy==2.4.1"
 #: states, options, the observer protocol, ISNs, SYN cookies) is called at most
 #: once per connection and stays Python, as does everything above the core.
 COMPILED = [
+    "utcp/core/autotune.py",
     "utcp/core/buffers.py",
     "utcp/core/congestion/bbr.py",
     "utcp/core/congestion/cubic.py",

@@ -45,7 +45,7 @@ def ts_established(**opts) -> Connection:
     c.connect(0.0)
     expect(c, [out(0, None, SYN, SYN_WINDOW, options=syn_options(0, **opts))])
     send(c, seg(0, 1, SYN | ACK, options=peer_syn_options(PEER_TS, 0)), at=0.01)
-    expect(c, [out(1, 1, options=ts(10, PEER_TS))])
+    expect(c, [out(1, 1, window=window(**opts), options=ts(10, PEER_TS))])
     assert c.state is State.ESTABLISHED
     c.take_events()
     return c

@@ -139,9 +139,10 @@ class TwoStacks(RuleBasedStateMachine):
         listener = stack.listeners[7007]
         assert listener.count <= 8 and len(listener.half_open) <= 16
         for row in stack.connection_table():
-            # Within the receive buffer, to within the window's unit (an edge once
-            # offered stands).
-            assert row["unread"] < OPTIONS.rcv_buf + (1 << OPTIONS.wscale)
+            # Within the receive buffer, however autotuning grew it (never past
+            # rcv_buf_max), to within the window's unit: an edge once offered stands.
+            assert OPTIONS.rcv_buf <= row["rcv_buf"] <= OPTIONS.rcv_buf_limit
+            assert row["unread"] < row["rcv_buf"] + (1 << OPTIONS.wscale)
         mem = stack.memory
         assert mem.held <= mem.limit
         held = {c: c.receive_memory for c in stack.connections() if c.receive_memory}

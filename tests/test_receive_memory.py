@@ -84,6 +84,8 @@ def test_memory_held_never_passes_the_limit_and_no_byte_is_lost():
     # the limit was dropped unacknowledged, and counted.
     held = [unread(a) for _, _, a in pairs]
     assert sum(held) == mem.held and max(held) < RCV_BUF + UNIT
+    # Their applications took nothing: no buffer grew.
+    assert [a.rcv_buf for _, _, a in pairs] == [RCV_BUF] * len(pairs)
     assert server.stack.statistics()["drops"]["receive-memory"] > 0
     # The applications read at last: everything arrives, intact and in order.
     for _, _, accepted in pairs:
@@ -101,7 +103,8 @@ def test_without_pressure_windows_are_not_clamped():
     for client, conn, _ in pairs:
         client.stack.send(conn, payload(0, 256 * 1024), net.now)
     net.run(until=net.now + 10)
-    assert all(RCV_BUF <= unread(a) < RCV_BUF + UNIT for _, _, a in pairs)
+    assert all(RCV_BUF <= unread(a) < RCV_BUF + UNIT and a.rcv_buf == RCV_BUF
+               for _, _, a in pairs)
     assert not server.stack.memory.under_pressure
     assert server.stack.statistics()["drops"].get("receive-memory", 0) == 0
 

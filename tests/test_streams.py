@@ -184,7 +184,9 @@ async def test_data_timeout_reaches_a_blocked_drain(make_server) -> None:
     async with deadline(10):
         reader, writer = await utcp.open_connection(HOST, server.port, data_retries=2,
                                                     min_rto=0.05, initial_rto=0.05)
-        writer.write(b"x" * MB)  # far above the high-water mark: drain() blocks
+        # Far above the high-water mark and what the reader's buffers take, were
+        # they grown to rcv_buf_max: drain() blocks.
+        writer.write(b"x" * (8 * MB))
         drain = asyncio.ensure_future(writer.drain())
         await asyncio.sleep(0.02)
         assert not drain.done()

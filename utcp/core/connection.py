@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from . import seq as sq
+from .autotune import INITIAL_SEGMENTS, ReceiveAutotune, grown_buffer
 from .buffers import RANGE_OVERHEAD, ReassemblyQueue, ReceiveMemory, SendBuffer
 from .config import OOW_ACK_INTERVAL, PAWS_IDLE, Options
 from .congestion import PACED, make_controller
@@ -127,6 +128,15 @@ _PACING_BATCH_TIME: Final = 0.001
 _PACING_BATCH_SEGMENTS: Final = 2
 
 
+def _ooo_ranges(rcv_buf: int, mss: int) -> int:
+    """The most out-of-order ranges a receive buffer of ``rcv_buf`` may hold: a
+    whole window of full segments behind a hole, twice over (a retransmission
+    that overlaps what is held leaves smaller pieces); at least 512. The bytes
+    are bounded by the window either way."""
+    ranges = 2 * rcv_buf // mss
+    return ranges if ranges > _MIN_OOO_RANGES else _MIN_OOO_RANGES
+
+
 def reset_for(seg: Segment) -> Segment | None:
     """The RST answering ``seg`` when no connection exists for it (3.10.7.1).
 
@@ -212,12 +222,13 @@ class Connection:
     # access is quicker on the per-segment path.
     __slots__ = (
         "cc", "coalesce_acks", "counters", "irs", "iss", "local_port", "max_snd_wnd",
-        "observer", "options", "rcv_nxt", "remote_port", "rtt", "send_low_water", "send_mss",
+        "observer", "options", "rcv_buf", "rcv_nxt", "remote_port", "rtt", "send_low_water",
+        "send_mss",
         "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "state",
         # Kept by the stack that carries the connection (see utcp.core.stack).
         "key", "listener", "memory", "owner", "peer", "timer_bucket", "via",
         "_ack_at", "_ack_at_batch_end", "_ack_now", "_ack_pending", "_close_at",
-        "_closed_reported", "_dupacks", "_eof_held", "_events", "_fin_queued",
+        "_closed_reported", "_drs", "_dupacks", "_eof_held", "_events", "_fin_queued",
         "_fin_received", "_fin_seq", "_heard_at", "_ka_at", "_last_oow_ack", "_ooo", "_ooo_fin",
         "_orphan_probes", "_orphaned", "_out", "_peer_offered_wscale", "_persist_at",
         "_probes", "_rcv_adv",
@@ -294,11 +305,13 @@ class Connection:
         # its state, from the first segment sent (an idle connection holds none).
         self._rack_ok = False
         self._rack: Rack | None = None
-        # Room for a whole window of full segments behind a hole, twice over (a
-        # retransmission that overlaps what is held leaves smaller pieces); at
-        # least 512 ranges. The bytes are bounded by the window either way.
-        ranges = 2 * opts.rcv_buf // opts.mss
-        self._ooo = ReassemblyQueue(ranges if ranges > _MIN_OOO_RANGES else _MIN_OOO_RANGES)
+        #: The receive buffer's size: Options.rcv_buf, grown by autotuning while
+        #: the application reads fast enough to need more (up to rcv_buf_max).
+        self.rcv_buf = opts.rcv_buf
+        # Autotuning's measures, from the first data received while the buffer may
+        # still grow (an idle connection holds none).
+        self._drs: ReceiveAutotune | None = None
+        self._ooo = ReassemblyQueue(_ooo_ranges(opts.rcv_buf, opts.mss))
         self._ooo_fin: int | None = None  # sequence number of a FIN that arrived early
         self._rcvbuf = bytearray()  # in order, held back while reading is paused
         self._reading_paused = False
@@ -421,7 +434,7 @@ class Connection:
     @property
     def rcv_wnd(self) -> int:
         """Free receive-buffer space: what the window may offer."""
-        free = self.options.rcv_buf - len(self._rcvbuf) - self._ooo.memory
+        free = self.rcv_buf - len(self._rcvbuf) - self._ooo.memory
         return free if free > 0 else 0
 
     @property
@@ -477,6 +490,7 @@ class Connection:
             "rto": self.rtt.rto,
             "snd_wnd": self.snd_wnd,
             "rcv_wnd": self.rcv_wnd,
+            "rcv_buf": self.rcv_buf,
             "cwnd": self.cc.cwnd,
             "ssthresh": self.cc.ssthresh,
             "send_mss": self.send_mss,
@@ -646,13 +660,19 @@ class Connection:
             self._rcvbuf.clear()
             self._events.append(DataReceived(data))
             self._account()
+        drs = self._drs
+        if drs is not None:
+            # Data waited for this reader: the reader held the sender back, not the
+            # window (Linux subtracts what waits unread from what was taken). What
+            # it takes now proves no need for more room; the measure starts again.
+            drs.restart(self.rcv_nxt, now)
         if self._eof_held:
             self._eof_held = False
             self._events.append(EndOfStream())
         # RFC 1122 4.2.3.3 (receiver SWS avoidance): announce a reopened window
         # once it grew by min(buffer / 2, MSS).
         if self.state.synchronized and self.rcv_wnd - before >= min(
-            self.options.rcv_buf // 2, self.options.mss
+            self.rcv_buf // 2, self.options.mss
         ):
             self._send_ack(now)
 
@@ -1235,7 +1255,7 @@ class Connection:
                 # Nobody will read it: tell the peer (as Linux does after close()).
                 self.abort(now)
                 return
-            self._receive_text(seg_seq, payload, now)
+            self._receive_text(seg_seq, payload, tsecr, now)
 
         # Eighth: FIN.
         if f & FIN:
@@ -1852,7 +1872,7 @@ class Connection:
         self.counters.tlp_probes += 1
         self._rtx_at = now + self.rtt.rto
 
-    def _receive_text(self, seg_seq: int, payload: bytes, now: float) -> None:
+    def _receive_text(self, seg_seq: int, payload: bytes, tsecr: int, now: float) -> None:
         rcv_nxt = self.rcv_nxt
         if seg_seq != rcv_nxt:
             off = sq.sub(rcv_nxt, seg_seq)
@@ -1887,7 +1907,7 @@ class Connection:
             # with room for the overhead of as many ranges as the queue may hold:
             # data inside a window already offered is never pruned for it (the
             # window shrinks instead); a peer making hundreds of holes is.
-            budget = self.options.rcv_buf - len(self._rcvbuf) + ooo.max_ranges * RANGE_OVERHEAD
+            budget = self.rcv_buf - len(self._rcvbuf) + ooo.max_ranges * RANGE_OVERHEAD
             mem = self.memory
             if mem is not None and mem.limit is not None:
                 # And within what the stack may still hold, in all its connections.
@@ -1924,11 +1944,25 @@ class Connection:
                 n += len(more)
                 rcv_nxt = sq.add(rcv_nxt, len(more))
         self.rcv_nxt = rcv_nxt
+        # Autotuning: the receiver's round trip, a comparison or two per segment.
+        drs = self._drs
+        if drs is not None:
+            if self._ts_ok:
+                if tsecr != drs.tsecr:
+                    self._rcv_rtt_from_ts(drs, tsecr, n, now)
+            elif (rcv_nxt - drs.rtt_seq) & _MASK < _HALF:  # sq.ge(rcv_nxt, rtt_seq)
+                drs.window_sample(self._rcv_adv, now)
+        else:
+            top = self.options.rcv_buf_max
+            if top is not None and top > self.rcv_buf:
+                drs = self._drs = self._start_autotune(n, tsecr, now)
         if self._reading_paused:
             self._rcvbuf += payload
             changed = True
         else:
             self._events.append(DataReceived(payload))
+            if drs is not None and now >= drs.due:
+                self._rcv_space_adjust(drs, now)
         if changed and self.memory is not None:
             self._account()
         pending = self._ack_pending + n
@@ -1947,6 +1981,69 @@ class Connection:
         if self._ooo_fin is not None and self._ooo_fin == rcv_nxt:
             self._ooo_fin = None
             self._on_fin(now)
+
+    # ------------------------------------------------- receive-buffer autotuning
+
+    def _start_autotune(self, n: int, tsecr: int, now: float) -> ReceiveAutotune:
+        """Autotuning's measures, begun with the first ``n`` bytes received in
+        order (which count in the first round trip's)."""
+        space = INITIAL_SEGMENTS * self.options.mss
+        drs = ReceiveAutotune((self.rcv_nxt - n - len(self._rcvbuf)) & _MASK,
+                              min(space, self.rcv_buf), self._rcv_adv, now)
+        if self._ts_ok:
+            self._rcv_rtt_from_ts(drs, tsecr, n, now)
+        return drs
+
+    def _rcv_rtt_from_ts(self, drs: ReceiveAutotune, tsecr: int, n: int, now: float) -> None:
+        """A round-trip sample from the TSecr of a data segment of ``n`` bytes: the
+        time since we sent the timestamp it echoes (tcp_rcv_rtt_measure_ts)."""
+        drs.tsecr = tsecr
+        # Only a full segment's: a short one may have waited for the application
+        # to write it, not for our ACK. 0 echoes nothing; a TSecr ahead of our
+        # clock (or of the same tick: no resolution) none of ours.
+        if tsecr and n >= self.send_mss:
+            delta = (int(now * TS_HZ) + self.ts_offset - tsecr) & _MASK
+            if 0 < delta < _HALF:
+                drs.sample(delta / TS_HZ, not self._rcvbuf)
+
+    def _rcv_space_adjust(self, drs: ReceiveAutotune, now: float) -> None:
+        """A round trip has passed since the measure began: grow the receive buffer
+        if the application took more in it than in any before (tcp_rcv_space_adjust)."""
+        # (Only while reading, when all received in order has been taken: a
+        # reader that fell behind restarts the measure, see resume_reading.)
+        copied_seq = self.rcv_nxt
+        copied = (copied_seq - drs.seq) & _MASK
+        if copied > drs.space:
+            space = drs.space
+            drs.space = copied
+            mem = self.memory
+            # (Under memory pressure windows shrink: none grows.)
+            if mem is None or mem.held < mem.pressure_at:
+                self._grow_rcv_buf(grown_buffer(copied, space, self.options.mss))
+        drs.restart(copied_seq, now)
+
+    def _grow_rcv_buf(self, size: int) -> None:
+        """Make the receive buffer ``size`` bytes, if that is more, within rcv_buf_max."""
+        top = self.options.rcv_buf_max
+        if top is None:
+            return
+        if size >= top:
+            size = top
+            self._drs = None  # at its largest: nothing more to measure
+        if size <= self.rcv_buf:
+            return
+        self.rcv_buf = size
+        ranges = _ooo_ranges(size, self.options.mss)
+        if ranges > self._ooo.max_ranges:
+            self._ooo.max_ranges = ranges
+        # A window at least twice what the peer was offered is announced at once,
+        # not with the next ACK due (Linux's tcp_cleanup_rbuf): a sender held by
+        # the window may be waiting for it.
+        offered = (self._rcv_adv - self.rcv_nxt) & _MASK
+        if offered >= _HALF:
+            offered = 0
+        if self.rcv_wnd >= 2 * offered and self.state.synchronized:
+            self._ack_now = True
 
     def _on_fin(self, now: float) -> None:
         if self._fin_received:
@@ -1999,7 +2096,7 @@ class Connection:
         rcv_nxt = self.rcv_nxt
         self._last_ack_sent = rcv_nxt
         # self.rcv_wnd; a paused reader's data is all the receive buffer ever holds.
-        wnd = self.options.rcv_buf
+        wnd = self.rcv_buf
         if self._ooo.size:
             wnd -= self._ooo.memory
         if self._rcvbuf:
