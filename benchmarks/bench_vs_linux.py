@@ -343,7 +343,8 @@ def utcp_receiver(args: argparse.Namespace) -> None:
         loop.add_reader(0, lambda: done.done() or os.read(0, 4096)
                         or done.set_exception(TimeoutError()))
         server = await utcp.start_server(handle, IP_B, PORT, mss=UTCP_MSS,
-                                         rcv_buf=args.rcv_buf, limit=1 << 18)
+                                         rcv_buf=args.rcv_buf,
+                                         rcv_buf_max=args.rcv_buf_max, limit=1 << 18)
         print(json.dumps({"ready": True}), flush=True)
         try:
             await done
@@ -368,7 +369,8 @@ def utcp_sender(args: argparse.Namespace) -> None:
         chunk = bytes(CHUNK)
         cpu0, t0 = cpu_seconds(), time.perf_counter()
         reader, writer = await utcp.open_connection(
-            IP_B, PORT, mss=UTCP_MSS, rcv_buf=args.rcv_buf, congestion_control=args.cc)
+            IP_B, PORT, mss=UTCP_MSS, rcv_buf=args.rcv_buf, rcv_buf_max=args.rcv_buf_max,
+            congestion_control=args.cc)
         transport = writer.transport
 
         async def transfer() -> bytes:
@@ -529,7 +531,7 @@ class Lab:
         try:
             self.wait_ready(fwd)
             common = ["--size", str(args.size), "--cc", cc, "--rcv-buf", str(args.rcv_buf),
-                      "--timeout", str(args.timeout)]
+                      "--rcv-buf-max", str(args.rcv_buf_max), "--timeout", str(args.timeout)]
             receiver = self.start(f"{stack}-receiver", self.ns_b, *common)
             self.wait_ready(receiver)
             sender = self.start(f"{stack}-sender", self.ns_a, *common)
@@ -661,9 +663,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling", action="store_true",
                         help="instead: push each stack through an unimpaired forwarder")
     parser.add_argument("--rcv-buf", type=int, default=Options().rcv_buf,
-                        help="utcp's receive buffer, both ends (default: utcp's own, "
-                             "%(default)s; the kernel autotunes its own up to tcp_rmem's "
-                             "maximum)")
+                        help="utcp's receive buffer as it starts, both ends (default: "
+                             "utcp's own, %(default)s; the kernel autotunes its own up to "
+                             "tcp_rmem's maximum)")
+    parser.add_argument("--rcv-buf-max", type=int, default=Options().rcv_buf_max,
+                        help="the most utcp's receive buffer grows to; 0: it stays at "
+                             "--rcv-buf (default: utcp's own, %(default)s)")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per transfer")
     parser.add_argument("--json", action="store_true", help="also print every run as JSON")
     # The helpers this script starts as processes of their own:
@@ -715,10 +720,11 @@ def orchestrate(args: argparse.Namespace) -> int:
     print(f"# utcp vs Linux TCP through one impaired IP path ({time.strftime('%Y-%m-%d')}, "
           f"kernel {os.uname().release}, default congestion control {default_cc}, "
           f"available: {' '.join(available)})")
+    default = Options()
+    own = (args.rcv_buf, args.rcv_buf_max) == (default.rcv_buf, default.rcv_buf_max)
     print(f"# {args.size / 1e6:g} MB per transfer, {args.repeat} run(s) each; utcp mss "
-          f"{UTCP_MSS}, rcv_buf {args.rcv_buf}"
-          f"{' (its default)' if args.rcv_buf == Options().rcv_buf else ''}; MTU {MTU}",
-          flush=True)
+          f"{UTCP_MSS}, rcv_buf {args.rcv_buf} growing to {args.rcv_buf_max}"
+          f"{' (its default)' if own else ''}; MTU {MTU}", flush=True)
     results: dict[tuple[str, str, str], list[dict]] = {}
     try:
         with Lab() as lab:

@@ -518,6 +518,27 @@ def test_connection_options_reach_the_connection() -> None:
     assert bad.returncode == 2 and "mss must be between 88 and 65495" in bad.stderr
 
 
+def test_rcv_buf_max_sets_the_window_scale_the_syn_offers(tmp_path: pathlib.Path) -> None:
+    from scapy.all import TCP, rdpcap
+
+    port = free_udp_port()
+    server = start_echo_server(port)
+    scales = {}
+    try:
+        for top in ("1048576", "0"):  # grows to 1 MiB: a shift of 5; 0: fixed at 256 KiB
+            pcap = tmp_path / f"{top}.pcap"
+            result = run("echo-client", "127.0.0.1", str(port), "--message", "x",
+                         "--rcv-buf-max", top, "--pcap", str(pcap))
+            assert result.returncode == 0, result.stderr
+            [syn] = [p for p in rdpcap(str(pcap)) if p[TCP].flags == "S"]
+            scales[top] = dict(syn[TCP].options)["WScale"]
+    finally:
+        stop(server)
+    assert scales == {"1048576": 5, "0": 3}
+    bad = run("echo-client", "127.0.0.1", str(port), "--rcv-buf-max", "-1")
+    assert bad.returncode == 2 and "rcv_buf_max must be None or an integer" in bad.stderr
+
+
 def test_ipv6_addresses_are_printed_in_brackets() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this host")

@@ -95,7 +95,11 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 _TUNABLES: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--mss", "mss", int, "BYTES", "largest segment payload to accept (default: 1452; 1432 "
                                    "over IPv6)"),
-    ("--rcv-buf", "rcv_buf", int, "BYTES", "receive buffer: sets the window (default: 262144)"),
+    ("--rcv-buf", "rcv_buf", int, "BYTES", "receive buffer: sets the window, and grows from "
+                                           "there while the application keeps up "
+                                           "(default: 262144)"),
+    ("--rcv-buf-max", "rcv_buf_max", int, "BYTES", "the most the receive buffer grows to; 0 "
+                                                   "keeps it at --rcv-buf (default: 6291456)"),
     ("--syn-retries", "syn_retries", _count, "N", "SYN retransmissions before giving up "
                                                   "(default: %s)"),
     ("--data-retries", "data_retries", _count, "N", "retransmissions of data or FIN before "
