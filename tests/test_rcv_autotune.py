@@ -253,6 +253,19 @@ def test_the_receivers_round_trip_comes_from_full_segments_echoes():
     assert drs.rtt == approx(0.05)
 
 
+def test_without_window_scaling_nothing_grows():
+    # A peer whose SYN-ACK offers no window scale: no window could offer more
+    # than 64 KiB, so a larger buffer would only hold more of nothing.
+    c = make()
+    c.connect(0.0)
+    c.take_segments()
+    send(c, seg(0, 1, SYN | ACK, options=((MSS, 1452), (TIMESTAMPS, (PEER_TS, 0)))), at=0.01)
+    [ack] = c.take_segments()
+    assert ack.window == 0xFFFF  # unscaled
+    assert Peer(c).round_trips([10, 20, 40, 80, 160]) == [DEFAULT_BUF] * 5
+    assert c._drs is None
+
+
 @pytest.mark.parametrize("fixed", [{"rcv_buf_max": None}, {"rcv_buf_max": 128 * KIB}])
 def test_a_fixed_buffer_does_not_grow(fixed):
     _, peer = slow_start(**fixed)

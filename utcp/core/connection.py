@@ -1954,7 +1954,8 @@ class Connection:
                 drs.window_sample(self._rcv_adv, now)
         else:
             top = self.options.rcv_buf_max
-            if top is not None and top > self.rcv_buf:
+            # (Unscaled, no window could offer more: RFC 7323 1.3.)
+            if top is not None and top > self.rcv_buf and self._peer_offered_wscale:
                 drs = self._drs = self._start_autotune(n, tsecr, now)
         if self._reading_paused:
             self._rcvbuf += payload
