@@ -255,6 +255,20 @@ def test_goodput_on_the_clean_path():
     assert 10_000_000 * 8 / took >= 9e6  # of the 10 Mbit/s bottleneck
 
 
+def test_a_long_fat_path_grows_the_receive_window():
+    # 50 Mbit/s and 100 ms: 625 kB in flight fill the path, where a receive
+    # buffer fixed at 256 KiB lets the sender have that much a round trip (21
+    # Mbit/s at most). A reader that keeps up (this one reads to EOF) has its
+    # buffer grown as the transfer goes, as Linux autotunes its own.
+    data = blob(8_000_000)
+    took = {}
+    for name, options in (("fixed", {"rcv_buf_max": None}), ("grown", {})):
+        net, server, client = network(delay=0.05, rate=50e6, queue=430)
+        took[name], _ = upload(net, server, client, data, **options)  # sha256 checked
+    assert len(data) * 8 / took["fixed"] < 21e6
+    assert took["grown"] < 0.6 * took["fixed"]
+
+
 def test_reordering_and_duplication_cost_no_needless_window_cut():
     # 5 % of datagrams overtaken, 2 % arriving twice: RACK's reordering window
     # (grown by D-SACKs) takes them for what they are, so the window stays open.
