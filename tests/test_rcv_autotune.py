@@ -452,3 +452,15 @@ def test_a_fixed_buffer_keeps_its_size_and_scale():
         assert max(size for _, size, _, _ in up.offers) <= DEFAULT_BUF
         runs.append((took, up.sent_segments))
     assert runs[0] == runs[1] == runs[2]  # the same connection, segment for segment
+
+
+def test_small_messages_make_no_autotuning_state():
+    # (White-box, as above.) With timestamps only a full segment times the round
+    # trip, and without one nothing grows: a connection of small messages, as most
+    # are, never pays for the measures; the first full segment starts them.
+    c, peer = slow_start()
+    for i in range(50):
+        c.receive(peer.segment(c.rcv_nxt, b"request %d" % i), peer.now + i * 0.001)
+    assert c._drs is None
+    c.receive(peer.segment(c.rcv_nxt, bytes(c.send_mss)), peer.now + 0.1)
+    assert c._drs is not None

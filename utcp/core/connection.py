@@ -1952,7 +1952,10 @@ class Connection:
                     self._rcv_rtt_from_ts(drs, tsecr, n, now)
             elif (rcv_nxt - drs.rtt_seq) & _MASK < _HALF:  # sq.ge(rcv_nxt, rtt_seq)
                 drs.window_sample(self._rcv_adv, now)
-        else:
+        elif n >= self.send_mss or not self._ts_ok:
+            # (With timestamps only full segments time the round trip, and without
+            # a round trip nothing grows: a connection of small messages, most
+            # connections, never pays for the measures.)
             top = self.options.rcv_buf_max
             # (Unscaled, no window could offer more: RFC 7323 1.3.)
             if top is not None and top > self.rcv_buf and self._peer_offered_wscale:
