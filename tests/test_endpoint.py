@@ -87,3 +87,19 @@ async def test_a_send_that_fails_at_once_reaches_its_connection_at_once() -> Non
         assert Unreachable("network") in got
     finally:
         ep.close()
+
+
+async def test_no_window_grows_past_what_the_socket_can_queue() -> None:
+    # The kernel may grant less than the endpoint asks (net.core.rmem_max): half of
+    # what it granted (the other half is its own overhead) caps every window.
+    import socket
+
+    from utcp.endpoint import Endpoint
+
+    ep = await Endpoint.create((HOST, 0))
+    try:
+        granted = ep.transport.get_extra_info("socket").getsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert ep.stack.memory.rcv_buf_cap == granted // 2 > 0
+    finally:
+        ep.close()

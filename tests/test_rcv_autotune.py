@@ -209,6 +209,22 @@ def test_no_buffer_grows_while_memory_is_short():
     assert peer.round_trips([320]) == [1_452_096]
 
 
+def test_no_buffer_grows_past_what_the_socket_beneath_can_queue():
+    # The endpoint sets the cap from the UDP socket's buffer (208 KiB of payload
+    # on a stock Linux, net.core.rmem_max): a larger window lets the peer send
+    # bursts the kernel drops before they are read.
+    c, peer = slow_start()
+    c.memory = ReceiveMemory()
+    c.memory.rcv_buf_cap = 1 * MIB
+    assert peer.round_trips([10, 20, 40, 80, 160, 320, 640])[-1] == 1 * MIB
+    assert c._drs is None  # at its largest: nothing more to measure
+    small, peer = slow_start()
+    small.memory = ReceiveMemory()
+    small.memory.rcv_buf_cap = 200 * KIB  # below rcv_buf: the buffer stays as it is
+    assert peer.round_trips([10, 20, 40, 80, 160]) == [DEFAULT_BUF] * 5
+    assert small._drs is None
+
+
 def test_a_window_grown_past_twice_what_was_offered_is_announced_at_once():
     c, peer = slow_start()
     assert peer.round_trips([10, 20, 40, 160]) == [DEFAULT_BUF] * 3 + [415_296]

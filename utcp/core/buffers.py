@@ -192,7 +192,7 @@ class ReceiveMemory:
     dropped, unacknowledged, and counted (its sender retransmits it).
     """
 
-    __slots__ = ("limit", "pressure_at", "held", "holders", "dropped")
+    __slots__ = ("limit", "pressure_at", "held", "holders", "dropped", "rcv_buf_cap")
 
     def __init__(self, limit: int | None = None) -> None:
         self.limit: int | None = None
@@ -205,6 +205,10 @@ class ReceiveMemory:
         self.holders: dict[object, int] = {}
         #: Segments dropped because they would have taken ``held`` past ``limit``.
         self.dropped = 0
+        #: The most any connection's receive buffer may grow to by autotuning, or
+        #: None: what the socket beneath can queue (its adapter sets it). A window
+        #: larger than that invites bursts the kernel drops before they are read.
+        self.rcv_buf_cap: int | None = None
 
     def set_limit(self, limit: int | None) -> None:
         """Hold at most ``limit`` bytes (None: no limit); ValueError if negative."""

@@ -1956,7 +1956,7 @@ class Connection:
             # (With timestamps only full segments time the round trip, and without
             # a round trip nothing grows: a connection of small messages, most
             # connections, never pays for the measures.)
-            top = self.options.rcv_buf_max
+            top = self._rcv_buf_top()
             # (Unscaled, no window could offer more: RFC 7323 1.3.)
             if top is not None and top > self.rcv_buf and self._peer_offered_wscale:
                 drs = self._drs = self._start_autotune(n, tsecr, now)
@@ -2026,9 +2026,20 @@ class Connection:
                 self._grow_rcv_buf(grown_buffer(copied, space, self.options.mss))
         drs.restart(copied_seq, now)
 
-    def _grow_rcv_buf(self, size: int) -> None:
-        """Make the receive buffer ``size`` bytes, if that is more, within rcv_buf_max."""
+    def _rcv_buf_top(self) -> int | None:
+        """The most the receive buffer may grow to (None: it may not): rcv_buf_max,
+        within what the socket beneath can queue (ReceiveMemory.rcv_buf_cap)."""
         top = self.options.rcv_buf_max
+        mem = self.memory
+        if top is not None and mem is not None and mem.rcv_buf_cap is not None \
+                and mem.rcv_buf_cap < top:
+            return mem.rcv_buf_cap
+        return top
+
+    def _grow_rcv_buf(self, size: int) -> None:
+        """Make the receive buffer ``size`` bytes, if that is more, within rcv_buf_max
+        (and within what the socket beneath can queue, see ReceiveMemory.rcv_buf_cap)."""
+        top = self._rcv_buf_top()
         if top is None:
             return
         if size >= top:
