@@ -35,7 +35,6 @@ import contextlib
 import cProfile
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -47,12 +46,12 @@ from typing import Any
 from harness import build, calls_counted, medians, run_on, uvloop_available, warm_malloc
 
 import utcp
+from utcp.datagram import enlarge_buffers
 
 HOST = "127.0.0.1"
 CHUNK = 64 * 1024
 SEGMENT = 1472  # 20-byte TCP header + 1452-byte payload, utcp's default full segment
 PAYLOAD = SEGMENT - 20
-SOCKET_BUFFER = 4 * 1024 * 1024  # what utcp's endpoint asks for
 _COUNT = struct.Struct("!Q")  # the two-process UDP receiver's count, sent back
 _DONE = b"!"  # what a two-process stream receiver writes back once all arrived
 CASES = ("udp", "tcp", "utcp", "utcp-off")
@@ -294,16 +293,10 @@ class _Sender(asyncio.DatagramProtocol):
 
 
 def _big_buffers(transport: asyncio.BaseTransport) -> None:
-    # As utcp's endpoint asks for its own (past net.core.rmem_max where allowed).
+    # What utcp's endpoint asks for its own socket.
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        for opt, force in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):
-            for name in ((force, opt) if sys.platform == "linux" else (opt,)):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, name, SOCKET_BUFFER)
-                    break
-                except OSError:
-                    pass
+        enlarge_buffers(sock)
 
 
 #: Seconds without a datagram more after which the UDP baseline stops waiting.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-import sys
 import time
 from asyncio import selector_events
 from collections.abc import Callable
@@ -24,13 +23,7 @@ from .core.observer import Observer
 from .core.stack import Address, Listener, Stack
 from .core.state import State
 from .core.wire import Segment
-from .datagram import BatchedDatagramTransport, open_datagram_socket
-
-# Requested UDP socket buffer size (the kernel may cap it at net.core.rmem_max).
-SOCKET_BUFFER = 4 * 1024 * 1024
-# Linux's SO_RCVBUFFORCE and SO_SNDBUFFORCE (socket(7)); None elsewhere.
-_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform == "linux" else None)
-_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32 if sys.platform == "linux" else None)
+from .datagram import BatchedDatagramTransport, enlarge_buffers, open_datagram_socket
 
 
 class ConnectionOwner(Protocol):
@@ -171,27 +164,11 @@ class Endpoint(asyncio.DatagramProtocol):
         if sock is not None:
             self.family = sock.family
             # A window's worth of segments can arrive in one burst: give the kernel
-            # room for several windows, or it drops them before we read them.
-            for opt, force in ((socket.SO_RCVBUF, _SO_RCVBUFFORCE),
-                               (socket.SO_SNDBUF, _SO_SNDBUFFORCE)):
-                try:
-                    # Past net.core.rmem_max / wmem_max where the process may
-                    # (CAP_NET_ADMIN), as QUIC stacks do; else within them.
-                    sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
-                except (OSError, TypeError):
-                    try:
-                        sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-                    except OSError:
-                        pass
-            # The kernel grants at most net.core.rmem_max (twice that, half of it
-            # for its own overhead: 208 KiB on a stock Linux) without the
-            # capability: no connection's window grows past what the socket can
-            # queue, or a burst the window allows overflows it before we read it.
-            try:
-                granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-            except OSError:
-                granted = 0
-            if granted > 0:
+            # room for several windows, or it drops them before we read them. And
+            # no connection's window grows past what the socket can queue (half of
+            # what was granted: the kernel's overhead takes the rest).
+            granted = enlarge_buffers(sock)
+            if granted:
                 self.stack.memory.rcv_buf_cap = granted // 2
         self.local_address = transport.get_extra_info("sockname")
         self.stack.local_address = self.local_address

@@ -1956,10 +1956,16 @@ class Connection:
             # (With timestamps only full segments time the round trip, and without
             # a round trip nothing grows: a connection of small messages, most
             # connections, never pays for the measures.)
-            top = self._rcv_buf_top()
-            # (Unscaled, no window could offer more: RFC 7323 1.3.)
+            # (_rcv_buf_top() written out, without a call: a connection at its
+            # largest buffer, or one the socket's cap keeps at rcv_buf, comes here
+            # with every full segment. Unscaled, no window could offer more: RFC
+            # 7323 1.3.)
+            top = self.options.rcv_buf_max
             if top is not None and top > self.rcv_buf and self._peer_offered_wscale:
-                drs = self._drs = self._start_autotune(n, tsecr, now)
+                mem = self.memory
+                cap = mem.rcv_buf_cap if mem is not None else None
+                if cap is None or cap > self.rcv_buf:
+                    drs = self._drs = self._start_autotune(n, tsecr, now)
         if self._reading_paused:
             self._rcvbuf += payload
             changed = True
