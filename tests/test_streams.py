@@ -1506,3 +1506,40 @@ async def test_bad_options() -> None:
         await utcp.start_server(echo_handler, HOST, 0, bogus=1)
     with pytest.raises(ValueError, match="keepalive_count"):
         await utcp.start_server(echo_handler, HOST, 0, keepalive_count=0)
+
+
+@pytest.mark.parametrize("timestamps", [True, False], ids=["timestamps", "no-timestamps"])
+async def test_the_receive_buffer_grows_over_real_sockets_within_the_sockets_cap(
+        timestamps: bool) -> None:
+    # Receive-buffer autotuning end to end: a reader that keeps up has its buffer
+    # grown past rcv_buf, but never past what the UDP socket beneath can queue
+    # (where the kernel grants less than rcv_buf, it does not grow at all).
+    got: dict = {}
+
+    async def handle(reader, writer):
+        data = await reader.read()
+        got["rcv_buf"] = writer.get_extra_info("utcp")["rcv_buf"]
+        got["cap"] = writer.transport.endpoint.stack.memory.rcv_buf_cap
+        got["sha"] = sha(data)
+        writer.close()
+
+    server = await utcp.start_server(handle, HOST, 0, timestamps=timestamps)
+    blob = bytes(range(256)) * (64 * 1024)  # 16 MiB
+    try:
+        async with deadline(60):
+            reader, writer = await utcp.open_connection(HOST, server.port,
+                                                        timestamps=timestamps)
+            writer.write(blob)
+            writer.write_eof()
+            await reader.read()
+            writer.close()
+            await writer.wait_closed()
+    finally:
+        server.close()
+    assert got["sha"] == sha(blob)
+    start = utcp.Options().rcv_buf
+    assert got["cap"] is not None
+    if got["cap"] > start:
+        assert start < got["rcv_buf"] <= got["cap"]
+    else:
+        assert got["rcv_buf"] == start
