@@ -10,13 +10,15 @@ import struct
 from typing import Any
 
 import pytest
-from conftest import HOST, deadline, read_all, send_all, wait_until
+from conftest import HOST, deadline, read_all, run_on_loop, send_all, wait_until
 
 import utcp
 from utcp import datagram
 from utcp.datagram import (
     GSO_MAX_BYTES,
     GSO_MAX_SEGMENTS,
+    LONE_AFTER,
+    LONE_PROBE,
     SOL_UDP,
     UDP_GRO,
     UDP_SEGMENT,
@@ -25,6 +27,11 @@ from utcp.datagram import (
     gso_supported,
     offload_wanted,
 )
+
+try:
+    import uvloop
+except ImportError:  # not available on Windows
+    uvloop = None
 
 pytestmark = pytest.mark.usefixtures("loop_errors")
 
@@ -50,6 +57,7 @@ class CountingSocket(socket.socket):
         self.sendmsg_calls = 0
         self.gso_sends = 0  # sendmsg calls that carried UDP_SEGMENT
         self.recvmsg_calls = 0
+        self.recvfrom_calls = 0
         self.lacks = False
         self.refuse_gso: int | None = None  # the errno a GSO send fails with
 
@@ -78,6 +86,10 @@ class CountingSocket(socket.socket):
     def recvmsg(self, *args: Any) -> Any:
         self.recvmsg_calls += 1
         return super().recvmsg(*args)
+
+    def recvfrom(self, *args: Any) -> Any:
+        self.recvfrom_calls += 1
+        return super().recvfrom(*args)
 
 
 class Collect(asyncio.DatagramProtocol):
@@ -451,3 +463,56 @@ async def test_a_transfer_is_the_same_with_and_without_offload(make_server, monk
         assert echoed == data
         writer.close()
         await writer.wait_closed()
+
+
+# ------------------------------------------------- one datagram per wake-up
+
+
+async def _lone_datagrams_then_a_burst(reader: str) -> None:
+    """Request/response traffic (one datagram per wake-up) is read without a read
+    that finds nothing; a burst after it is all delivered, in batches again."""
+    loop = asyncio.get_running_loop()
+    proto = Collect()
+    sock = _bound("0.0.0.0" if reader == "pktinfo" else HOST)
+    sock.lacks = reader != "gro"
+    t = BatchedDatagramTransport(loop, sock, proto, pktinfo=reader == "pktinfo")
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert t.gro == (reader == "gro") and t.pktinfo == (reader == "pktinfo")
+        addr = (HOST, sock.getsockname()[1])
+        lone = _burst(24, size=100, tag=1)
+        for i, d in enumerate(lone):
+            tx.sendto(d, addr)
+            await wait_until(lambda i=i: len(proto.got) == i + 1, 2)
+        reads = sock.recvmsg_calls + sock.recvfrom_calls
+        # Each of the first LONE_AFTER wake-ups also read to the end (nothing
+        # there); after that, one read per datagram, but every LONE_PROBE + 1-th.
+        assert reads <= len(lone) + LONE_AFTER + len(lone) // LONE_PROBE + 1
+        burst = _burst(200, tag=2)
+        batches = proto.batches
+        for d in burst:
+            tx.sendto(d, addr)
+        await wait_until(lambda: len(proto.got) == len(lone) + len(burst), 2)
+        assert [item[0] for item in proto.got] == lone + burst
+        # At most LONE_PROBE wake-ups read one datagram before one reads to the end.
+        assert proto.batches - batches <= LONE_PROBE + 1 + len(burst) // datagram.BATCH + 2
+    finally:
+        t.close()
+        tx.close()
+
+
+READERS = ["plain", "pktinfo", pytest.param("gro", marks=needs_gro)]
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_one_datagram_per_wake_up_costs_one_read_and_a_burst_is_batched_again(
+        reader: str) -> None:
+    await _lone_datagrams_then_a_burst(reader)
+
+
+@pytest.mark.skipif(uvloop is None, reason="uvloop is not installed")
+@pytest.mark.parametrize("reader", READERS)
+def test_one_read_per_wake_up_leaves_nothing_behind_on_uvloop(reader: str) -> None:
+    # (libuv watches the socket level-triggered too: what a wake-up leaves is read
+    # at the next.)
+    run_on_loop(uvloop.new_event_loop, _lone_datagrams_then_a_burst(reader))

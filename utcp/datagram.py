@@ -32,6 +32,14 @@ from typing import Any
 #: Most datagrams read per wake-up before the loop gets a turn (with GRO, counted
 #: after splitting: one read may bring many).
 BATCH = 64
+#: After this many wake-ups in a row that each found one datagram and then
+#: nothing, a wake-up reads one datagram and stops: the read that finds nothing
+#: costs a system call and an exception, at every turn of request/response
+#: traffic. The loop watches the socket level-triggered, so what is left waits
+#: one turn, no longer. After LONE_PROBE such wake-ups, one reads until nothing
+#: is left again; if it finds more than one datagram, batches are back.
+LONE_AFTER = 4
+LONE_PROBE = 8
 #: Largest datagram read: a UDP payload never exceeds 65507 bytes (nor does what
 #: GRO coalesces).
 MAX_DATAGRAM = 65536
@@ -271,6 +279,9 @@ class BatchedDatagramTransport:
         self._gso_sizes: dict[int, bytes] = {}  # UDP_SEGMENT control data by segment size
         self._locals = _LocalAddresses()
         self._extra = {"socket": sock, "sockname": sock.getsockname()}
+        # Wake-ups in a row that found a lone datagram (see LONE_AFTER); from
+        # LONE_AFTER on, also the wake-ups since the last that read to the end.
+        self._lone = 0
         if self.gro:
             self._cmsg_space = _GRO_SPACE + (_PKTINFO_SPACE if self.pktinfo else 0)
             reader = self._read_ready_gro
@@ -295,8 +306,9 @@ class BatchedDatagramTransport:
         batch: list[tuple[Any, ...]] = []
         append = batch.append
         extend = batch.extend
+        limit = self._read_limit()
         n = 0
-        while n < BATCH:
+        while n < limit:
             try:
                 data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, space)
             except (BlockingIOError, InterruptedError):
@@ -327,6 +339,7 @@ class BatchedDatagramTransport:
                 append((data, addr) if locals_ is None else (data, addr, local))
                 n += 1
         if batch:
+            self._read_count(n, limit)
             self._protocol.datagrams_received(batch)  # type: ignore[attr-defined]
 
     def _read_ready_pktinfo(self) -> None:
@@ -336,7 +349,8 @@ class BatchedDatagramTransport:
         locals_ = self._locals
         batch: list[tuple[Any, ...]] = []
         append = batch.append
-        for _ in range(BATCH):
+        limit = self._read_limit()
+        for _ in range(limit):
             try:
                 data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, _PKTINFO_SPACE)
             except (BlockingIOError, InterruptedError):
@@ -351,6 +365,7 @@ class BatchedDatagramTransport:
             # none if the kernel had no room for it.
             append((data, addr, locals_[ancdata[0]] if ancdata else None))
         if batch:
+            self._read_count(len(batch), limit)
             self._protocol.datagrams_received(batch)  # type: ignore[attr-defined]
 
     def _read_ready(self) -> None:
@@ -358,7 +373,8 @@ class BatchedDatagramTransport:
         recvfrom = self._sock.recvfrom
         batch: list[tuple[Any, ...]] = []
         append = batch.append
-        for _ in range(BATCH):
+        limit = self._read_limit()
+        for _ in range(limit):
             try:
                 append(recvfrom(MAX_DATAGRAM))
             except (BlockingIOError, InterruptedError):
@@ -370,7 +386,24 @@ class BatchedDatagramTransport:
                 self._protocol.error_received(exc)
                 break
         if batch:
+            self._read_count(len(batch), limit)
             self._protocol.datagrams_received(batch)  # type: ignore[attr-defined]
+
+    def _read_limit(self) -> int:
+        """How many datagrams this wake-up may read (see LONE_AFTER)."""
+        lone = self._lone
+        if lone < LONE_AFTER or lone >= LONE_AFTER + LONE_PROBE:
+            return BATCH
+        self._lone = lone + 1
+        return 1
+
+    def _read_count(self, n: int, limit: int) -> None:
+        """A wake-up allowed ``limit`` datagrams read ``n`` (at least one)."""
+        if n > 1:
+            self._lone = 0  # (with GRO, one read may bring many: a burst all the same)
+        elif limit > 1:  # one datagram, and the read after it found nothing
+            lone = self._lone
+            self._lone = lone + 1 if lone < LONE_AFTER else LONE_AFTER
 
     def _read_errors(self) -> None:
         """Hand each queued ICMP error, with the datagram it quotes, to the protocol."""
