@@ -129,6 +129,18 @@ def test_a_duplicate_is_reported_first_as_a_dsack():
         assert not s.option(SACK)  # reported once
 
 
+def test_each_segment_of_a_burst_carries_the_sack_blocks_it_has_room_for():
+    # RFC 2018 4: while data is held above a hole, every segment reports it; a
+    # full one has no room left under the MSS (RFC 6691), the shorter last one has.
+    c = sack_established()
+    send(c, seg(1 + 2 * M, 1, payload=data(M)), at=0.1)  # a hole before it
+    c.take_segments()
+    c.send(data(2 * M + M // 2), 0.2)
+    burst = c.take_segments()
+    assert [len(s.payload) for s in burst] == [M, M, M // 2]
+    assert [sacks_of(s) for s in burst] == [(), (), ((2 * M, 3 * M),)]
+
+
 # ------------------------------------------------------------------ sender
 
 

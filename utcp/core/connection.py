@@ -2312,6 +2312,11 @@ class Connection:
                 self.snd_nxt = self.snd_max  # (new data only, past the holes)
         snd_nxt = self.snd_nxt
         sb = self._sb if self._sb.sacked else None
+        # The first segment of this pass, whose ACK, window and options the others
+        # take as they are (nothing they derive from changes while sending); not
+        # while SACK blocks are due, which are fitted to each segment's room.
+        first: Segment | None = None
+        same_header = not (self._sack_ok and (self._ooo.size or self._dsack is not None))
         while True:
             if sb and (snd_nxt - self.snd_max) & _MASK >= _HALF:
                 # Going back after a timeout: skip what the peer SACKed.
@@ -2382,7 +2387,13 @@ class Connection:
                 flags |= PSH
             if fin_due and n == avail:
                 flags |= FIN
-            seg = self._make(snd_nxt, flags, now, payload)
+            if first is None:
+                seg = self._make(snd_nxt, flags, now, payload)
+                if same_header:
+                    first = seg
+            else:
+                seg = Segment(first.src_port, first.dst_port, snd_nxt, first.ack, flags,
+                              first.window, 0, first.options, payload)
             if (snd_nxt - snd_max) & _MASK >= _HALF:  # sq.lt(snd_nxt, snd_max): resent
                 self.counters.retransmissions += 1
             else:
