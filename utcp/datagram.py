@@ -35,9 +35,10 @@ BATCH = 64
 #: After this many wake-ups in a row that each found one datagram and then
 #: nothing, a wake-up reads one datagram and stops: the read that finds nothing
 #: costs a system call and an exception, at every turn of request/response
-#: traffic. The loop watches the socket level-triggered, so what is left waits
-#: one turn, no longer. After LONE_PROBE such wake-ups, one reads until nothing
-#: is left again; if it finds more than one datagram, batches are back.
+#: traffic. The loop watches the socket level-triggered, so what is left is read
+#: one datagram per turn, and all of it by the next wake-up that reads to the
+#: end: after LONE_PROBE such single reads, one does; if it finds more than one
+#: datagram, batches are back.
 LONE_AFTER = 4
 LONE_PROBE = 8
 #: Largest datagram read: a UDP payload never exceeds 65507 bytes (nor does what
@@ -369,7 +370,8 @@ class BatchedDatagramTransport:
             self._protocol.datagrams_received(batch)  # type: ignore[attr-defined]
 
     def _read_ready(self) -> None:
-        """Read up to BATCH datagrams and hand them over as ``(data, addr)`` pairs."""
+        """Read up to BATCH datagrams (one, after lone ones: see LONE_AFTER) and hand
+        them over as ``(data, addr)`` pairs."""
         recvfrom = self._sock.recvfrom
         batch: list[tuple[Any, ...]] = []
         append = batch.append
@@ -401,7 +403,7 @@ class BatchedDatagramTransport:
         """A wake-up allowed ``limit`` datagrams read ``n`` (at least one)."""
         if n > 1:
             self._lone = 0  # (with GRO, one read may bring many: a burst all the same)
-        elif limit > 1:  # one datagram, and the read after it found nothing
+        elif limit > 1:  # one datagram, and then nothing (or an error) to read
             lone = self._lone
             self._lone = lone + 1 if lone < LONE_AFTER else LONE_AFTER
 
