@@ -155,11 +155,8 @@ class Options:
     def wscale(self) -> int:
         """The window-scale shift needed to advertise the largest receive buffer the
         connection may grow to (as Linux's comes from tcp_rmem[2])."""
-        limit = self.rcv_buf_limit
-        shift = 0
-        while (limit >> shift) > 0xFFFF:
-            shift += 1
-        return shift
+        # The least shift that brings the limit within 16 bits.
+        return (self.rcv_buf_limit >> 16).bit_length()
 
     def with_(self, **changes: Any) -> Options:
         """Return a copy with ``changes`` applied (validated like the constructor)."""

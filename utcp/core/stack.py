@@ -243,7 +243,7 @@ class Stack:
 
     # ------------------------------------------------------------------ outputs
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Any, Any]]:
+    def datagrams_to_send(self) -> list[Datagram]:
         """Return and forget the datagrams to send, oldest first, as
         ``(data, address, via)``: ``via`` is the local address to send from (what
         :meth:`receive` was given with the peer's datagrams), or None."""
