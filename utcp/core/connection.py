@@ -693,10 +693,11 @@ class Connection:
             # Before the RTO: a probe timeout capped at the RTO's time fires as a
             # probe, and the probe restarts the RTO (RFC 8985 7.2, 7.3).
             self._loss_at = None
-            if self._loss_probe:
-                self._on_probe_timeout(now)
-            else:
-                self._on_reorder_timeout(now)
+            if self.state in _SENDING:  # (RACK-TLP acts only while data may be in flight)
+                if self._loss_probe:
+                    self._on_probe_timeout(now)
+                else:
+                    self._on_reorder_timeout(now)
         if self._rtx_at is not None and now >= self._rtx_at:
             self._rtx_at = None
             self._on_retransmit_timeout(now)
@@ -1694,7 +1695,7 @@ class Connection:
 
     def _on_reorder_timeout(self, now: float) -> None:
         """The reordering window of a segment sent before RACK's has passed."""
-        if self._rack is not None and self.state in _SENDING:
+        if self._rack is not None:
             self._rack_detect(now)
             self._output(now)
 
@@ -1840,8 +1841,8 @@ class Connection:
         congestion window may not: one segment past it), else the last one sent
         again. One probe per episode, then the RTO, restarted now."""
         rack = self._rack
-        if rack is None or self.state not in _SENDING or self.snd_una == self.snd_max \
-                or rack.tlp_end is not None or rack.lost or self._recovering():
+        if rack is None or self.snd_una == self.snd_max or rack.tlp_end is not None \
+                or rack.lost or self._recovering():
             return
         before = self.snd_max
         rack.tlp_end = before  # (so that _output arms no probe meanwhile)
