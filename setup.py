@@ -40,6 +40,7 @@ COMPILED = [
     "utcp/core/connection.py",
     "utcp/core/rack.py",
     "utcp/core/rate.py",
+    "utcp/core/recovery.py",
     "utcp/core/rtt.py",
     "utcp/core/sack.py",
     "utcp/core/seq.py",

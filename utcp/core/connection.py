@@ -35,10 +35,22 @@ from .events import (
     Writable,
 )
 from .observer import Observer
-from .rack import LOST, RETRANSMITTED, Rack
+from .rack import Rack
 from .rate import DeliveryRate
+from .recovery import (
+    arm_probe,
+    bytes_in_flight,
+    enter_recovery,
+    on_dupack,
+    on_probe_timeout,
+    on_reorder_timeout,
+    rack_on_ack,
+    rack_retransmit,
+    retransmit_first,
+    sack_retransmit,
+)
 from .rtt import RttEstimator
-from .sack import DUP_THRESH, Scoreboard
+from .sack import Scoreboard
 from .state import TRANSITIONS, ConnectionStateError, IllegalTransition, State
 from .wire import (
     ACK,
@@ -96,8 +108,6 @@ _PACED: Final = PACED
 #: A duplicate SYN in SYN-RECEIVED is answered at most this often, in seconds.
 DUP_SYN_INTERVAL: Final = 0.5
 _ABORT_SENDS_RST: Final = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2, SYN_RECEIVED)
-# Duplicate ACKs that trigger fast retransmit (RFC 5681 3.2).
-_DUPACK_THRESHOLD: Final = 3
 # RFC 1122 4.2.2.6: without an MSS option, assume 536.
 _DEFAULT_PEER_MSS: Final = 536
 # Least send MSS whatever the peer's option says, so that a tiny one cannot make us
@@ -115,11 +125,6 @@ _SYN_FALLBACK_RTO: Final = 3.0
 _COALESCE_MAX_SEGMENTS: Final = 16
 # NOP, NOP, then the 10-byte option: what timestamps take from every segment.
 _TS_OPTION_SPACE: Final = 12
-# RFC 8985 7.2: a probe waits 2 SRTT, and for a lone segment in flight the longest
-# a receiver may delay its ACK (WCDelAckT) besides; else two timer ticks (Linux's
-# TCP_TIMEOUT_MIN), so that timer slack alone does not set it off.
-_WC_DEL_ACK: Final = 0.2
-_PTO_SLACK: Final = 0.002
 # Pacing: what may leave at once, as Linux sizes a TSO/GSO burst for its pacing
 # rate (tcp_tso_autosize): a millisecond's worth (sk_pacing_shift 10), and at
 # least two segments. The stack's timers run in millisecond buckets (timers.py),
@@ -533,7 +538,7 @@ class Connection:
         if self._rate is not None and st in _SEND_OPEN:
             # Whether the application kept the sender busy (see rate.py).
             rack = self._rack
-            self._rate.check_app_limited(self.unsent, self.send_mss, self._bytes_in_flight(),
+            self._rate.check_app_limited(self.unsent, self.send_mss, bytes_in_flight(self),
                                          self.cc.cwnd, rack.lost if rack is not None else 0)
         self._sndbuf.append(data)
         if st in _SEND_OPEN:
@@ -695,9 +700,9 @@ class Connection:
             self._loss_at = None
             if self.state in _SENDING:  # (RACK-TLP acts only while data may be in flight)
                 if self._loss_probe:
-                    self._on_probe_timeout(now)
+                    on_probe_timeout(self, now)
                 else:
-                    self._on_reorder_timeout(now)
+                    on_reorder_timeout(self, now)
         if self._rtx_at is not None and now >= self._rtx_at:
             self._rtx_at = None
             self._on_retransmit_timeout(now)
@@ -1185,7 +1190,7 @@ class Connection:
         # what this ACK's delivery rate sample is taken against (_take_rate_sample).
         rate = self._rate if snd_una != snd_max else None
         if rate is not None:
-            before = (self._bytes_in_flight(), rate.delivered, rate.lost, self.rtt.samples)
+            before = (bytes_in_flight(self), rate.delivered, rate.lost, self.rtt.samples)
         blocks: Any = None
         newly: list[tuple[int, int]] | None = None
         if self._sack_ok and seg_opts:
@@ -1209,16 +1214,16 @@ class Connection:
         elif ack == snd_una and not seg.payload and not seg.flags & FIN \
                 and window == self.snd_wnd \
                 and (snd_una - snd_max) & _MASK >= _HALF:  # sq.lt(snd_una, snd_max)
-            self._on_dupack(now)
+            on_dupack(self, now)
         if rack is not None:
             if new_ack or blocks:
-                self._rack_on_ack(snd_una, newly, blocks, tsecr, now)
+                rack_on_ack(self, snd_una, newly, blocks, tsecr, now)
         elif sacked and not self.cc.in_recovery and self._sb.lost_edge(
                 self.snd_una, self.send_mss) and self.cc.may_enter_recovery(
                 self.snd_una, self.snd_max):
             # RFC 6675 5 (IsLost(HighACK + 1)): more than two segments' worth SACKed
             # above the first hole, however few duplicate ACKs told of it.
-            self._enter_recovery(now)
+            enter_recovery(self, now)
         if rate is not None:
             self._take_rate_sample(before, now)
 
@@ -1438,7 +1443,7 @@ class Connection:
                 # RFC 6582: a partial ACK retransmits the next hole at once. (With
                 # SACK the scoreboard says which holes are lost: see _output.)
                 cc.on_partial_ack(acked)
-                self._retransmit_first(now)
+                retransmit_first(self, now)
         else:
             self._dupacks = 0
             # RFC 7661: grow the window only while it is what limits sending; a
@@ -1457,311 +1462,7 @@ class Connection:
         else:
             self._rtx_at = now + self.rtt.rto
 
-    def _on_dupack(self, now: float) -> None:
-        self._dupacks += 1
-        cc = self.cc
-        if cc.in_recovery:
-            if not self._sack_ok:
-                cc.on_dupack_in_recovery()  # (with SACK, the pipe counts what left)
-        elif self._dupacks == _DUPACK_THRESHOLD and (self._rack is None or not self._sb) \
-                and cc.may_enter_recovery(self.snd_una, self.snd_max):
-            # (With RACK and SACK blocks, RACK tells what is lost, and when: a
-            # reordered segment is not resent for its dupacks.)
-            self._enter_recovery(now)
-
-    def _enter_recovery(self, now: float) -> None:
-        """RFC 5681 3.2 / RFC 6582: fast retransmit, enter fast recovery; with SACK,
-        RFC 6675's: cwnd = ssthresh, and the holes the scoreboard shows lost are
-        resent as the pipe allows (see _output)."""
-        self.counters.recoveries += 1
-        cc = self.cc
-        self._undo = [cc.undo_state(), self.counters.retransmissions, 0] \
-            if self._sack_ok else None
-        # The reduction starts from FlightSize (RFC 5681), but never from more
-        # than cwnd: what the peer SACKed left the network, and the pipe let as
-        # much again be sent, so that SND.MAX - SND.UNA may be far above cwnd (just
-        # after a recovery, most of all), and CUBIC's 0.7 of it above cwnd too.
-        cc.enter_recovery(min(sq.sub(self.snd_max, self.snd_una), cc.cwnd), self.snd_max, now,
-                          sack=self._sack_ok)
-        self._rtt_seq = None
-        rack = self._rack
-        rate = self._rate
-        if rack is not None:
-            if not rack.lost:
-                # Three duplicate ACKs without the SACKs to show it (RFC 6675 5
-                # step 4.3).
-                rack.mark_first_lost()
-                if rate is not None:
-                    rate.lost += rack.lost
-            if self._loss_probe:
-                self._loss_at = None  # no probe in recovery (RFC 8985 7.2)
-            # This recovery answers for any loss a probe found (so Linux: one
-            # reduction, not two).
-            rack.tlp_end = None
-            pipe = ((self.snd_max - self.snd_una) & _MASK) - self._sb.sacked - rack.lost
-            if rate is not None:
-                # The first now; the rest once the ACK's sample has set the window
-                # (BBR: as much as was delivered, in the first round).
-                pipe = cc.cwnd
-            self._rack_retransmit(now, pipe, first=True)
-        elif self._sack_ok:
-            if rate is not None:
-                rate.lost += self.send_mss  # (no records: one segment, at least)
-            self._high_rxt = self.snd_una
-            if not self._sb.lost_edge(self.snd_una, self.send_mss):
-                # Three duplicate ACKs without the SACKs to show it: the first
-                # segment is lost all the same (RFC 6675 5 step 4.3).
-                self._high_rxt = sq.add(
-                    self.snd_una, self._retransmit(self.snd_una, self.send_mss, now))
-        else:
-            if rate is not None:
-                rate.lost += self.send_mss
-            self._retransmit_first(now)
-
-    def _retransmit_first(self, now: float) -> None:
-        """Resend the segment at SND.UNA without moving SND.NXT."""
-        self._retransmit(self.snd_una, self.send_mss, now)
-
-    def _retransmit(self, seq: int, most: int, now: float, exact: bool = False) -> int:
-        """Resend up to ``most`` bytes from ``seq`` (and the FIN, if they reach it),
-        without moving SND.NXT; return the sequence space resent. ``exact``: the
-        FIN too only if it lies within ``most`` (a segment resent as first cut: the
-        FIN, if it came separately, is resent on its own)."""
-        # Only what was sent (RFC 5681 3.2: "the missing segment"): bytes past SND.MAX
-        # were never offered within the window, and an ACK of them would be an ACK of
-        # data not yet sent, which is dropped (the window update it carries with it).
-        sent = sq.sub(self.snd_max, seq)
-        fin_seq = self._fin_seq
-        if fin_seq is not None and sq.gt(self.snd_max, fin_seq):
-            sent -= 1  # the FIN's sequence number carries no byte
-        buf = self._sndbuf
-        n = max(0, min(most, sent, sq.sub(sq.add(buf.start, buf.size), seq)))
-        flags = ACK
-        payload = buf.peek(seq, n) if n else b""
-        if fin_seq is not None and sq.add(seq, n) == fin_seq and sq.gt(self.snd_max, fin_seq) \
-                and not (exact and n >= most):
-            flags |= FIN
-        if not payload and not flags & FIN:
-            return 0
-        if payload:
-            flags |= PSH
-        self.counters.retransmissions += 1
-        self._emit(self._make(seq, flags, now, payload), now)
-        return n + (1 if flags & FIN else 0)
-
-    # ------------------------------------------------------- SACK loss recovery
-
-    def _pipe(self, edge: int) -> int:
-        """RFC 6675 pipe: bytes in flight, but for those SACKed and those lost (below
-        the loss ``edge``) and not yet retransmitted."""
-        una = self.snd_una
-        sb = self._sb
-        high = (self._high_rxt - una) & _MASK
-        if high >= _HALF:
-            high = 0
-        lost = sb.unsacked(una, high, edge) if edge > high else 0
-        return ((self.snd_max - una) & _MASK) - sb.sacked - lost
-
-    def _sack_retransmit(self, now: float, pace: float = 0.0, batch: float = 0.0) -> int:
-        """In SACK recovery, resend the lost holes, lowest first, while the pipe
-        leaves room in cwnd (RFC 6675 NextSeg rule 1); return the pipe after.
-        ``pace`` and ``batch``: as paced in :meth:`_output`."""
-        una = self.snd_una
-        sb = self._sb
-        mss = self.send_mss
-        edge = sb.lost_edge(una, mss)
-        pipe = self._pipe(edge)
-        cwnd = self.cc.cwnd
-        start = (self._high_rxt - una) & _MASK
-        if start >= _HALF:
-            start = 0
-        while cwnd - pipe >= mss:
-            hole = sb.next_hole(una, start, edge)
-            if hole is None:
-                break
-            off, length = hole
-            if pace:
-                t = self._pace_next
-                if t - now > batch:
-                    self._pace_at = t
-                    break
-                self._pace_next = t + min(mss, length) * pace
-            sent = self._retransmit(sq.add(una, off), min(mss, length), now)
-            if not sent:
-                break
-            start = off + sent
-            self._high_rxt = sq.add(una, start)
-            pipe += sent
-        return pipe
-
-    # ------------------------------------------------------------ RACK-TLP
-
-    def _recovering(self) -> bool:
-        """Whether a fast recovery or a timeout's is under way: SND.UNA has not yet
-        passed what was sent when it began (RFC 6582's recover)."""
-        cc = self.cc
-        if cc.in_recovery:
-            return True
-        una = self.snd_una
-        return 0 < (cc.recover - una) & _MASK <= (self.snd_max - una) & _MASK
-
-    def _rack_on_ack(self, old_una: int, newly: list[tuple[int, int]] | None,
-                     blocks: Any, tsecr: int, now: float) -> None:
-        """RFC 8985 6.2 for an ACK that moved SND.UNA on from ``old_una`` or carried
-        SACK ``blocks`` (``newly``: the ranges they SACKed first), and 7.4: what the
-        ACK says of an outstanding tail loss probe. (Runs for every ACK: the common
-        case, nothing SACKed or lost, is kept to a few tests inline.)"""
-        rack = self._rack
-        assert rack is not None
-        una = self.snd_una
-        if rack.dsack_round is not None:
-            rack.new_round(una)
-        dsack = None
-        if blocks:
-            # RFC 2883 4: a first block at or below the ACK, or within the second,
-            # reports a duplicate.
-            left, right = blocks[0]
-            if (una - right) & _MASK < _HALF or len(blocks) > 1 and sq.le(
-                    blocks[1][0], left) and sq.le(right, blocks[1][1]):
-                dsack = blocks[0]
-                rack.on_dsack(self.snd_max)
-                undo = self._undo
-                if undo is not None:
-                    undo[2] += 1
-                    if undo[2] >= self.counters.retransmissions - undo[1] > 0:
-                        # RFC 2883 / 3708: every segment the recovery resent reached
-                        # the peer twice, so none had been lost (reordering fooled
-                        # us): restore the window the recovery took away.
-                        self.cc.undo(undo[0])
-                        self.counters.undos += 1
-                        self._undo = None
-        # Our clock's tick the peer echoes (RFC 7323): whatever was last sent after
-        # it, the ACK answers an earlier copy of (RFC 8985 6.2 step 2, RFC 3522).
-        echo = (tsecr - self.ts_offset) & _MASK if tsecr else None
-        advanced = rack.on_ack(old_una, una, newly, self._sb.sacked_at, self._fin_seq, now,
-                               self.rtt.min_rtt, echo)
-        end = rack.tlp_end
-        if end is not None and (una - end) & _MASK < _HALF:  # sq.ge(una, TLP.end_seq)
-            # RFC 8985 7.4.2: a probe of new data has arrived: RACK sees to the rest.
-            # A resent one the peer reports as a duplicate (its D-SACK ends where
-            # the probe did, short of a FIN) found nothing lost. Once more than it is
-            # acknowledged without that, it repaired a loss: reduce as for one.
-            if not rack.tlp_retransmitted or dsack is not None and 0 <= (
-                    end - dsack[1]) & _MASK <= 1:
-                rack.tlp_end = None
-            elif una != end:
-                rack.tlp_end = None
-                if not self._recovering():
-                    self.cc.on_tail_loss(now)
-        if una != old_una:
-            recover = self.cc.recover
-            if 0 < (recover - old_una) & _MASK < _HALF and (una - recover) & _MASK < _HALF:
-                rack.recovery_ended()  # SND.UNA passed recover
-            if self._loss_probe:
-                self._loss_at = None  # (_output arms it again, from now)
-        if advanced or self._loss_at is not None and not self._loss_probe and (
-                una != old_una or newly):
-            # (Also when what a reorder wait was for may have arrived.)
-            if self._loss_at is not None and not self._loss_probe:
-                self._loss_at = None  # (armed again if a wait is still due)
-            recs = rack.recs
-            h = rack.head
-            if h < len(recs):
-                r = recs[h]
-                t = r[2]
-                # Unless the first record in flight was sent once, after RACK's segment
-                # (then so was every record after it: nothing can be lost).
-                if r[3] or t < rack.xmit_ts or t == rack.xmit_ts and (
-                        r[1] - rack.end_seq) & _MASK >= _HALF:
-                    self._rack_detect(now)
-
-    def _rack_detect(self, now: float) -> None:
-        """Mark what RACK finds lost; enter recovery for it; wait for the rest."""
-        rack = self._rack
-        assert rack is not None
-        marked, again, wait = rack.detect(now, rack.reo_wnd(
-            self._recovering(), self._sb.sacked > (DUP_THRESH - 1) * self.send_mss,
-            self.rtt.min_rtt, self.rtt.srtt))
-        if again:
-            self.counters.lost_retransmissions += again
-        if marked and self._rate is not None:
-            self._rate.lost += marked
-        cc = self.cc
-        if marked and not cc.in_recovery and cc.may_enter_recovery(self.snd_una, self.snd_max):
-            self._enter_recovery(now)
-        if wait:
-            self._loss_at = now + wait
-            self._loss_probe = False
-
-    def _on_reorder_timeout(self, now: float) -> None:
-        """The reordering window of a segment sent before RACK's has passed."""
-        if self._rack is not None:
-            self._rack_detect(now)
-            self._output(now)
-
-    def _rack_retransmit(self, now: float, pipe: int, first: bool = False, *,
-                         pace: float = 0.0, batch: float = 0.0) -> int:
-        """Resend the records marked lost, lowest first, while cwnd has room for
-        them (RFC 6675 NextSeg rule 1, RFC 8985 6.2); return the pipe after.
-        ``first``: the first of them whatever the room (RFC 6675 5 step 4.3, the
-        fast retransmit that begins a recovery). ``pace`` and ``batch``: as paced
-        in :meth:`_output`.
-
-        Room for the segment itself, not RFC 6675's full MSS; and one segment
-        whenever less than a full one is in flight, so that a byte or two short
-        (a FIN's sequence number is in flight but never SACKed) never holds the
-        lone retransmission after a timeout back."""
-        rack = self._rack
-        assert rack is not None
-        cwnd = self.cc.cwnd
-        mss = self.send_mss
-        una = self.snd_una
-        wnd = self.snd_wnd
-        recs = rack.recs
-        left = rack.lost
-        j = rack.head
-        n = len(recs)
-        while left > 0 and j < n and (pipe < cwnd or first):
-            r = recs[j]
-            j += 1
-            f = r[3]
-            if not f & LOST:
-                continue
-            start = (r[0] - una) & _MASK
-            if wnd == 0 or start and start >= wnd:
-                break  # past the window the peer offers now (its first byte excepted)
-            length = (r[1] - r[0]) & _MASK
-            if cwnd - pipe < length and pipe >= mss and not first:
-                break
-            if pace:
-                t = self._pace_next
-                if t - now > batch:
-                    self._pace_at = t
-                    break
-                self._pace_next = t + length * pace
-            first = False
-            left -= length
-            rack.lost -= length
-            r[2] = now
-            r[3] = (f & ~LOST) | RETRANSMITTED
-            if self._rate is not None:
-                self._rate.stamp(r, now, False)
-            pipe += self._retransmit(r[0], length, now, exact=True)
-        return pipe
-
     # ------------------------------------------------ delivery rate (BBR)
-
-    def _bytes_in_flight(self) -> int:
-        """Bytes in the network: sent and not acknowledged, less what the peer has
-        SACKed and what is deemed lost and not resent (Linux's
-        tcp_packets_in_flight, RFC 6675's pipe)."""
-        flight = (self.snd_max - self.snd_una) & _MASK
-        rack = self._rack
-        if rack is not None:
-            return flight - self._sb.sacked - rack.lost
-        if self._sb.sacked:
-            return self._pipe(self._sb.lost_edge(self.snd_una, self.send_mss))
-        return flight
 
     def _rate_sent(self, rec: list | None, start: int, end: int, now: float) -> None:
         """A segment of new data, ``rec`` (RACK's record of it, or None), left at
@@ -1804,74 +1505,9 @@ class Connection:
         rs = rate.generate(rec, rate.delivered - before[1], rate.lost - before[2], now,
                            rtt, self.rtt.min_rtt)
         rs.prior_in_flight = before[0]
-        rs.in_flight = self._bytes_in_flight()
+        rs.in_flight = bytes_in_flight(self)
         rs.next_send = self._pace_next
         self.cc.on_rate_sample(self.snd_una, now)
-
-    def _arm_probe(self, now: float) -> None:
-        """RFC 8985 7.2: with data in flight and no recovery, no probe outstanding
-        and no reorder wait, a tail loss probe is due in 2 SRTT (more for a lone
-        segment, whose ACK the peer may delay), and never after the RTO."""
-        if self._loss_at is not None and not self._loss_probe:
-            return
-        rack = self._rack
-        assert rack is not None
-        una = self.snd_una
-        flight = (self.snd_max - una) & _MASK
-        cc = self.cc
-        if not flight or rack.tlp_end is not None or rack.lost or not self.snd_wnd \
-                or cc.in_recovery or 0 < (cc.recover - una) & _MASK <= flight:
-            # (The last test: a recovery after a timeout, see _recovering.)
-            self._loss_at = None
-            return
-        srtt = self.rtt.srtt
-        if srtt is None:
-            at = now + 1.0
-        else:
-            at = now + 2 * srtt + (_WC_DEL_ACK if flight <= self.send_mss + 1 else _PTO_SLACK)
-        rto = self._rtx_at
-        if rto is not None and rto < at:
-            at = rto
-        self._loss_at = at
-        self._loss_probe = True
-
-    def _on_probe_timeout(self, now: float) -> None:
-        """RFC 8985 7.3: send a probe, so that an ACK tells RACK what the tail of
-        the flight lost: the next new segment if the peer's window takes it (the
-        congestion window may not: one segment past it), else the last one sent
-        again. One probe per episode, then the RTO, restarted now."""
-        rack = self._rack
-        if rack is None or self.snd_una == self.snd_max or rack.tlp_end is not None \
-                or rack.lost or self._recovering():
-            return
-        before = self.snd_max
-        rack.tlp_end = before  # (so that _output arms no probe meanwhile)
-        mss = self.send_mss
-        in_flight = (before - self.snd_una) & _MASK
-        unsent = self.unsent
-        fin_unsent = self._fin_seq is not None and before == self._fin_seq
-        if (unsent or fin_unsent) and self.snd_wnd - in_flight >= min(unsent, mss):
-            cc = self.cc
-            cwnd = cc.cwnd
-            cc.cwnd = in_flight - self._sb.sacked + mss  # room for exactly one segment
-            self._output(now)
-            cc.cwnd = cwnd
-        if self.snd_max != before:
-            rack.tlp_retransmitted = False
-        else:
-            if not len(rack):
-                rack.tlp_end = None
-                return
-            r = rack.recs[-1]
-            self._retransmit(r[0], (r[1] - r[0]) & _MASK, now, exact=True)
-            r[2] = now
-            r[3] |= RETRANSMITTED
-            if self._rate is not None:
-                self._rate.stamp(r, now, False)
-            rack.tlp_retransmitted = True
-        rack.tlp_end = self.snd_max
-        self.counters.tlp_probes += 1
-        self._rtx_at = now + self.rtt.rto
 
     def _receive_text(self, seg_seq: int, payload: bytes, tsecr: int, now: float) -> None:
         rcv_nxt = self.rcv_nxt
@@ -2305,10 +1941,10 @@ class Connection:
             if rack.lost or self._sb.sacked:
                 pipe = ((self.snd_max - self.snd_una) & _MASK) - self._sb.sacked - rack.lost
                 if rack.lost:
-                    pipe = self._rack_retransmit(now, pipe, pace=pace if unpaced <= 0 else 0.0,
-                                                 batch=batch)
+                    pipe = rack_retransmit(self, now, pipe, pace=pace if unpaced <= 0 else 0.0,
+                                           batch=batch)
         elif self._sack_ok and self.cc.in_recovery:
-            pipe = self._sack_retransmit(now, pace if unpaced <= 0 else 0.0, batch)
+            pipe = sack_retransmit(self, now, pace if unpaced <= 0 else 0.0, batch)
             if self.snd_nxt != self.snd_max:
                 self.snd_nxt = self.snd_max  # (new data only, past the holes)
         snd_nxt = self.snd_nxt
@@ -2432,7 +2068,7 @@ class Connection:
                                  and self.snd_una != self.snd_max):
             # RFC 8985 7.2: (re)start the probe timeout once new data is sent, or an
             # ACK of new data cleared it.
-            self._arm_probe(now)
+            arm_probe(self, now)
         if self._ack_now:
             self._send_ack(now)
 
