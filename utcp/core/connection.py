@@ -1462,53 +1462,6 @@ class Connection:
         else:
             self._rtx_at = now + self.rtt.rto
 
-    # ------------------------------------------------ delivery rate (BBR)
-
-    def _rate_sent(self, rec: list | None, start: int, end: int, now: float) -> None:
-        """A segment of new data, ``rec`` (RACK's record of it, or None), left at
-        ``now``: stamp it for delivery rate estimation; without RACK's records,
-        time one segment at a time."""
-        rate = self._rate
-        assert rate is not None
-        idle = self.snd_una == self.snd_max
-        if idle:
-            self.cc.on_send_after_idle(now)
-        if rec is None:
-            if rate.point is not None or (start - self.snd_max) & _MASK >= _HALF:
-                return  # one at a time, and never a segment sent again (Karn)
-            rec = rate.point = [start, end, now, 0]
-        rate.stamp(rec, now, idle)
-
-    def _take_rate_sample(self, before: tuple[int, int, int, int], now: float) -> None:
-        """This ACK's delivery rate sample, for the controller: ``before`` holds the
-        bytes in flight, delivered and lost, and the RTT samples taken, as they
-        stood before it."""
-        rate = self._rate
-        assert rate is not None
-        rack = self._rack
-        rtt = -1.0
-        if rack is not None:
-            rec = rack.newest
-            rack.newest = None
-            if rec is not None:
-                rtt = rack.newest_rtt
-        else:
-            rec = rate.point
-            if rec is not None and (self.snd_una - rec[1]) & _MASK < _HALF:
-                rate.point = None  # delivered: the next segment sent is timed
-                if not rec[3]:
-                    rtt = now - rec[2]
-            else:
-                rec = None
-        if rtt < 0 and self.rtt.samples != before[3]:
-            rtt = self.rtt.latest  # (a timestamp's echo)
-        rs = rate.generate(rec, rate.delivered - before[1], rate.lost - before[2], now,
-                           rtt, self.rtt.min_rtt)
-        rs.prior_in_flight = before[0]
-        rs.in_flight = bytes_in_flight(self)
-        rs.next_send = self._pace_next
-        self.cc.on_rate_sample(self.snd_una, now)
-
     def _receive_text(self, seg_seq: int, payload: bytes, tsecr: int, now: float) -> None:
         rcv_nxt = self.rcv_nxt
         if seg_seq != rcv_nxt:
@@ -1743,6 +1696,53 @@ class Connection:
         if not self._closed_reported:
             self._closed_reported = True
             self._events.append(Closed())
+
+    # ------------------------------------------------ delivery rate (BBR)
+
+    def _rate_sent(self, rec: list | None, start: int, end: int, now: float) -> None:
+        """A segment of new data, ``rec`` (RACK's record of it, or None), left at
+        ``now``: stamp it for delivery rate estimation; without RACK's records,
+        time one segment at a time."""
+        rate = self._rate
+        assert rate is not None
+        idle = self.snd_una == self.snd_max
+        if idle:
+            self.cc.on_send_after_idle(now)
+        if rec is None:
+            if rate.point is not None or (start - self.snd_max) & _MASK >= _HALF:
+                return  # one at a time, and never a segment sent again (Karn)
+            rec = rate.point = [start, end, now, 0]
+        rate.stamp(rec, now, idle)
+
+    def _take_rate_sample(self, before: tuple[int, int, int, int], now: float) -> None:
+        """This ACK's delivery rate sample, for the controller: ``before`` holds the
+        bytes in flight, delivered and lost, and the RTT samples taken, as they
+        stood before it."""
+        rate = self._rate
+        assert rate is not None
+        rack = self._rack
+        rtt = -1.0
+        if rack is not None:
+            rec = rack.newest
+            rack.newest = None
+            if rec is not None:
+                rtt = rack.newest_rtt
+        else:
+            rec = rate.point
+            if rec is not None and (self.snd_una - rec[1]) & _MASK < _HALF:
+                rate.point = None  # delivered: the next segment sent is timed
+                if not rec[3]:
+                    rtt = now - rec[2]
+            else:
+                rec = None
+        if rtt < 0 and self.rtt.samples != before[3]:
+            rtt = self.rtt.latest  # (a timestamp's echo)
+        rs = rate.generate(rec, rate.delivered - before[1], rate.lost - before[2], now,
+                           rtt, self.rtt.min_rtt)
+        rs.prior_in_flight = before[0]
+        rs.in_flight = bytes_in_flight(self)
+        rs.next_send = self._pace_next
+        self.cc.on_rate_sample(self.snd_una, now)
 
     # ----------------------------------------------------------------- output
 
