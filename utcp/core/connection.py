@@ -92,9 +92,9 @@ CLOSING: Final = State.CLOSING
 LAST_ACK: Final = State.LAST_ACK
 TIME_WAIT: Final = State.TIME_WAIT
 
-# State sets are tuples, not frozensets: Enum's __hash__ is a Python function, so a
-# set lookup costs a Python call, while ``in`` on a tuple compares by identity first
-# (most common state first). These tests run for every segment.
+# State sets are short tuples, most common state first: ``in`` compares by identity
+# first, which for a few members costs no more than a set's hash and lookup (and
+# State hashes as an object does: see state.py). These tests run for every segment.
 # States in which received text is delivered (3.10.7.4, seventh step).
 _RECEIVE_TEXT: Final = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
 # States in which our send side may still carry data or a FIN.
@@ -1655,6 +1655,8 @@ class Connection:
             offered = 0
         if self.rcv_wnd >= 2 * offered and self.state.synchronized:
             self._ack_now = True
+
+    # ---------------------------------------------- the peer's FIN, TIME-WAIT, closed
 
     def _on_fin(self, now: float) -> None:
         if self._fin_received:
