@@ -1801,6 +1801,7 @@ class Connection:
                 (int(now * TS_HZ) + self.ts_offset) & _MASK, self._ts_recent)))
         else:
             opts = ()
+        # (_output() shares no header while this holds: keep the two tests alike.)
         if self._sack_ok and (self._ooo.size or self._dsack is not None):
             opts = self._with_sack(opts, len(payload))
         return Segment(self.local_port, self.remote_port, seq, rcv_nxt, flags,
@@ -1951,9 +1952,12 @@ class Connection:
                 self.snd_nxt = self.snd_max  # (new data only, past the holes)
         snd_nxt = self.snd_nxt
         sb = self._sb if self._sb.sacked else None
-        # The first segment of this pass, whose ACK, window and options the others
-        # take as they are (nothing they derive from changes while sending); not
-        # while SACK blocks are due, which are fitted to each segment's room.
+        # The segment whose ACK, window and options the rest of this pass copy, if
+        # any: the first. _make() would give each the same, as nothing it reads
+        # changes while sending but RCV.ADV, and made again at the edge just
+        # offered, the window comes out the same. Not while SACK blocks are due (the
+        # test _make() makes): they are fitted to each segment's room, and a D-SACK
+        # goes in one segment only.
         first: Segment | None = None
         same_header = not (self._sack_ok and (self._ooo.size or self._dsack is not None))
         while True:

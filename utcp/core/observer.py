@@ -14,7 +14,9 @@ class Observer(Protocol):
     """Receives every state transition and every segment of a connection.
 
     Any method may be left out of an implementation by subclassing
-    :class:`NullObserver`. Calls happen synchronously inside the core.
+    :class:`NullObserver`. Calls happen synchronously inside the core, in the
+    middle of its work: an observer looks, and changes nothing of the
+    connection or its stack (what it sees would then not be what was done).
     """
 
     def state_changed(
