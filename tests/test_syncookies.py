@@ -256,6 +256,37 @@ def test_listen_full_backlog_answers_with_the_state_in_isn_and_tsval() -> None:
     assert stack.statistics()["syncookies"] == {"sent": 1}
 
 
+@pytest.mark.parametrize("listener_ts", [True, False])
+@pytest.mark.parametrize("listener_sack", [True, False])
+def test_listen_a_cookie_syn_ack_is_a_passive_opens_but_for_isn_and_tsval(
+        listener_ts: bool, listener_sack: bool) -> None:
+    # Without timestamps on both sides the cookie cannot keep the window scale or
+    # SACK: it answers as a passive open answers a SYN that offered neither.
+    opts = {"timestamps": listener_ts, "sack": listener_sack}
+    for syn_ts in (True, False):
+        for wscale in (None, 0, CLIENT_WSCALE, 14):
+            for sack in (True, False):
+                for mss in (536, 1432, 9000):
+                    syn = client_syn(timestamps=syn_ts, wscale=wscale, mss=mss, sack=sack)
+                    stack = flooded_stack(**opts)
+                    stack.receive(encode(syn), CLIENT, 10.0)
+                    [got] = sent(stack)
+                    answered = syn if listener_ts and syn_ts else Segment(
+                        syn.src_port, syn.dst_port, syn.seq, 0, SYN, syn.window, 0,
+                        tuple(o for o in syn.options if o[0] not in (WSCALE, SACK_PERMITTED)))
+                    plain = Stack(SERVER, isn=IsnGenerator(SECRET), rng=random.Random(1))
+                    plain.listen(7007, 8, Options(**opts))
+                    plain.receive(encode(answered), CLIENT, 10.0)
+                    [want] = sent(plain)
+                    assert (got.src_port, got.dst_port, got.ack, got.flags, got.window) == \
+                        (want.src_port, want.dst_port, want.ack, want.flags, want.window)
+                    assert [(k, v[1] if k == TIMESTAMPS else v) for k, v in got.options] == \
+                        [(k, v[1] if k == TIMESTAMPS else v) for k, v in want.options]
+                    if want.option(TIMESTAMPS) is not None:
+                        ahead = want.option(TIMESTAMPS)[0] - got.option(TIMESTAMPS)[0]
+                        assert 0 <= ahead & MASK <= 63  # rounded down to carry the state
+
+
 def test_listen_final_ack_with_timestamps_makes_the_connection_the_syn_asked_for() -> None:
     stack = flooded_stack()
     stack.receive(encode(client_syn()), CLIENT, 10.0)

@@ -142,6 +142,24 @@ def _ooo_ranges(rcv_buf: int, mss: int) -> int:
     return ranges if ranges > _MIN_OOO_RANGES else _MIN_OOO_RANGES
 
 
+def syn_options(mss: int, sack: bool, ts: tuple[int, int] | None,
+                wscale: int | None) -> tuple:
+    """The options of a SYN or SYN-ACK, in Linux's order: MSS, then SACK-permitted
+    and timestamps (or NOP, NOP and timestamps; or NOP, NOP and SACK-permitted),
+    then NOP and the window scale; ``ts`` is (TSval, TSecr), None for none."""
+    opts: tuple = ((MSS, mss),)
+    if ts is not None:
+        opts += (_SACK_PERMITTED_OPTION,) if sack else (NOP_OPTION, NOP_OPTION)
+        opts += ((TIMESTAMPS, ts),)
+    elif sack:
+        opts += (NOP_OPTION, NOP_OPTION, _SACK_PERMITTED_OPTION)
+    if wscale is not None:
+        if len(opts) > 1:
+            opts += (NOP_OPTION,)
+        opts += ((WSCALE, wscale),)
+    return opts
+
+
 def reset_for(seg: Segment) -> Segment | None:
     """The RST answering ``seg`` when no connection exists for it (3.10.7.1).
 
@@ -1834,21 +1852,13 @@ class Connection:
 
     def _send_syn(self, now: float, *, ack: bool, retransmit: bool = False,
                   rearm: bool = True) -> None:
-        opts: tuple = ((MSS, self.options.mss),)
-        sack = self._sack_ok if ack else self.options.sack
-        if self._ts_ok if ack else self.options.timestamps:
-            # RFC 7323 3.2: a SYN offers timestamps; a SYN-ACK answers a SYN that
-            # did. Linux's order: MSS, SACK-permitted, TS (or MSS, NOP, NOP, TS).
-            tsval = (int(now * TS_HZ) + self.ts_offset) & _MASK
-            opts += (_SACK_PERMITTED_OPTION,) if sack else (NOP_OPTION, NOP_OPTION)
-            opts += ((TIMESTAMPS, (tsval, self._ts_recent if ack else 0)),)
-        elif sack:
-            opts += (NOP_OPTION, NOP_OPTION, _SACK_PERMITTED_OPTION)
-        if not ack or self._peer_offered_wscale:
-            # RFC 7323 2.2: a SYN-ACK carries the option only if the SYN did.
-            if len(opts) > 1:
-                opts += (NOP_OPTION,)
-            opts += ((WSCALE, self.options.wscale),)
+        own = self.options
+        # RFC 7323 3.2: a SYN offers timestamps; a SYN-ACK answers a SYN that did.
+        # 2.2: a SYN-ACK carries the window scale only if the SYN did.
+        ts = ((int(now * TS_HZ) + self.ts_offset) & _MASK, self._ts_recent if ack else 0) \
+            if (self._ts_ok if ack else own.timestamps) else None
+        opts = syn_options(own.mss, self._sack_ok if ack else own.sack, ts,
+                           own.wscale if not ack or self._peer_offered_wscale else None)
         self._last_ack_sent = self.rcv_nxt
         window = min(self.rcv_wnd, 0xFFFF)  # a SYN's window is never scaled
         mem = self.memory

@@ -25,15 +25,15 @@ import random
 import struct
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any, Final
 
 from .buffers import ReceiveMemory
 from .config import Options
-from .connection import Connection, Counters, reset_for
+from .connection import Connection, Counters, reset_for, syn_options
 from .events import Event
 from .isn import IsnGenerator
 from .observer import Observer
+from .seq import MASK as _MASK
 from .state import State
 from .syncookies import PERIOD, CookieState, check_cookie, cookie_tsval, kept, make_cookie
 from .timers import PER_SECOND, Timers
@@ -46,6 +46,7 @@ from .wire import (
     SACK_PERMITTED,
     SYN,
     TIMESTAMPS,
+    TS_HZ,
     WSCALE,
     BadChecksum,
     MalformedSegment,
@@ -878,25 +879,23 @@ class Stack:
         peer = address_key(addr)
         iss = make_cookie(self._isn, peer, listener.port, seg.src_port, seg.seq, now, state,
                           own.wscale)
-        if (state.wscale is None and ws is not None) or (sack and not state.sack):
-            # Without timestamps the cookie cannot keep the peer's window scale or
-            # SACK-permitted: answer as though the SYN had offered neither, so that
-            # neither side scales or SACKs (as Linux's cookies).
-            seg = replace(seg, options=tuple(o for o in seg.options
-                                             if o[0] != WSCALE and o[0] != SACK_PERMITTED))
-        # A connection that lives for this one answer: the SYN-ACK is the one a
-        # real passive open would send (its options follow the SYN's), but for a
-        # TSval rounded down so that its low bits carry the rest of the state.
-        answer = Connection(listener.port, seg.src_port, iss=iss, options=own,
-                            ts_offset=self._ts_offset(peer))
-        answer.listen(now)
-        answer.receive(seg, now)
-        for s in answer.take_segments():
-            if state.timestamps:
-                s.options = tuple((k, (cookie_tsval(v[0], state), v[1]))
-                                  if k == TIMESTAMPS else (k, v) for k, v in s.options)
-            self._datagrams.append((encode(s), addr, via))
-            self.segments_out += 1
+        # The SYN-ACK a passive open would send (see Connection._send_syn), made
+        # without one: but for its ISN, the cookie, and a TSval rounded down so that
+        # its low bits carry the rest of the state. Without timestamps the cookie
+        # cannot keep the peer's window scale or SACK-permitted: it answers as
+        # though the SYN had offered neither, so that neither side scales or SACKs
+        # (as Linux's cookies).
+        ts: Any = None
+        if state.timestamps:
+            peer_ts: Any = seg.option(TIMESTAMPS)
+            ts = (cookie_tsval((int(now * TS_HZ) + self._ts_offset(peer)) & _MASK, state),
+                  peer_ts[0])
+        answer = Segment(listener.port, seg.src_port, iss, (seg.seq + 1) & _MASK, SYN | ACK,
+                         min(own.rcv_buf, 0xFFFF), 0,
+                         syn_options(own.mss, state.sack, ts,
+                                     own.wscale if state.wscale is not None else None))
+        self._datagrams.append((encode(answer), addr, via))
+        self.segments_out += 1
         listener.cookies_until = now + 2 * PERIOD
         self.syncookies["sent"] += 1
 
