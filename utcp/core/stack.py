@@ -870,12 +870,12 @@ class Stack:
         """Answer ``seg`` (a SYN) with a cookie SYN-ACK, keeping no state."""
         mss = seg.option(MSS)
         ws = seg.option(WSCALE)
+        peer_ts: Any = seg.option(TIMESTAMPS)
         own = listener.options
         sack = own.sack and any(k == SACK_PERMITTED for k, _ in seg.options)
         state = kept(CookieState(mss if isinstance(mss, int) and mss > 0 else 536,
                                  ws if isinstance(ws, int) else None,
-                                 own.timestamps and seg.option(TIMESTAMPS) is not None,
-                                 sack))
+                                 own.timestamps and peer_ts is not None, sack))
         peer = address_key(addr)
         iss = make_cookie(self._isn, peer, listener.port, seg.src_port, seg.seq, now, state,
                           own.wscale)
@@ -887,7 +887,6 @@ class Stack:
         # (as Linux's cookies).
         ts: Any = None
         if state.timestamps:
-            peer_ts: Any = seg.option(TIMESTAMPS)
             ts = (cookie_tsval((int(now * TS_HZ) + self._ts_offset(peer)) & _MASK, state),
                   peer_ts[0])
         answer = Segment(listener.port, seg.src_port, iss, (seg.seq + 1) & _MASK, SYN | ACK,
