@@ -7,19 +7,38 @@ from typing import Final
 
 from . import seq as sq
 
+#: Writes shorter than this are copied into the buffer's last chunk (see
+#: :class:`SendBuffer`); longer ones are held as they are.
+SMALL_WRITE: Final = 2048
+#: The most a chunk of small writes grows to before the next starts.
+SMALL_TAIL: Final = 64 * 1024
+
 
 class SendBuffer:
     """Bytes written by the application and not yet acknowledged.
 
     ``start`` is the sequence number of the first byte held, ``size`` how many
     are held (an attribute, not ``len()``: the per-segment path reads it often).
+
+    Writes are held as the application gave them, as a list of chunks: a
+    ``bytes`` write is kept, not copied, a segment within one chunk is one slice
+    of it, and an ACK drops whole chunks from the front, so no byte moves twice.
+    Small writes (under :data:`SMALL_WRITE` bytes) go into a ``bytearray`` at
+    the end instead, so that many of them cost one object and a segment made of
+    them one slice.
     """
 
-    __slots__ = ("_buf", "_head", "start", "size")
+    __slots__ = ("_chunks", "_ends", "_first", "_at", "_base", "start", "size")
 
     def __init__(self, start: int) -> None:
-        self._buf = bytearray()
-        self._head = 0  # bytes at the front already acknowledged, compacted lazily
+        # _ends[k]: the offset just past _chunks[k], counted from where the list
+        # began; _base: the offset of ``start``. Chunks below _first are wholly
+        # acknowledged, dropped from the list lazily.
+        self._chunks: list[bytes | bytearray] = []
+        self._ends: list[int] = []
+        self._first = 0
+        self._at = 0  # the chunk the last peek ended in: the next usually starts there
+        self._base = 0
         self.start = start
         self.size = 0
 
@@ -27,24 +46,75 @@ class SendBuffer:
         return self.size
 
     def append(self, data: bytes) -> None:
-        self._buf += data
-        self.size += len(data)
+        n = len(data)
+        if not n:
+            return
+        chunks = self._chunks
+        ends = self._ends
+        end = ends[-1] if ends else self._base
+        if n < SMALL_WRITE:
+            last = chunks[-1] if len(chunks) > self._first else None
+            if type(last) is bytearray and len(last) < SMALL_TAIL:
+                last += data
+                ends[-1] = end + n
+            else:
+                chunks.append(bytearray(data))
+                ends.append(end + n)
+        else:
+            # Kept as given when immutable; a mutable buffer the caller may reuse.
+            chunks.append(data if type(data) is bytes else bytes(data))
+            ends.append(end + n)
+        self.size += n
 
     def peek(self, seq: int, n: int) -> bytes:
         """Copy up to ``n`` bytes starting at sequence number ``seq``."""
-        i = self._head + ((seq - self.start) & sq.MASK)  # sq.sub(), never negative here
-        return bytes(self._buf[i:i + n])
+        o = self._base + ((seq - self.start) & sq.MASK)  # sq.sub(), never negative here
+        ends = self._ends
+        k = self._at
+        if k < self._first or k >= len(ends) or o < ends[k] - len(self._chunks[k]):
+            k = bisect.bisect_right(ends, o, self._first, len(ends))  # (a resend)
+        else:
+            last = len(ends) - 1
+            while k < last and ends[k] <= o:
+                k += 1
+        chunk = self._chunks[k]
+        end = ends[k]
+        i = o - (end - len(chunk))
+        if o + n <= end or k == len(ends) - 1:
+            self._at = k
+            if type(chunk) is bytes:
+                return chunk[i:i + n]  # (the whole chunk: the same object, no copy)
+            return bytes(memoryview(chunk)[i:i + n])
+        parts: list[bytes | bytearray | memoryview] = [memoryview(chunk)[i:]]
+        n -= end - o
+        last = len(ends) - 1
+        while True:
+            k += 1
+            chunk = self._chunks[k]
+            if n <= len(chunk) or k == last:
+                parts.append(memoryview(chunk)[:n] if n < len(chunk) else chunk)
+                break
+            parts.append(chunk)
+            n -= len(chunk)
+        self._at = k
+        return b"".join(parts)
 
     def ack(self, n: int) -> None:
         """Drop ``n`` bytes from the front."""
-        self._head += n
         self.size -= n
         self.start = (self.start + n) & sq.MASK  # sq.add()
-        # Compact only when the dead prefix is large, so a stream of small ACKs
-        # does not move the whole buffer each time.
-        if self._head > 65536 and self._head * 2 > len(self._buf):
-            del self._buf[:self._head]
-            self._head = 0
+        base = self._base = self._base + n
+        ends = self._ends
+        k = self._first
+        last = len(ends)
+        while k < last and ends[k] <= base:
+            self._chunks[k] = b""  # (its bytes freed now, its slot later)
+            k += 1
+        if k >= 32 and 2 * k >= last or k == last:
+            del self._chunks[:k], ends[:k]
+            self._at = self._at - k if self._at > k else 0
+            k = 0
+        self._first = k
 
 
 class ReassemblyQueue:
