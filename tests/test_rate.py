@@ -104,6 +104,7 @@ def test_rack_names_the_newest_record_an_ack_delivered_resent_or_not():
     recs = [[i * MSS, (i + 1) * MSS, 1.0 + i * 0.001, 0] for i in range(4)]
     recs[1][2:4] = [1.2, RETRANSMITTED]  # resent just now: no RTT from it
     rack.recs = list(recs)
+    rack.resent_to = 4 * MSS  # (as the retransmission that flagged it records)
     rack.on_ack(0, 4 * MSS, None, None, None, 1.2001, 0.05, None)
     assert rack.newest is recs[1]  # the rate's sample: the one sent last
     assert rack.newest_rtt == pytest.approx(1.2001 - 1.003)  # the newest sent once

@@ -50,7 +50,7 @@ class Rack:
 
     __slots__ = ("recs", "head", "xmit_ts", "end_seq", "rtt", "fack", "reordering_seen",
                  "reo_wnd_mult", "dsack_round", "reo_wnd_persist", "lost",
-                 "tlp_end", "tlp_retransmitted", "newest", "newest_rtt")
+                 "tlp_end", "tlp_retransmitted", "newest", "newest_rtt", "resent_to")
 
     def __init__(self, una: int) -> None:
         #: The records, in sequence order; those before ``head`` are acknowledged.
@@ -77,6 +77,9 @@ class Rack:
         #: (TLP.end_seq), and whether the probe was a retransmission (TLP.is_retrans).
         self.tlp_end: int | None = None
         self.tlp_retransmitted = False
+        #: SND.MAX when a record was last flagged RETRANSMITTED (None once SND.UNA
+        #: has passed it): below it, records may be flagged.
+        self.resent_to: int | None = None
         #: Of the records the last ACK delivered: the one sent last, resent or not
         #: (delivery rate estimation samples it, see rate.py), and the round trip
         #: of the one sent last of those sent once, or that no ACK can be for an
@@ -113,43 +116,58 @@ class Rack:
         if una != old_una:
             acked = (una - old_una) & MASK
             check = prior_fack != old_una  # (else no record can end below it)
-            while i < n:
-                r = recs[i]
-                end = r[1]
-                if (end - old_una) & MASK > acked:
-                    start = (r[0] - old_una) & MASK
-                    if start < acked:
-                        # SND.UNA inside a record (a peer acknowledging part of a
-                        # segment): the rest stays in flight.
-                        if r[3] & LOST:
-                            self.lost -= acked - start
-                        r[0] = una
-                    break
-                i += 1
-                f = r[3]
-                if f:
-                    if f & LOST:
-                        self.lost -= (end - r[0]) & MASK
-                    if f & SACKED:
-                        continue  # (delivered when SACKed)
-                    if f & RETRANSMITTED:
-                        if echo is not None and 0 < (int(r[2] * TS_HZ) - echo) & MASK < HALF:
-                            if check and (end - prior_fack) & MASK >= HALF:
-                                reordered = True  # the original, late (sq.lt(end, fack))
-                            if resent is None or r[2] >= resent[2]:
-                                resent = r
-                            continue
-                        if now - r[2] < min_rtt:
-                            if resent is None or r[2] >= resent[2]:
-                                resent = r
-                            continue
-                    elif check and (end - prior_fack) & MASK >= HALF:
+            resent_to = self.resent_to
+            if resent_to is not None and (old_una - resent_to) & MASK < HALF:
+                resent_to = self.resent_to = None  # sq.ge(): every resent record is gone
+            if not check and not self.lost and resent_to is None:
+                # No record from here is flagged: none resent, none lost, none SACKed
+                # (a SACKed one ends at or below RACK.fack, here SND.UNA). So these
+                # were sent once each, in sequence order, which is time order: the
+                # last one SND.UNA passes is RACK's. (The loop below, in short.)
+                while i < n and (recs[i][1] - old_una) & MASK <= acked:
+                    i += 1
+                if i > self.head:
+                    best = recs[i - 1]
+                if i < n and (recs[i][0] - old_una) & MASK < acked:
+                    recs[i][0] = una  # SND.UNA inside a record: the rest stays in flight
+            else:
+                while i < n:
+                    r = recs[i]
+                    end = r[1]
+                    if (end - old_una) & MASK > acked:
+                        start = (r[0] - old_una) & MASK
+                        if start < acked:
+                            # SND.UNA inside a record (a peer acknowledging part of a
+                            # segment): the rest stays in flight.
+                            if r[3] & LOST:
+                                self.lost -= acked - start
+                            r[0] = una
+                        break
+                    i += 1
+                    f = r[3]
+                    if f:
+                        if f & LOST:
+                            self.lost -= (end - r[0]) & MASK
+                        if f & SACKED:
+                            continue  # (delivered when SACKed)
+                        if f & RETRANSMITTED:
+                            if echo is not None and 0 < (int(r[2] * TS_HZ) - echo) & MASK < HALF:
+                                if check and (end - prior_fack) & MASK >= HALF:
+                                    reordered = True  # the original, late (sq.lt(end, fack))
+                                if resent is None or r[2] >= resent[2]:
+                                    resent = r
+                                continue
+                            if now - r[2] < min_rtt:
+                                if resent is None or r[2] >= resent[2]:
+                                    resent = r
+                                continue
+                        elif check and (end - prior_fack) & MASK >= HALF:
+                            reordered = True
+                    elif check and (end - prior_fack) & MASK >= HALF:  # sq.lt(end, fack)
                         reordered = True
-                elif check and (end - prior_fack) & MASK >= HALF:  # sq.lt(end, fack)
-                    reordered = True
-                # In sequence order, a later record with the same time is sent after.
-                if best is None or r[2] >= best[2]:
-                    best = r
+                    # In sequence order, a later record with the same time is sent after.
+                    if best is None or r[2] >= best[2]:
+                        best = r
             self.head = i
         if newly:
             top = 0

@@ -348,6 +348,7 @@ def rack_retransmit(conn: Connection, now: float, pipe: int, first: bool = False
         rack.lost -= length
         r[2] = now
         r[3] = (f & ~LOST) | RETRANSMITTED
+        rack.resent_to = conn.snd_max
         if conn._rate is not None:
             conn._rate.stamp(r, now, False)
         pipe += retransmit(conn, r[0], length, now, exact=True)
@@ -414,6 +415,7 @@ def on_probe_timeout(conn: Connection, now: float) -> None:
         retransmit(conn, r[0], (r[1] - r[0]) & _MASK, now, exact=True)
         r[2] = now
         r[3] |= RETRANSMITTED
+        rack.resent_to = conn.snd_max
         if conn._rate is not None:
             conn._rate.stamp(r, now, False)
         rack.tlp_retransmitted = True
