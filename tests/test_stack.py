@@ -824,6 +824,36 @@ def test_a_shorter_segment_ends_a_run_and_other_connections_interleave():
                                      (accepted, mss + 656), (accepted, 2000)]
 
 
+def test_runs_without_timestamps_and_what_no_run_takes():
+    # Without timestamps (20-byte headers) a run is taken as one, as with them.
+    net, server, client, conn, accepted = _established(
+        Options(initial_cwnd=64, timestamps=False))
+    data = random.Random(7).randbytes(8 * conn.send_mss)
+    segs = _data_segments(client, conn, data, net.now)
+    assert all(not s.options for s in segs)
+    server.stack.receive_batch([(encode(s), CLIENT) for s in segs], net.now)
+    assert _passes(server.stack) == [(accepted, len(data))]
+    # With timestamps: a segment with an older ACK, one whose 12 bytes of options
+    # are a SACK block, not timestamps, and one from another port each end the run
+    # before them; a segment with SACK blocks starts none.
+    net, server, client, conn, accepted = _established()
+    mss = conn.send_mss
+    segs = _data_segments(client, conn, random.Random(8).randbytes(9 * mss), net.now)
+    odd = list(segs)
+    odd[2] = Segment(**{**_fields(segs[2]), "ack": segs[2].ack - 1})
+    sack = (*segs[4].options[:2], (5, ((1, 2),)))
+    odd[4] = Segment(**{**_fields(segs[4]), "options": sack})
+    odd[5] = Segment(**{**_fields(segs[5]), "options": sack})
+    odd[8] = Segment(**{**_fields(segs[8]), "src_port": segs[8].src_port + 1})
+    assert len(encode(odd[4])) == len(encode(segs[4]))  # (the same header length)
+    before = server.stack.segments_in
+    server.stack.receive_batch([(encode(s), CLIENT) for s in odd], net.now)
+    assert server.stack.segments_in - before == 9
+    # 0-1; 2 (its ACK older than 3's); 3; 4 and 5 alone; 6-7; 8 to no connection.
+    assert [n // mss for c, n in _passes(server.stack) if c is accepted] == [2, 1, 1, 1, 1, 2]
+    assert any(s.flags & RST for s, _ in sent(server.stack))  # (8 answered with a RST)
+
+
 def test_an_observed_connection_sees_each_segment():
     from utcp.core.observer import NullObserver
 

@@ -53,6 +53,8 @@ from .wire import (
     Segment,
     decode,
     encode,
+    run_header,
+    run_start,
 )
 
 #: A datagram address: (host, port), or (host, port, flowinfo, scope id) for IPv6.
@@ -361,7 +363,7 @@ class Stack:
         ``segments_in`` still counts each. A connection with an observer sees
         every segment as it came."""
         conns = self._conns
-        run: list[Segment] = []  # segments of one connection that continue one another
+        run: list[Any] = []  # a run: its first segment, then the payloads that continue it
         open_ = False  # whether the run may go on: its last segment full-sized, no PSH
         run_conn: Any = None
         run_addr: Any = None
@@ -369,12 +371,33 @@ class Stack:
         run_size = 0  # the first one's datagram size
         full = 0  # the first one's payload size
         after = 0  # the sequence number after the run
-        first: Any = None
+        head: Any = None  # the first one's header fields (run_start), which the rest repeat
+        hsize = 0  # its length: 20 or 32 bytes
+        last_flags = 0  # the flags of the run's last segment
         for item in batch:
             data = item[0]
             addr = item[1]
             via = item[2] if len(item) == 3 else None
             self.segments_in += 1
+            if run:
+                if open_ and via is run_via and (addr is run_addr or addr == run_addr):
+                    # A continuation is checked on its header, without a Segment made
+                    # for it or its payload copied out (the run's are joined once).
+                    h = run_header(data, hsize)
+                    if h is not None and h[2] == after and h[3] == head[3] \
+                            and h[0] == head[0] and h[1] == head[1] and h[4] == head[4] \
+                            and h[6] == head[6] and not h[8] and (hsize == 20 or (
+                                h[9] == head[9] and h[10] == head[10] and h[11] == head[11])):
+                        flags = h[5]
+                        n = len(data) - hsize
+                        if (flags == ACK or flags == _ACK_PSH) and n <= full:
+                            run.append(memoryview(data)[hsize:])
+                            after = (after + n) & 0xFFFFFFFF
+                            last_flags = flags
+                            open_ = n == full and flags == ACK and len(run) < RUN_MAX
+                            continue
+                self._receive_run(run, last_flags, run_size, run_addr, now, run_via, run_conn)
+                run = []
             try:
                 seg = decode(data)
             except BadChecksum:
@@ -384,51 +407,40 @@ class Stack:
                 self.drops["malformed"] += 1
                 continue
             flags = seg.flags
-            if run:
-                if open_ and seg.seq == after and (flags == ACK or flags == _ACK_PSH) \
-                        and seg.ack == first.ack and seg.window == first.window \
-                        and seg.options == first.options and seg.dst_port == first.dst_port \
-                        and seg.src_port == first.src_port and via is run_via \
-                        and (addr is run_addr or addr == run_addr) \
-                        and not seg.urgent and not seg.reserved:
-                    n = len(seg.payload)
-                    if 0 < n <= full:
-                        run.append(seg)
-                        after = (after + n) & 0xFFFFFFFF
-                        open_ = n == full and flags == ACK and len(run) < RUN_MAX
-                        continue
-                self._receive_run(run, run_size, run_addr, now, run_via, run_conn)
-                run = []
             if (flags == ACK or flags == _ACK_PSH) and seg.payload and not seg.urgent \
                     and not seg.reserved:
                 conn = conns.get((addr if len(addr) == 2 else address_key(addr),
                                   seg.dst_port, seg.src_port))
                 if conn is not None and conn.state is _ESTABLISHED and conn.observer is None:
-                    run = [seg]
-                    first = seg
-                    full = len(seg.payload)
-                    after = (seg.seq + full) & 0xFFFFFFFF
-                    open_ = flags == ACK
-                    run_conn, run_addr, run_via, run_size = conn, addr, via, len(data)
+                    head = run_start(data)
+                    if head is not None:
+                        run = [seg]
+                        hsize = len(data) - len(seg.payload)
+                        full = len(seg.payload)
+                        after = (seg.seq + full) & 0xFFFFFFFF
+                        last_flags = flags
+                        open_ = flags == ACK
+                        run_conn, run_addr, run_via, run_size = conn, addr, via, len(data)
+                        continue
+                    self._receive_segment(seg, len(data), addr, now, via, conn)
                     continue
             self._receive_segment(seg, len(data), addr, now, via)
         if run:
-            if len(run) == 1:
-                self._receive_segment(run[0], run_size, run_addr, now, run_via, run_conn)
-            else:
-                self._receive_run(run, run_size, run_addr, now, run_via, run_conn)
+            self._receive_run(run, last_flags, run_size, run_addr, now, run_via, run_conn)
         if self._batch:
             self.end_batch(now)
 
-    def _receive_run(self, run: list[Segment], size: int, addr: Address, now: float,
+    def _receive_run(self, run: list[Any], flags: int, size: int, addr: Address, now: float,
                      via: Any, conn: Connection) -> None:
-        """The segments of one run (see :meth:`receive_batch`) as one."""
-        if len(run) == 1:
-            self._receive_segment(run[0], size, addr, now, via, conn)
-            return
+        """A run (see :meth:`receive_batch`): its first segment, then the payloads of
+        those that continue it, the last with ``flags``; taken as one segment."""
         first = run[0]
-        merged = Segment(first.src_port, first.dst_port, first.seq, first.ack, run[-1].flags,
-                         first.window, 0, first.options, b"".join([s.payload for s in run]))
+        if len(run) == 1:
+            self._receive_segment(first, size, addr, now, via, conn)
+            return
+        run[0] = first.payload
+        merged = Segment(first.src_port, first.dst_port, first.seq, first.ack, flags,
+                         first.window, 0, first.options, b"".join(run))
         conn.counters.segments_in += len(run) - 1  # (the connection counts the one)
         self._receive_segment(merged, size, addr, now, via, conn)
 

@@ -618,6 +618,39 @@ def decode(data: bytes | bytearray | memoryview) -> Segment:
                    bytes(data[end:]), offres & 0xF)
 
 
+def run_header(data: bytes, size: int) -> tuple[int, ...] | None:
+    """The header of a datagram that may continue a run of segments (see
+    ``Stack.receive_batch``) whose first segment's header is ``size`` bytes: 20
+    (no options) or 32 (NOP, NOP, timestamps). Its fields as that layout unpacks
+    them (source port, destination port, seq, ack, data offset and reserved,
+    flags, window, checksum, urgent pointer; then the NOP, NOP, kind and length
+    word, TSval and TSecr), if it carries data and its checksum is right; else
+    None, and :func:`decode` tells what is wrong with it."""
+    n = len(data)
+    if n <= size:
+        return None
+    total = int.from_bytes(data, "little")  # (as decode() checks it)
+    if n > _FOLD_FROM:
+        total = (total >> _FOLD1) + (total & _FOLD1_MASK)
+        total = (total >> _FOLD2) + (total & _FOLD2_MASK)
+    if total % 0xFFFF or not total:
+        return None
+    return (_HEADER_TS if size == 32 else _HEADER).unpack_from(data)
+
+
+def run_start(data: bytes) -> tuple[int, ...] | None:
+    """The header of a decoded segment that may start a run, as :func:`run_header`
+    gives it, if it has one of the two layouts a run can have; else None."""
+    size = (data[12] >> 4) * 4
+    if size == 20:
+        return _HEADER.unpack_from(data)
+    if size == 32:
+        fields = _HEADER_TS.unpack_from(data)
+        if fields[9] == _NOP_NOP_TS:
+            return fields
+    return None
+
+
 def _decode_options(data: Any, end: int) -> tuple:
     """The options in ``data[20:end]``, validated as ``OPTION`` requires."""
     if end == 40:
