@@ -678,3 +678,16 @@ def test_syn_options_fast_path_known_answer() -> None:
     assert decode(seal(raw_segment(linux))) == seg
     assert seg.options == ((MSS, 1460), (SACK_PERMITTED, None), (TIMESTAMPS, (10, 0)),
                            (NOP, None), (WSCALE, 7))
+
+
+def test_segments_written_out_init_takes_the_fields_in_order_with_their_defaults():
+    import dataclasses
+    import inspect
+
+    params = inspect.signature(Segment).parameters
+    fields = dataclasses.fields(Segment)
+    assert list(params) == [f.name for f in fields]
+    for f in fields:
+        default = params[f.name].default
+        assert default == (inspect.Parameter.empty if f.default is dataclasses.MISSING
+                           else f.default), f.name

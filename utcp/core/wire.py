@@ -113,6 +113,23 @@ class Segment:
     payload: bytes = b""
     reserved: int = 0
 
+    def __init__(self, src_port: int, dst_port: int, seq: int = 0, ack: int = 0,
+                 flags: int = 0, window: int = 0, urgent: int = 0, options: tuple = (),
+                 payload: bytes = b"", reserved: int = 0) -> None:
+        # Written out (dataclass then makes none): the compiled core makes a Segment
+        # for every segment, and an __init__ that dataclass generates stays
+        # interpreted, slower there than in pure Python.
+        self.src_port = src_port
+        self.dst_port = dst_port
+        self.seq = seq
+        self.ack = ack
+        self.flags = flags
+        self.window = window
+        self.urgent = urgent
+        self.options = options
+        self.payload = payload
+        self.reserved = reserved
+
     @property
     def seg_len(self) -> int:
         """SEG.LEN: payload length, plus one for SYN and one for FIN."""
