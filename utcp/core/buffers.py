@@ -53,7 +53,7 @@ class SendBuffer:
         ends = self._ends
         end = ends[-1] if ends else self._base
         if n < SMALL_WRITE:
-            last = chunks[-1] if len(chunks) > self._first else None
+            last = chunks[-1] if chunks else None  # (held: ack() never leaves a dead last)
             if type(last) is bytearray and len(last) < SMALL_TAIL:
                 last += data
                 ends[-1] = end + n
@@ -70,24 +70,24 @@ class SendBuffer:
         """Copy up to ``n`` bytes starting at sequence number ``seq``."""
         o = self._base + ((seq - self.start) & sq.MASK)  # sq.sub(), never negative here
         ends = self._ends
+        last = len(ends) - 1
         k = self._at
-        if k < self._first or k >= len(ends) or o < ends[k] - len(self._chunks[k]):
-            k = bisect.bisect_right(ends, o, self._first, len(ends))  # (a resend)
+        first = self._first
+        if k < first or k > last or k > first and o < ends[k - 1]:
+            k = bisect.bisect_right(ends, o, first, last + 1)  # (a resend)
         else:
-            last = len(ends) - 1
             while k < last and ends[k] <= o:
                 k += 1
         chunk = self._chunks[k]
         end = ends[k]
         i = o - (end - len(chunk))
-        if o + n <= end or k == len(ends) - 1:
+        if o + n <= end or k == last:
             self._at = k
             if type(chunk) is bytes:
                 return chunk[i:i + n]  # (the whole chunk: the same object, no copy)
             return bytes(memoryview(chunk)[i:i + n])
         parts: list[bytes | bytearray | memoryview] = [memoryview(chunk)[i:]]
         n -= end - o
-        last = len(ends) - 1
         while True:
             k += 1
             chunk = self._chunks[k]

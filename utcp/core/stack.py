@@ -372,7 +372,8 @@ class Stack:
         full = 0  # the first one's payload size
         after = 0  # the sequence number after the run
         head: Any = None  # the first one's header fields (run_start), which the rest repeat
-        hsize = 0  # its length: 20 or 32 bytes
+        hsize = 0  # its length: 20 or 32 bytes (0: not yet looked at)
+        run_data: Any = None  # the first one's datagram
         last_flags = 0  # the flags of the run's last segment
         for item in batch:
             data = item[0]
@@ -380,6 +381,13 @@ class Stack:
             via = item[2] if len(item) == 3 else None
             self.segments_in += 1
             if run:
+                if open_ and hsize == 0:
+                    # A second datagram: now the first one's header is worth reading.
+                    head = run_start(run_data)
+                    if head is None:
+                        open_ = False
+                    else:
+                        hsize = run_size - full
                 if open_ and via is run_via and (addr is run_addr or addr == run_addr):
                     # A continuation is checked on its header, without a Segment made
                     # for it or its payload copied out (the run's are joined once).
@@ -412,21 +420,21 @@ class Stack:
                 conn = conns.get((addr if len(addr) == 2 else address_key(addr),
                                   seg.dst_port, seg.src_port))
                 if conn is not None and conn.state is _ESTABLISHED and conn.observer is None:
-                    head = run_start(data)
-                    if head is not None:
-                        run = [seg]
-                        hsize = len(data) - len(seg.payload)
-                        full = len(seg.payload)
-                        after = (seg.seq + full) & 0xFFFFFFFF
-                        last_flags = flags
-                        open_ = flags == ACK
-                        run_conn, run_addr, run_via, run_size = conn, addr, via, len(data)
-                        continue
-                    self._receive_segment(seg, len(data), addr, now, via, conn)
+                    run = [seg]
+                    run_data = data
+                    hsize = 0
+                    full = len(seg.payload)
+                    after = (seg.seq + full) & 0xFFFFFFFF
+                    last_flags = flags
+                    open_ = flags == ACK
+                    run_conn, run_addr, run_via, run_size = conn, addr, via, len(data)
                     continue
             self._receive_segment(seg, len(data), addr, now, via)
         if run:
-            self._receive_run(run, last_flags, run_size, run_addr, now, run_via, run_conn)
+            if len(run) == 1:
+                self._receive_segment(run[0], run_size, run_addr, now, run_via, run_conn)
+            else:
+                self._receive_run(run, last_flags, run_size, run_addr, now, run_via, run_conn)
         if self._batch:
             self.end_batch(now)
 
