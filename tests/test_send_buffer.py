@@ -38,6 +38,15 @@ def test_a_mutable_write_is_copied_when_taken() -> None:
     assert buf.peek(0, 4106) == b"x" * 4096 + b"s" * 10
 
 
+def test_a_lone_small_write_is_held_as_given() -> None:
+    buf = SendBuffer(0)
+    buf.append(b"big" * 1000)
+    buf.ack(3000)
+    data = b"request"
+    buf.append(data)
+    assert buf.peek(3000, 7) is data
+
+
 def test_small_writes_share_one_chunk() -> None:
     buf = SendBuffer(0)
     for i in range(1000):

@@ -7,8 +7,8 @@ from typing import Final
 
 from . import seq as sq
 
-#: Writes shorter than this are copied into the buffer's last chunk (see
-#: :class:`SendBuffer`); longer ones are held as they are.
+#: Writes shorter than this that follow another such are copied into the
+#: buffer's last chunk (see :class:`SendBuffer`); others are held as they are.
 SMALL_WRITE: Final = 2048
 #: The most a chunk of small writes grows to before the next starts.
 SMALL_TAIL: Final = 64 * 1024
@@ -23,9 +23,9 @@ class SendBuffer:
     Writes are held as the application gave them, as a list of chunks: a
     ``bytes`` write is kept, not copied, a segment within one chunk is one slice
     of it, and an ACK drops whole chunks from the front, so no byte moves twice.
-    Small writes (under :data:`SMALL_WRITE` bytes) go into a ``bytearray`` at
-    the end instead, so that many of them cost one object and a segment made of
-    them one slice.
+    Small writes (under :data:`SMALL_WRITE` bytes) that follow one another while
+    held gather in a ``bytearray`` at the end instead, so that many of them cost
+    one object and a segment made of them one slice.
     """
 
     __slots__ = ("_chunks", "_ends", "_first", "_at", "_base", "start", "size")
@@ -51,19 +51,26 @@ class SendBuffer:
             return
         chunks = self._chunks
         ends = self._ends
-        end = ends[-1] if ends else self._base
-        if n < SMALL_WRITE:
-            last = chunks[-1] if chunks else None  # (held: ack() never leaves a dead last)
-            if type(last) is bytearray and len(last) < SMALL_TAIL:
-                last += data
-                ends[-1] = end + n
-            else:
-                chunks.append(bytearray(data))
-                ends.append(end + n)
-        else:
-            # Kept as given when immutable; a mutable buffer the caller may reuse.
-            chunks.append(data if type(data) is bytes else bytes(data))
-            ends.append(end + n)
+        if n < SMALL_WRITE and chunks:
+            last = chunks[-1]  # (held: ack() never leaves a dead chunk last)
+            if type(last) is bytearray:
+                if len(last) < SMALL_TAIL:
+                    last += data
+                    ends[-1] += n
+                    self.size += n
+                    return
+            elif len(last) < SMALL_WRITE:
+                # A second small write while the first is held: from here on they
+                # gather in one bytearray.
+                tail = bytearray(last)
+                tail += data
+                chunks[-1] = tail
+                ends[-1] += n
+                self.size += n
+                return
+        # Kept as given when immutable; a mutable buffer the caller may reuse.
+        chunks.append(data if type(data) is bytes else bytes(data))
+        ends.append((ends[-1] if ends else self._base) + n)
         self.size += n
 
     def peek(self, seq: int, n: int) -> bytes:
