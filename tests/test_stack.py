@@ -854,6 +854,25 @@ def test_runs_without_timestamps_and_what_no_run_takes():
     assert any(s.flags & RST for s, _ in sent(server.stack))  # (8 answered with a RST)
 
 
+def test_a_run_takes_no_continuation_that_fails_a_check():
+    net, server, client, conn, accepted = _established()
+    mss = conn.send_mss
+    segs = _data_segments(client, conn, random.Random(9).randbytes(8 * mss), net.now)
+    odd = list(segs)
+    odd[2] = Segment(**{**_fields(segs[2]), "urgent": 1})  # (URG clear: only the field)
+    odd[4] = Segment(**{**_fields(segs[4]), "reserved": 1})
+    batch = [(encode(s), CLIENT) for s in odd]
+    corrupt = bytearray(batch[6][0])
+    corrupt[-1] ^= 0xFF
+    batch[6] = (bytes(corrupt), CLIENT)
+    server.stack.receive_batch(batch, net.now)
+    # 0-1; 2, 3, 4 and 5 each alone (2 and 4 differ from the run before them, and
+    # start none); 6 dropped, counted; 7 held beyond the hole it leaves.
+    assert [n // mss for c, n in _passes(server.stack) if c is accepted] == [2, 1, 1, 1, 1]
+    assert server.stack.statistics()["drops"]["bad-checksum"] == 1
+    assert accepted.info()["unread"] == len(segs[7].payload)
+
+
 def test_an_observed_connection_sees_each_segment():
     from utcp.core.observer import NullObserver
 

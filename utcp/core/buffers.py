@@ -45,7 +45,7 @@ class SendBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | bytearray) -> None:
         n = len(data)
         if not n:
             return
@@ -91,7 +91,7 @@ class SendBuffer:
         if o + n <= end or k == last:
             self._at = k
             if type(chunk) is bytes:
-                return chunk[i:i + n]  # (the whole chunk: the same object, no copy)
+                return chunk[i:i + n]  # (CPython gives a whole chunk itself, uncopied)
             return bytes(memoryview(chunk)[i:i + n])
         parts: list[bytes | bytearray | memoryview] = [memoryview(chunk)[i:]]
         n -= end - o
