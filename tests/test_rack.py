@@ -11,6 +11,7 @@ import pytest
 from tcpscript import LOCAL_ISS, fire, make, seg, send, ts
 from test_sack import M, bursty_upload, data, sack, sack_established
 
+from utcp.core.rack import LOST, SACKED, Rack
 from utcp.core.state import State
 from utcp.core.wire import ACK, MSS, SACK_PERMITTED, SYN, TIMESTAMPS, WSCALE
 
@@ -300,3 +301,27 @@ def test_rack_tlp_repairs_bursts_of_loss_sooner_than_rfc_6675_alone():
     assert sum(t for t, _ in with_rack) < 0.85 * sum(t for t, _ in without)
     assert sum(n for _, n in with_rack) < sum(n for _, n in without)
 
+
+
+def test_a_segment_sacked_up_to_our_fin_is_not_delivered_again_by_the_ack_of_the_fin():
+    # The last segment carries our FIN; a SACK block can end at the FIN but never
+    # covers it, so the record counts as SACKed whole. The ACK of the data, then of
+    # the FIN, delivers nothing new: that record was delivered when SACKed.
+    rack = Rack(0)
+    recs = [[0, 1000, 1.0, 0], [1000, 2001, 1.001, 0]]  # FIN at 2000
+    rack.recs = recs
+    rack.on_ack(0, 0, [(1000, 2000)], lambda una, start: 2000, 2000, 1.05, 0.01, None)
+    assert recs[1][3] & SACKED and rack.fack == 2000
+    rack.on_ack(0, 2000, None, None, 2000, 1.06, 0.01, None)
+    assert rack.newest is recs[0]
+    rack.on_ack(2000, 2001, None, None, 2000, 1.07, 0.01, None)
+    assert rack.newest is None and len(rack) == 0
+
+
+def test_an_ack_of_segments_marked_lost_and_not_yet_resent_counts_them_off():
+    # (After a timeout with the window shut, say: all marked lost, none resent.)
+    rack = Rack(0)
+    rack.recs = [[0, 1000, 1.0, LOST], [1000, 2000, 1.001, LOST]]
+    rack.lost = 2000
+    rack.on_ack(0, 1000, None, None, None, 2.0, 0.01, None)
+    assert rack.lost == 1000 and len(rack) == 1

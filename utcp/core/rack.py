@@ -119,9 +119,11 @@ class Rack:
             resent_to = self.resent_to
             if resent_to is not None and (old_una - resent_to) & MASK < HALF:
                 resent_to = self.resent_to = None  # sq.ge(): every resent record is gone
-            if not check and not self.lost and resent_to is None:
+            if not check and not self.lost and resent_to is None and (
+                    fin is None or (old_una - fin) & MASK >= HALF):  # sq.lt(old_una, fin)
                 # No record from here is flagged: none resent, none lost, none SACKed
-                # (a SACKed one ends at or below RACK.fack, here SND.UNA). So these
+                # (a SACKed one ends at or below RACK.fack, here SND.UNA, but for one
+                # SACKed up to our FIN, which only SND.UNA at the FIN leaves). So these
                 # were sent once each, in sequence order, which is time order: the
                 # last one SND.UNA passes is RACK's. (The loop below, in short.)
                 while i < n and (recs[i][1] - old_una) & MASK <= acked:
