@@ -28,7 +28,7 @@ class SendBuffer:
     one object and a segment made of them one slice.
     """
 
-    __slots__ = ("_chunks", "_ends", "_first", "_at", "_base", "start", "size")
+    __slots__ = ("_chunks", "_ends", "_first", "_base", "start", "size")
 
     def __init__(self, start: int) -> None:
         # _ends[k]: the offset just past _chunks[k], counted from where the list
@@ -37,7 +37,6 @@ class SendBuffer:
         self._chunks: list[bytes | bytearray] = []
         self._ends: list[int] = []
         self._first = 0
-        self._at = 0  # the chunk the last peek ended in: the next usually starts there
         self._base = 0
         self.start = start
         self.size = 0
@@ -77,19 +76,12 @@ class SendBuffer:
         """Copy up to ``n`` bytes starting at sequence number ``seq``."""
         o = self._base + ((seq - self.start) & sq.MASK)  # sq.sub(), never negative here
         ends = self._ends
-        last = len(ends) - 1
-        k = self._at
-        first = self._first
-        if k < first or k > last or k > first and o < ends[k - 1]:
-            k = bisect.bisect_right(ends, o, first, last + 1)  # (a resend)
-        else:
-            while k < last and ends[k] <= o:
-                k += 1
+        k = bisect.bisect_right(ends, o, self._first)  # the chunk holding byte o
         chunk = self._chunks[k]
         end = ends[k]
         i = o - (end - len(chunk))
+        last = len(ends) - 1
         if o + n <= end or k == last:
-            self._at = k
             if type(chunk) is bytes:
                 return chunk[i:i + n]  # (CPython gives a whole chunk itself, uncopied)
             return bytes(memoryview(chunk)[i:i + n])
@@ -103,7 +95,6 @@ class SendBuffer:
                 break
             parts.append(chunk)
             n -= len(chunk)
-        self._at = k
         return b"".join(parts)
 
     def ack(self, n: int) -> None:
@@ -119,7 +110,6 @@ class SendBuffer:
             k += 1
         if k >= 32 and 2 * k >= last or k == last:
             del self._chunks[:k], ends[:k]
-            self._at = self._at - k if self._at > k else 0
             k = 0
         self._first = k
 
