@@ -589,6 +589,11 @@ class Stack:
         """Every connection the stack holds whole (not those kept as TIME-WAIT records)."""
         return iter(list(self._conns.values()))
 
+    def holds(self, conn: Connection) -> bool:
+        """Whether the stack still holds ``conn`` whole: it lets go of one that has
+        CLOSED, or that goes on as a TIME-WAIT record."""
+        return self._conns.get(conn.key) is conn
+
     def connection_table(self) -> list[dict[str, Any]]:
         """One row per connection held whole, as ``ss -ti`` shows one: its state,
         ports and peer, RTT, RTO, windows, bytes queued each way and counters."""
