@@ -424,6 +424,23 @@ def test_reuse_waits_a_second_after_the_last_timestamp():
     assert client.stack.statistics()["connections"] == {"ESTABLISHED": 1}
 
 
+def test_a_call_on_a_connection_kept_as_a_record_changes_nothing():
+    # The application may still hold the connection that became a record: close()
+    # after write_eof() and the peer's FIN, say. Neither that nor a resume_reading()
+    # makes a second record, even once a new connection has the 4-tuple.
+    net, server, client, old, opts = client_time_wait(True)
+    client.stack.close(old, net.now)
+    client.stack.resume_reading(old, net.now)
+    assert len(client.stack) == 1
+    net.run(until=net.now + 1.1)
+    new = client.stack.connect(PEER, REMOTE_PORT, opts, net.now)
+    net.run(stop=lambda: new.state is State.ESTABLISHED)
+    client.stack.close(old, net.now)
+    client.stack.resume_reading(old, net.now)
+    assert client.stack.statistics()["connections"] == {"ESTABLISHED": 1}
+    assert client.stack.datagrams_to_send() == []
+
+
 def test_no_reuse_without_timestamps():
     net, server, client, old, opts = client_time_wait(False)
     net.run(until=net.now + 30.0)

@@ -684,8 +684,11 @@ class Stack:
         if state is _TIME_WAIT and conn.observer is None and not conn.holds_received:
             # Keep only a record. (A traced connection stays whole, for its observer
             # to see it end; one holding data for a paused reader until it is read.)
-            self._tw.enter(conn)
-            self._forget(conn)
+            # A call on one already kept as a record (close() after write_eof() and
+            # the peer's FIN) leaves the record, or a new connection on its 4-tuple, be.
+            if self._conns.get(conn.key) is conn:
+                self._tw.enter(conn)
+                self._forget(conn)
             return
         if state is not _SYN_RECEIVED:
             listener = conn.listener
