@@ -9,6 +9,7 @@ concurrent (``--concurrency`` in flight). Every case runs on asyncio's default
 loop and, with ``--uvloop``, on uvloop (server and client alike), in rounds that
 alternate the stacks, and the table shows the median round and the ratio.
 
+"GC us" is the client's time in the cyclic garbage collector per connection.
 ``--calls N`` also counts Python function calls per connection (cProfile; client,
 server and loop together, in one process) and segments per connection.
 ``--tw-memory N`` measures the bytes Python keeps per TIME-WAIT entry (tracemalloc).
@@ -56,16 +57,38 @@ class Result:
     connections: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
+    gc_us: float = 0.0  # the client's time in the cyclic garbage collector, per connection
+
+
+class GcTime:
+    """Seconds this process spends in the cyclic garbage collector within the block."""
+
+    def __enter__(self) -> GcTime:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
 
 
 def run_case(server: EchoServer, stack: str, loop_name: str, concurrency: int,
              duration: float) -> Result:
     kernel = stack == "kernel"
     port = server.kernel_port if kernel else server.port
-    r = run_on(bench.connect(HOST, port, duration=duration, concurrency=concurrency,
-                             kernel=kernel, progress=False), loop_name)
+    with GcTime() as spent:
+        r = run_on(bench.connect(HOST, port, duration=duration, concurrency=concurrency,
+                                 kernel=kernel, progress=False), loop_name)
     return Result(stack, loop_name, concurrency, r["conn_per_s"], r["connections"],
-                  r["failures"], r["latency_ms"])
+                  r["failures"], r["latency_ms"],
+                  spent.seconds / max(r["connections"], 1) * 1e6)
 
 
 def workload(concurrency: int) -> str:
@@ -79,7 +102,7 @@ def report(results: list[Result]) -> None:
         picked[(med.loop, med.concurrency, med.stack)] = (med, rs)
     print()
     print(f"{'loop':<8} {'workload':<13} {'stack':<7} {'conn/s':>7} {'(min-max)':>13} "
-          f"{'p50 ms':>7} {'p99 ms':>7} {'failed':>6} {'utcp/kernel':>11}")
+          f"{'p50 ms':>7} {'p99 ms':>7} {'failed':>6} {'GC us':>6} {'utcp/kernel':>11}")
     ratios = []
     for (loop, conc, stack), (r, rs) in sorted(picked.items(),
                                                key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
@@ -92,7 +115,7 @@ def report(results: list[Result]) -> None:
         spread = f"({rs[0].conn_per_s:.0f}-{rs[-1].conn_per_s:.0f})"
         print(f"{loop:<8} {workload(conc):<13} {stack:<7} {r.conn_per_s:>7.0f} {spread:>13} "
               f"{r.latency_ms['p50']:>7.2f} {r.latency_ms['p99']:>7.2f} "
-              f"{sum(r.failures.values()):>6} {ratio:>11}")
+              f"{sum(r.failures.values()):>6} {r.gc_us:>6.1f} {ratio:>11}")
     if ratios:
         print(f"geometric mean of utcp/kernel: {statistics.geometric_mean(ratios):.2f}")
     failed = {f"{r.stack}/{r.loop}/{workload(r.concurrency)}": r.failures
