@@ -13,6 +13,7 @@ import pytest
 from conftest import HOST, deadline, read_all, send_all
 
 import utcp
+from utcp.emulator import Impairments, VirtualNetwork
 
 pytestmark = pytest.mark.usefixtures("loop_errors")
 
@@ -143,3 +144,42 @@ async def test_a_finished_connection_is_freed_without_the_cyclic_collector(make_
         assert alive == []
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("answer", ["close at once", "close later"])
+def test_the_ack_of_a_fin_waits_for_the_applications_turn_and_no_longer(answer) -> None:
+    # The peer's FIN is acknowledged once the application has had its turn after its
+    # end of stream: with the FIN it sends if it closes at once (a close of three
+    # segments, as Linux's), alone if it does not, but never 40 ms later, on the
+    # delayed-ACK timer. (Virtual time: 10 ms each way.)
+    net = VirtualNetwork(default=Impairments(delay=0.01))
+    server = net.add_host("10.0.0.1", "server")
+    client = net.add_host("10.0.0.2", "client")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        if answer == "close later":
+            await asyncio.sleep(1)
+        writer.close()
+
+    async def main() -> tuple[float, int]:
+        srv = await server.run(utcp.start_server(handle, "0.0.0.0", 7000))
+
+        async def go() -> float:
+            loop = asyncio.get_running_loop()
+            _, writer = await utcp.open_connection("server", 7000)
+            t0 = loop.time()
+            writer.close()
+            await writer.wait_closed()  # our FIN acknowledged
+            return loop.time() - t0
+
+        took = await client.run(go())
+        await asyncio.sleep(2)  # (the server's own close, later or not)
+        sent = srv.statistics()["segments_out"]
+        srv.close()
+        return took, sent
+
+    took, sent = net.run(main())
+    assert took == pytest.approx(0.02, abs=0.002)  # one round trip
+    # Its SYN-ACK, then its FIN with that ACK, or the ACK and later its FIN.
+    assert sent == {"close at once": 2, "close later": 3}[answer]

@@ -68,7 +68,9 @@ async def exchange(host: str, tmp_path: pathlib.Path) -> tuple[list, list, int, 
 async def test_a_capture_shows_handshake_data_and_close_as_tcp(tmp_path: pathlib.Path) -> None:
     t0 = time.time()
     client, server, server_port, _ = await exchange(HOST, tmp_path)
-    expected = ["S", "SA", "A", "PA", "FA", "A", "PA", "FA", "A"]
+    # The server answers the client's FIN at once, and its answer carries the ACK of
+    # that FIN, as Linux's does (whose delayed ACK would hold it): no bare ACK between.
+    expected = ["S", "SA", "A", "PA", "FA", "PA", "FA", "A"]
     assert flags(client) == expected
     assert flags(server) == expected  # the same segments, seen from the other end
     for p in client:
@@ -152,7 +154,7 @@ def test_tshark_reads_the_capture_as_tcp_with_good_checksums(tmp_path: pathlib.P
          "tcp.checksum.status", "-e", "ip.checksum.status", "-e", "tcp.analysis.flags"],
         capture_output=True, text=True, timeout=60)
     rows = [line.split("\t") for line in fields.stdout.splitlines()]
-    assert len(rows) == 9
+    assert len(rows) == 8  # the demo's segments (its ladder)
     assert all(r[1] == "1" and r[2] == "1" for r in rows)  # 1: checksum good
     assert all(len(r) < 4 or r[3] == "" for r in rows)  # no TCP analysis warnings
     follow = subprocess.run([tshark, "-r", str(capture), "-qz", "follow,tcp,ascii,0"],

@@ -249,6 +249,84 @@ def test_icmp_host_unreachable_ends_a_connection_in_syn_sent():
     assert stack.statistics()["drops"] == {"icmp-host-unreachable": 1, "icmp-error": 1}
 
 
+# ------------------------------------------------------- the ACK of a FIN, deferred
+
+
+def deferring() -> tuple[Network, object, object, object, object]:
+    """A client connected to a server whose stack defers the ACK of a FIN (the asyncio
+    endpoint's setting), and the client's FIN on its way: (net, server, its side, the
+    client's side, how many segments the server's side had sent)."""
+    net = Network()
+    server = net.add(SERVER, defer_fin_acks=True)
+    server.stack.listen(7007, 100, Options())
+    client = net.add(CLIENT)
+    conn = connect(net, client)
+    net.run(stop=lambda: server.connections())
+    [accepted] = server.connections()
+    sent_before = accepted.counters.segments_out
+    client.stack.shutdown(conn, net.now)  # (its reading side stays open)
+    net.run(stop=lambda: accepted.state is State.CLOSE_WAIT)
+    assert accepted.ack_deferred and server.events_of(accepted)[-1] == EndOfStream()
+    return net, server, accepted, conn, sent_before
+
+
+def test_an_application_that_closes_at_once_sends_the_ack_of_the_fin_with_its_own():
+    # A close of three segments, FIN, FIN-ACK, ACK, as Linux's is.
+    net, server, accepted, conn, sent_before = deferring()
+    net.run(until=net.now + 0.02)  # (within the delayed ACK's 40 ms)
+    assert accepted.counters.segments_out == sent_before
+    assert conn.state is State.FIN_WAIT_1
+    server.stack.close(accepted, net.now)  # the application's turn: it closes
+    server.stack.send_deferred_acks(net.now)  # its turn is over: nothing is left owed
+    net.run(stop=lambda: conn.state is State.TIME_WAIT)
+    assert accepted.counters.segments_out == sent_before + 1  # FIN and ACK in one
+    net.run()
+    assert accepted.state is State.CLOSED and len(server.stack) == 0
+
+
+def test_an_application_that_answers_at_once_sends_the_ack_with_its_data():
+    net, server, accepted, conn, sent_before = deferring()
+    server.stack.send(accepted, b"bye", net.now)
+    server.stack.send_deferred_acks(net.now)
+    net.run(stop=lambda: conn.state is State.FIN_WAIT_2)
+    assert accepted.counters.segments_out == sent_before + 1
+    assert bytes(net.hosts[CLIENT].received[conn]) == b"bye"
+
+
+def test_an_application_that_does_nothing_leaves_a_bare_ack_at_the_end_of_its_turn():
+    net, server, accepted, conn, sent_before = deferring()
+    at = net.now
+    server.stack.send_deferred_acks(net.now)
+    assert not server.stack.acks_deferred
+    net.run(stop=lambda: conn.state is State.FIN_WAIT_2)
+    assert accepted.counters.segments_out == sent_before + 1
+    assert net.now == pytest.approx(at + 0.01)  # one trip over the link, no delay
+
+
+def test_without_the_shell_the_delayed_ack_timer_sends_it():
+    net, server, accepted, conn, sent_before = deferring()
+    at = net.now
+    net.run(stop=lambda: conn.state is State.FIN_WAIT_2)
+    assert net.now == pytest.approx(at + Options().delayed_ack + 0.01)
+    assert accepted.counters.segments_out == sent_before + 1
+
+
+def test_a_fin_that_ends_our_own_close_is_acknowledged_at_once():
+    # Only a FIN that arrives while ESTABLISHED waits: one that answers ours (FIN-WAIT-2
+    # into TIME-WAIT) draws its ACK at once, as the peer waits for it.
+    net, server, accepted, conn, _ = deferring()
+    server.stack.send_deferred_acks(net.now)
+    net.run(stop=lambda: conn.state is State.FIN_WAIT_2)
+    sent = conn.counters.segments_out
+    server.stack.close(accepted, net.now)
+    net.run(stop=lambda: conn.state is State.TIME_WAIT)
+    assert conn.counters.segments_out == sent + 1
+    assert not net.hosts[CLIENT].stack.acks_deferred
+    at = net.now
+    net.run(stop=lambda: accepted.state is State.CLOSED)
+    assert net.now == pytest.approx(at + 0.01)
+
+
 # ------------------------------------------------------------------- ports
 
 

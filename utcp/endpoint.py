@@ -122,6 +122,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self._send_failed = False  # a send within flush() failed and queued events
         self._ended: list[Connection] = []  # CLOSED or TIME-WAIT: see _release_ended()
         self._batch_end_due = False
+        self._deferred_due = False  # _send_deferred_acks() is scheduled
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._accept: dict[Listener, Callable[[Connection], ConnectionOwner]] = {}
@@ -164,6 +165,9 @@ class Endpoint(asyncio.DatagramProtocol):
         # The stack ACKs once per batch of datagrams: what one wake-up read (see
         # datagrams_received), or what a loop's own transport delivered in one turn.
         self.stack.coalesce_acks = True
+        # The ACK of a peer's FIN waits for the application's turn (_send_deferred_acks):
+        # an application that closes, or answers, at once sends it with its FIN or data.
+        self.stack.defer_fin_acks = True
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.family = sock.family
@@ -282,6 +286,11 @@ class Endpoint(asyncio.DatagramProtocol):
             self._flushing = False
         if self._ended:
             self._release_ended()
+        if stack.acks_deferred and not self._deferred_due:
+            # After the callbacks the events scheduled (a reader's task woken by its
+            # end of stream runs first): see Stack.send_deferred_acks.
+            self._deferred_due = True
+            self.loop.call_soon(self._send_deferred_acks)
         when = stack.next_deadline()
         if when is not None and (self._timer_at is None or when < self._timer_at):
             if self._timer is not None:
@@ -290,6 +299,11 @@ class Endpoint(asyncio.DatagramProtocol):
             self._timer = self.loop.call_at(when, self._on_timer)
         if self._close_when_idle:
             self._close_if_idle()
+
+    def _send_deferred_acks(self) -> None:
+        self._deferred_due = False
+        self.stack.send_deferred_acks(self._now())
+        self.flush()
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -244,13 +244,15 @@ class Connection:
     # Slots: a server holds thousands of these (TIME-WAIT among them), and slot
     # access is quicker on the per-segment path.
     __slots__ = (
-        "cc", "coalesce_acks", "counters", "irs", "iss", "local_port", "max_snd_wnd",
+        "cc", "coalesce_acks", "counters", "defer_fin_ack", "irs", "iss", "local_port",
+        "max_snd_wnd",
         "observer", "options", "rcv_buf", "rcv_nxt", "remote_port", "rtt", "send_low_water",
         "send_mss",
         "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "state",
         # Kept by the stack that carries the connection (see utcp.core.stack).
         "key", "listener", "memory", "owner", "peer", "timer_bucket", "via",
-        "_ack_at", "_ack_at_batch_end", "_ack_now", "_ack_pending", "_close_at",
+        "_ack_at", "_ack_at_batch_end", "_ack_deferred", "_ack_now", "_ack_pending",
+        "_close_at",
         "_closed_reported", "_drs", "_dupacks", "_eof_held", "_events", "_fin_queued",
         "_fin_received", "_fin_seq", "_heard_at", "_ka_at", "_last_oow_ack", "_ooo", "_ooo_fin",
         "_orphan_probes", "_orphaned", "_out", "_peer_offered_wscale", "_persist_at",
@@ -368,6 +370,14 @@ class Connection:
         #: out of order) still leave at once, so fast retransmit is unaffected.
         self.coalesce_acks = False
         self._ack_at_batch_end = False
+        #: Set by a shell that calls send_deferred_ack() once the application has had
+        #: its turn after the events: the ACK of a FIN that arrives while ESTABLISHED
+        #: then waits for that turn, so that the FIN (or data) an application sends
+        #: at once in answer carries it, as Linux's does: the peer's FIN puts Linux in
+        #: delayed-ACK ("pingpong") mode, and a close is FIN, FIN-ACK, ACK. The
+        #: delayed-ACK timer sends it if the shell never does.
+        self.defer_fin_ack = False
+        self._ack_deferred = False
 
         # Timers: each None or an absolute time (smoltcp keeps them in one field;
         # here the few that may run together are kept side by side).
@@ -705,7 +715,7 @@ class Connection:
         """Run every timer due at or before ``now``."""
         if self._ack_at is not None and now >= self._ack_at:
             self._ack_at = None
-            if self._ack_pending or self._ack_now:
+            if self._ack_pending or self._ack_now or self._ack_deferred:
                 self._send_ack(now)
         t = self._pace_at
         if t is not None and now >= t:
@@ -1685,15 +1695,22 @@ class Connection:
             self._ooo.clear()  # anything held is past the FIN: no data (see _receive_text)
             self._account()
         self.rcv_nxt = (self.rcv_nxt + 1) & _MASK
-        self._ack_now = True
         if self._reading_paused and self._rcvbuf:
             self._eof_held = True
         else:
             self._events.append(EndOfStream())
         st = self.state
         if st in (SYN_RECEIVED, ESTABLISHED):
+            if self.defer_fin_ack:
+                self._ack_deferred = True
+                if self._ack_at is None:
+                    self._ack_at = now + self.options.delayed_ack
+            else:
+                self._ack_now = True
             self._set_state(CLOSE_WAIT, "FIN received", now)
-        elif st is FIN_WAIT_1:
+            return
+        self._ack_now = True
+        if st is FIN_WAIT_1:
             if self._fin_seq is not None and sq.gt(self.snd_una, self._fin_seq):
                 self._events.append(FinAcked())
                 self._enter_time_wait("FIN received", now)
@@ -1898,12 +1915,25 @@ class Connection:
             if self._ack_pending:
                 self._send_ack(now)
 
+    @property
+    def ack_deferred(self) -> bool:
+        """Whether the ACK of the peer's FIN waits for the application's turn (see
+        ``defer_fin_ack``)."""
+        return self._ack_deferred
+
+    def send_deferred_ack(self, now: float) -> None:
+        """The application has had its turn: send the ACK of the peer's FIN if what
+        it did sent none."""
+        if self._ack_deferred:
+            self._send_ack(now)
+
     def _emit(self, seg: Segment, now: float) -> None:
         if seg.flags & ACK:
             # Every segment carrying our ACK satisfies any pending or delayed ACK.
             self._ack_pending = 0
             self._ack_now = False
             self._ack_at_batch_end = False
+            self._ack_deferred = False
             self._ack_at = None
         self.counters.segments_out += 1
         self._out.append(seg)
@@ -2114,4 +2144,5 @@ class Connection:
     def _terminate(self, cause: str, now: float) -> None:
         self._clear_timers()
         self._ack_now = False
+        self._ack_deferred = False
         self._set_state(CLOSED, cause, now)

@@ -172,7 +172,10 @@ class Stack:
     ISN secret comes from the operating system's random source, and the port
     choice from a generator it seeds.
     With ``coalesce_acks``, in-order data is ACKed once per batch of datagrams
-    (see :meth:`end_batch` and ``Connection.coalesce_acks``). ``tw_reuse_delay``
+    (see :meth:`end_batch` and ``Connection.coalesce_acks``). With
+    ``defer_fin_acks``, the ACK of a FIN that arrives while ESTABLISHED waits until
+    the shell says the application has had its turn after the events (see
+    :meth:`send_deferred_acks` and ``Connection.defer_fin_ack``). ``tw_reuse_delay``
     is how long after its last timestamp an active open may reuse a 4-tuple in
     TIME-WAIT (None: never). With ``syn_cookies`` (the default, as in Linux), a
     listener whose half-open queue is full answers further SYNs with cookies
@@ -189,6 +192,7 @@ class Stack:
                  isn: IsnGenerator | None = None, rng: random.Random | None = None,
                  ephemeral_ports: range = EPHEMERAL_PORTS,
                  coalesce_acks: bool = False,
+                 defer_fin_acks: bool = False,
                  tw_reuse_delay: float | None = TW_REUSE_DELAY,
                  syn_cookies: bool = True,
                  max_receive_memory: int | None = MAX_RECEIVE_MEMORY,
@@ -204,6 +208,10 @@ class Stack:
         #: Answer SYNs with cookies when a listener's half-open queue is full.
         self.syn_cookies = syn_cookies
         self.coalesce_acks = coalesce_acks
+        self.defer_fin_acks = defer_fin_acks
+        # Connections whose ACK of a FIN waits for send_deferred_acks() (a dict: no
+        # connection twice, in the order they came).
+        self._deferred: dict[Connection, None] = {}
         self.tw_reuse_delay = tw_reuse_delay
         self._isn = isn if isn is not None else IsnGenerator()
         self._rng = rng if rng is not None else random.Random()
@@ -268,6 +276,23 @@ class Stack:
         self._datagrams = []
         self._events = []
         return datagrams, events
+
+    @property
+    def acks_deferred(self) -> bool:
+        """Whether an ACK waits for :meth:`send_deferred_acks`."""
+        return bool(self._deferred)
+
+    def send_deferred_acks(self, now: float) -> None:
+        """The application has had its turn after the events: send each ACK that
+        waited for it (see ``defer_fin_acks``) and that nothing it did sent."""
+        deferred = self._deferred
+        if not deferred:
+            return
+        self._deferred = {}
+        for conn in deferred:
+            if conn._ack_deferred and self._conns.get(conn.key) is conn:
+                conn.send_deferred_ack(now)
+                self._service(conn)
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`handle_timer` must be called, or None."""
@@ -525,6 +550,7 @@ class Stack:
         conn = Connection(key[1], remote_port, iss=iss, options=options, observer=observer,
                           ts_offset=self._ts_offset(peer))
         conn.coalesce_acks = self.coalesce_acks
+        conn.defer_fin_ack = self.defer_fin_acks
         conn.memory = self.memory
         conn.peer = remote
         conn.key = key
@@ -677,6 +703,8 @@ class Stack:
         if events:
             conn._events = []
             self._events.append((conn, events))
+        if conn._ack_deferred:
+            self._deferred[conn] = None
         state = conn.state
         if state is _CLOSED:
             self._forget(conn)
@@ -994,6 +1022,7 @@ class Stack:
         conn = Connection(listener.port, remote_port, iss=iss, options=listener.options,
                           observer=observer, ts_offset=self._ts_offset(key[0]))
         conn.coalesce_acks = self.coalesce_acks
+        conn.defer_fin_ack = self.defer_fin_acks
         conn.memory = self.memory
         conn.peer = addr
         conn.via = via
