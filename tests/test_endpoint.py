@@ -183,3 +183,36 @@ def test_the_ack_of_a_fin_waits_for_the_applications_turn_and_no_longer(answer) 
     assert took == pytest.approx(0.02, abs=0.002)  # one round trip
     # Its SYN-ACK, then its FIN with that ACK, or the ACK and later its FIN.
     assert sent == {"close at once": 2, "close later": 3}[answer]
+
+
+def test_fins_a_turn_apart_each_wait_for_their_own_applications_turn() -> None:
+    # FINs arriving one turn of the loop after another, datagram by datagram (as on a
+    # loop's own transport): each connection's ACK waits for its own application's
+    # turn, so every server side still closes with one segment, its FIN carrying the
+    # ACK. (No delay on the path: each FIN arrives in the turn after it was sent.)
+    net = VirtualNetwork(default=Impairments(delay=0.0))
+    server = net.add_host("10.0.0.1", "server")
+    client = net.add_host("10.0.0.2", "client")
+    n = 8
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    async def main() -> int:
+        srv = await server.run(utcp.start_server(handle, "0.0.0.0", 7000))
+
+        async def go() -> None:
+            writers = [(await utcp.open_connection("server", 7000))[1] for _ in range(n)]
+            for writer in writers:
+                writer.close()
+                await asyncio.sleep(0)
+            await asyncio.gather(*(writer.wait_closed() for writer in writers))
+
+        await client.run(go())
+        await asyncio.sleep(1)
+        sent = srv.statistics()["segments_out"]
+        srv.close()
+        return sent
+
+    assert net.run(main()) == 2 * n  # each: its SYN-ACK, then its FIN with the ACK

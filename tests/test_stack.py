@@ -252,14 +252,14 @@ def test_icmp_host_unreachable_ends_a_connection_in_syn_sent():
 # ------------------------------------------------------- the ACK of a FIN, deferred
 
 
-def deferring() -> tuple[Network, object, object, object, object]:
+def deferring(**client_args) -> tuple[Network, object, object, object, object]:
     """A client connected to a server whose stack defers the ACK of a FIN (the asyncio
-    endpoint's setting), and the client's FIN on its way: (net, server, its side, the
+    endpoint's setting), and the client's FIN arrived: (net, server, its side, the
     client's side, how many segments the server's side had sent)."""
     net = Network()
     server = net.add(SERVER, defer_fin_acks=True)
     server.stack.listen(7007, 100, Options())
-    client = net.add(CLIENT)
+    client = net.add(CLIENT, **client_args)
     conn = connect(net, client)
     net.run(stop=lambda: server.connections())
     [accepted] = server.connections()
@@ -273,11 +273,13 @@ def deferring() -> tuple[Network, object, object, object, object]:
 def test_an_application_that_closes_at_once_sends_the_ack_of_the_fin_with_its_own():
     # A close of three segments, FIN, FIN-ACK, ACK, as Linux's is.
     net, server, accepted, conn, sent_before = deferring()
+    taken = server.stack.take_deferred_acks()  # its events delivered
+    assert taken == [accepted] and not server.stack.acks_deferred
     net.run(until=net.now + 0.02)  # (within the delayed ACK's 40 ms)
     assert accepted.counters.segments_out == sent_before
     assert conn.state is State.FIN_WAIT_1
     server.stack.close(accepted, net.now)  # the application's turn: it closes
-    server.stack.send_deferred_acks(net.now)  # its turn is over: nothing is left owed
+    server.stack.send_deferred_acks(taken, net.now)  # its turn is over: nothing owed
     net.run(stop=lambda: conn.state is State.TIME_WAIT)
     assert accepted.counters.segments_out == sent_before + 1  # FIN and ACK in one
     net.run()
@@ -286,8 +288,9 @@ def test_an_application_that_closes_at_once_sends_the_ack_of_the_fin_with_its_ow
 
 def test_an_application_that_answers_at_once_sends_the_ack_with_its_data():
     net, server, accepted, conn, sent_before = deferring()
+    taken = server.stack.take_deferred_acks()
     server.stack.send(accepted, b"bye", net.now)
-    server.stack.send_deferred_acks(net.now)
+    server.stack.send_deferred_acks(taken, net.now)
     net.run(stop=lambda: conn.state is State.FIN_WAIT_2)
     assert accepted.counters.segments_out == sent_before + 1
     assert bytes(net.hosts[CLIENT].received[conn]) == b"bye"
@@ -296,35 +299,57 @@ def test_an_application_that_answers_at_once_sends_the_ack_with_its_data():
 def test_an_application_that_does_nothing_leaves_a_bare_ack_at_the_end_of_its_turn():
     net, server, accepted, conn, sent_before = deferring()
     at = net.now
-    server.stack.send_deferred_acks(net.now)
-    assert not server.stack.acks_deferred
+    server.stack.send_deferred_acks(server.stack.take_deferred_acks(), net.now)
     net.run(stop=lambda: conn.state is State.FIN_WAIT_2)
     assert accepted.counters.segments_out == sent_before + 1
     assert net.now == pytest.approx(at + 0.01)  # one trip over the link, no delay
 
 
-def test_without_the_shell_the_delayed_ack_timer_sends_it():
+def test_without_the_drivers_call_the_delayed_ack_timer_sends_it():
     net, server, accepted, conn, sent_before = deferring()
     at = net.now
     net.run(stop=lambda: conn.state is State.FIN_WAIT_2)
     assert net.now == pytest.approx(at + Options().delayed_ack + 0.01)
     assert accepted.counters.segments_out == sent_before + 1
+    # The stack holds on to nothing for a driver that never takes them.
+    server.stack.close(accepted, net.now)
+    net.run()
+    assert len(server.stack) == 0 and not server.stack.acks_deferred
 
 
 def test_a_fin_that_ends_our_own_close_is_acknowledged_at_once():
     # Only a FIN that arrives while ESTABLISHED waits: one that answers ours (FIN-WAIT-2
     # into TIME-WAIT) draws its ACK at once, as the peer waits for it.
-    net, server, accepted, conn, _ = deferring()
-    server.stack.send_deferred_acks(net.now)
+    net, server, accepted, conn, _ = deferring(defer_fin_acks=True)
+    client_stack = net.hosts[CLIENT].stack
+    server.stack.send_deferred_acks(server.stack.take_deferred_acks(), net.now)
     net.run(stop=lambda: conn.state is State.FIN_WAIT_2)
     sent = conn.counters.segments_out
     server.stack.close(accepted, net.now)
     net.run(stop=lambda: conn.state is State.TIME_WAIT)
     assert conn.counters.segments_out == sent + 1
-    assert not net.hosts[CLIENT].stack.acks_deferred
+    assert not client_stack.acks_deferred
     at = net.now
     net.run(stop=lambda: accepted.state is State.CLOSED)
     assert net.now == pytest.approx(at + 0.01)
+
+
+def test_the_segment_that_fills_the_hole_before_a_fin_is_acknowledged_at_once():
+    # RFC 5681 4.2: the segment that fills a hole is ACKed at once, and with it the
+    # FIN that waited beyond the hole; the deferral is for a FIN that comes in order.
+    net, server, client, conn, accepted = _established()
+    server.stack.defer_fin_acks = accepted.defer_fin_ack = True
+    [data] = _data_segments(client, conn, b"x" * 100, net.now)
+    client.stack.shutdown(conn, net.now)
+    [fin] = [decode(d) for d, _, _ in client.stack.datagrams_to_send()]
+    assert fin.flags & FIN and fin.seq == data.seq + 100
+    server.stack.receive(encode(fin), CLIENT, net.now)  # ahead of the hole
+    [dupack] = sent(server.stack)
+    assert dupack[0].ack == data.seq
+    server.stack.receive(encode(data), CLIENT, net.now)  # the hole filled
+    [(ack, _)] = sent(server.stack)
+    assert ack.ack == fin.seq + 1 and accepted.state is State.CLOSE_WAIT
+    assert not server.stack.take_deferred_acks()
 
 
 # ------------------------------------------------------------------- ports

@@ -122,7 +122,6 @@ class Endpoint(asyncio.DatagramProtocol):
         self._send_failed = False  # a send within flush() failed and queued events
         self._ended: list[Connection] = []  # CLOSED or TIME-WAIT: see _release_ended()
         self._batch_end_due = False
-        self._deferred_due = False  # _send_deferred_acks() is scheduled
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._accept: dict[Listener, Callable[[Connection], ConnectionOwner]] = {}
@@ -194,6 +193,8 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def _batch_end(self) -> None:
         self._batch_end_due = False
+        if self.transport is None:
+            return  # (the socket closed meanwhile)
         self.stack.end_batch(self._now())
         self.flush()
 
@@ -286,11 +287,15 @@ class Endpoint(asyncio.DatagramProtocol):
             self._flushing = False
         if self._ended:
             self._release_ended()
-        if stack.acks_deferred and not self._deferred_due:
-            # After the callbacks the events scheduled (a reader's task woken by its
-            # end of stream runs first): see Stack.send_deferred_acks.
-            self._deferred_due = True
-            self.loop.call_soon(self._send_deferred_acks)
+        if stack.acks_deferred:
+            # Their events are delivered: after the callbacks those scheduled (a
+            # reader's task woken by its end of stream runs first), send the ACKs
+            # of FINs that what the application did sent none with. Each flush
+            # schedules its own: a connection whose events come later waits for
+            # its own application's turn.
+            taken = stack.take_deferred_acks()
+            if taken:
+                self.loop.call_soon(self._send_deferred_acks, taken)
         when = stack.next_deadline()
         if when is not None and (self._timer_at is None or when < self._timer_at):
             if self._timer is not None:
@@ -300,9 +305,10 @@ class Endpoint(asyncio.DatagramProtocol):
         if self._close_when_idle:
             self._close_if_idle()
 
-    def _send_deferred_acks(self) -> None:
-        self._deferred_due = False
-        self.stack.send_deferred_acks(self._now())
+    def _send_deferred_acks(self, conns: list[Connection]) -> None:
+        if self.transport is None:
+            return  # (the socket closed meanwhile)
+        self.stack.send_deferred_acks(conns, self._now())
         self.flush()
 
     def _on_timer(self) -> None:

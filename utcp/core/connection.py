@@ -1608,6 +1608,7 @@ class Connection:
             self._ack_at = now + self.options.delayed_ack
         if self._ooo_fin is not None and self._ooo_fin == rcv_nxt:
             self._ooo_fin = None
+            self._ack_now = True  # the segment filled the hole before the FIN (RFC 5681 4.2)
             self._on_fin(now)
 
     # ------------------------------------------------- receive-buffer autotuning

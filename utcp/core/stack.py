@@ -175,7 +175,7 @@ class Stack:
     (see :meth:`end_batch` and ``Connection.coalesce_acks``). With
     ``defer_fin_acks``, the ACK of a FIN that arrives while ESTABLISHED waits until
     the shell says the application has had its turn after the events (see
-    :meth:`send_deferred_acks` and ``Connection.defer_fin_ack``). ``tw_reuse_delay``
+    :meth:`take_deferred_acks` and ``Connection.defer_fin_ack``). ``tw_reuse_delay``
     is how long after its last timestamp an active open may reuse a 4-tuple in
     TIME-WAIT (None: never). With ``syn_cookies`` (the default, as in Linux), a
     listener whose half-open queue is full answers further SYNs with cookies
@@ -209,8 +209,8 @@ class Stack:
         self.syn_cookies = syn_cookies
         self.coalesce_acks = coalesce_acks
         self.defer_fin_acks = defer_fin_acks
-        # Connections whose ACK of a FIN waits for send_deferred_acks() (a dict: no
-        # connection twice, in the order they came).
+        # Connections whose ACK of a FIN waits for the application's turn, not yet
+        # taken by take_deferred_acks() (a dict: no connection twice, in order).
         self._deferred: dict[Connection, None] = {}
         self.tw_reuse_delay = tw_reuse_delay
         self._isn = isn if isn is not None else IsnGenerator()
@@ -279,17 +279,26 @@ class Stack:
 
     @property
     def acks_deferred(self) -> bool:
-        """Whether an ACK waits for :meth:`send_deferred_acks`."""
+        """Whether an ACK of a FIN waits for :meth:`take_deferred_acks` (see
+        ``defer_fin_acks``)."""
         return bool(self._deferred)
 
-    def send_deferred_acks(self, now: float) -> None:
-        """The application has had its turn after the events: send each ACK that
-        waited for it (see ``defer_fin_acks``) and that nothing it did sent."""
-        deferred = self._deferred
-        if not deferred:
-            return
+    def take_deferred_acks(self) -> list[Connection]:
+        """Return and forget the connections whose ACK of a FIN waits for the
+        application's turn (see ``defer_fin_acks``) and is still owed.
+
+        Take them once their events are delivered, and give them to
+        :meth:`send_deferred_acks` once the application has run after those
+        events: what it sent by then (its FIN, an answer) carried the ACK.
+        """
+        taken = [conn for conn in self._deferred if conn._ack_deferred]
         self._deferred = {}
-        for conn in deferred:
+        return taken
+
+    def send_deferred_acks(self, conns: list[Connection], now: float) -> None:
+        """Send the ACK each of ``conns`` (from :meth:`take_deferred_acks`) still
+        owes: its application has had its turn and sent nothing that carried it."""
+        for conn in conns:
             if conn._ack_deferred and self._conns.get(conn.key) is conn:
                 conn.send_deferred_ack(now)
                 self._service(conn)
@@ -849,6 +858,8 @@ class Stack:
                 listener.count -= 1
                 listener.left_host(conn.peer[0])
         self._timers.cancel(conn)
+        if self._deferred:
+            self._deferred.pop(conn, None)
         if conn in self.memory.holders:
             self.memory.update(conn, 0)
             self._stalled.pop(conn, None)
