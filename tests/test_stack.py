@@ -279,7 +279,7 @@ def test_an_application_that_closes_at_once_sends_the_ack_of_the_fin_with_its_ow
     assert accepted.counters.segments_out == sent_before
     assert conn.state is State.FIN_WAIT_1
     server.stack.close(accepted, net.now)  # the application's turn: it closes
-    server.stack.send_deferred_acks(taken, net.now)  # its turn is over: nothing owed
+    assert not server.stack.send_deferred_acks(taken, net.now)  # its turn is over: none owed
     net.run(stop=lambda: conn.state is State.TIME_WAIT)
     assert accepted.counters.segments_out == sent_before + 1  # FIN and ACK in one
     net.run()
@@ -299,7 +299,7 @@ def test_an_application_that_answers_at_once_sends_the_ack_with_its_data():
 def test_an_application_that_does_nothing_leaves_a_bare_ack_at_the_end_of_its_turn():
     net, server, accepted, conn, sent_before = deferring()
     at = net.now
-    server.stack.send_deferred_acks(server.stack.take_deferred_acks(), net.now)
+    assert server.stack.send_deferred_acks(server.stack.take_deferred_acks(), net.now)
     net.run(stop=lambda: conn.state is State.FIN_WAIT_2)
     assert accepted.counters.segments_out == sent_before + 1
     assert net.now == pytest.approx(at + 0.01)  # one trip over the link, no delay

@@ -308,8 +308,8 @@ class Endpoint(asyncio.DatagramProtocol):
     def _send_deferred_acks(self, conns: list[Connection]) -> None:
         if self.transport is None:
             return  # (the socket closed meanwhile)
-        self.stack.send_deferred_acks(conns, self._now())
-        self.flush()
+        if self.stack.send_deferred_acks(conns, self._now()):
+            self.flush()
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -295,13 +295,17 @@ class Stack:
         self._deferred = {}
         return taken
 
-    def send_deferred_acks(self, conns: list[Connection], now: float) -> None:
+    def send_deferred_acks(self, conns: list[Connection], now: float) -> bool:
         """Send the ACK each of ``conns`` (from :meth:`take_deferred_acks`) still
-        owes: its application has had its turn and sent nothing that carried it."""
+        owes: its application has had its turn and sent nothing that carried it.
+        Return whether any was sent (else there is no output to take)."""
+        sent = False
         for conn in conns:
             if conn._ack_deferred and self._conns.get(conn.key) is conn:
                 conn.send_deferred_ack(now)
                 self._service(conn)
+                sent = True
+        return sent
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`handle_timer` must be called, or None."""
