@@ -209,9 +209,10 @@ class Stack:
         self.syn_cookies = syn_cookies
         self.coalesce_acks = coalesce_acks
         self.defer_fin_acks = defer_fin_acks
-        # Connections whose ACK of a FIN waits for the application's turn, not yet
-        # taken by take_deferred_acks() (a dict: no connection twice, in order).
-        self._deferred: dict[Connection, None] = {}
+        #: The connections whose ACK of a FIN waits for the application's turn, not
+        #: yet taken by take_deferred_acks(), as the keys of a dict (none twice, in
+        #: order): an attribute, so that a driver's test after every input is no call.
+        self.acks_deferred: dict[Connection, None] = {}
         self.tw_reuse_delay = tw_reuse_delay
         self._isn = isn if isn is not None else IsnGenerator()
         self._rng = rng if rng is not None else random.Random()
@@ -277,12 +278,6 @@ class Stack:
         self._events = []
         return datagrams, events
 
-    @property
-    def acks_deferred(self) -> bool:
-        """Whether an ACK of a FIN waits for :meth:`take_deferred_acks` (see
-        ``defer_fin_acks``)."""
-        return bool(self._deferred)
-
     def take_deferred_acks(self) -> list[Connection]:
         """Return and forget the connections whose ACK of a FIN waits for the
         application's turn (see ``defer_fin_acks``) and is still owed.
@@ -291,8 +286,8 @@ class Stack:
         :meth:`send_deferred_acks` once the application has run after those
         events: what it sent by then (its FIN, an answer) carried the ACK.
         """
-        taken = [conn for conn in self._deferred if conn._ack_deferred]
-        self._deferred = {}
+        taken = [conn for conn in self.acks_deferred if conn._ack_deferred]
+        self.acks_deferred = {}
         return taken
 
     def send_deferred_acks(self, conns: list[Connection], now: float) -> bool:
@@ -717,7 +712,7 @@ class Stack:
             conn._events = []
             self._events.append((conn, events))
         if conn._ack_deferred:
-            self._deferred[conn] = None
+            self.acks_deferred[conn] = None
         state = conn.state
         if state is _CLOSED:
             self._forget(conn)
@@ -862,8 +857,8 @@ class Stack:
                 listener.count -= 1
                 listener.left_host(conn.peer[0])
         self._timers.cancel(conn)
-        if self._deferred:
-            self._deferred.pop(conn, None)
+        if self.acks_deferred:
+            self.acks_deferred.pop(conn, None)
         if conn in self.memory.holders:
             self.memory.update(conn, 0)
             self._stalled.pop(conn, None)
