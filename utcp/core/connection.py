@@ -1922,11 +1922,13 @@ class Connection:
         ``defer_fin_ack``)."""
         return self._ack_deferred
 
-    def send_deferred_ack(self, now: float) -> None:
+    def send_deferred_ack(self, now: float) -> bool:
         """The application has had its turn: send the ACK of the peer's FIN if what
-        it did sent none."""
-        if self._ack_deferred:
-            self._send_ack(now)
+        it did sent none; return whether it did."""
+        if not self._ack_deferred:
+            return False
+        self._send_ack(now)
+        return True
 
     def _emit(self, seg: Segment, now: float) -> None:
         if seg.flags & ACK:

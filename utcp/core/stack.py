@@ -296,8 +296,7 @@ class Stack:
         Return whether any was sent (else there is no output to take)."""
         sent = False
         for conn in conns:
-            if conn._ack_deferred and self._conns.get(conn.key) is conn:
-                conn.send_deferred_ack(now)
+            if self.holds(conn) and conn.send_deferred_ack(now):
                 self._service(conn)
                 sent = True
         return sent
@@ -722,7 +721,7 @@ class Stack:
             # to see it end; one holding data for a paused reader until it is read.)
             # A call on one already kept as a record (close() after write_eof() and
             # the peer's FIN) leaves the record, or a new connection on its 4-tuple, be.
-            if self._conns.get(conn.key) is conn:
+            if self.holds(conn):
                 self._tw.enter(conn)
                 self._forget(conn)
             return
