@@ -216,3 +216,118 @@ def test_fins_a_turn_apart_each_wait_for_their_own_applications_turn() -> None:
         return sent
 
     assert net.run(main()) == 2 * n  # each: its SYN-ACK, then its FIN with the ACK
+
+
+async def _answering_clients(make_server, n: int):
+    """``n`` connections to a server that sends each one byte when told to; each
+    client answers its byte with one of its own. Returns the client endpoint, the
+    server's writers, the clients' tasks and a coroutine function that closes all."""
+    writers: list[asyncio.StreamWriter] = []
+    handlers: list[asyncio.Task] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        handlers.append(asyncio.current_task())
+        await reader.read()
+        writer.close()
+
+    server = await make_server(handle)
+    clients = [await utcp.open_connection(HOST, server.port) for _ in range(n)]
+    while len(writers) < n:
+        await asyncio.sleep(0.001)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(1)
+        writer.write(b"a")
+
+    tasks = [asyncio.create_task(answer(r, w)) for r, w in clients]
+    await asyncio.sleep(0.01)  # (all waiting, nothing in flight)
+
+    async def close() -> None:
+        for task in tasks:
+            task.cancel()
+        for _, writer in clients:
+            writer.close()
+        await asyncio.gather(*handlers, *(writer.wait_closed() for _, writer in clients))
+
+    return clients[0][1].transport.endpoint, writers, tasks, close
+
+
+def _hold_input(ep, n: int) -> asyncio.Future:
+    """Hold what ``ep`` reads until ``n`` datagrams have come, then hand them to it
+    in one batch, as one wake-up that found them all would: the future is done then."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    held: list = []
+
+    def hold(batch: list) -> None:
+        held.extend(batch)
+        if len(held) >= n:
+            del ep.datagrams_received  # (the method again)
+            ep.datagrams_received(held)
+            done.set_result(None)
+
+    ep.datagrams_received = hold
+    return done
+
+
+def _record_output(monkeypatch, ep) -> list[list[bytes]]:
+    """Each call that hands datagrams to ``ep``'s transport, as the payloads it sent."""
+    from utcp.core.wire import decode
+
+    calls: list[list[bytes]] = []
+    sendmany = ep.transport.sendmany
+
+    def record(datagrams: list) -> None:
+        calls.append([decode(data).payload for data, _, _ in datagrams])
+        sendmany(datagrams)
+
+    monkeypatch.setattr(ep.transport, "sendmany", record)
+    return calls
+
+
+@pytest.mark.parametrize("n", [1, 12, 20])
+async def test_what_the_application_sends_in_one_turn_leaves_together(monkeypatch, make_server,
+                                                                      n) -> None:
+    # One read brings a byte for each of n connections; each one's task answers. The
+    # answers leave together, in one call to the transport (one system call for
+    # each run of them, with UDP GSO), or in batches of 16 (TURN_BATCH), so that
+    # the peer starts on the first while this side goes on; one alone leaves in the
+    # same pass of the loop that ran its task, as it did when each write sent at once.
+    from utcp.endpoint import TURN_BATCH
+
+    async with deadline(10):
+        ep, writers, tasks, close = await _answering_clients(make_server, n)
+        try:
+            arrived = _hold_input(ep, n)
+            calls = _record_output(monkeypatch, ep)
+            for writer in writers:
+                writer.write(b"q")
+            await arrived  # (the batch is delivered: the clients' tasks are due next)
+            await asyncio.sleep(0)  # one pass of the loop: the tasks, then the turn's end
+            assert all(task.done() for task in tasks)
+            answers = [[p for p in call if p] for call in calls]
+            assert [len(a) for a in answers if a] == \
+                [TURN_BATCH] * (n // TURN_BATCH) + ([n % TURN_BATCH] if n % TURN_BATCH else [])
+            assert sum(answers, []) == [b"a"] * n
+        finally:
+            await close()
+
+
+async def test_closing_the_socket_sends_what_the_turn_still_holds(make_server) -> None:
+    # An application that writes in its turn and then closes the socket (as the end
+    # of its loop does) has its segment sent first, not lost with the turn.
+    got = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"q")
+        got.set_result(await reader.read(1))
+        writer.close()
+
+    async with deadline(10):
+        server = await make_server(handle)
+        reader, writer = await utcp.open_connection(HOST, server.port, local_addr=(HOST, 0))
+        assert await reader.readexactly(1) == b"q"  # (its task runs in the turn)
+        writer.write(b"a")
+        writer.transport.endpoint.close()
+        assert await got == b"a"

@@ -43,6 +43,14 @@ _TIME_WAIT = State.TIME_WAIT
 _UNREACHABLE = {errno.ECONNREFUSED: "port", errno.EHOSTUNREACH: "host",
                 errno.ENETUNREACH: "network"}
 
+# Application calls whose segments wait for the end of the application's turn
+# (see Endpoint.flush): the call that makes this many sends them all, and the
+# count starts again. Sent in batches, segments cost fewer system calls on both
+# sides; sent only at the turn's end, the peer would idle until then (with 64
+# connections in flight, 16 gave 12,900 connections a second where a whole turn
+# at once gave 11,000, and one at a time 10,700).
+TURN_BATCH = 16
+
 
 def check_observer(observer: object) -> None:
     """Raise TypeError unless ``observer`` is None or has the observer methods."""
@@ -122,6 +130,10 @@ class Endpoint(asyncio.DatagramProtocol):
         self._send_failed = False  # a send within flush() failed and queued events
         self._ended: list[Connection] = []  # CLOSED or TIME-WAIT: see _release_ended()
         self._batch_end_due = False
+        # While the application's turn is open (see flush), its calls leave their
+        # segments queued, and the turn's end sends them all at once.
+        self._turn = False
+        self._held = 0  # calls whose segments wait for the turn's end
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._accept: dict[Listener, Callable[[Connection], ConnectionOwner]] = {}
@@ -247,17 +259,23 @@ class Endpoint(asyncio.DatagramProtocol):
     def flush(self) -> None:
         """Send what the stack queued, deliver its events, re-arm the timer.
 
-        Called again from within (an owner's callback that writes, say), it only
-        sends: the outer call delivers the events, so that each connection's
-        arrive in order.
+        Called again from within (an owner's callback that writes, say), it does
+        nothing: the outer call sends what the callbacks queued, with the rest,
+        and delivers the events, so that each connection's arrive in order.
+
+        Once it has delivered events to more than one connection, the
+        application's turn is open: the tasks those events woke run next, and what
+        they send waits for the turn's end (a callback scheduled after theirs), to
+        leave with everything the others sent, in as few system calls as the
+        transport can (with UDP GSO, one per run of equal-sized datagrams to one
+        peer). For one connection (request and response) that would only add the
+        callback: what its application sends goes at once.
         """
-        stack = self.stack
         if self._flushing:
-            datagrams = stack.datagrams_to_send()
-            if datagrams:
-                self._send(datagrams)
             return
+        stack = self.stack
         self._flushing = True
+        delivered = 0  # connections whose events were delivered
         try:
             while True:
                 datagrams, delivery = stack.take_output()
@@ -280,6 +298,7 @@ class Endpoint(asyncio.DatagramProtocol):
                             continue
                         owner = conn.owner = accept(conn)
                     owner.handle_events(events)
+                    delivered += 1
                     state = conn.state
                     if state is _CLOSED or state is _TIME_WAIT:
                         self._ended.append(conn)
@@ -296,6 +315,9 @@ class Endpoint(asyncio.DatagramProtocol):
             taken = stack.take_deferred_acks()
             if taken:
                 self.loop.call_soon(self._send_deferred_acks, taken)
+        if delivered > 1 and not self._turn:
+            self._turn = True
+            self.loop.call_soon(self._turn_end)
         when = stack.next_deadline()
         if when is not None and (self._timer_at is None or when < self._timer_at):
             if self._timer is not None:
@@ -309,7 +331,24 @@ class Endpoint(asyncio.DatagramProtocol):
         if self.transport is None:
             return  # (the socket closed meanwhile)
         if self.stack.send_deferred_acks(conns, self._now()):
+            self._called()
+
+    def _turn_end(self) -> None:
+        self._turn = False
+        self._held = 0
+        if self.transport is not None:
             self.flush()
+
+    def _called(self) -> None:
+        """After an application's call: what it queued goes now, or with the turn's
+        (at its end, or with the TURN_BATCH-th call)."""
+        if self._turn:
+            held = self._held + 1
+            if held < TURN_BATCH:
+                self._held = held
+                return
+            self._held = 0
+        self.flush()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -330,7 +369,7 @@ class Endpoint(asyncio.DatagramProtocol):
                                   _guarded(observer, self.loop))
         owner = make_owner(conn)
         conn.owner = owner
-        self.flush()
+        self._called()
         return owner
 
     def listen(self, port: int, backlog: int, options: Options,
@@ -349,24 +388,24 @@ class Endpoint(asyncio.DatagramProtocol):
         """Stop accepting; established connections go on, half-open ones are reset."""
         self.stack.stop_listening(listener, self._now())
         self._accept.pop(listener, None)
-        self.flush()
+        self._called()
 
     def send(self, conn: Connection, data: bytes) -> None:
         self.stack.send(conn, data, self._now())
-        self.flush()
+        self._called()
 
     def shutdown(self, conn: Connection) -> None:
         self.stack.shutdown(conn, self._now())
-        self.flush()
+        self._called()
 
     def close_connection(self, conn: Connection) -> None:
         self.stack.close(conn, self._now())
-        self.flush()
+        self._called()
 
     def abort(self, conn: Connection) -> None:
         self.stack.abort(conn, self._now())
         self._ended.append(conn)  # (an abort has no event)
-        self.flush()
+        self._called()
 
     def _release_ended(self) -> None:
         """Unlink each connection the stack has let go of from its owner.
@@ -394,7 +433,7 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def resume_reading(self, conn: Connection) -> None:
         self.stack.resume_reading(conn, self._now())
-        self.flush()
+        self._called()
 
     # -------------------------------------------------------------- lifecycle
 
@@ -415,8 +454,12 @@ class Endpoint(asyncio.DatagramProtocol):
             self.close()
 
     def close(self) -> None:
-        """Close the socket now; connections still open are lost."""
+        """Close the socket now, once what is queued has been sent; connections
+        still open are lost."""
         if self.transport is not None:
+            datagrams = self.stack.datagrams_to_send()
+            if datagrams:
+                self._send(datagrams)
             self.transport.close()
 
     async def wait_closed(self) -> None:
