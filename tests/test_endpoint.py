@@ -256,8 +256,7 @@ async def _answering_clients(make_server, n: int):
 def _hold_input(ep, n: int) -> asyncio.Future:
     """Hold what ``ep`` reads until ``n`` datagrams have come, then hand them to it
     in one batch, as one wake-up that found them all would: the future is done then."""
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
+    done = ep.loop.create_future()
     held: list = []
 
     def hold(batch: list) -> None:
@@ -315,19 +314,101 @@ async def test_what_the_application_sends_in_one_turn_leaves_together(monkeypatc
 
 
 async def test_closing_the_socket_sends_what_the_turn_still_holds(make_server) -> None:
-    # An application that writes in its turn and then closes the socket (as the end
-    # of its loop does) has its segment sent first, not lost with the turn.
-    got = asyncio.get_running_loop().create_future()
+    # Two connections' applications write in their turn, and the second then closes
+    # the socket (as the end of its loop does): both segments are sent first, not
+    # lost with the turn.
+    go = asyncio.Event()
+    got: list[bytes] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await go.wait()
         writer.write(b"q")
-        got.set_result(await reader.read(1))
+        got.append(await reader.read(1))
         writer.close()
 
     async with deadline(10):
         server = await make_server(handle)
-        reader, writer = await utcp.open_connection(HOST, server.port, local_addr=(HOST, 0))
-        assert await reader.readexactly(1) == b"q"  # (its task runs in the turn)
-        writer.write(b"a")
-        writer.transport.endpoint.close()
-        assert await got == b"a"
+        clients = [await utcp.open_connection(HOST, server.port) for _ in range(2)]
+        ep = clients[0][1].transport.endpoint
+        in_turn: list[bool] = []
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         last: bool) -> None:
+            await reader.readexactly(1)
+            in_turn.append(ep._turn)
+            writer.write(b"a")
+            if last:
+                ep.close()
+
+        tasks = [asyncio.create_task(answer(r, w, i == 1)) for i, (r, w) in enumerate(clients)]
+        arrived = _hold_input(ep, 2)  # (both bytes in one read: a turn opens)
+        go.set()
+        await arrived
+        await asyncio.gather(*tasks)
+        assert in_turn == [True, True]
+        while len(got) < 2:
+            await asyncio.sleep(0.001)
+        assert got == [b"a", b"a"]
+
+
+def test_a_call_made_while_the_loop_is_stopped_is_not_held(monkeypatch) -> None:
+    # A callback stopped the loop in the pass that opened a turn, so the turn's end
+    # waits for the loop to run again: a write made meanwhile, outside the loop,
+    # still goes to the socket at once, as it would with no turn open.
+    writers: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.read()
+        writer.close()
+
+    class Stops(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            asyncio.get_running_loop().stop()
+
+    async def setup() -> tuple[utcp.Server, list[asyncio.Transport]]:
+        server = await utcp.start_server(handle, HOST, 0)
+        made = [await utcp.create_connection(Stops, HOST, server.port) for _ in range(2)]
+        while len(writers) < 2:
+            await asyncio.sleep(0.001)
+        return server, [transport for transport, _ in made]
+
+    with asyncio.Runner() as runner:
+        server, transports = runner.run(setup())
+        ep = transports[0].endpoint
+        arrived = _hold_input(ep, 2)  # (both bytes in one read: a turn opens)
+        calls = _record_output(monkeypatch, ep)
+        for writer in writers:
+            writer.write(b"q")
+        runner.get_loop().run_forever()  # until the first data_received
+        assert arrived.done()
+        transports[0].write(b"a")
+        assert [b"a"] in calls
+        for transport in transports:
+            transport.close()
+        server.close()
+        runner.run(server.wait_closed())
+
+
+async def test_one_connection_opens_no_turn(monkeypatch, make_server) -> None:
+    # A turn gathers what several connections' applications send; one connection's
+    # (request and response, or a transfer whose segments arrive over several rounds
+    # of one flush) opens none, so nothing of its waits, not even a callback's time.
+    async with deadline(10):
+        server = await make_server()  # (echo)
+        reader, writer = await utcp.open_connection(HOST, server.port)
+        ep = writer.transport.endpoint
+        ends: list[None] = []
+        turn_end = ep._turn_end
+        monkeypatch.setattr(ep, "_turn_end", lambda: (ends.append(None), turn_end()))
+        data = bytes(300_000)
+        for _ in range(5):
+            writer.write(data)
+            _, echoed = await asyncio.gather(writer.drain(), reader.readexactly(len(data)))
+            assert echoed == data
+        for _ in range(100):
+            writer.write(b"x")
+            assert await reader.readexactly(1) == b"x"
+        writer.close()
+        await writer.wait_closed()
+        assert ends == []

@@ -275,7 +275,8 @@ class Endpoint(asyncio.DatagramProtocol):
             return
         stack = self.stack
         self._flushing = True
-        delivered = 0  # connections whose events were delivered
+        first: Connection | None = None  # the first connection given events
+        several = False  # and another one since
         try:
             while True:
                 datagrams, delivery = stack.take_output()
@@ -298,7 +299,10 @@ class Endpoint(asyncio.DatagramProtocol):
                             continue
                         owner = conn.owner = accept(conn)
                     owner.handle_events(events)
-                    delivered += 1
+                    if first is None:
+                        first = conn
+                    elif conn is not first:
+                        several = True
                     state = conn.state
                     if state is _CLOSED or state is _TIME_WAIT:
                         self._ended.append(conn)
@@ -315,7 +319,7 @@ class Endpoint(asyncio.DatagramProtocol):
             taken = stack.take_deferred_acks()
             if taken:
                 self.loop.call_soon(self._send_deferred_acks, taken)
-        if delivered > 1 and not self._turn:
+        if several and not self._turn:
             self._turn = True
             self.loop.call_soon(self._turn_end)
         when = stack.next_deadline()
@@ -341,8 +345,9 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def _called(self) -> None:
         """After an application's call: what it queued goes now, or with the turn's
-        (at its end, or with the TURN_BATCH-th call)."""
-        if self._turn:
+        (at its end, or with the TURN_BATCH-th call). Not while the loop is stopped:
+        the turn's end would wait for it to run again."""
+        if self._turn and self.loop.is_running():
             held = self._held + 1
             if held < TURN_BATCH:
                 self._held = held
