@@ -397,7 +397,10 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def send(self, conn: Connection, data: bytes) -> None:
         self.stack.send(conn, data, self._now())
-        self._called()
+        if self._turn:
+            self._called()
+        else:
+            self.flush()  # (_called() written out: a request's one call to the stack)
 
     def shutdown(self, conn: Connection) -> None:
         self.stack.shutdown(conn, self._now())
