@@ -13,16 +13,32 @@ import os
 
 from .seq import MASK
 
+# Most addresses whose repr an IsnGenerator keeps (a client mostly talks to a few).
+_REPRS = 1024
+
 
 class IsnGenerator:
     """Produces RFC 6528 initial sequence numbers for 4-tuples."""
 
-    __slots__ = ("_secret",)
+    __slots__ = ("_secret", "_keyed", "_reprs")
 
     def __init__(self, secret: bytes | None = None) -> None:
         self._secret = secret if secret is not None else os.urandom(16)
         if not 1 <= len(self._secret) <= 32:
             raise ValueError("ISN secret must be 1 to 32 bytes long")
+        # The hash keyed with the secret, copied for each ISN (keying it costs
+        # more than hashing a 4-tuple), and the reprs of the addresses seen last.
+        self._keyed = hashlib.blake2s(key=self._secret, digest_size=4)
+        self._reprs: dict[object, str] = {}
+
+    def _repr(self, addr: object) -> str:
+        reprs = self._reprs
+        text = reprs.get(addr)
+        if text is None:
+            if len(reprs) >= _REPRS:
+                reprs.clear()
+            text = reprs[addr] = repr(addr)
+        return text
 
     def __call__(
         self, local: object, local_port: int, remote: object, remote_port: int, now: float
@@ -32,13 +48,12 @@ class IsnGenerator:
         ``local`` and ``remote`` identify the UDP addresses (any value with a stable
         ``repr``); ``now`` is in seconds.
         """
-        h = hashlib.blake2s(
-            f"{local!r}|{local_port}|{remote!r}|{remote_port}".encode(),
-            key=self._secret,
-            digest_size=4,
-        ).digest()
+        reprs = self._reprs
+        h = self._keyed.copy()
+        h.update(f"{reprs.get(local) or self._repr(local)}|{local_port}|"
+                 f"{reprs.get(remote) or self._repr(remote)}|{remote_port}".encode())
         m = int(now * 1_000_000)  # RFC 6528: a timer ticking roughly every microsecond
-        return (m + int.from_bytes(h, "big")) & MASK
+        return (m + int.from_bytes(h.digest(), "big")) & MASK
 
     def timestamp_offset(self, local: object, remote: object) -> int:
         """The offset added to the timestamp clock of connections from ``local`` to
