@@ -46,9 +46,10 @@ _UNREACHABLE = {errno.ECONNREFUSED: "port", errno.EHOSTUNREACH: "host",
 # Application calls whose segments wait for the end of the application's turn
 # (see Endpoint.flush): the call that makes this many sends them all, and the
 # count starts again. Sent in batches, segments cost fewer system calls on both
-# sides; sent only at the turn's end, the peer would idle until then (with 64
-# connections in flight, 16 gave 12,900 connections a second where a whole turn
-# at once gave 11,000, and one at a time 10,700).
+# sides; sent only at the turn's end, the peer would idle until then (64
+# connections in flight, compiled core, uvloop, 5 s runs: 16 gave 12,700-12,900
+# connections a second, a whole turn at once 10,400-11,200, and each call
+# sending at once, as before, 10,500-10,600).
 TURN_BATCH = 16
 
 

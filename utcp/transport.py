@@ -390,8 +390,10 @@ class ConnectionTransport(asyncio.Transport):
         """Send ``data`` now, as far as the windows allow; the connection keeps the rest.
 
         As with asyncio's transports on the kernel's TCP with TCP_NODELAY, each
-        write leaves at once (a small one as a segment of its own); ``drain()``
-        blocks while more than the high-water mark is written but not yet sent.
+        write leaves at once (a small one as a segment of its own), or, in a turn
+        several connections' events opened, with what the others send in that
+        pass of the loop (see :meth:`Endpoint.flush`); ``drain()`` blocks while
+        more than the high-water mark is written but not yet sent.
         """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "

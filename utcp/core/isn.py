@@ -45,8 +45,9 @@ class IsnGenerator:
     ) -> int:
         """Return the ISN for the connection identified by the arguments at time ``now``.
 
-        ``local`` and ``remote`` identify the UDP addresses (any value with a stable
-        ``repr``); ``now`` is in seconds.
+        ``local`` and ``remote`` identify the UDP addresses (any hashable value
+        whose ``repr`` is stable and the same for equal values, as an address
+        tuple's is); ``now`` is in seconds.
         """
         reprs = self._reprs
         h = self._keyed.copy()
