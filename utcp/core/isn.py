@@ -31,13 +31,12 @@ class IsnGenerator:
         self._keyed = hashlib.blake2s(key=self._secret, digest_size=4)
         self._reprs: dict[object, str] = {}
 
-    def _repr(self, addr: object) -> str:
+    def _new_repr(self, addr: object) -> str:
+        """The repr of an address not among those remembered, remembered now."""
         reprs = self._reprs
-        text = reprs.get(addr)
-        if text is None:
-            if len(reprs) >= _REPRS:
-                reprs.clear()
-            text = reprs[addr] = repr(addr)
+        if len(reprs) >= _REPRS:
+            reprs.clear()
+        text = reprs[addr] = repr(addr)
         return text
 
     def __call__(
@@ -51,8 +50,8 @@ class IsnGenerator:
         """
         reprs = self._reprs
         h = self._keyed.copy()
-        h.update(f"{reprs.get(local) or self._repr(local)}|{local_port}|"
-                 f"{reprs.get(remote) or self._repr(remote)}|{remote_port}".encode())
+        h.update(f"{reprs.get(local) or self._new_repr(local)}|{local_port}|"
+                 f"{reprs.get(remote) or self._new_repr(remote)}|{remote_port}".encode())
         m = int(now * 1_000_000)  # RFC 6528: a timer ticking roughly every microsecond
         return (m + int.from_bytes(h.digest(), "big")) & MASK
 
