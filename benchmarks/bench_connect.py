@@ -14,6 +14,13 @@ alternate the stacks, and the table shows the median round and the ratio.
 server and loop together, in one process) and segments per connection.
 ``--tw-memory N`` measures the bytes Python keeps per TIME-WAIT entry (tracemalloc).
 
+The sequential workload also runs a third case, "floor": utcp's cycle without its
+TCP. Raw UDP through asyncio's ``DatagramProtocol``, against a UDP peer process on
+the same loop, exchanging the datagrams of utcp's cycle with its three round trips
+(SYN and SYN-ACK; ACK, data and echo; FIN and FIN; the last ACK). No TCP carried
+in UDP by asyncio can set up and close connections one at a time faster, so
+floor/kernel bounds what utcp/kernel can reach.
+
     python benchmarks/bench_connect.py --uvloop
 """
 
@@ -34,6 +41,7 @@ from typing import Any
 from harness import (
     HOST,
     EchoServer,
+    UdpPeer,
     build,
     calls_counted,
     medians,
@@ -79,16 +87,68 @@ class GcTime:
             self.seconds += time.perf_counter() - self._started
 
 
-def run_case(server: EchoServer, stack: str, loop_name: str, concurrency: int,
+def run_case(server: EchoServer, peer: UdpPeer, stack: str, loop_name: str, concurrency: int,
              duration: float) -> Result:
     kernel = stack == "kernel"
     port = server.kernel_port if kernel else server.port
     with GcTime() as spent:
-        r = run_on(bench.connect(HOST, port, duration=duration, concurrency=concurrency,
-                                 kernel=kernel, progress=False), loop_name)
+        if stack == "floor":
+            r = run_on(udp_floor(peer.port, duration), loop_name)
+        else:
+            r = run_on(bench.connect(HOST, port, duration=duration, concurrency=concurrency,
+                                     kernel=kernel, progress=False), loop_name)
     return Result(stack, loop_name, concurrency, r["conn_per_s"], r["connections"],
                   r["failures"], r["latency_ms"],
                   spent.seconds / max(r["connections"], 1) * 1e6)
+
+
+class _FloorClient(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[None] | None = None
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+# utcp's sequential cycle, datagram for datagram, at their sizes (a 20-byte header,
+# 12 of timestamps, 20 of SYN options, 16 bytes of data). The peer answers each but
+# the ones that start with "."; the client sends the next when the answer is in.
+FLOOR_CYCLE = ((b"?" * 52,), (b"." * 32, b"?" * 48), (b"?" * 32,), (b"." * 32,))
+
+
+async def udp_floor(port: int, duration: float) -> dict[str, Any]:
+    """Sequential cycles of FLOOR_CYCLE, each wrapped as ``bench.connect`` wraps a
+    connection; latency is the first round trip's (the handshake's)."""
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_datagram_endpoint(
+        _FloorClient, remote_addr=(HOST, port))
+
+    async def one() -> None:
+        for step, datagrams in enumerate(FLOOR_CYCLE):
+            answered = datagrams[-1][:1] != b"."
+            if answered:
+                client.waiter = loop.create_future()
+            for datagram in datagrams:
+                transport.sendto(datagram)
+            if answered:
+                await client.waiter
+            if step == 0:
+                setup.append(time.perf_counter() - t0)
+
+    setup: list[float] = []
+    done = 0
+    start = time.perf_counter()
+    stop_at = start + duration
+    try:
+        while (t0 := time.perf_counter()) < stop_at:
+            await asyncio.wait_for(one(), bench.CYCLE_TIMEOUT)
+            done += 1
+    finally:
+        transport.close()
+    elapsed = time.perf_counter() - start
+    return {"conn_per_s": done / elapsed, "connections": done, "failures": {},
+            "latency_ms": bench.percentiles(setup)}
 
 
 def workload(concurrency: int) -> str:
@@ -102,20 +162,25 @@ def report(results: list[Result]) -> None:
         picked[(med.loop, med.concurrency, med.stack)] = (med, rs)
     print()
     print(f"{'loop':<8} {'workload':<13} {'stack':<7} {'conn/s':>7} {'(min-max)':>13} "
-          f"{'p50 ms':>7} {'p99 ms':>7} {'failed':>6} {'GC us':>6} {'utcp/kernel':>11}")
+          f"{'p50 ms':>7} {'p99 ms':>7} {'failed':>6} {'GC us':>6} {'/kernel':>7}")
     ratios = []
     for (loop, conc, stack), (r, rs) in sorted(picked.items(),
                                                key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
         ratio = ""
         base = picked.get((loop, conc, "kernel"))
-        if stack == "utcp" and base is not None and base[0].conn_per_s:
+        if stack != "kernel" and base is not None and base[0].conn_per_s:
             q = r.conn_per_s / base[0].conn_per_s
-            ratios.append(q)
+            if stack == "utcp":
+                ratios.append(q)
             ratio = f"{q:.2f}"
         spread = f"({rs[0].conn_per_s:.0f}-{rs[-1].conn_per_s:.0f})"
         print(f"{loop:<8} {workload(conc):<13} {stack:<7} {r.conn_per_s:>7.0f} {spread:>13} "
               f"{r.latency_ms['p50']:>7.2f} {r.latency_ms['p99']:>7.2f} "
-              f"{sum(r.failures.values()):>6} {r.gc_us:>6.1f} {ratio:>11}")
+              f"{sum(r.failures.values()):>6} {r.gc_us:>6.1f} {ratio:>7}")
+    for (loop, conc, stack), (r, _) in sorted(picked.items()):
+        floor = picked.get((loop, conc, "floor"))
+        if stack == "utcp" and floor is not None and floor[0].conn_per_s:
+            print(f"{loop} {workload(conc)}: utcp/floor {r.conn_per_s / floor[0].conn_per_s:.2f}")
     if ratios:
         print(f"geometric mean of utcp/kernel: {statistics.geometric_mean(ratios):.2f}")
     failed = {f"{r.stack}/{r.loop}/{workload(r.concurrency)}": r.failures
@@ -233,18 +298,20 @@ def main(argv: list[str] | None = None) -> None:
     warm_malloc()
     loops = ["asyncio"] + (["uvloop"] if args.uvloop else [])
     stacks = [args.only] if args.only else ["kernel", "utcp"]
+    # The floor under utcp's sequential cycle (see above), beside the others.
+    floor = [] if args.only else ["floor"]
     concurrencies = [1] + ([args.concurrency] if args.concurrency > 1 else [])
     print(f"bench_connect: {args.duration:g} s per case, client and server in two processes, "
           f"Python {sys.version.split()[0]}, {build()}, {os.cpu_count()} CPUs, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     results = []
     for loop_name in loops:
-        with EchoServer(loop_name) as server:
+        with EchoServer(loop_name) as server, UdpPeer(loop_name) as peer:
             for rnd in range(args.repeat):
                 for conc in concurrencies:
-                    order = stacks if rnd % 2 == 0 else stacks[::-1]
-                    for stack in order:
-                        r = run_case(server, stack, loop_name, conc, args.duration)
+                    order = stacks + (floor if conc == 1 else [])
+                    for stack in (order if rnd % 2 == 0 else order[::-1]):
+                        r = run_case(server, peer, stack, loop_name, conc, args.duration)
                         print(f"  round {rnd + 1}: {loop_name:<8} {workload(conc):<13} "
                               f"{stack:<7} {r.conn_per_s:7.0f} conn/s", flush=True)
                         results.append(r)

@@ -27,9 +27,7 @@ import argparse
 import asyncio
 import cProfile
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
@@ -37,9 +35,9 @@ from typing import Any
 from harness import (
     HOST,
     EchoServer,
+    UdpPeer,
     build,
     calls_counted,
-    free_ports,
     medians,
     run_on,
     uvloop_available,
@@ -47,23 +45,6 @@ from harness import (
 )
 
 from utcp import bench
-
-# A UDP echo server on the loop named by argv[1], port argv[2]: what the raw case talks to.
-UDP_ECHO = """
-import asyncio, sys
-class Echo(asyncio.DatagramProtocol):
-    def connection_made(self, transport): self.transport = transport
-    def datagram_received(self, data, addr): self.transport.sendto(data, addr)
-async def main():
-    loop = asyncio.get_running_loop()
-    await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", int(sys.argv[2])))
-    print("ready", flush=True)
-    await loop.create_future()
-if sys.argv[1] == "uvloop":
-    import uvloop
-    uvloop.install()
-asyncio.run(main())
-"""
 
 
 class _Pinger(asyncio.DatagramProtocol):
@@ -235,22 +216,14 @@ def main(argv: list[str] | None = None) -> None:
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     results = []
     for loop_name in loops:
-        udp_port = free_ports(socket.SOCK_DGRAM, 1)
-        udp = subprocess.Popen([sys.executable, "-c", UDP_ECHO, loop_name, str(udp_port)],
-                               stdout=subprocess.PIPE, text=True)
-        try:
-            assert udp.stdout is not None and udp.stdout.readline().strip() == "ready"
-            with EchoServer(loop_name) as server:
-                ports = {"udp": udp_port, "kernel": server.kernel_port, "utcp": server.port}
-                for rnd in range(args.repeat):
-                    for stack in (stacks if rnd % 2 == 0 else stacks[::-1]):
-                        r = run_case(stack, loop_name, ports, args.duration)
-                        print(f"  round {rnd + 1}: {loop_name:<8} {stack:<7} "
-                              f"{r['rtt_per_s']:7.0f} round trips/s", flush=True)
-                        results.append(r)
-        finally:
-            udp.kill()
-            udp.communicate()
+        with UdpPeer(loop_name) as udp, EchoServer(loop_name) as server:
+            ports = {"udp": udp.port, "kernel": server.kernel_port, "utcp": server.port}
+            for rnd in range(args.repeat):
+                for stack in (stacks if rnd % 2 == 0 else stacks[::-1]):
+                    r = run_case(stack, loop_name, ports, args.duration)
+                    print(f"  round {rnd + 1}: {loop_name:<8} {stack:<7} "
+                          f"{r['rtt_per_s']:7.0f} round trips/s", flush=True)
+                    results.append(r)
     picked = {(med["loop"], med["stack"]): (med, rs)
               for med, rs in medians(results, lambda r: (r["loop"], r["stack"]),
                                      lambda r: r["rtt_per_s"])}

@@ -1,5 +1,6 @@
-"""What the benchmark scripts share: an echo server in its own process, running a
-case on a fresh loop, the allocator warm-up, and picking the median of repeated runs."""
+"""What the benchmark scripts share: an echo server in its own process, a raw UDP
+peer in its own process, running a case on a fresh loop, the allocator warm-up,
+and picking the median of repeated runs."""
 
 from __future__ import annotations
 
@@ -225,6 +226,49 @@ class EchoServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+# A raw UDP peer on the loop named by argv[1], port argv[2]: it answers each datagram
+# with the same bytes, except one that starts with "." (which it only reads).
+UDP_PEER = """
+import asyncio, sys
+class Peer(asyncio.DatagramProtocol):
+    def connection_made(self, transport): self.transport = transport
+    def datagram_received(self, data, addr):
+        if data[:1] != b".": self.transport.sendto(data, addr)
+async def main():
+    loop = asyncio.get_running_loop()
+    await loop.create_datagram_endpoint(Peer, local_addr=("127.0.0.1", int(sys.argv[2])))
+    print("ready", flush=True)
+    await loop.create_future()
+if sys.argv[1] == "uvloop":
+    import uvloop
+    uvloop.install()
+asyncio.run(main())
+"""
+
+
+class UdpPeer:
+    """A raw UDP echo in a process of its own, on ``loop_name``: the other end of the
+    benchmarks' floor cases, which carry no TCP at all. A datagram that starts with
+    "." is read and not answered. Used as a context manager; ``port`` is its port."""
+
+    def __init__(self, loop_name: str = "asyncio") -> None:
+        self.port = free_ports(socket.SOCK_DGRAM, 1)
+        self.proc = subprocess.Popen([sys.executable, "-c", UDP_PEER, loop_name, str(self.port)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            self.proc.kill()
+            self.proc.communicate()
+            raise RuntimeError("the UDP peer did not start")
+
+    def __enter__(self) -> UdpPeer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.kill()
+        self.proc.communicate()
 
 
 def _sigint_default() -> None:

@@ -15,6 +15,7 @@ BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
 @pytest.mark.parametrize("args", [
     ["bench_bulk.py", "--size", "1", "--repeat", "1"],
+    ["bench_rr.py", "--duration", "0.3", "--repeat", "1"],
     ["bench_bulk.py", "--size", "1", "--repeat", "1", "--processes", "2", "--offload", "both"],
     ["bench_connect.py", "--duration", "0.3", "--concurrency", "4", "--repeat", "1",
      "--calls", "20", "--tw-memory", "50"],
@@ -30,6 +31,8 @@ def test_benchmark_script_runs(args: list[str]) -> None:
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
     assert "utcp" in result.stdout and "Traceback" not in result.stderr
+    if args[0] == "bench_connect.py":
+        assert "utcp/floor" in result.stdout  # the floor ran beside the stacks
 
 
 def test_bench_vs_linux_runs() -> None:
