@@ -14,12 +14,14 @@ alternate the stacks, and the table shows the median round and the ratio.
 server and loop together, in one process) and segments per connection.
 ``--tw-memory N`` measures the bytes Python keeps per TIME-WAIT entry (tracemalloc).
 
-The sequential workload also runs a third case, "floor": utcp's cycle without its
-TCP. Raw UDP through asyncio's ``DatagramProtocol``, against a UDP peer process on
-the same loop, exchanging the datagrams of utcp's cycle with its three round trips
-(SYN and SYN-ACK; ACK, data and echo; FIN and FIN; the last ACK). No TCP carried
-in UDP by asyncio can set up and close connections one at a time faster, so
-floor/kernel bounds what utcp/kernel can reach.
+The sequential workload also runs two floor cases: utcp's cycle without its TCP.
+Raw UDP through asyncio's ``DatagramProtocol``, against a UDP peer process on the
+same loop, exchanging the datagrams of utcp's cycle. "floor3" waits for three
+round trips as utcp's cycle does (SYN and SYN-ACK; ACK, data and echo; FIN and
+FIN; the last ACK sent after): no TCP carried in UDP by asyncio whose
+``wait_closed()`` waits for the FIN's ACK can set up and close connections one at
+a time faster. "floor2" stops waiting after the echo (its FIN is not answered),
+as if ``wait_closed()`` returned at once, as the kernel's does.
 
     python benchmarks/bench_connect.py --uvloop
 """
@@ -92,8 +94,8 @@ def run_case(server: EchoServer, peer: UdpPeer, stack: str, loop_name: str, conc
     kernel = stack == "kernel"
     port = server.kernel_port if kernel else server.port
     with GcTime() as spent:
-        if stack == "floor":
-            r = run_on(udp_floor(peer.port, duration), loop_name)
+        if stack in FLOOR_CYCLES:
+            r = run_on(udp_floor(FLOOR_CYCLES[stack], peer.port, duration), loop_name)
         else:
             r = run_on(bench.connect(HOST, port, duration=duration, concurrency=concurrency,
                                      kernel=kernel, progress=False), loop_name)
@@ -114,18 +116,22 @@ class _FloorClient(asyncio.DatagramProtocol):
 # utcp's sequential cycle, datagram for datagram, at their sizes (a 20-byte header,
 # 12 of timestamps, 20 of SYN options, 16 bytes of data). The peer answers each but
 # the ones that start with "."; the client sends the next when the answer is in.
-FLOOR_CYCLE = ((b"?" * 52,), (b"." * 32, b"?" * 48), (b"?" * 32,), (b"." * 32,))
+FLOOR_CYCLES = {
+    "floor3": ((b"?" * 52,), (b"." * 32, b"?" * 48), (b"?" * 32,), (b"." * 32,)),
+    "floor2": ((b"?" * 52,), (b"." * 32, b"?" * 48), (b"." * 32,)),
+}
 
 
-async def udp_floor(port: int, duration: float) -> dict[str, Any]:
-    """Sequential cycles of FLOOR_CYCLE, each wrapped as ``bench.connect`` wraps a
+async def udp_floor(cycle: tuple[tuple[bytes, ...], ...], port: int,
+                    duration: float) -> dict[str, Any]:
+    """Sequential ``cycle``s (of FLOOR_CYCLES), each wrapped as ``bench.connect`` wraps a
     connection; latency is the first round trip's (the handshake's)."""
     loop = asyncio.get_running_loop()
     transport, client = await loop.create_datagram_endpoint(
         _FloorClient, remote_addr=(HOST, port))
 
     async def one() -> None:
-        for step, datagrams in enumerate(FLOOR_CYCLE):
+        for step, datagrams in enumerate(cycle):
             answered = datagrams[-1][:1] != b"."
             if answered:
                 client.waiter = loop.create_future()
@@ -178,9 +184,9 @@ def report(results: list[Result]) -> None:
               f"{r.latency_ms['p50']:>7.2f} {r.latency_ms['p99']:>7.2f} "
               f"{sum(r.failures.values()):>6} {r.gc_us:>6.1f} {ratio:>7}")
     for (loop, conc, stack), (r, _) in sorted(picked.items()):
-        floor = picked.get((loop, conc, "floor"))
+        floor = picked.get((loop, conc, "floor3"))
         if stack == "utcp" and floor is not None and floor[0].conn_per_s:
-            print(f"{loop} {workload(conc)}: utcp/floor {r.conn_per_s / floor[0].conn_per_s:.2f}")
+            print(f"{loop} {workload(conc)}: utcp/floor3 {r.conn_per_s / floor[0].conn_per_s:.2f}")
     if ratios:
         print(f"geometric mean of utcp/kernel: {statistics.geometric_mean(ratios):.2f}")
     failed = {f"{r.stack}/{r.loop}/{workload(r.concurrency)}": r.failures
@@ -298,8 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     warm_malloc()
     loops = ["asyncio"] + (["uvloop"] if args.uvloop else [])
     stacks = [args.only] if args.only else ["kernel", "utcp"]
-    # The floor under utcp's sequential cycle (see above), beside the others.
-    floor = [] if args.only else ["floor"]
+    # The floors under utcp's sequential cycle (see above), beside the others.
+    floor = [] if args.only else list(FLOOR_CYCLES)
     concurrencies = [1] + ([args.concurrency] if args.concurrency > 1 else [])
     print(f"bench_connect: {args.duration:g} s per case, client and server in two processes, "
           f"Python {sys.version.split()[0]}, {build()}, {os.cpu_count()} CPUs, "

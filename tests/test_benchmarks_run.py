@@ -32,7 +32,7 @@ def test_benchmark_script_runs(args: list[str]) -> None:
     assert result.returncode == 0, result.stderr
     assert "utcp" in result.stdout and "Traceback" not in result.stderr
     if args[0] == "bench_connect.py":
-        assert "utcp/floor" in result.stdout  # the floor ran beside the stacks
+        assert "utcp/floor3" in result.stdout  # the floor ran beside the stacks
 
 
 def test_bench_vs_linux_runs() -> None:
