@@ -1,12 +1,16 @@
 """Request/response: round trips per second of 1 byte each way on one connection.
 
-Three stacks, side by side, client and server in two processes:
+Four stacks, side by side, client and server in two processes:
 
 * utcp, against ``utcp echo-server``;
 * the kernel's TCP through asyncio, against the same server's ``--kernel-port``;
 * raw UDP ping-pong through asyncio's ``DatagramProtocol``: the floor under any
   TCP carried in UDP datagrams by asyncio (a server process that echoes each
-  datagram, a client that sends the next one when the last comes back).
+  datagram, a client that sends the next one when the last comes back);
+* "core": utcp's sans-I/O stack (``utcp.core.stack.Stack``) behind the thinnest
+  shell there is, on both sides: the loop's own datagram transport, the echo
+  written from within the callback that delivered the request, no streams, no
+  tasks, no timers. What utcp would reach if its asyncio shell cost nothing.
 
 One request is outstanding at a time, so each round trip is two trips through
 the loopback and two wake-ups of each process. Every case runs on asyncio's
@@ -27,17 +31,21 @@ import argparse
 import asyncio
 import cProfile
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from typing import Any
 
 from harness import (
     HOST,
+    UTCP_HOME,
     EchoServer,
     UdpPeer,
     build,
     calls_counted,
+    free_ports,
     medians,
     run_on,
     uvloop_available,
@@ -45,6 +53,9 @@ from harness import (
 )
 
 from utcp import bench
+from utcp.core.config import Options
+from utcp.core.events import DataReceived
+from utcp.core.stack import Stack
 
 #: Seconds past its duration a raw case may take before it counts as stuck.
 CASE_GRACE = 10.0
@@ -86,6 +97,116 @@ async def _udp_ping_pong(port: int, duration: float) -> dict[str, Any]:
     elapsed = time.perf_counter() - start
     return {"round_trips": len(samples), "rtt_per_s": len(samples) / elapsed,
             "latency_ms": bench.percentiles(samples)}
+
+
+# ------------------------------------------ the core alone, with the thinnest shell
+
+
+class _CoreShell(asyncio.DatagramProtocol):
+    """A Stack behind the loop's datagram transport and nothing else: what it
+    queues is sent at once, and ``on_events`` gets what it delivers. (No timers:
+    on loopback, with one request outstanding, nothing needs resending.)"""
+
+    def __init__(self, stack: Stack, on_events: Any) -> None:
+        self.stack = stack
+        self.on_events = on_events
+        self.loop = asyncio.get_running_loop()
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.stack.receive_batch([(data, addr)], self.loop.time())
+        self.flush()
+
+    def flush(self) -> None:
+        while True:
+            datagrams, delivery = self.stack.take_output()
+            for data, addr, _ in datagrams:
+                self.transport.sendto(data, addr)
+            if not delivery:
+                return
+            self.on_events(delivery)
+
+
+async def core_server(port: int) -> None:
+    """Echo every byte on every connection to TCP (and UDP) ``port``, until killed."""
+    loop = asyncio.get_running_loop()
+    stack = Stack((HOST, port))
+    stack.listen(port, 128, Options())
+
+    def on_events(delivery: list[tuple[Any, list[Any]]]) -> None:
+        for conn, events in delivery:
+            for event in events:
+                if type(event) is DataReceived:
+                    stack.send(conn, event.data, loop.time())
+
+    await loop.create_datagram_endpoint(lambda: _CoreShell(stack, on_events),
+                                        local_addr=(HOST, port))
+    print("ready", flush=True)
+    await loop.create_future()
+
+
+async def core_ping_pong(port: int, duration: float) -> dict[str, Any]:
+    return await asyncio.wait_for(_core_ping_pong(port, duration), duration + CASE_GRACE)
+
+
+async def _core_ping_pong(port: int, duration: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    stack = Stack((HOST, 0))
+    waiter: list[asyncio.Future[None]] = [loop.create_future()]
+
+    def on_events(delivery: list[tuple[Any, list[Any]]]) -> None:
+        if not waiter[0].done():
+            waiter[0].set_result(None)
+
+    transport, shell = await loop.create_datagram_endpoint(
+        lambda: _CoreShell(stack, on_events), local_addr=(HOST, 0))
+    stack.local_address = transport.get_extra_info("sockname")
+    samples = []
+    try:
+        conn = stack.connect((HOST, port), port, Options(), loop.time())
+        shell.flush()
+        await waiter[0]  # Connected
+        start = time.perf_counter()
+        stop_at = start + duration
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                break
+            waiter[0] = loop.create_future()
+            stack.send(conn, b"x", loop.time())
+            shell.flush()
+            await waiter[0]
+            samples.append(time.perf_counter() - t0)
+    finally:
+        transport.close()
+    elapsed = time.perf_counter() - start
+    return {"round_trips": len(samples), "rtt_per_s": len(samples) / elapsed,
+            "latency_ms": bench.percentiles(samples)}
+
+
+class CoreServer:
+    """:func:`core_server` in a process of its own (this script, ``--core-server``)."""
+
+    def __init__(self, loop_name: str) -> None:
+        self.port = free_ports(socket.SOCK_DGRAM, 1)
+        args = [sys.executable, os.path.abspath(__file__), "--core-server", str(self.port)]
+        self.proc = subprocess.Popen(args + (["--uvloop"] if loop_name == "uvloop" else []),
+                                     stdout=subprocess.PIPE, text=True, cwd=UTCP_HOME)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            self.proc.kill()
+            self.proc.communicate()
+            raise RuntimeError("the core's echo server did not start")
+
+    def __enter__(self) -> CoreServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.kill()
+        self.proc.communicate()
 
 
 # ------------------------------------------------- --cpu: both sides in one process
@@ -190,6 +311,8 @@ def run_case(stack: str, loop_name: str, ports: dict[str, int],
              duration: float) -> dict[str, Any]:
     if stack == "udp":
         r = run_on(udp_ping_pong(ports["udp"], duration), loop_name)
+    elif stack == "core":
+        r = run_on(core_ping_pong(ports["core"], duration), loop_name)
     else:
         r = run_on(bench.request_response(HOST, ports[stack], duration=duration,
                                           kernel=stack == "kernel", progress=False), loop_name)
@@ -209,7 +332,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calls", type=int, default=1000, metavar="N",
                     help="with --cpu: count utcp's Python calls over N more round trips "
                          "(default 1000; 0: do not count)")
+    ap.add_argument("--core-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.core_server:  # (the helper process of the "core" case)
+        warm_malloc()
+        run_on(core_server(args.core_server), "uvloop" if args.uvloop else "asyncio")
+        return
     if args.duration <= 0 or args.repeat < 1 or args.cpu < 0 or args.calls < 0:
         ap.error("--duration must be > 0, --repeat >= 1, --cpu and --calls >= 0")
     if args.uvloop and not uvloop_available():
@@ -219,14 +347,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.cpu:
         cpu_main(loops, args.cpu, args.repeat, args.calls)
         return
-    stacks = ["udp", "kernel", "utcp"]
+    stacks = ["udp", "kernel", "core", "utcp"]
     print(f"bench_rr: {args.duration:g} s per case, client and server in two processes, "
           f"Python {sys.version.split()[0]}, {build()}, {os.cpu_count()} CPUs, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     results = []
     for loop_name in loops:
-        with UdpPeer(loop_name) as udp, EchoServer(loop_name) as server:
-            ports = {"udp": udp.port, "kernel": server.kernel_port, "utcp": server.port}
+        with UdpPeer(loop_name) as udp, EchoServer(loop_name) as server, \
+                CoreServer(loop_name) as core:
+            ports = {"udp": udp.port, "kernel": server.kernel_port, "utcp": server.port,
+                     "core": core.port}
             for rnd in range(args.repeat):
                 for stack in (stacks if rnd % 2 == 0 else stacks[::-1]):
                     r = run_case(stack, loop_name, ports, args.duration)
@@ -238,21 +368,22 @@ def main(argv: list[str] | None = None) -> None:
                                      lambda r: r["rtt_per_s"])}
     print()
     print(f"{'loop':<8} {'stack':<7} {'round trips/s':>13} {'(min-max)':>15} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'utcp/udp':>9} {'utcp/kernel':>11}")
+          f"{'p99 ms':>7} {'/udp':>6} {'/kernel':>8}")
     ratios = []
     for loop_name in loops:
         for stack in stacks:
             r, rs = picked[(loop_name, stack)]
             q_udp = q_kernel = ""
-            if stack == "utcp":
+            if stack in ("utcp", "core"):
                 q = r["rtt_per_s"] / picked[(loop_name, "udp")][0]["rtt_per_s"]
-                ratios.append(q)
+                if stack == "utcp":
+                    ratios.append(q)
                 q_udp = f"{q:.2f}"
                 q_kernel = f"{r['rtt_per_s'] / picked[(loop_name, 'kernel')][0]['rtt_per_s']:.2f}"
             spread = f"({rs[0]['rtt_per_s']:.0f}-{rs[-1]['rtt_per_s']:.0f})"
             print(f"{loop_name:<8} {stack:<7} {r['rtt_per_s']:>13.0f} {spread:>15} "
                   f"{r['latency_ms']['p50']:>7.3f} {r['latency_ms']['p99']:>7.3f} "
-                  f"{q_udp:>9} {q_kernel:>11}")
+                  f"{q_udp:>6} {q_kernel:>8}")
     if ratios:
         print(f"geometric mean of utcp/udp: {statistics.geometric_mean(ratios):.2f}")
 

@@ -33,6 +33,8 @@ def test_benchmark_script_runs(args: list[str]) -> None:
     assert "utcp" in result.stdout and "Traceback" not in result.stderr
     if args[0] == "bench_connect.py":
         assert "utcp/floor3" in result.stdout  # the floor ran beside the stacks
+    if args[:2] == ["bench_rr.py", "--duration"]:
+        assert "asyncio  core" in result.stdout  # the core's thinnest shell ran too
 
 
 def test_bench_vs_linux_runs() -> None:
