@@ -309,6 +309,7 @@ def cpu_main(loops: list[str], n: int, repeat: int, calls: int) -> None:
 
 def run_case(stack: str, loop_name: str, ports: dict[str, int],
              duration: float) -> dict[str, Any]:
+    cpu = time.process_time()
     if stack == "udp":
         r = run_on(udp_ping_pong(ports["udp"], duration), loop_name)
     elif stack == "core":
@@ -317,6 +318,8 @@ def run_case(stack: str, loop_name: str, ports: dict[str, int],
         r = run_on(bench.request_response(HOST, ports[stack], duration=duration,
                                           kernel=stack == "kernel", progress=False), loop_name)
     r["stack"], r["loop"] = stack, loop_name
+    # This process's CPU time (user and system) per round trip: the client's side.
+    r["client_cpu_us"] = (time.process_time() - cpu) / max(r["round_trips"], 1) * 1e6
     return r
 
 
@@ -368,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
                                      lambda r: r["rtt_per_s"])}
     print()
     print(f"{'loop':<8} {'stack':<7} {'round trips/s':>13} {'(min-max)':>15} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'/udp':>6} {'/kernel':>8}")
+          f"{'p99 ms':>7} {'/udp':>6} {'/kernel':>8} {'client CPU us':>13}")
     ratios = []
     for loop_name in loops:
         for stack in stacks:
@@ -383,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
             spread = f"({rs[0]['rtt_per_s']:.0f}-{rs[-1]['rtt_per_s']:.0f})"
             print(f"{loop_name:<8} {stack:<7} {r['rtt_per_s']:>13.0f} {spread:>15} "
                   f"{r['latency_ms']['p50']:>7.3f} {r['latency_ms']['p99']:>7.3f} "
-                  f"{q_udp:>6} {q_kernel:>8}")
+                  f"{q_udp:>6} {q_kernel:>8} {r['client_cpu_us']:>13.1f}")
     if ratios:
         print(f"geometric mean of utcp/udp: {statistics.geometric_mean(ratios):.2f}")
 
