@@ -50,6 +50,26 @@ def test_burst_loss_keeps_the_mean_rate_and_loses_in_runs_of_the_mean_length():
     assert sum(runs) / len(runs) > 2 * _mean_run([not o for o in plain])
 
 
+@pytest.mark.parametrize("burst", [1.0, 3.0])
+def test_max_burst_caps_every_run_of_losses(burst):
+    # As the QUIC interop runner's drop-rate network: at most N lost in a row.
+    path, out = arrivals(Impairments(loss=0.3, burst=burst, max_burst=3), 100_000)
+    lost = [not o for o in out]
+    longest = run = 0
+    for x in lost:
+        run = run + 1 if x else 0
+        longest = max(longest, run)
+    assert longest == 3
+    assert sum(lost) == path.counters["lost"]
+    # Without the cap the same path loses far longer runs.
+    _, uncapped = arrivals(Impairments(loss=0.3, burst=burst), 100_000)
+    longest = run = 0
+    for o in uncapped:
+        run = run + 1 if not o else 0
+        longest = max(longest, run)
+    assert longest > 6
+
+
 def _mean_run(lost: list[bool]) -> float:
     runs, run = [], 0
     for x in lost:
@@ -128,6 +148,8 @@ def test_a_blackout_carries_nothing_while_down():
     ({"queue": 0}, "queue must hold 1 datagram"),
     ({"blackout": (1.0, 0.0)}, "blackout is"),
     ({"mtu": 0}, "mtu must be 1 byte"),
+    ({"max_burst": 0}, "max_burst is a count of 1 or more"),
+    ({"max_burst": 2.5}, "max_burst is a count of 1 or more"),
 ])
 def test_impossible_impairments_are_refused_with_a_clear_message(args, message):
     with pytest.raises(ValueError, match=message):

@@ -68,7 +68,7 @@ def test_a_direction_spec_names_the_flags_and_clean_resets() -> None:
 
 @pytest.mark.parametrize("imp", [
     Impairments(),
-    Impairments(delay=0.02, jitter=0.0005, loss=0.02, burst=3, reorder=0.1,
+    Impairments(delay=0.02, jitter=0.0005, loss=0.02, burst=3, max_burst=4, reorder=0.1,
                 reorder_delay=0.004, duplicate=0.005, corrupt=0.0001, rate=1.5e6, queue=50,
                 mtu=1200, blackout=(10, 0.25)),
     Impairments(delay=1.5, rate=64e3, blackout=(0.5, 2)),

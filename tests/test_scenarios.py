@@ -75,7 +75,58 @@ class _Heard(utcp.NullObserver):
         self.anything = True
 
 
-def test_handshake_loss_thirty_percent_each_way():
+def _hello_fifty_times(net: VirtualNetwork, server: Any, client: Any) -> tuple[int, int]:
+    """50 connections one after another, each saying hello and hearing it back:
+    how many did, and how many timed out with no answer to their SYN having heard
+    nothing from the server (anything else fails the test)."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.read(100))
+        await writer.drain()
+        writer.close()
+
+    async def main() -> tuple[int, int]:
+        await server.run(utcp.start_server(echo, "0.0.0.0", 7000))
+
+        async def go() -> tuple[int, int]:
+            good = lost = 0
+            for i in range(50):
+                heard = _Heard()
+                try:
+                    reader, writer = await utcp.open_connection("server", 7000,
+                                                                observer=heard)
+                except TimeoutError as exc:
+                    assert "no answer to SYN" in str(exc) and not heard.anything
+                    lost += 1
+                    continue
+                writer.write(b"hello %d" % i)
+                assert await reader.read() == b"hello %d" % i
+                writer.close()
+                await writer.wait_closed()
+                good += 1
+            return good, lost
+
+        return await client.run(go())
+
+    return net.run(main())
+
+
+def test_handshake_loss_thirty_percent_each_way_in_bursts():
+    # The QUIC interop runner's handshake-loss network: 30 % of the datagrams
+    # lost each way, in runs of at most three (its drop-rate scenario caps them
+    # so). 50 connections one after another all get in and say hello, for each
+    # of eight seeds. (Over seeds 1-200, 10,000 connections, one failed: the
+    # server's three SYN-ACKs were lost, the limit of three times the bytes of
+    # the one SYN it had heard held back a fourth, and the client's next three
+    # SYNs were lost too.)
+    for seed in range(1, 9):
+        net, server, client = network(seed, loss=0.3, max_burst=3)
+        assert _hello_fifty_times(net, server, client) == (50, 0), seed
+        lost = net.path("10.0.0.2", "10.0.0.1").counters["lost"]
+        assert lost >= 50  # (it was that lossy)
+
+
+def test_handshake_loss_thirty_percent_each_way_with_no_cap_on_runs():
     # 50 connections one after another, for eight seeds: every one gets in, and
     # says hello. (Were the server to answer each SYN only once, never retrying
     # on its own, seven attempts would all fail about once in a hundred.) Only the
@@ -84,37 +135,7 @@ def test_handshake_loss_thirty_percent_each_way():
     # the same seven; that one must have heard nothing at all from the server.
     ok = silenced = 0
     for seed in range(1, 9):
-        net, server, client = network(seed, loss=0.3)
-
-        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.write(await reader.read(100))
-            await writer.drain()
-            writer.close()
-
-        async def main(server: Any = server, client: Any = client) -> tuple[int, int]:
-            await server.run(utcp.start_server(echo, "0.0.0.0", 7000))
-
-            async def go() -> tuple[int, int]:
-                good = lost = 0
-                for i in range(50):
-                    heard = _Heard()
-                    try:
-                        reader, writer = await utcp.open_connection("server", 7000,
-                                                                    observer=heard)
-                    except TimeoutError as exc:
-                        assert "no answer to SYN" in str(exc) and not heard.anything
-                        lost += 1
-                        continue
-                    writer.write(b"hello %d" % i)
-                    assert await reader.read() == b"hello %d" % i
-                    writer.close()
-                    await writer.wait_closed()
-                    good += 1
-                return good, lost
-
-            return await client.run(go())
-
-        good, lost = net.run(main())
+        good, lost = _hello_fifty_times(*network(seed, loss=0.3))
         ok += good
         silenced += lost
     assert ok + silenced == 400 and silenced <= 1

@@ -132,6 +132,9 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str, str], ...] = (
     ("loss", "loss", fraction, "FRACTION", "datagrams lost (2%% or 0.02)"),
     ("burst", "burst", _burst, "N", "mean length of a burst of losses (Gilbert-Elliott), at "
                                     "the same mean loss (default: 1, independent losses)"),
+    ("max-burst", "max_burst", _whole, "N", "at most N datagrams lost in a row; the next gets "
+                                            "through (the QUIC interop runner's drop-rate "
+                                            "network; default: no cap)"),
     ("reorder", "reorder", fraction, "FRACTION", "datagrams held back so that later ones "
                                                  "overtake them"),
     ("reorder-delay", "reorder_delay", duration, "TIME", "how long they are held back "

@@ -26,6 +26,10 @@ class Impairments:
     - ``loss``: the fraction of datagrams lost. With ``burst`` above 1, losses
       come in bursts of that mean length (a Gilbert-Elliott channel whose bad
       state loses everything), at the same mean rate.
+    - ``max_burst``: at most this many datagrams in a row are lost to ``loss``;
+      the next one gets through (none: no cap). The QUIC interop runner's
+      drop-rate network (its handshake-loss test, say) caps its runs of drops
+      this way; the cap lowers the mean loss a little, the more so with ``burst``.
     - ``reorder``: the fraction held back by ``reorder_delay`` more (default:
       ``delay``, at least 1 ms), so that later datagrams overtake them.
     - ``duplicate``: the fraction delivered twice.
@@ -41,6 +45,7 @@ class Impairments:
     jitter: float = 0.0
     loss: float = 0.0
     burst: float = 1.0
+    max_burst: int | None = None
     reorder: float = 0.0
     reorder_delay: float | None = None
     duplicate: float = 0.0
@@ -62,6 +67,9 @@ class Impairments:
             raise ValueError("loss=1 with burst: every datagram is lost, there are no bursts")
         if not self.burst >= 1:
             raise ValueError(f"burst is a mean length of 1 or more, not {self.burst!r}")
+        if self.max_burst is not None and not (isinstance(self.max_burst, int)
+                                               and self.max_burst >= 1):
+            raise ValueError(f"max_burst is a count of 1 or more, not {self.max_burst!r}")
         if self.reorder_delay is not None and not self.reorder_delay > 0:
             raise ValueError(f"reorder_delay must be above 0, not {self.reorder_delay!r}")
         if self.rate is not None and not self.rate > 0:
@@ -94,6 +102,7 @@ class ImpairedPath:
         self._departures: deque[float] = deque()  # when each queued datagram leaves
         self._busy_until = 0.0
         self._bad = False  # the Gilbert-Elliott channel's state
+        self._lost_in_a_row = 0  # (for max_burst)
         # Gilbert-Elliott: leave the bad state with probability 1 / burst; enter it
         # with the probability that makes the mean loss rate ``loss``.
         if imp.burst > 1 and imp.loss > 0:
@@ -166,6 +175,16 @@ class ImpairedPath:
         imp = self.impairments
         if not imp.loss:
             return False
+        if imp.max_burst is not None:
+            if self._lost_in_a_row >= imp.max_burst:
+                self._lost_in_a_row = 0  # this one gets through, drawing nothing
+                return False
+            lost = self._draw_loss(rng)
+            self._lost_in_a_row = self._lost_in_a_row + 1 if lost else 0
+            return lost
+        return self._draw_loss(rng)
+
+    def _draw_loss(self, rng: random.Random) -> bool:
         if self._to_good:
             # Gilbert-Elliott: the state moves, then the bad state loses the datagram.
             if self._bad:
@@ -174,4 +193,4 @@ class ImpairedPath:
             elif rng.random() < self._to_bad:
                 self._bad = True
             return self._bad
-        return rng.random() < imp.loss
+        return rng.random() < self.impairments.loss
