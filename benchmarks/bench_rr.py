@@ -54,7 +54,7 @@ from harness import (
 
 from utcp import bench
 from utcp.core.config import Options
-from utcp.core.events import DataReceived
+from utcp.core.events import Connected, DataReceived
 from utcp.core.stack import Stack
 
 #: Seconds past its duration a raw case may take before it counts as stuck.
@@ -158,8 +158,13 @@ async def _core_ping_pong(port: int, duration: float) -> dict[str, Any]:
     waiter: list[asyncio.Future[None]] = [loop.create_future()]
 
     def on_events(delivery: list[tuple[Any, list[Any]]]) -> None:
-        if not waiter[0].done():
-            waiter[0].set_result(None)
+        # The handshake's end, then each echo; nothing else ends a wait.
+        if waiter[0].done():
+            return
+        for _, events in delivery:
+            if any(type(e) in (Connected, DataReceived) for e in events):
+                waiter[0].set_result(None)
+                return
 
     transport, shell = await loop.create_datagram_endpoint(
         lambda: _CoreShell(stack, on_events), local_addr=(HOST, 0))

@@ -238,7 +238,7 @@ class Peer(asyncio.DatagramProtocol):
         if data[:1] != b".": self.transport.sendto(data, addr)
 async def main():
     loop = asyncio.get_running_loop()
-    block = bytearray(1 << 20)  # freed once, as warm_malloc() below does: then no
+    block = bytearray(1 << 20)  # freed once, as warm_malloc() above does: then no
     del block                   # mmap and munmap for every datagram asyncio reads
     await loop.create_datagram_endpoint(Peer, local_addr=("127.0.0.1", int(sys.argv[2])))
     print("ready", flush=True)
