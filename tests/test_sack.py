@@ -330,6 +330,47 @@ def test_a_recovery_that_repaired_a_real_loss_is_not_undone():
     assert c.cc.cwnd < before and c.counters.undos == 0
 
 
+def test_one_dsack_for_two_resent_segments_undoes_the_recovery_that_resent_them():
+    # Segments 1 and 2 are only late, and both are resent; the peer then reports
+    # both copies in one D-SACK block. It counts for two, as Linux's dup_segs do.
+    c = sack_established()
+    c.send(data(10 * M), 1.0)
+    c.take_segments()
+    before = c.cc.cwnd
+    send(c, seg(1, 1, options=sack((2, 10))), at=1.1)
+    resent = [s.seq for s in c.take_segments() if s.payload]
+    assert resent == [LOCAL_ISS + 1, LOCAL_ISS + 1 + M]
+    assert c.cc.cwnd < before and c.counters.retransmissions == 2
+    send(c, seg(1, 1 + 10 * M), at=1.11)  # the originals, late
+    send(c, seg(1, 1 + 10 * M, options=sack((0, 2))), at=1.13)  # both copies: D-SACK
+    assert c.cc.cwnd >= before and c.counters.undos == 1
+
+
+def test_a_dsack_for_later_data_the_network_duplicated_undoes_no_real_loss():
+    # Segment 1 is really lost: the recovery resends it, and only the resent copy
+    # arrives. Meanwhile new data went out, and the network delivered one of
+    # those new segments twice: the peer reports that duplicate (D-SACK). It says
+    # nothing of the recovery, whose cut must stand.
+    c = sack_established()
+    c.send(data(10 * M), 1.0)
+    c.take_segments()
+    before = c.cc.cwnd
+    send(c, seg(1, 1, options=sack((1, 10))), at=1.1)
+    t = 1.1
+    resent = c.take_segments()
+    while not resent:
+        t = c.next_deadline()
+        c.handle_timer(t)
+        resent = c.take_segments()
+    assert resent[0].seq == LOCAL_ISS + 1 and c.cc.cwnd < before
+    c.send(data(4 * M), t)
+    new = [s for s in c.take_segments() if s.payload]
+    assert len(new) >= 2 and new[0].seq == (LOCAL_ISS + 1 + 10 * M) & MASK
+    send(c, seg(1, 1 + 12 * M), at=t + 0.1)  # the resent copy and two new ones
+    send(c, seg(1, 1 + 12 * M, options=sack((11, 12))), at=t + 0.11)  # a copy of one
+    assert c.cc.cwnd < before and c.counters.undos == 0
+
+
 def test_a_peer_that_reneges_on_its_sacks_gets_the_data_again_after_a_timeout():
     # The peer SACKed segments 2-10, then acknowledged segment 1 alone and dropped
     # the rest (as a receiver short of memory may). At the timeout the segment at

@@ -56,8 +56,10 @@ def enter_recovery(conn: Connection, now: float) -> None:
     resent as the pipe allows (see Connection._output)."""
     conn.counters.recoveries += 1
     cc = conn.cc
-    conn._undo = [cc.undo_state(), conn.counters.retransmissions, 0] \
-        if conn._sack_ok else None
+    # What undoing it needs: the window before, the retransmissions so far, the
+    # D-SACKs counted, and the span whose duplicates count (see rack_on_ack).
+    conn._undo = [cc.undo_state(), conn.counters.retransmissions, 0, conn.snd_una,
+                  conn.snd_max] if conn._sack_ok else None
     # The reduction starts from FlightSize (RFC 5681), but never from more
     # than cwnd: what the peer SACKed left the network, and the pipe let as
     # much again be sent, so that SND.MAX - SND.UNA may be far above cwnd (just
@@ -226,8 +228,16 @@ def rack_on_ack(conn: Connection, old_una: int, newly: list[tuple[int, int]] | N
             dsack = blocks[0]
             rack.on_dsack(conn.snd_max)
             undo = conn._undo
-            if undo is not None:
-                undo[2] += 1
+            # Only a duplicate of what was outstanding when the recovery began
+            # counts, which is what it resends: a copy of later data that the
+            # network itself duplicated says nothing of this recovery, and would
+            # undo a cut that a real loss called for. (Linux, too, counts only
+            # D-SACKs above its undo marker.)
+            if undo is not None \
+                    and 0 < (right - undo[3]) & _MASK <= (undo[4] - undo[3]) & _MASK:
+                # As many segments as the block spans (Linux's dup_segs): one
+                # D-SACK may report several resent copies at once.
+                undo[2] += -(-((right - left) & _MASK) // conn.send_mss)
                 if undo[2] >= conn.counters.retransmissions - undo[1] > 0:
                     # RFC 2883 / 3708: every segment the recovery resent reached
                     # the peer twice, so none had been lost (reordering fooled
