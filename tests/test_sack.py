@@ -129,6 +129,21 @@ def test_a_duplicate_is_reported_first_as_a_dsack():
         assert not s.option(SACK)  # reported once
 
 
+def test_a_copy_of_data_held_out_of_order_is_reported_as_a_dsack_before_its_block():
+    # RFC 2883 4.1.3: the duplicate first, then the block holding it, so that the
+    # sender sees it is a duplicate though it lies above the cumulative ACK.
+    c = sack_established()
+    send(c, seg(1 + 2 * M, 1, payload=data(M)), at=0.1)  # a hole before it
+    send(c, seg(1 + 3 * M, 1, payload=data(M)), at=0.11)
+    c.take_segments()
+    send(c, seg(1 + 2 * M, 1, payload=data(M)), at=0.2)  # again
+    [ack] = c.take_segments()
+    assert ack.ack == REMOTE_ISS + 1 and sacks_of(ack) == ((2 * M, 3 * M), (2 * M, 4 * M))
+    send(c, seg(1 + 5 * M, 1, payload=data(M)), at=0.3)
+    [ack] = c.take_segments()
+    assert sacks_of(ack) == ((5 * M, 6 * M), (2 * M, 4 * M))  # reported once
+
+
 def test_each_segment_of_a_burst_carries_the_sack_blocks_it_has_room_for():
     # RFC 2018 4: while data is held above a hole, every segment reports it; a
     # full one has no room left under the MSS (RFC 6691), the shorter last one has.
@@ -327,6 +342,24 @@ def test_a_recovery_that_repaired_a_real_loss_is_not_undone():
         t = c.next_deadline()
         c.handle_timer(t)
     send(c, seg(1, 1 + 10 * M), at=t + 0.1)  # only the resent copy arrived: no D-SACK
+    assert c.cc.cwnd < before and c.counters.undos == 0
+
+
+def test_a_dsack_for_a_segment_the_recovery_did_not_resend_undoes_nothing():
+    # Segment 1 is lost and resent; segment 6, never resent, reached the peer
+    # twice because the network duplicated it. The peer reports that copy
+    # (D-SACK, above its cumulative ACK, before the block holding it): it is not
+    # the recovery's retransmission coming back, and the cut stands.
+    c = sack_established()
+    c.send(data(10 * M), 1.0)
+    c.take_segments()
+    before = c.cc.cwnd
+    send(c, seg(1, 1, options=sack((1, 10))), at=1.1)
+    resent = [s.seq for s in c.take_segments() if s.payload]
+    assert resent == [LOCAL_ISS + 1] and c.cc.cwnd < before
+    send(c, seg(1, 1, options=sack((5, 6), (1, 10))), at=1.12)
+    assert c.cc.cwnd < before and c.counters.undos == 0
+    send(c, seg(1, 1 + 10 * M), at=1.15)  # the resent copy arrived: a real loss
     assert c.cc.cwnd < before and c.counters.undos == 0
 
 

@@ -150,9 +150,10 @@ class ReassemblyQueue:
         """What the queue costs: its bytes plus each range's overhead."""
         return self.size + len(self._starts) * RANGE_OVERHEAD
 
-    def add(self, seq: int, data: bytes, rcv_nxt: int, budget: int | None = None) -> None:
+    def add(self, seq: int, data: bytes, rcv_nxt: int, budget: int | None = None) -> int:
         """Hold ``data`` starting at ``seq`` (after RCV.NXT), trimming overlaps, within
-        ``max_ranges`` and (if given) ``budget`` bytes of :attr:`memory`."""
+        ``max_ranges`` and (if given) ``budget`` bytes of :attr:`memory`; how many of
+        its bytes were not held already (0: a duplicate)."""
         starts, datas = self._starts, self._data
         if not starts:
             self._base = rcv_nxt
@@ -173,15 +174,17 @@ class ReassemblyQueue:
         if off < end:
             pieces.append((off, data[off - start:]))
         if not pieces:
-            return  # a duplicate of what is held
+            return 0  # a duplicate of what is held
         # Insert each new piece where it belongs (after index i; j - i ranges between).
         k = i
+        new = 0
         for p_off, p_data in pieces:
             while k < len(starts) and starts[k] < p_off:
                 k += 1
             starts.insert(k, p_off)
             datas.insert(k, p_data)
             self.size += len(p_data)
+            new += len(p_data)
             k += 1
         limit = self.max_ranges
         while starts and (len(starts) > limit or
@@ -190,6 +193,7 @@ class ReassemblyQueue:
             gone = datas.pop()
             self.size -= len(gone)
             self.dropped += len(gone)
+        return new
 
     def blocks(self) -> list[tuple[int, int]]:
         """What is held, as merged (left, right) sequence ranges, lowest first."""

@@ -41,6 +41,7 @@ from .recovery import (
     arm_probe,
     bytes_in_flight,
     enter_recovery,
+    note_resent,
     on_dupack,
     on_probe_timeout,
     on_reorder_timeout,
@@ -1530,7 +1531,11 @@ class Connection:
             if mem is not None and mem.limit is not None:
                 # And within what the stack may still hold, in all its connections.
                 budget = min(budget, ooo.memory + mem.room())
-            ooo.add(seg_seq, payload, rcv_nxt, budget)
+            if not ooo.add(seg_seq, payload, rcv_nxt, budget) and self._sack_ok:
+                # RFC 2883 4.1.3, as Linux's tcp_data_queue_ofo: a copy of data held
+                # out of order is reported too, before the block that holds it, so
+                # that a sender may undo a recovery that resent it needlessly.
+                self._dsack = (seg_seq, (seg_seq + n) & _MASK)
             self._ooo_recent = seg_seq
             if ooo.dropped != dropped:
                 counters.ooo_dropped += ooo.dropped - dropped
@@ -2082,6 +2087,8 @@ class Connection:
                               first.window, 0, first.options, payload)
             if (snd_nxt - snd_max) & _MASK >= _HALF:  # sq.lt(snd_nxt, snd_max): resent
                 self.counters.retransmissions += 1
+                if self._undo is not None:
+                    note_resent(self, snd_nxt, (snd_nxt + n) & _MASK)
             else:
                 self.counters.bytes_out += n
                 if self._rtt_seq is None:

@@ -56,10 +56,9 @@ def enter_recovery(conn: Connection, now: float) -> None:
     resent as the pipe allows (see Connection._output)."""
     conn.counters.recoveries += 1
     cc = conn.cc
-    # What undoing it needs: the window before, the retransmissions so far, the
-    # D-SACKs counted, and the span whose duplicates count (see rack_on_ack).
-    conn._undo = [cc.undo_state(), conn.counters.retransmissions, 0, conn.snd_una,
-                  conn.snd_max] if conn._sack_ok else None
+    # What undoing it needs: the window before, and the ranges it resends that no
+    # D-SACK has reported yet (see note_resent and rack_on_ack).
+    conn._undo = [cc.undo_state(), []] if conn._sack_ok else None
     # The reduction starts from FlightSize (RFC 5681), but never from more
     # than cwnd: what the peer SACKed left the network, and the pipe let as
     # much again be sent, so that SND.MAX - SND.UNA may be far above cwnd (just
@@ -131,6 +130,8 @@ def retransmit(conn: Connection, seq: int, most: int, now: float, exact: bool = 
     if payload:
         flags |= PSH
     conn.counters.retransmissions += 1
+    if conn._undo is not None:
+        note_resent(conn, seq, (seq + n) & _MASK)
     conn._emit(conn._make(seq, flags, now, payload), now)
     return n + (1 if flags & FIN else 0)
 
@@ -207,6 +208,26 @@ def recovering(conn: Connection) -> bool:
     return 0 < (cc.recover - una) & _MASK <= (conn.snd_max - una) & _MASK
 
 
+def note_resent(conn: Connection, seq: int, end: int) -> None:
+    """``seq`` to ``end`` was resent: while a recovery may be undone, its D-SACK
+    is awaited (see rack_on_ack)."""
+    undo = conn._undo
+    if undo is not None:
+        undo[1].append((seq, end))
+
+
+def _dsacked(pending: list[tuple[int, int]], left: int, right: int) -> bool:
+    """Strike from ``pending`` (ranges resent) those the D-SACK block ``left`` to
+    ``right`` covers; whether that left none, having struck at least one."""
+    span = (right - left) & _MASK
+    kept = [r for r in pending
+            if not ((r[0] - left) & _MASK <= span and (r[1] - left) & _MASK <= span)]
+    if len(kept) == len(pending):
+        return False
+    pending[:] = kept
+    return not kept
+
+
 def rack_on_ack(conn: Connection, old_una: int, newly: list[tuple[int, int]] | None,
                 blocks: Any, tsecr: int, now: float) -> None:
     """RFC 8985 6.2 for an ACK that moved SND.UNA on from ``old_una`` or carried
@@ -228,23 +249,17 @@ def rack_on_ack(conn: Connection, old_una: int, newly: list[tuple[int, int]] | N
             dsack = blocks[0]
             rack.on_dsack(conn.snd_max)
             undo = conn._undo
-            # Only a duplicate of what was outstanding when the recovery began
-            # counts, which is what it resends: a copy of later data that the
-            # network itself duplicated says nothing of this recovery, and would
-            # undo a cut that a real loss called for. (Linux, too, counts only
-            # D-SACKs above its undo marker.)
-            if undo is not None \
-                    and 0 < (right - undo[3]) & _MASK <= (undo[4] - undo[3]) & _MASK:
-                # As many segments as the block spans (Linux's dup_segs): one
-                # D-SACK may report several resent copies at once.
-                undo[2] += -(-((right - left) & _MASK) // conn.send_mss)
-                if undo[2] >= conn.counters.retransmissions - undo[1] > 0:
-                    # RFC 2883 / 3708: every segment the recovery resent reached
-                    # the peer twice, so none had been lost (reordering fooled
-                    # us): restore the window the recovery took away.
-                    conn.cc.undo(undo[0])
-                    conn.counters.undos += 1
-                    conn._undo = None
+            if undo is not None and undo[1] and _dsacked(undo[1], left, right):
+                # RFC 2883 / 3708: every segment the recovery resent reached the
+                # peer twice, so none had been lost (reordering fooled us):
+                # restore the window the recovery took away. Only a D-SACK of a
+                # range it resent counts (as Linux checks the skb's RETRANS mark):
+                # a copy of other data, which the network itself duplicated, says
+                # nothing of the recovery, and would undo a cut a real loss called
+                # for.
+                conn.cc.undo(undo[0])
+                conn.counters.undos += 1
+                conn._undo = None
     # Our clock's tick the peer echoes (RFC 7323): whatever was last sent after
     # it, the ACK answers an earlier copy of (RFC 8985 6.2 step 2, RFC 3522).
     echo = (tsecr - conn.ts_offset) & _MASK if tsecr else None
