@@ -280,10 +280,21 @@ def test_the_clients_nat_rebinds_at_one_second_and_every_five_after():
             client.rebind()
             await asyncio.sleep(5.0)
 
+    peers: list[Any] = []
+
+    async def digest_noting_the_peer(reader: asyncio.StreamReader,
+                                     writer: asyncio.StreamWriter) -> None:
+        peers.append(writer.get_extra_info("peername"))
+        digest = hashlib.sha256(await reader.read()).digest()
+        peers.append(writer.get_extra_info("peername"))
+        writer.write(digest)
+        await writer.drain()
+        writer.close()
+
     async def main() -> tuple[float, dict]:
         task = asyncio.get_running_loop().create_task(rebind())
         try:
-            srv = await server.run(utcp.start_server(digest_of_all, "0.0.0.0", 7000))
+            srv = await server.run(utcp.start_server(digest_noting_the_peer, "0.0.0.0", 7000))
             data = blob(10_000_000)
 
             async def go() -> float:
@@ -302,6 +313,9 @@ def test_the_clients_nat_rebinds_at_one_second_and_every_five_after():
     took, stats = run(net, main())
     assert took > 6  # through two rebinds at least
     assert stats["rebinds"] >= 2 and net.counters["nat-stale"] > 0
+    # The server's side names the client where it is now, not where it began.
+    first, last = peers
+    assert first[0] == last[0] == "10.0.0.2" and first[1] != last[1]
 
 
 def test_goodput_on_the_clean_path():
@@ -410,9 +424,9 @@ def test_a_nat_keepalive_holds_a_routers_mapping_through_silence():
     # traffic out. A connection quiet for a minute between messages comes back
     # from a new port (and is followed there); with nat_keepalive=25 it never
     # changes port.
-    def chat(**options: Any) -> int:
+    def chat(nat_timeout: float = 30.0, **options: Any) -> int:
         net, server, client = network()
-        client.nat_timeout = 30.0
+        client.nat_timeout = nat_timeout
 
         async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             while line := await reader.readline():
@@ -438,6 +452,10 @@ def test_a_nat_keepalive_holds_a_routers_mapping_through_silence():
 
     assert chat() >= 2
     assert chat(nat_keepalive=25.0) == 0
+    # A router quicker to forget than the keepalive: each probe comes from a new
+    # port (SEQ = SND.UNA - 1, a byte the server has), and the connection follows
+    # it there rather than taking it for a stranger's and resetting the client.
+    assert chat(nat_timeout=20.0, nat_keepalive=25.0) >= 2
 
 
 def test_bbr_keeps_its_rate_through_one_percent_random_loss():

@@ -798,6 +798,59 @@ def test_a_peer_that_comes_back_from_a_new_address_is_followed():
     assert bytes(client.received[conn]) == b"reply"
 
 
+def test_a_peer_whose_acks_went_to_its_old_address_is_followed_by_its_resend():
+    # The NAT gives the client a new port while its data is in flight: the data
+    # arrives, but the server's ACK goes to the old port, which no longer leads
+    # anywhere. The client's timeout resends the data from its new port: bytes
+    # the server already has, behind RCV.NXT, yet from the peer (its ACK and its
+    # timestamps prove it). The connection moves, and its ACK reaches the client;
+    # before, the server took the resend for a stranger's and reset the client.
+    net, server, client = network()
+    conn = connect(net, client)
+    client.stack.send(conn, b"in flight", net.now)
+    net.run(stop=lambda: server.received)
+    [accepted] = server.connections()
+    move(net, client, NEW)
+    net.run(stop=lambda: conn.snd_una == conn.snd_max, until=net.now + 10)
+    assert conn.state is State.ESTABLISHED and conn.snd_una == conn.snd_max
+    assert conn.counters.retransmissions >= 1 and accepted.peer == NEW
+    assert server.stack.statistics()["rebinds"] == 1
+    assert bytes(server.received[accepted]) == b"in flight"
+    client.stack.send(conn, b", and after", net.now)
+    net.run(until=net.now + 1)
+    assert bytes(server.received[accepted]) == b"in flight, and after"
+
+
+def test_a_keepalive_probe_from_a_new_address_moves_the_connection():
+    # A keepalive probe (RFC 9293 3.8.4) carries SEQ = SND.UNA - 1, a byte the
+    # server already has: from the peer's new port it is still the peer's.
+    net, server, client = network()
+    conn = connect(net, client, Options(keepalive=True, keepalive_idle=30,
+                                        keepalive_interval=5, keepalive_count=3))
+    net.run(until=net.now + 1)
+    [accepted] = server.connections()
+    move(net, client, NEW)
+    net.run(until=net.now + 40)
+    assert accepted.peer == NEW and server.stack.statistics()["rebinds"] == 1
+    assert conn.state is State.ESTABLISHED and accepted.state is State.ESTABLISHED
+
+
+def test_a_segment_from_a_new_address_may_start_at_most_a_receive_buffer_behind():
+    # Without timestamps, the sequence and ACK numbers are all an off-path
+    # sender must guess: behind RCV.NXT by more than the receive buffer is too far.
+    net, server, client = network()
+    conn = connect(net, client, PLAIN)
+    net.run(until=net.now + 1)
+    [accepted] = server.connections()
+    port, seq, ack = conn.local_port, conn.snd_nxt, conn.rcv_nxt
+    far = (seq - accepted.rcv_buf - 2) & 0xFFFFFFFF
+    server.stack.receive(encode(Segment(port, 7007, far, ack, ACK, 65535)), NEW, net.now)
+    assert accepted.peer == CLIENT and server.stack.statistics()["rebinds"] == 0
+    probe = (seq - 1) & 0xFFFFFFFF  # a keepalive's
+    server.stack.receive(encode(Segment(port, 7007, probe, ack, ACK, 65535)), NEW, net.now)
+    assert accepted.peer == NEW and server.stack.statistics()["rebinds"] == 1
+
+
 def test_a_forged_segment_from_a_new_address_moves_nothing():
     net, server, client = network()
     conn = connect(net, client)

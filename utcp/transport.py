@@ -70,7 +70,7 @@ class ConnectionTransport(asyncio.Transport):
     __slots__ = ("_buffered", "_closing", "_closing_wait", "_connected", "_endpoint", "_eof",
                  "_factory", "_high", "_loop", "_lost", "_low", "_made", "_on_end", "_protocol",
                  "_reset_after_fin", "_resume_handle", "_sockname_cache", "_writing_paused",
-                 "conn", "remote_address")
+                 "conn")
 
     # asyncio's loop.start_tls() (and so StreamWriter.start_tls()) takes this transport.
     _start_tls_compatible = True
@@ -82,8 +82,6 @@ class ConnectionTransport(asyncio.Transport):
         self._endpoint = endpoint
         self._loop = endpoint.loop
         self.conn = conn
-        #: The peer's UDP address, as sent to (IPv6: with flowinfo and scope id).
-        self.remote_address: Address = conn.peer  # type: ignore[assignment]
         self._on_end = on_end
         self._sockname_cache: Address | None = None
         self._protocol: asyncio.BaseProtocol | None = None
@@ -102,6 +100,12 @@ class ConnectionTransport(asyncio.Transport):
         self._low = DEFAULT_HIGH_WATER // 4
         self._writing_paused = False
         self._resume_handle: asyncio.Handle | None = None  # resume_reading() due
+
+    @property
+    def remote_address(self) -> Address:
+        """The peer's UDP address, as sent to (IPv6: with flowinfo and scope id):
+        where it is now, if a NAT gave it a new one (see may_move_to)."""
+        return self.conn.peer  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return (f"<utcp transport {self.conn.local_port}>{self.remote_address[0]}:"

@@ -886,8 +886,12 @@ class Connection:
         pass every check an off-path sender cannot, without changing anything.
 
         It carries no SYN or RST, acknowledges data within SND.UNA..SND.MAX,
-        lies in the receive window (or at RCV.NXT), and with timestamps its TSval
-        is not older than TS.Recent (PAWS) and its TSecr echoes one of ours.
+        starts in the receive window or at most a receive buffer behind RCV.NXT,
+        and with timestamps its TSval is not older than TS.Recent (PAWS) and its
+        TSecr echoes one of ours. (Behind RCV.NXT: after a rebinding the peer may
+        resend what we have, its ACKs having gone to the old address, or probe
+        with a keepalive at SND.UNA - 1. From the peer, such a segment draws an
+        ACK; answered as a stranger's, with a RST, it would reset the peer.)
         """
         if not self.state.synchronized or self.state is TIME_WAIT:
             return False
@@ -902,7 +906,7 @@ class Connection:
         if wnd >= _HALF:
             wnd = 0
         off = (seg.seq - rcv_nxt) & _MASK
-        if off > wnd:
+        if off > wnd and (rcv_nxt - seg.seq) & _MASK > self.rcv_buf + 1:
             return False
         if self._ts_ok:
             ts: Any = seg.option(TIMESTAMPS) if seg.options else None
