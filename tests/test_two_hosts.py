@@ -5,14 +5,21 @@ Needs root (to create namespaces); skipped, with the reason, otherwise.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from itertools import pairwise
+from typing import Any
 
 import pytest
+from conftest import deadline
 
 # Addresses on a veth pair that exists only inside this test: IPv4 link-local,
 # IPv6 unique-local and IPv6 link-local (which needs its scope, "%interface").
@@ -171,3 +178,113 @@ def test_an_unreachable_host_fails_at_once_not_after_the_syn_retries(
     assert result.returncode == 1
     assert result.stderr == f"utcp: cannot connect to {target}:7: {errno_text}\n"
     assert took < within
+
+
+# The client's NAT, for the test below: a utcp.emulator.Relay. It says "relaying"
+# once it listens; for each line on its stdin it forgets the client's mapping, as a
+# home router does when one expires, and says "rebound"; when its stdin closes, it
+# prints the upstream port of each mapping in turn, and its counters, as JSON.
+NAT = """
+import asyncio, json, sys
+from utcp.emulator import Relay
+
+async def main(listen, target):
+    loop = asyncio.get_running_loop()
+    async with Relay(target, listen=listen) as relay:
+        print("relaying", flush=True)
+        ports = []
+        while await loop.run_in_executor(None, sys.stdin.readline):
+            ports += relay.mappings().values()
+            relay.rebind()
+            print("rebound", flush=True)
+        ports += relay.mappings().values()
+        print(json.dumps({"ports": ports, **relay.statistics()}), flush=True)
+
+host, port, target_host, target_port = sys.argv[1:]
+asyncio.run(main((host, int(port)), (target_host, int(target_port))))
+"""
+
+
+async def test_a_transfer_between_two_hosts_follows_its_client_to_each_new_port_of_its_nat(
+        two_hosts: tuple[str, str, str]) -> None:
+    # Issue 9. utcp connect, in the client's namespace, sends 4.2 MB to utcp
+    # echo-server in the other through a NAT beside it, in three parts; between
+    # two, the NAT forgets the client's mapping, so the next part reaches the server
+    # from a new UDP port. The connection must follow it (the echo comes back
+    # through the new mapping), every byte arrive and the server count the moves.
+    # The NAT forgets once a part's echo is back, told so by the test rather than
+    # by an idle timer, so nothing races: the connection is then quiet, as when a
+    # router's mapping expires, and the client's next segment from the new port is
+    # new data, which proves it. (Rebinding with data in flight is covered on
+    # virtual time, tests/test_scenarios.py, and on loopback, tests/test_relay.py.)
+    server_ns, client_ns, _ = two_hosts
+    utcp = [sys.executable, "-m", "utcp"]
+    nat_port = 9000
+    data = random.Random(9).randbytes(4_200_000)
+    parts = [data[i:i + 1_400_000] for i in range(0, len(data), 1_400_000)]
+    pipe = asyncio.subprocess.PIPE
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def run(ns: str, *argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
+        procs.append(await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", ns, *argv, **kwargs))
+        return procs[-1]
+
+    with tempfile.TemporaryDirectory() as runtime:
+        # Its own directory for the server's 'utcp stat' socket, named after the port:
+        # another server of the same port elsewhere on this machine is not asked.
+        env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
+        try:
+            async with deadline(30):
+                server = await run(server_ns, *utcp, "echo-server", "--host", SERVER_IP,
+                                   "--port", str(PORT), stderr=pipe, env=env)
+                nat = await run(client_ns, sys.executable, "-c", NAT, CLIENT_IP,
+                                str(nat_port), SERVER_IP, str(PORT), stdin=pipe,
+                                stdout=pipe)
+                assert server.stderr and nat.stdin and nat.stdout
+                assert b"listening" in await server.stderr.readline()
+                assert await nat.stdout.readline() == b"relaying\n"
+                client = await run(client_ns, *utcp, "connect", CLIENT_IP, str(nat_port),
+                                   stdin=pipe, stdout=pipe, stderr=pipe)
+                assert client.stdin and client.stdout and client.stderr
+
+                async def send(part: bytes) -> None:
+                    assert client.stdin
+                    client.stdin.write(part)
+                    await client.stdin.drain()
+
+                echo = b""
+                for i, part in enumerate(parts):
+                    if i:
+                        nat.stdin.write(b"rebind\n")
+                        assert await nat.stdout.readline() == b"rebound\n"
+                    try:
+                        _, back = await asyncio.gather(
+                            send(part), client.stdout.readexactly(len(part)))
+                    except (asyncio.IncompleteReadError, ConnectionError):
+                        pytest.fail(f"part {i + 1}: " + (await client.stderr.read()).decode())
+                    echo += back
+                client.stdin.close()  # the client half-closes; the server then closes
+                assert await client.stdout.read() == b""
+                assert await client.wait() == 0, await client.stderr.read()
+                stat = await run(server_ns, *utcp, "stat", "--json", str(PORT),
+                                 stdout=pipe, env=env)
+                stat_out, _ = await stat.communicate()
+                nat.stdin.close()  # the NAT reports
+                nat_out, _ = await nat.communicate()
+                server.terminate()
+                server_log = (await server.stderr.read()).decode()
+        finally:
+            for proc in procs:  # (all gone already, unless something above failed)
+                if proc.returncode is None:
+                    proc.kill()
+                await proc.wait()
+    assert hashlib.sha256(echo).digest() == hashlib.sha256(data).digest()
+    relay = json.loads(nat_out)
+    assert relay["rebound"] == 2 and relay["clients"] == 3, relay
+    ports = relay["ports"]  # the client's source port as the server saw it, in turn
+    moves = sum(a != b for a, b in pairwise(ports))  # (a port may come back: rarely)
+    assert len(ports) == 3 and moves >= 1, relay
+    assert f"connection from {CLIENT_IP}:{ports[0]} " in server_log
+    stats = json.loads(stat_out)["servers"][0]["statistics"]
+    assert stats["rebinds"] == moves, stats
