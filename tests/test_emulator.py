@@ -150,6 +150,7 @@ def test_a_blackout_carries_nothing_while_down():
     ({"mtu": 0}, "mtu must be 1 byte"),
     ({"max_burst": 0}, "max_burst is a count of 1 or more"),
     ({"max_burst": 2.5}, "max_burst is a count of 1 or more"),
+    ({"max_burst": True}, "max_burst is a count of 1 or more"),
 ])
 def test_impossible_impairments_are_refused_with_a_clear_message(args, message):
     with pytest.raises(ValueError, match=message):

@@ -72,6 +72,7 @@ def test_a_direction_spec_names_the_flags_and_clean_resets() -> None:
                 reorder_delay=0.004, duplicate=0.005, corrupt=0.0001, rate=1.5e6, queue=50,
                 mtu=1200, blackout=(10, 0.25)),
     Impairments(delay=1.5, rate=64e3, blackout=(0.5, 2)),
+    Impairments(queue=2_000_000, mtu=1_000_000, max_burst=1_000_000),
 ])
 def test_the_description_reads_back_as_the_same_impairments(imp) -> None:
     text = describe(imp)

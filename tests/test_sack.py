@@ -10,6 +10,7 @@ import hashlib
 from tcpscript import LOCAL_ISS, LOCAL_MSS, REMOTE_ISS, fire, make, seg, send
 
 import utcp
+from utcp.core.recovery import UNDO_MAX_RESENT, _dsacked, note_resent
 from utcp.core.sack import Scoreboard
 from utcp.core.seq import MASK
 from utcp.core.state import State
@@ -402,6 +403,33 @@ def test_a_dsack_for_later_data_the_network_duplicated_undoes_no_real_loss():
     send(c, seg(1, 1 + 12 * M), at=t + 0.1)  # the resent copy and two new ones
     send(c, seg(1, 1 + 12 * M, options=sack((11, 12))), at=t + 0.11)  # a copy of one
     assert c.cc.cwnd < before and c.counters.undos == 0
+
+
+def test_a_range_resent_twice_needs_both_copies_reported():
+    # RACK found the first resend lost and resent it again: one D-SACK reports
+    # one copy only (the other may have been the lost one), as Linux counts.
+    pending = [(1000, 2440), (1000, 2440)]
+    assert not _dsacked(pending, 1000, 2440) and pending == [(1000, 2440)]
+    assert _dsacked(pending, 1000, 2440) and pending == []
+
+
+def test_a_dsack_block_that_is_no_block_strikes_nothing():
+    pending = [(1000, 2440), (5000, 5001)]
+    assert not _dsacked(pending, 2440, 1000)  # inverted: it would span 2**32
+    assert not _dsacked(pending, 5000, 5000)  # empty
+    assert pending == [(1000, 2440), (5000, 5001)]
+    assert not _dsacked(pending, 4000, 5000)  # reaches a FIN, covers no byte of it
+    assert pending == [(1000, 2440), (5000, 5001)]
+
+
+def test_a_recovery_that_resends_more_than_reordering_could_explain_is_not_undone():
+    c = sack_established()
+    c._undo = [c.cc.undo_state(), []]
+    for i in range(UNDO_MAX_RESENT):
+        note_resent(c, i * M, (i + 1) * M)
+    assert c._undo is not None
+    note_resent(c, UNDO_MAX_RESENT * M, (UNDO_MAX_RESENT + 1) * M)
+    assert c._undo is None
 
 
 def test_a_peer_that_reneges_on_its_sacks_gets_the_data_again_after_a_timeout():

@@ -287,7 +287,7 @@ def describe(imp: Impairments) -> str:
         elif parse is blackout:
             text = f"{_time_text(value[0])}:{_time_text(value[1])}"
         else:
-            text = f"{value:g}"
+            text = str(value) if isinstance(value, int) else f"{value:g}"
         words.append(f"{key}={text}")
     return " ".join(words) or "clean"
 

@@ -41,7 +41,6 @@ from .recovery import (
     arm_probe,
     bytes_in_flight,
     enter_recovery,
-    note_resent,
     on_dupack,
     on_probe_timeout,
     on_reorder_timeout,
@@ -2091,8 +2090,6 @@ class Connection:
                               first.window, 0, first.options, payload)
             if (snd_nxt - snd_max) & _MASK >= _HALF:  # sq.lt(snd_nxt, snd_max): resent
                 self.counters.retransmissions += 1
-                if self._undo is not None:
-                    note_resent(self, snd_nxt, (snd_nxt + n) & _MASK)
             else:
                 self.counters.bytes_out += n
                 if self._rtt_seq is None:

@@ -57,8 +57,10 @@ def enter_recovery(conn: Connection, now: float) -> None:
     conn.counters.recoveries += 1
     cc = conn.cc
     # What undoing it needs: the window before, and the ranges it resends that no
-    # D-SACK has reported yet (see note_resent and rack_on_ack).
-    conn._undo = [cc.undo_state(), []] if conn._sack_ok else None
+    # D-SACK has reported yet (see note_resent and rack_on_ack, which only RACK
+    # runs).
+    conn._undo = [cc.undo_state(), []] if conn._sack_ok and conn._rack is not None \
+        else None
     # The reduction starts from FlightSize (RFC 5681), but never from more
     # than cwnd: what the peer SACKed left the network, and the pipe let as
     # much again be sent, so that SND.MAX - SND.UNA may be far above cwnd (just
@@ -131,7 +133,9 @@ def retransmit(conn: Connection, seq: int, most: int, now: float, exact: bool = 
         flags |= PSH
     conn.counters.retransmissions += 1
     if conn._undo is not None:
-        note_resent(conn, seq, (seq + n) & _MASK)
+        # (A FIN alone as the sequence number it takes, so that no block that
+        # merely reaches it covers it.)
+        note_resent(conn, seq, (seq + (n or 1)) & _MASK)
     conn._emit(conn._make(seq, flags, now, payload), now)
     return n + (1 if flags & FIN else 0)
 
@@ -208,21 +212,40 @@ def recovering(conn: Connection) -> bool:
     return 0 < (cc.recover - una) & _MASK <= (conn.snd_max - una) & _MASK
 
 
+#: Most resends a recovery may make and still be undone: one that resent more was
+#: no reordering's doing (and its D-SACKs are then not searched).
+UNDO_MAX_RESENT = 64
+
+
 def note_resent(conn: Connection, seq: int, end: int) -> None:
     """``seq`` to ``end`` was resent: while a recovery may be undone, its D-SACK
     is awaited (see rack_on_ack)."""
     undo = conn._undo
     if undo is not None:
-        undo[1].append((seq, end))
+        pending = undo[1]
+        if len(pending) >= UNDO_MAX_RESENT:
+            conn._undo = None
+        else:
+            pending.append((seq, end))
 
 
 def _dsacked(pending: list[tuple[int, int]], left: int, right: int) -> bool:
     """Strike from ``pending`` (ranges resent) those the D-SACK block ``left`` to
-    ``right`` covers; whether that left none, having struck at least one."""
+    ``right`` covers, each range once (a range resent twice needs two copies
+    reported, as Linux's undo_retrans counts them); whether that left none,
+    having struck at least one."""
     span = (right - left) & _MASK
-    kept = [r for r in pending
-            if not ((r[0] - left) & _MASK <= span and (r[1] - left) & _MASK <= span)]
-    if len(kept) == len(pending):
+    if not 0 < span < _HALF:
+        return False  # (no block: RFC 2018's blocks have left < right)
+    kept: list[tuple[int, int]] = []
+    struck: list[tuple[int, int]] = []
+    for r in pending:
+        if (r[0] - left) & _MASK <= span and (r[1] - left) & _MASK <= span \
+                and r not in struck:
+            struck.append(r)
+        else:
+            kept.append(r)
+    if not struck:
         return False
     pending[:] = kept
     return not kept

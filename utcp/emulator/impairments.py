@@ -68,6 +68,7 @@ class Impairments:
         if not self.burst >= 1:
             raise ValueError(f"burst is a mean length of 1 or more, not {self.burst!r}")
         if self.max_burst is not None and not (isinstance(self.max_burst, int)
+                                               and not isinstance(self.max_burst, bool)
                                                and self.max_burst >= 1):
             raise ValueError(f"max_burst is a count of 1 or more, not {self.max_burst!r}")
         if self.reorder_delay is not None and not self.reorder_delay > 0:
