@@ -122,7 +122,7 @@ def _hello_fifty_times(net: VirtualNetwork, server: Any, client: Any) -> tuple[i
     return run(net, main())
 
 
-def test_handshake_loss_thirty_percent_each_way_in_bursts():
+def test_handshake_loss_thirty_percent_each_way_at_most_three_in_a_row():
     # The QUIC interop runner's handshake-loss network: 30 % of the datagrams
     # lost each way, in runs of at most three (its drop-rate scenario caps them
     # so). 50 connections one after another all get in and say hello, for each
