@@ -45,6 +45,7 @@ from harness import (
     HOST,
     EchoServer,
     UdpPeer,
+    Waiter,
     build,
     calls_counted,
     medians,
@@ -105,15 +106,6 @@ def run_case(server: EchoServer, peer: UdpPeer, stack: str, loop_name: str, conc
                   spent.seconds / max(r["connections"], 1) * 1e6)
 
 
-class _FloorClient(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.waiter: asyncio.Future[None] | None = None
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-
 # utcp's sequential cycle, datagram for datagram, at their sizes (a 20-byte header,
 # 12 of timestamps, 20 of SYN options, 16 bytes of data). The peer answers each but
 # the ones that start with "."; the client sends the next when the answer is in.
@@ -129,7 +121,7 @@ async def udp_floor(cycle: tuple[tuple[bytes, ...], ...], port: int,
     connection; latency is the first round trip's (the handshake's)."""
     loop = asyncio.get_running_loop()
     transport, client = await loop.create_datagram_endpoint(
-        _FloorClient, remote_addr=(HOST, port))
+        Waiter, remote_addr=(HOST, port))
 
     async def one() -> None:
         for step, datagrams in enumerate(cycle):

@@ -31,23 +31,22 @@ import argparse
 import asyncio
 import cProfile
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
 
 from harness import (
     HOST,
-    UTCP_HOME,
     EchoServer,
+    Helper,
     UdpPeer,
+    Waiter,
     build,
     calls_counted,
-    free_ports,
     medians,
     run_on,
+    timed_round_trips,
     uvloop_available,
     warm_malloc,
 )
@@ -61,15 +60,6 @@ from utcp.core.stack import Stack
 CASE_GRACE = 10.0
 
 
-class _Pinger(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.waiter: asyncio.Future[None] | None = None
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-
 async def udp_ping_pong(port: int, duration: float) -> dict[str, Any]:
     # Each round trip waits as utcp's and the kernel's clients do, with no timer of
     # its own; the case as a whole has one, for a datagram lost on the way.
@@ -78,25 +68,17 @@ async def udp_ping_pong(port: int, duration: float) -> dict[str, Any]:
 
 async def _udp_ping_pong(port: int, duration: float) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    transport, pinger = await loop.create_datagram_endpoint(
-        _Pinger, remote_addr=(HOST, port))
-    samples = []
-    start = time.perf_counter()
-    stop_at = start + duration
+    transport, pinger = await loop.create_datagram_endpoint(Waiter, remote_addr=(HOST, port))
+
+    async def round_trip() -> None:
+        pinger.waiter = loop.create_future()
+        transport.sendto(b"x")
+        await pinger.waiter
+
     try:
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= stop_at:
-                break
-            pinger.waiter = loop.create_future()
-            transport.sendto(b"x")
-            await pinger.waiter
-            samples.append(time.perf_counter() - t0)
+        return await timed_round_trips(round_trip, duration)
     finally:
         transport.close()
-    elapsed = time.perf_counter() - start
-    return {"round_trips": len(samples), "rtt_per_s": len(samples) / elapsed,
-            "latency_ms": bench.percentiles(samples)}
 
 
 # ------------------------------------------ the core alone, with the thinnest shell
@@ -169,49 +151,30 @@ async def _core_ping_pong(port: int, duration: float) -> dict[str, Any]:
     transport, shell = await loop.create_datagram_endpoint(
         lambda: _CoreShell(stack, on_events), local_addr=(HOST, 0))
     stack.local_address = transport.get_extra_info("sockname")
-    samples = []
+
+    async def round_trip() -> None:
+        waiter[0] = loop.create_future()
+        stack.send(conn, b"x", loop.time())
+        shell.flush()
+        await waiter[0]
+
     try:
         conn = stack.connect((HOST, port), port, Options(), loop.time())
         shell.flush()
         await waiter[0]  # Connected
-        start = time.perf_counter()
-        stop_at = start + duration
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= stop_at:
-                break
-            waiter[0] = loop.create_future()
-            stack.send(conn, b"x", loop.time())
-            shell.flush()
-            await waiter[0]
-            samples.append(time.perf_counter() - t0)
+        return await timed_round_trips(round_trip, duration)
     finally:
         transport.close()
-    elapsed = time.perf_counter() - start
-    return {"round_trips": len(samples), "rtt_per_s": len(samples) / elapsed,
-            "latency_ms": bench.percentiles(samples)}
 
 
-class CoreServer:
+class CoreServer(Helper):
     """:func:`core_server` in a process of its own (this script, ``--core-server``)."""
 
     def __init__(self, loop_name: str) -> None:
-        self.port = free_ports(socket.SOCK_DGRAM, 1)
-        args = [sys.executable, os.path.abspath(__file__), "--core-server", str(self.port)]
-        self.proc = subprocess.Popen(args + (["--uvloop"] if loop_name == "uvloop" else []),
-                                     stdout=subprocess.PIPE, text=True, cwd=UTCP_HOME)
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "ready":
-            self.proc.kill()
-            self.proc.communicate()
-            raise RuntimeError("the core's echo server did not start")
-
-    def __enter__(self) -> CoreServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.kill()
-        self.proc.communicate()
+        argv = [sys.executable, os.path.abspath(__file__)]
+        if loop_name == "uvloop":
+            argv.append("--uvloop")
+        super().__init__("the core's echo server", [*argv, "--core-server"])
 
 
 # ------------------------------------------------- --cpu: both sides in one process
@@ -241,7 +204,7 @@ async def cpu_per_round_trip(stack: str, n: int, calls: int = 0) -> dict[str, An
     if stack == "udp":
         server, _ = await loop.create_datagram_endpoint(_UdpEcho, local_addr=(HOST, 0))
         transport, pinger = await loop.create_datagram_endpoint(
-            _Pinger, remote_addr=server.get_extra_info("sockname"))
+            Waiter, remote_addr=server.get_extra_info("sockname"))
         closers += [transport.close, server.close]
 
         async def round_trip() -> None:

@@ -12,10 +12,12 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Hashable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
 import utcp
+from utcp import bench
 
 R = TypeVar("R")
 
@@ -250,27 +252,62 @@ asyncio.run(main())
 """
 
 
-class UdpPeer:
-    """A raw UDP echo in a process of its own, on ``loop_name``: the other end of the
-    benchmarks' floor cases, which carry no TCP at all. A datagram that starts with
-    "." is read and not answered. Used as a context manager; ``port`` is its port."""
+class Helper:
+    """A helper process on a free UDP ``port``: ``argv`` (with the port appended)
+    run in UTCP_HOME, ready once it prints "ready". Used as a context manager:
+    killed at the end."""
 
-    def __init__(self, loop_name: str = "asyncio") -> None:
+    def __init__(self, what: str, argv: list[str]) -> None:
         self.port = free_ports(socket.SOCK_DGRAM, 1)
-        self.proc = subprocess.Popen([sys.executable, "-c", UDP_PEER, loop_name, str(self.port)],
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([*argv, str(self.port)], stdout=subprocess.PIPE,
+                                     text=True, cwd=UTCP_HOME)
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != "ready":
             self.proc.kill()
             self.proc.communicate()
-            raise RuntimeError("the UDP peer did not start")
+            raise RuntimeError(f"{what} did not start")
 
-    def __enter__(self) -> UdpPeer:
+    def __enter__(self) -> Helper:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.proc.kill()
         self.proc.communicate()
+
+
+class UdpPeer(Helper):
+    """A raw UDP echo in a process of its own, on ``loop_name``: the other end of the
+    benchmarks' raw-UDP cases, which carry no TCP at all. A datagram that starts
+    with "." is read and not answered."""
+
+    def __init__(self, loop_name: str = "asyncio") -> None:
+        super().__init__("the UDP peer", [sys.executable, "-c", UDP_PEER, loop_name])
+
+
+class Waiter(asyncio.DatagramProtocol):
+    """A raw UDP client's protocol: any datagram received completes ``waiter``."""
+
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[None] | None = None
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+async def timed_round_trips(round_trip: Callable[[], Awaitable[None]],
+                            duration: float) -> dict[str, Any]:
+    """``round_trip()`` again and again for ``duration`` seconds: how many, how
+    many a second, and their latency."""
+    samples = []
+    start = time.perf_counter()
+    stop_at = start + duration
+    while (t0 := time.perf_counter()) < stop_at:
+        await round_trip()
+        samples.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - start
+    return {"round_trips": len(samples), "rtt_per_s": len(samples) / elapsed,
+            "latency_ms": bench.percentiles(samples)}
 
 
 def _sigint_default() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from typing import Any
 
 from tcpscript import LOCAL_ISS, LOCAL_MSS, REMOTE_ISS, fire, make, seg, send
 
@@ -310,22 +311,30 @@ def test_sack_repairs_bursts_of_loss_in_far_less_time():
     assert with_sack < 0.5 * without
 
 
-def test_a_recovery_for_a_segment_only_overtaken_is_undone_by_its_dsack():
-    # The first of ten segments is only late: the nine after it are SACKed, it is
-    # taken for lost and resent, and the window cut. Then it arrives after all,
-    # and the peer reports the resent copy as a duplicate (D-SACK): every
-    # retransmission of that recovery was needless, so the cut is undone.
+def in_recovery(*blocks: tuple[int, int]) -> tuple[Any, int, float, list]:
+    """A sender with ten segments out, told by a SACK of ``blocks`` that the ones
+    below are missing: its window before, the time, and what it resent once it
+    had resent something (RACK may wait out its reordering window first)."""
     c = sack_established()
     c.send(data(10 * M), 1.0)
     assert len(c.take_segments()) == 10
     before = c.cc.cwnd
-    send(c, seg(1, 1, options=sack((1, 10))), at=1.1)
+    send(c, seg(1, 1, options=sack(*blocks)), at=1.1)
     t = 1.1
     resent = c.take_segments()
     while not resent:
         t = c.next_deadline()
         c.handle_timer(t)
         resent = c.take_segments()
+    return c, before, t, resent
+
+
+def test_a_recovery_for_a_segment_only_overtaken_is_undone_by_its_dsack():
+    # The first of ten segments is only late: the nine after it are SACKed, it is
+    # taken for lost and resent, and the window cut. Then it arrives after all,
+    # and the peer reports the resent copy as a duplicate (D-SACK): every
+    # retransmission of that recovery was needless, so the cut is undone.
+    c, before, t, resent = in_recovery((1, 10))
     assert resent[0].seq == LOCAL_ISS + 1 and c.cc.cwnd < before
     send(c, seg(1, 1 + 10 * M), at=t + 0.01)  # the original, late
     send(c, seg(1, 1 + 10 * M, options=sack((0, 1))), at=t + 0.1)  # and the copy: D-SACK
@@ -333,15 +342,7 @@ def test_a_recovery_for_a_segment_only_overtaken_is_undone_by_its_dsack():
 
 
 def test_a_recovery_that_repaired_a_real_loss_is_not_undone():
-    c = sack_established()
-    c.send(data(10 * M), 1.0)
-    c.take_segments()
-    before = c.cc.cwnd
-    send(c, seg(1, 1, options=sack((1, 10))), at=1.1)
-    t = 1.1
-    while not c.take_segments():
-        t = c.next_deadline()
-        c.handle_timer(t)
+    c, before, t, _ = in_recovery((1, 10))
     send(c, seg(1, 1 + 10 * M), at=t + 0.1)  # only the resent copy arrived: no D-SACK
     assert c.cc.cwnd < before and c.counters.undos == 0
 
@@ -351,13 +352,8 @@ def test_a_dsack_for_a_segment_the_recovery_did_not_resend_undoes_nothing():
     # twice because the network duplicated it. The peer reports that copy
     # (D-SACK, above its cumulative ACK, before the block holding it): it is not
     # the recovery's retransmission coming back, and the cut stands.
-    c = sack_established()
-    c.send(data(10 * M), 1.0)
-    c.take_segments()
-    before = c.cc.cwnd
-    send(c, seg(1, 1, options=sack((1, 10))), at=1.1)
-    resent = [s.seq for s in c.take_segments() if s.payload]
-    assert resent == [LOCAL_ISS + 1] and c.cc.cwnd < before
+    c, before, t, resent = in_recovery((1, 10))
+    assert [s.seq for s in resent if s.payload] == [LOCAL_ISS + 1] and c.cc.cwnd < before
     send(c, seg(1, 1, options=sack((5, 6), (1, 10))), at=1.12)
     assert c.cc.cwnd < before and c.counters.undos == 0
     send(c, seg(1, 1 + 10 * M), at=1.15)  # the resent copy arrived: a real loss
@@ -367,13 +363,8 @@ def test_a_dsack_for_a_segment_the_recovery_did_not_resend_undoes_nothing():
 def test_one_dsack_for_two_resent_segments_undoes_the_recovery_that_resent_them():
     # Segments 1 and 2 are only late, and both are resent; the peer then reports
     # both copies in one D-SACK block. It counts for two, as Linux's dup_segs do.
-    c = sack_established()
-    c.send(data(10 * M), 1.0)
-    c.take_segments()
-    before = c.cc.cwnd
-    send(c, seg(1, 1, options=sack((2, 10))), at=1.1)
-    resent = [s.seq for s in c.take_segments() if s.payload]
-    assert resent == [LOCAL_ISS + 1, LOCAL_ISS + 1 + M]
+    c, before, t, resent = in_recovery((2, 10))
+    assert [s.seq for s in resent if s.payload] == [LOCAL_ISS + 1, LOCAL_ISS + 1 + M]
     assert c.cc.cwnd < before and c.counters.retransmissions == 2
     send(c, seg(1, 1 + 10 * M), at=1.11)  # the originals, late
     send(c, seg(1, 1 + 10 * M, options=sack((0, 2))), at=1.13)  # both copies: D-SACK
@@ -385,17 +376,7 @@ def test_a_dsack_for_later_data_the_network_duplicated_undoes_no_real_loss():
     # arrives. Meanwhile new data went out, and the network delivered one of
     # those new segments twice: the peer reports that duplicate (D-SACK). It says
     # nothing of the recovery, whose cut must stand.
-    c = sack_established()
-    c.send(data(10 * M), 1.0)
-    c.take_segments()
-    before = c.cc.cwnd
-    send(c, seg(1, 1, options=sack((1, 10))), at=1.1)
-    t = 1.1
-    resent = c.take_segments()
-    while not resent:
-        t = c.next_deadline()
-        c.handle_timer(t)
-        resent = c.take_segments()
+    c, before, t, resent = in_recovery((1, 10))
     assert resent[0].seq == LOCAL_ISS + 1 and c.cc.cwnd < before
     c.send(data(4 * M), t)
     new = [s for s in c.take_segments() if s.payload]

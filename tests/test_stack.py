@@ -781,13 +781,21 @@ def move(net: Network, host, to: tuple) -> None:
     net.hosts[to] = host
 
 
-def test_a_peer_that_comes_back_from_a_new_address_is_followed():
+def moved_after_sending(data: bytes) -> tuple:
+    """A connection whose client sent ``data``, which reached the server, and was
+    then given the address NEW by its NAT: the network, both hosts, the client's
+    connection and the server's."""
     net, server, client = network()
     conn = connect(net, client)
-    client.stack.send(conn, b"before ", net.now)
+    client.stack.send(conn, data, net.now)
     net.run(stop=lambda: server.received)
     [accepted] = server.connections()
     move(net, client, NEW)
+    return net, server, client, conn, accepted
+
+
+def test_a_peer_that_comes_back_from_a_new_address_is_followed():
+    net, server, client, conn, accepted = moved_after_sending(b"before ")
     client.stack.send(conn, b"after", net.now)
     net.run(until=net.now + 1)
     assert bytes(server.received[accepted]) == b"before after"
@@ -805,12 +813,7 @@ def test_a_peer_whose_acks_went_to_its_old_address_is_followed_by_its_resend():
     # the server already has, behind RCV.NXT, yet from the peer (its ACK and its
     # timestamps prove it). The connection moves, and its ACK reaches the client;
     # before, the server took the resend for a stranger's and reset the client.
-    net, server, client = network()
-    conn = connect(net, client)
-    client.stack.send(conn, b"in flight", net.now)
-    net.run(stop=lambda: server.received)
-    [accepted] = server.connections()
-    move(net, client, NEW)
+    net, server, client, conn, accepted = moved_after_sending(b"in flight")
     net.run(stop=lambda: conn.snd_una == conn.snd_max, until=net.now + 10)
     assert conn.state is State.ESTABLISHED and conn.snd_una == conn.snd_max
     assert conn.counters.retransmissions >= 1 and accepted.peer == NEW
