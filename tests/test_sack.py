@@ -347,6 +347,26 @@ def test_a_recovery_that_repaired_a_real_loss_is_not_undone():
     assert c.cc.cwnd < before and c.counters.undos == 0
 
 
+def test_a_recovery_undone_while_under_way_ends_and_a_later_loss_is_found_anew():
+    # Segment 1 was only late, segment 10 is really lost. The D-SACK for segment
+    # 1's resend undoes the recovery before SND.UNA reaches its end: it ends
+    # there (Linux: tcp_try_to_open), so that the loss of segment 10, found
+    # after, is answered as a loss of its own: a probe resends it at once,
+    # where before it waited for the retransmission timeout.
+    c, before, t, resent = in_recovery((1, 9))
+    assert [s.seq for s in resent if s.payload] == [LOCAL_ISS + 1]
+    send(c, seg(1, 1 + 9 * M), at=t + 0.001)  # the original, late: 1-9 are in
+    send(c, seg(1, 1 + 9 * M, options=sack((0, 1))), at=t + 0.002)  # and the copy
+    assert c.counters.undos == 1 and c.cc.cwnd >= before
+    assert not c.cc.in_recovery and c.cc.may_enter_recovery(c.snd_una, c.snd_max)
+    out: list = []
+    while not [s for s in out if s.payload]:
+        c.handle_timer(c.next_deadline())
+        out += c.take_segments()
+    assert [s.seq for s in out if s.payload] == [LOCAL_ISS + 1 + 9 * M]
+    assert c.counters.timeouts == 0 and c.counters.tlp_probes == 1
+
+
 def test_a_dsack_for_a_segment_the_recovery_did_not_resend_undoes_nothing():
     # Segment 1 is lost and resent; segment 6, never resent, reached the peer
     # twice because the network duplicated it. The peer reports that copy

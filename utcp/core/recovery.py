@@ -280,7 +280,10 @@ def rack_on_ack(conn: Connection, old_una: int, newly: list[tuple[int, int]] | N
                 # a copy of other data, which the network itself duplicated, says
                 # nothing of the recovery, and would undo a cut a real loss called
                 # for.
-                conn.cc.undo(undo[0])
+                cc = conn.cc
+                cc.undo(undo[0])
+                if cc.in_recovery:
+                    cc.leave_recovery(una)
                 conn.counters.undos += 1
                 conn._undo = None
     # Our clock's tick the peer echoes (RFC 7323): whatever was last sent after

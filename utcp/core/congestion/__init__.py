@@ -12,6 +12,9 @@ The connection calls it through this interface:
 - ``may_enter_recovery``, ``enter_recovery(flight, snd_max, now, sack)``,
   ``on_dupack_in_recovery``, ``on_partial_ack``, ``exit_recovery(flight, now)``:
   a loss found by duplicate ACKs or RACK, and its repair;
+- ``undo_state()``, ``undo(state)``, ``leave_recovery(snd_una)``: a recovery that
+  D-SACKs showed needless takes back its reduction, and if still under way
+  ends there;
 - ``on_tail_loss(now)``: a loss a tail loss probe repaired, outside recovery;
 - ``on_timeout(flight, snd_max, now)``: a retransmission timeout;
 - ``pacing_rate(srtt, flight)``: the rate, in bytes a second, to pace at, when

@@ -599,6 +599,12 @@ class Bbr(NewReno):
         self.in_recovery = False
         self._state = _OPEN
 
+    def leave_recovery(self, snd_una: int) -> None:
+        """As NewReno's; the next ACK's sample restores the window, as at the end
+        of any recovery."""
+        super().leave_recovery(snd_una)
+        self._state = _OPEN
+
     def on_tail_loss(self, now: float = 0.0) -> None:
         """A tail loss probe repaired a loss: as Linux's CWR, the window falls to
         ssthresh (the BDP when STARTUP ended), if set."""

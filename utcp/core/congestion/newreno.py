@@ -86,6 +86,13 @@ class NewReno:
         self.cwnd = max(self.cwnd, cwnd)
         self.ssthresh = max(self.ssthresh, ssthresh)
 
+    def leave_recovery(self, snd_una: int) -> None:
+        """A recovery undone while under way ends at once, the window as
+        :meth:`undo` left it (no deflation): a loss found after it starts another
+        (Linux: tcp_try_undo_dsack, then tcp_try_to_open)."""
+        self.in_recovery = False
+        self.recover = (snd_una - 1) & MASK  # passed: may_enter_recovery() holds
+
     def _reduce(self, flight: int, now: float) -> int:
         """The ssthresh after a loss with ``flight`` bytes in flight: half (RFC 5681)."""
         return max(flight // 2, 2 * self.mss)
