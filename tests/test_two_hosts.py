@@ -288,3 +288,29 @@ async def test_a_transfer_between_two_hosts_follows_its_client_to_each_new_port_
     assert f"connection from {CLIENT_IP}:{ports[0]} " in server_log
     stats = json.loads(stat_out)["servers"][0]["statistics"]
     assert stats["rebinds"] == moves, stats
+
+
+def test_stat_asks_only_the_servers_of_its_own_network_namespace(
+        two_hosts: tuple[str, str, str]) -> None:
+    # Two servers on one port, one per namespace: each namespace's utcp stat
+    # finds its own, and neither unlinks the other's control socket.
+    server_ns, client_ns, _ = two_hosts
+    servers = []
+    try:
+        for ns, host in ((server_ns, SERVER_IP), (client_ns, CLIENT_IP)):
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "utcp",
+                                     "echo-server", "--host", host, "--port", str(PORT)],
+                                    stderr=subprocess.PIPE, text=True)
+            servers.append(proc)
+            assert proc.stderr is not None and "listening" in proc.stderr.readline()
+        for ns, proc in zip((server_ns, client_ns), servers, strict=True):
+            out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "utcp",
+                                  "stat", "--json", str(PORT)],
+                                 capture_output=True, text=True, timeout=30)
+            assert out.returncode == 0, out.stderr
+            # (ip netns exec runs the server in the process it started: its pid.)
+            assert json.loads(out.stdout)["pid"] == proc.pid, ns
+    finally:
+        for proc in servers:
+            proc.kill()
+            proc.communicate()

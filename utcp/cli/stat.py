@@ -3,8 +3,10 @@ and ``nstat``.
 
 Each serving command (``echo-server``, ``listen``, ``tunnel``) opens a control
 socket, a Unix domain socket only its user can reach, named after its UDP
-port in a directory of that user's. ``utcp stat`` asks each (or the one for a
-port) for a snapshot: the endpoint's counters and one row per connection.
+port in a directory of that user's and of its network namespace (two servers
+on one port in two namespaces are two servers, as ``ss`` sees them). ``utcp
+stat`` asks each (or the one for a port) for a snapshot: the endpoint's counters
+and one row per connection.
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ from .output import CliError, address_text, stdout
 
 
 def control_dir() -> str:
-    """The directory of this user's control sockets."""
+    """The directory of this user's control sockets in this network namespace."""
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return os.path.join(base, f"utcp-{os.getuid()}")
+    try:  # (Linux: the namespace's inode; elsewhere, one directory for all)
+        netns = f"-net{os.stat('/proc/self/ns/net').st_ino}"
+    except OSError:
+        netns = ""
+    return os.path.join(base, f"utcp-{os.getuid()}{netns}")
 
 
 def control_path(port: int) -> str:
