@@ -4,6 +4,7 @@ units, its usage errors, and the relay itself in a subprocess over loopback."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -14,8 +15,10 @@ import subprocess
 import time
 
 import pytest
+from conftest import deadline
 from test_cli import UTCP, ctrl_c_default, free_udp_port, start_echo_server, stop
 
+import utcp
 from utcp.cli import main
 from utcp.cli.impair import blackout, describe, direction_spec, duration, fraction, rate
 from utcp.emulator import Impairments
@@ -174,6 +177,35 @@ def test_impair_relays_utcp_and_prints_its_counters_as_json_on_sigterm() -> None
     assert down["lost"] == 0 and down["delivered"] == down["sent"] + down["duplicated"]
     assert down["duplicated"] > 0
     assert report["strangers"] == report["expired"] == 0
+
+
+async def test_rebind_every_moves_a_client_to_new_ports_and_its_connection_follows() -> None:
+    # A NAT that reassigns mappings every 0.3 s: the client's datagrams reach the
+    # server from a new port after each quiet spell, and the connection goes on.
+    server_port, relay_port = free_udp_port(), free_udp_port()
+    relay = launch("--listen", f"{HOST}:{relay_port}", "--to", f"{HOST}:{server_port}",
+                   "--json", "--rebind-every", "0.3")
+    server = start_echo_server(server_port)
+    try:
+        relaying(relay)
+        async with deadline(20):
+            reader, writer = await utcp.open_connection(HOST, relay_port)
+            for i in range(4):
+                line = b"line %d\n" % i
+                writer.write(line)
+                assert await reader.readexactly(len(line)) == line
+                await asyncio.sleep(0.35)  # quiet: the mapping is reassigned meanwhile
+            writer.close()
+            await writer.wait_closed()
+        relay.send_signal(signal.SIGTERM)
+        out, err = relay.communicate(timeout=10)
+    finally:
+        stop(server)
+        if relay.poll() is None:
+            relay.kill()
+            relay.communicate()
+    report = json.loads(out)
+    assert report["rebound"] >= 3 and report["clients"] >= 4, report
 
 
 def test_ctrl_c_ends_impair_with_a_summary() -> None:

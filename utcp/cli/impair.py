@@ -195,6 +195,10 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--idle-timeout", type=_positive_seconds, default=120.0, metavar="SEC",
                     help="forget a client silent this long; its next datagram gets a new "
                          "upstream port, as after a NAT rebinding")
+    sp.add_argument("--rebind-every", type=_positive_seconds, default=None, metavar="SEC",
+                    help="forget every client's mapping every SEC seconds, as a NAT that "
+                         "reassigns them: each client's next datagram reaches the target "
+                         "from a new port (default: never)")
     sp.add_argument("--max-clients", type=_whole, default=1024, metavar="N",
                     help="the most clients with a mapping at once; a new client's "
                          "datagrams are dropped while that many have one (a NAT's "
@@ -352,11 +356,22 @@ async def impair_command(args: argparse.Namespace, up: Impairments,
             text += f", {_many(stats['strangers'], 'stranger')}"
         return text[:_width() - 1]
 
+    rebinding: asyncio.TimerHandle | None = None
+
+    def rebind() -> None:
+        nonlocal rebinding
+        relay.rebind()
+        rebinding = loop.call_later(args.rebind_every, rebind)
+
+    if args.rebind_every:
+        rebinding = loop.call_later(args.rebind_every, rebind)
     start = loop.time()
     try:
         with Progress(status, interval=STATUS_INTERVAL):  # on a terminal only
             await loop.create_future()  # until Ctrl-C or SIGTERM
     finally:
+        if rebinding is not None:
+            rebinding.cancel()
         stats = relay.statistics()  # mappings: those open at the end
         relay.close()
         seconds = loop.time() - start
@@ -371,6 +386,8 @@ async def impair_command(args: argparse.Namespace, up: Impairments,
             stdout.line(f"relayed {listening} -> {to} for {seconds:.1f} s: "
                         f"{_many(stats['clients'], 'client')}, "
                         f"{_many(stats['expired'], 'mapping')} expired, "
+                        + (f"{_many(stats['rebound'], 'mapping')} rebound, "
+                           if args.rebind_every else "") +
                         f"{_many(stats['strangers'], 'datagram')} from strangers"
                         + (f", {_many(stats['table-full'], 'datagram')} from new clients "
                            "dropped (table full)" if stats["table-full"] else ""))
