@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 from conftest import deadline
@@ -140,13 +142,31 @@ def relaying(proc: subprocess.Popen[str]) -> tuple[int, str]:
     return int(m.group(1)), line
 
 
+@contextlib.contextmanager
+def both_stopped(relay: subprocess.Popen[str], server: subprocess.Popen[str]) -> Iterator[None]:
+    """While ``relay`` relays to ``server``; at the end both are stopped."""
+    try:
+        yield
+    finally:
+        stop(server)
+        if relay.poll() is None:
+            relay.kill()
+            relay.communicate()
+
+
+def terminated(relay: subprocess.Popen[str]) -> tuple[str, str]:
+    """What ``relay`` printed once SIGTERM ended it."""
+    relay.send_signal(signal.SIGTERM)
+    return relay.communicate(timeout=10)
+
+
 def test_impair_relays_utcp_and_prints_its_counters_as_json_on_sigterm() -> None:
     server_port, relay_port = free_udp_port(), free_udp_port()
     relay = launch("--listen", f"{HOST}:{relay_port}", "--to", f"{HOST}:{server_port}",
                    "--json", "--delay", "5ms", "--loss", "10%", "--down",
                    "loss=0 duplicate=20%", "--seed", "3")
     server = start_echo_server(server_port)  # while the relay starts
-    try:
+    with both_stopped(relay, server):
         port, line = relaying(relay)
         assert port == relay_port
         assert line.strip() == (
@@ -157,13 +177,7 @@ def test_impair_relays_utcp_and_prints_its_counters_as_json_on_sigterm() -> None
                                 capture_output=True, text=True, timeout=20)
         assert client.returncode == 0, client.stderr
         assert client.stdout.splitlines() == ["through the bad path"] * 20
-        relay.send_signal(signal.SIGTERM)
-        out, err = relay.communicate(timeout=10)
-    finally:
-        stop(server)
-        if relay.poll() is None:
-            relay.kill()
-            relay.communicate()
+        out, err = terminated(relay)
     assert relay.returncode == 143, err
     assert err == ""  # nothing but the first line, in a pipe
     report = json.loads(out)
@@ -186,7 +200,7 @@ async def test_rebind_every_moves_a_client_to_new_ports_and_its_connection_follo
     relay = launch("--listen", f"{HOST}:{relay_port}", "--to", f"{HOST}:{server_port}",
                    "--json", "--rebind-every", "0.3")
     server = start_echo_server(server_port)
-    try:
+    with both_stopped(relay, server):
         relaying(relay)
         async with deadline(20):
             reader, writer = await utcp.open_connection(HOST, relay_port)
@@ -197,13 +211,7 @@ async def test_rebind_every_moves_a_client_to_new_ports_and_its_connection_follo
                 await asyncio.sleep(0.35)  # quiet: the mapping is reassigned meanwhile
             writer.close()
             await writer.wait_closed()
-        relay.send_signal(signal.SIGTERM)
-        out, err = relay.communicate(timeout=10)
-    finally:
-        stop(server)
-        if relay.poll() is None:
-            relay.kill()
-            relay.communicate()
+        out, _ = terminated(relay)
     report = json.loads(out)
     assert report["rebound"] >= 3 and report["clients"] >= 4, report
 
