@@ -132,10 +132,9 @@ def retransmit(conn: Connection, seq: int, most: int, now: float, exact: bool = 
     if payload:
         flags |= PSH
     conn.counters.retransmissions += 1
-    if conn._undo is not None:
-        # (A FIN alone as the sequence number it takes, so that no block that
-        # merely reaches it covers it.)
-        note_resent(conn, seq, (seq + (n or 1)) & _MASK)
+    # (A FIN alone as the sequence number it takes, so that no block that merely
+    # reaches it covers it.)
+    note_resent(conn, seq, (seq + (n or 1)) & _MASK)
     conn._emit(conn._make(seq, flags, now, payload), now)
     return n + (1 if flags & FIN else 0)
 
@@ -272,7 +271,7 @@ def rack_on_ack(conn: Connection, old_una: int, newly: list[tuple[int, int]] | N
             dsack = blocks[0]
             rack.on_dsack(conn.snd_max)
             undo = conn._undo
-            if undo is not None and undo[1] and _dsacked(undo[1], left, right):
+            if undo is not None and _dsacked(undo[1], left, right):
                 # RFC 2883 / 3708: every segment the recovery resent reached the
                 # peer twice, so none had been lost (reordering fooled us):
                 # restore the window the recovery took away. Only a D-SACK of a
