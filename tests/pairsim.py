@@ -34,12 +34,17 @@ class Pair:
                  client_observer: Observer | None = None,
                  server_observer: Observer | None = None,
                  client_iss: int = 100, server_iss: int = 300,
-                 impairments: Impairments | None = None) -> None:
+                 impairments: Impairments | None = None, encode_runs: bool = False) -> None:
         self.now = 0.0
         self.client = Connection(40000, 7007, iss=client_iss, options=client_opts,
                                  observer=client_observer)
         self.server = Connection(7007, 40000, iss=server_iss, options=server_opts,
                                  observer=server_observer)
+        self.client.encode_runs = self.server.encode_runs = encode_runs
+        #: Every datagram sent, as (time, from the client, bytes), and how many of
+        #: them came already encoded (Connection.encode_runs).
+        self.wire: list[tuple[float, bool, bytes]] = []
+        self.preencoded = 0
         self.server.listen()
         self.links = {
             self.client: Link(delay=delay, loss=loss, dup=dup, reorder=reorder,
@@ -66,11 +71,17 @@ class Pair:
         for c in (self.client, self.server):
             for s in c.take_segments():
                 self.sent_segments += 1
+                if type(s) is bytes:
+                    self.preencoded += 1
+                    data = s
+                else:
+                    data = encode(s)
+                self.wire.append((self.now, c is self.client, data))
                 path = self.paths.get(c)
                 if path is not None:
-                    arrivals = path.send(encode(s), self.now)
+                    arrivals = path.send(data, self.now)
                 else:
-                    arrivals = [(self.now + d, encode(s)) for d in self.links[c].delays()]
+                    arrivals = [(self.now + d, data) for d in self.links[c].delays()]
                 for at, data in arrivals:
                     self._n += 1
                     heapq.heappush(self._q, (at, self._n, self._peer(c), data))

@@ -66,6 +66,7 @@ from .wire import (
     TS_HZ,
     WSCALE,
     Segment,
+    encode_run,
 )
 
 # For sequence arithmetic inlined on the per-segment path: each such expression is
@@ -244,7 +245,8 @@ class Connection:
     # Slots: a server holds thousands of these (TIME-WAIT among them), and slot
     # access is quicker on the per-segment path.
     __slots__ = (
-        "cc", "coalesce_acks", "counters", "defer_fin_ack", "irs", "iss", "local_port",
+        "cc", "coalesce_acks", "counters", "defer_fin_ack", "encode_runs", "irs", "iss",
+        "local_port",
         "max_snd_wnd",
         "observer", "options", "rcv_buf", "rcv_nxt", "remote_port", "rtt", "send_low_water",
         "send_mss",
@@ -378,6 +380,11 @@ class Connection:
         #: delayed-ACK timer sends it if the shell never does.
         self.defer_fin_ack = False
         self._ack_deferred = False
+        #: Set by a shell that encodes what take_segments() gives: a run of full-sized
+        #: segments of new data, as a bulk sender sends, then goes into it already
+        #: encoded (as :func:`~utcp.core.wire.encode_run` makes them), as ``bytes``,
+        #: not as one Segment each. Never while an observer watches.
+        self.encode_runs = False
 
         # Timers: each None or an absolute time (smoltcp keeps them in one field;
         # here the few that may run together are kept side by side).
@@ -407,7 +414,7 @@ class Connection:
         #: this many written bytes are left unsent; cleared when that is reported.
         self.send_low_water: int | None = None
 
-        self._out: list[Segment] = []
+        self._out: list[Segment | bytes] = []  # (bytes: see encode_runs)
         self._events: list[Event] = []
         self._closed_reported = False
 
@@ -426,8 +433,9 @@ class Connection:
 
     # ------------------------------------------------------------------ outputs
 
-    def take_segments(self) -> list[Segment]:
-        """Return and forget the segments queued for sending, oldest first."""
+    def take_segments(self) -> list[Segment | bytes]:
+        """Return and forget the segments queued for sending, oldest first (some
+        already encoded, as ``bytes``, if :attr:`encode_runs` is set)."""
         out = self._out
         self._out = []
         return out
@@ -2075,6 +2083,27 @@ class Connection:
                         self._pace_at = t
                         break
                     self._pace_next = t + n * pace
+            if first is not None and n == mss and snd_nxt == snd_max and self.encode_runs \
+                    and not pace and sb is None and pipe < 0 and self._rate is None \
+                    and self.observer is None and (recs is not None or not self._rack_ok):
+                # A run of full-sized segments of new data, none the last of the
+                # buffer: made as the passes below would make them one by one.
+                k = (usable if usable < avail - 1 else avail - 1) // mss
+                if k > 1:
+                    run = encode_run(first, snd_nxt, buf.peek_run(snd_nxt, mss, k))
+                    if run is not None:
+                        self._out += run
+                        total = k * mss
+                        self.counters.segments_out += k
+                        self.counters.bytes_out += total
+                        if self._rtt_seq is None:
+                            self._rtt_seq = snd_nxt
+                            self._rtt_sent = now
+                        if recs is not None:
+                            recs += [[s & _MASK, (s + mss) & _MASK, now, 0]
+                                     for s in range(snd_nxt, snd_nxt + total, mss)]
+                        snd_nxt = self.snd_nxt = self.snd_max = (snd_nxt + total) & _MASK
+                        continue
             flags = ACK
             payload = buf.peek(snd_nxt, n) if n else b""
             if n and n == avail:

@@ -559,6 +559,7 @@ class Stack:
         conn.coalesce_acks = self.coalesce_acks
         conn.defer_fin_ack = self.defer_fin_acks
         conn.memory = self.memory
+        conn.encode_runs = True
         conn.peer = remote
         conn.key = key
         self._conns[key] = conn
@@ -700,9 +701,11 @@ class Stack:
             credit = self._credit.get(conn) if self._credit else None
             if credit is None:
                 if len(segs) == 1:
-                    out.append((encode(segs[0]), peer, via))
+                    s = segs[0]
+                    out.append((s if type(s) is bytes else encode(s), peer, via))
                 else:
-                    out += [(encode(s), peer, via) for s in segs]
+                    # (bytes: already encoded, see Connection.encode_runs)
+                    out += [(s if type(s) is bytes else encode(s), peer, via) for s in segs]
                 self.segments_out += len(segs)
             else:
                 self._send_within(credit, segs, peer, via)
@@ -770,7 +773,7 @@ class Stack:
             self._service(conn)
         self._sweep_at = now + min(_SWEEP_INTERVAL, timeout / 4)
 
-    def _send_within(self, credit: list[Any], segs: list[Segment], peer: Address,
+    def _send_within(self, credit: list[Any], segs: list[Segment | bytes], peer: Address,
                      via: Any) -> None:
         """Send what a half-open connection queued, within what its peer has earned:
         three times the bytes it sent, in at most three datagrams for each of its
@@ -781,8 +784,13 @@ class Stack:
         though it were lost. A RST, which ends the connection, always goes."""
         out = self._datagrams
         for s in segs:
-            data = encode(s)
-            if s.flags & RST:
+            if type(s) is bytes:
+                data = s  # (a run's, see Connection.encode_runs: never a RST)
+                rst = False
+            else:
+                data = encode(s)
+                rst = bool(s.flags & RST)
+            if rst:
                 out.append((data, peer, via))  # the end of it (one, and small)
                 self.segments_out += 1
             elif credit[0] >= 1 and credit[1] >= len(data):
@@ -1033,6 +1041,7 @@ class Stack:
         conn.coalesce_acks = self.coalesce_acks
         conn.defer_fin_ack = self.defer_fin_acks
         conn.memory = self.memory
+        conn.encode_runs = True
         conn.peer = addr
         conn.via = via
         conn.key = key

@@ -596,6 +596,48 @@ def encode(seg: Segment) -> bytes:
         raise ValueError(_field_problem(seg) or f"cannot encode {seg!r}: {exc}") from None
 
 
+def encode_run(first: Segment, seq: int, payloads: list[bytes]) -> list[bytes] | None:
+    """The datagrams of segments that follow ``first`` with its ports, ACK, window
+    and options, flags ACK alone, starting at ``seq``, one per payload: what
+    :func:`encode` gives for each. None if ``first``'s options are not the
+    timestamps layout (see NOP_OPTION) or none at all."""
+    sp, dp, ack, window = first.src_port, first.dst_port, first.ack, first.window
+    options = first.options
+    out: list[bytes] = []
+    if not payloads:
+        return out
+    fold = len(payloads[0]) > _FOLD_FROM  # (all of one length but perhaps the last)
+    if not options:
+        base = sp + dp + ack + (0x5000 | ACK) + window
+        pack = _HEADER.pack
+        for payload in payloads:
+            p = int.from_bytes(payload, "little")
+            if fold:
+                p = (p >> _FOLD1) + (p & _FOLD1_MASK)  # (as in encode())
+                p = (p >> _FOLD2) + (p & _FOLD2_MASK)
+            s = (base + seq + ((p % 0xFFFF) << 8)) % 0xFFFF
+            out.append(pack(sp, dp, seq, ack, 0x50, ACK, window, 0xFFFF - s if s else 0, 0)
+                       + payload)
+            seq = (seq + len(payload)) & 0xFFFFFFFF
+        return out
+    if not (len(options) == 3 and options[0] is _NOP_ENTRY and options[1] is _NOP_ENTRY
+            and options[2][0] == TIMESTAMPS and type(options[2][1]) is tuple):
+        return None
+    tsval, tsecr = options[2][1]
+    base = sp + dp + ack + (0x8000 | ACK) + window + 0x0101 + 0x080A + tsval + tsecr
+    pack = _HEADER_TS.pack
+    for payload in payloads:
+        p = int.from_bytes(payload, "little")
+        if fold:
+            p = (p >> _FOLD1) + (p & _FOLD1_MASK)
+            p = (p >> _FOLD2) + (p & _FOLD2_MASK)
+        s = (base + seq + ((p % 0xFFFF) << 8)) % 0xFFFF
+        out.append(pack(sp, dp, seq, ack, 0x80, ACK, window, 0xFFFF - s if s else 0, 0,
+                        _NOP_NOP_TS, tsval, tsecr) + payload)
+        seq = (seq + len(payload)) & 0xFFFFFFFF
+    return out
+
+
 def decode(data: bytes | bytearray | memoryview) -> Segment:
     """Parse one datagram; raise MalformedSegment if it is not a valid segment."""
     n = len(data)
