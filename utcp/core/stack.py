@@ -702,10 +702,10 @@ class Stack:
             if credit is None:
                 if len(segs) == 1:
                     s = segs[0]
-                    out.append((s if type(s) is bytes else encode(s), peer, via))
+                    out.append((s if isinstance(s, bytes) else encode(s), peer, via))
                 else:
                     # (bytes: already encoded, see Connection.encode_runs)
-                    out += [(s if type(s) is bytes else encode(s), peer, via) for s in segs]
+                    out += [(s if isinstance(s, bytes) else encode(s), peer, via) for s in segs]
                 self.segments_out += len(segs)
             else:
                 self._send_within(credit, segs, peer, via)
@@ -784,7 +784,7 @@ class Stack:
         though it were lost. A RST, which ends the connection, always goes."""
         out = self._datagrams
         for s in segs:
-            if type(s) is bytes:
+            if isinstance(s, bytes):
                 data = s  # (a run's, see Connection.encode_runs: never a RST)
                 rst = False
             else:
