@@ -407,11 +407,11 @@ class Stack:
         hsize = 0  # its length: 20 or 32 bytes (0: not yet looked at)
         run_data: Any = None  # the first one's datagram
         last_flags = 0  # the flags of the run's last segment
+        self.segments_in += len(batch)
         for item in batch:
             data = item[0]
             addr = item[1]
             via = item[2] if len(item) == 3 else None
-            self.segments_in += 1
             if run:
                 if open_ and hsize == 0:
                     # A second datagram: now the first one's header is worth reading.
@@ -424,11 +424,9 @@ class Stack:
                     # A continuation is checked on its header, without a Segment made
                     # for it or its payload copied out (the run's are joined once).
                     h = run_header(data, hsize)
-                    if h is not None and h[2] == after and h[3] == head[3] \
-                            and h[0] == head[0] and h[1] == head[1] and h[4] == head[4] \
-                            and h[6] == head[6] and not h[8] and (hsize == 20 or (
-                                h[9] == head[9] and h[10] == head[10] and h[11] == head[11])):
-                        flags = h[5]
+                    if h is not None and h[1] == after and h[2] == head[2] \
+                            and h[0] == head[0] and h[4] == head[4] and h[5] == head[5]:
+                        flags = h[3]
                         n = len(data) - hsize
                         if (flags == ACK or flags == _ACK_PSH) and n <= full:
                             run.append(memoryview(data)[hsize:])

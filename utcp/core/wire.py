@@ -667,32 +667,43 @@ def decode(data: bytes | bytearray | memoryview) -> Segment:
                    bytes(data[end:]), offres & 0xF)
 
 
-def run_header(data: bytes, size: int) -> tuple[int, ...] | None:
+# A run's segment (see run_header()) as five pieces: the ports; the sequence
+# number; ACK, data offset and reserved; the flags; the window; then (the checksum
+# skipped) the urgent pointer with the options, if any. All but the sequence
+# number and the flags must repeat the run's first segment's, byte for byte.
+_RUN: Final = struct.Struct("!4sI5sB2s2x2s")
+_RUN_TS: Final = struct.Struct("!4sI5sB2s2x14s")
+_RUN_TS_AREA: Final = b"\x00\x00\x01\x01\x08\x0a"  # urgent 0, NOP, NOP, TS kind, length
+
+
+def run_header(data: bytes, size: int) -> tuple[Any, ...] | None:
     """The header of a datagram that may continue a run of segments (see
     ``Stack.receive_batch``) whose first segment's header is ``size`` bytes: 20
-    (no options) or 32 (NOP, NOP, timestamps). Its fields as that layout unpacks
-    them (source port, destination port, seq, ack, data offset and reserved,
-    flags, window, checksum, urgent pointer; then the NOP, NOP, kind and length
-    word, TSval and TSecr), if it carries data and its checksum is right; else
-    None, and :func:`decode` tells what is wrong with it."""
-    n = len(data)
-    if n <= size:
+    (no options) or 32 (NOP, NOP, timestamps). As ``(ports, seq, rest of the
+    fixed header, flags, window, urgent pointer and options)``, the ports, the
+    window and the two runs of bytes as ``bytes``: a continuation's equal the
+    first's, as :func:`run_start` gives them. Given if the datagram carries data
+    and its checksum is right; else None, and :func:`decode` tells what is wrong
+    with it."""
+    if len(data) <= size:
         return None
     total = _sum16(data)  # (as decode() checks it)
     if total % 0xFFFF or not total:
         return None
-    return (_HEADER_TS if size == 32 else _HEADER).unpack_from(data)
+    return (_RUN_TS if size == 32 else _RUN).unpack_from(data)
 
 
-def run_start(data: bytes) -> tuple[int, ...] | None:
+def run_start(data: bytes) -> tuple[Any, ...] | None:
     """The header of a decoded segment that may start a run, as :func:`run_header`
-    gives it, if it has one of the two layouts a run can have; else None."""
+    gives it, if it has one of the two layouts a run can have and no urgent
+    pointer; else None."""
     size = (data[12] >> 4) * 4
     if size == 20:
-        return _HEADER.unpack_from(data)
+        fields = _RUN.unpack_from(data)
+        return fields if fields[5] == b"\x00\x00" else None
     if size == 32:
-        fields = _HEADER_TS.unpack_from(data)
-        if fields[9] == _NOP_NOP_TS:
+        fields = _RUN_TS.unpack_from(data)
+        if fields[5][:6] == _RUN_TS_AREA:
             return fields
     return None
 
