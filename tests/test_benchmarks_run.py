@@ -25,6 +25,7 @@ BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
     ["bench_synflood.py", "--rates", "1000", "--duration", "0.3", "--fill", "0.1",
      "--cookies", "on"],
     ["bench_noread.py", "--attackers", "2", "--timeout", "0.5", "--duration", "1"],
+    ["bench_core_bulk.py", "--size", "1", "--repeat", "1"],
 ])
 def test_benchmark_script_runs(args: list[str]) -> None:
     result = subprocess.run([sys.executable, str(BENCH / args[0]), *args[1:]],
