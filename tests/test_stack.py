@@ -1046,3 +1046,22 @@ def test_an_observed_connection_sees_each_segment():
     segs = _data_segments(client, conn, b"x" * 10 * conn.send_mss, net.now)
     server.stack.receive_batch([(encode(s), CLIENT) for s in segs], net.now)
     assert len(_passes(server.stack)) == len(seen) == len(segs) == 10
+
+
+def test_data_queued_while_half_open_leaves_in_full_once_the_ack_proves_the_peer():
+    # The ACK of the SYN-ACK proves the peer's address: what the application queued
+    # meanwhile is no longer held to three times the bytes heard.
+    stack = listening_stack()
+    stack.receive(syn_from(OTHER), OTHER, 0.0)
+    [(synack, _)] = sent(stack)
+    [conn] = stack.connections()
+    assert conn.state is State.SYN_RECEIVED
+    data = random.Random(4).randbytes(12 * conn.send_mss)
+    stack.send(conn, data, 0.01)
+    assert sent(stack) == []
+    ack = Segment(4000, 7007, 1001, (synack.seq + 1) & 0xFFFFFFFF, ACK, 65535)
+    stack.receive(encode(ack), OTHER, 0.1)
+    assert conn.state is State.ESTABLISHED
+    out = sent(stack)
+    assert b"".join(s.payload for s, _ in out) == data[:10 * conn.send_mss]  # (cwnd 10)
+    assert "amplification-limit" not in stack.statistics()["drops"]

@@ -696,7 +696,10 @@ class Stack:
             peer = conn.peer
             via = conn.via
             out = self._datagrams
-            credit = self._credit.get(conn) if self._credit else None
+            # (Only until the peer has acknowledged our SYN-ACK: that proves its
+            # address, and what the ACK lets go leaves in full.)
+            credit = self._credit.get(conn) \
+                if self._credit and conn.snd_una == conn.iss else None
             if credit is None:
                 if len(segs) == 1:
                     s = segs[0]
