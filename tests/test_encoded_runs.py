@@ -11,10 +11,22 @@ from pairsim import Pair
 
 from utcp.core.buffers import SendBuffer
 from utcp.core.config import Options
+from utcp.core.events import Writable
 from utcp.core.observer import NullObserver
 from utcp.core.seq import MOD
 from utcp.core.state import State
-from utcp.core.wire import ACK, MSS, NOP_OPTION, TIMESTAMPS, Segment, decode, encode, encode_run
+from utcp.core.wire import (
+    ACK,
+    MSS,
+    NOP_OPTION,
+    TIMESTAMPS,
+    Segment,
+    decode,
+    encode,
+    encode_run,
+    encodes_as_run,
+)
+from utcp.emulator import Impairments
 
 # --------------------------------------------------------------- the codec
 
@@ -40,7 +52,9 @@ def test_encode_run_gives_what_encode_gives_for_each_segment(options, size, seq)
 
 def test_encode_run_declines_other_options():
     first = Segment(1, 2, 0, 0, ACK, 10, 0, ((MSS, 1460),), b"x")
-    assert encode_run(first, 0, [b"y"]) is None
+    assert not encodes_as_run(first)
+    with pytest.raises(ValueError, match="run"):
+        encode_run(first, 0, [b"y"])
 
 
 # --------------------------------------------------------- the send buffer
@@ -69,36 +83,73 @@ def test_peek_run_gives_what_peek_gives_piece_by_piece(seed):
 
 # ------------------------------------------------- whole transfers, both ways
 
-def _writes(kind: str, rng: random.Random) -> list[bytes]:
-    if kind == "one":
-        return [rng.randbytes(300_000)]
-    if kind == "odd":  # chunks that end inside segments
-        return [rng.randbytes(rng.randrange(1, 9000)) for _ in range(60)]
-    return [rng.randbytes(rng.randrange(1, 2000)) for _ in range(300)]  # "small"
+SIZE = 200_000
 
 
-def _run(encode_runs: bool, opts: Options, writes: str, seed: int, **link) -> Pair:
+def _writes(rng: random.Random) -> list[bytes]:
+    # Chunks that end inside segments, and runs of small writes the buffer gathers.
+    out = []
+    while sum(map(len, out)) < SIZE:
+        out.append(rng.randbytes(rng.choice([rng.randrange(1, 2000), rng.randrange(1, 9000),
+                                             40_000])))
+    return out
+
+
+def _snapshot(c) -> tuple:
+    rack = c._rack
+    return (c.state, c.snd_nxt, c.snd_max, c.snd_una, c._rtt_seq, c._rtt_sent,
+            tuple(c.counters.as_dict().values()), c.next_deadline(),
+            None if rack is None else (len(rack.recs), rack.head, rack.recs[-1:]))
+
+
+def _run(encode_runs: bool, opts: Options, app: str, seed: int, **link) -> tuple[Pair, list]:
+    """Both sides send about SIZE bytes as ``app`` says, then close; the state of
+    both connections after every step."""
     p = Pair(client_opts=opts, server_opts=opts, seed=seed, encode_runs=encode_runs, **link)
     rng = random.Random(seed)
-    data = {p.client: _writes(writes, rng), p.server: _writes(writes, rng)}
-    started: set = set()
+    data = {p.client: _writes(rng), p.server: _writes(rng)}
+    left = {c: list(d) for c, d in data.items()}
+    states: list = []
+    started: dict = {}
+    writable = {p.client: 0, p.server: 0}
 
-    def start_when_established() -> bool:
+    def app_step() -> bool:
+        states.append((p.now, _snapshot(p.client), _snapshot(p.server)))
         for c in (p.client, p.server):
-            if c not in started and c.state is State.ESTABLISHED:
-                started.add(c)
-                for d in data[c]:
-                    c.send(d, p.now)
+            if c.state is not State.ESTABLISHED and c not in started:
+                continue
+            if c not in started:
+                started[c] = p.now
+                if app == "paused-reader":
+                    p._peer(c).pause_reading()
+            todo = left[c]
+            if app == "spread":
+                # One write per step of the simulation, a step being any arrival.
+                if todo:
+                    c.send(todo.pop(0), p.now)
+            elif app == "low-water":
+                # As a writer awaiting drain(): more only once told it is Writable.
+                told = sum(type(e) is Writable for e in p.events[c])
+                if todo and (p.now == started[c] or told > writable[c]):
+                    writable[c] = told
+                    while todo and c.unsent < 60_000:
+                        c.send(todo.pop(0), p.now)
+                    c.send_low_water = 30_000
+            else:
+                while todo:
+                    c.send(todo.pop(0), p.now)
+            if app == "paused-reader" and p.now - started[c] > 0.3:
+                p._peer(c).resume_reading(p.now)
+            if not todo and c.state is State.ESTABLISHED:
                 c.shutdown(p.now)
         return False
 
     p.client.connect(p.now)
-    p.run(stop=start_when_established)
-    p.run()
+    p.run(stop=app_step)
     assert p.received[p.server] == b"".join(data[p.client])
     assert p.received[p.client] == b"".join(data[p.server])
     assert p.client.state is State.CLOSED and p.server.state is State.CLOSED
-    return p
+    return p, states
 
 
 CASES = {
@@ -106,32 +157,53 @@ CASES = {
     "no-timestamps": Options(timestamps=False),
     "no-sack": Options(sack=False),
     "small-mss": Options(mss=100),
+    "nagle": Options(nodelay=False),
     "newreno": Options(congestion_control="newreno"),
+    "paced-cubic": Options(pacing=True),  # (the initial window unpaced, in runs)
     "bbr": Options(congestion_control="bbr"),  # paced, with rate samples: no runs
+    "small-window": Options(rcv_buf=20_000, rcv_buf_max=None),
 }
 LINKS = {
     "clean": {},
     "lossy": {"loss": 0.05, "dup": 0.02, "reorder": 0.05},
     "wrap": {"client_iss": MOD - 150_000, "server_iss": MOD - 10},
+    "bottleneck": {"impairments": Impairments(delay=0.01, rate=20e6, queue=20)},
 }
+APPS = ["at-once", "spread", "paused-reader", "low-water"]
+
+
+def _same_either_way(case: str, link: str, app: str) -> Pair:
+    before, states_before = _run(False, CASES[case], app, seed=3, **LINKS[link])
+    after, states_after = _run(True, CASES[case], app, seed=3, **LINKS[link])
+    assert before.preencoded == 0
+    assert after.wire == before.wire
+    assert after.events[after.client] == before.events[before.client]
+    assert after.events[after.server] == before.events[before.server]
+    assert states_after == states_before
+    return after
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("writes", ["one", "odd", "small"])
 @pytest.mark.parametrize("link", LINKS)
-def test_a_transfer_puts_the_same_bytes_on_the_wire_with_runs_encoded(case, writes, link):
-    before = _run(False, CASES[case], writes, seed=3, **LINKS[link])
-    after = _run(True, CASES[case], writes, seed=3, **LINKS[link])
-    assert before.preencoded == 0
-    assert after.wire == before.wire
-    if case == "bbr":
-        # BBR paces every segment once it has a round trip: nothing goes in runs.
+def test_a_transfer_puts_the_same_bytes_on_the_wire_with_runs_encoded(case, link):
+    after = _same_either_way(case, link, "at-once")
+    if CASES[case].pacing or case == "bbr":
+        # Paced from the first flight (the handshake gave a round trip): no runs.
         assert after.preencoded == 0
-    elif link == "lossy":
-        # Recovery (a SACK scoreboard, segments resent) sends one by one.
+    elif link in ("lossy", "bottleneck") or case == "small-window":
+        # Recovery (a SACK scoreboard, segments resent) sends one by one, as a
+        # window that holds few segments sends few at a time.
         assert after.preencoded > 20
     else:
-        assert after.preencoded > len(after.wire) // 4
+        assert after.preencoded > len(after.wire) // 3
+
+
+@pytest.mark.parametrize("app", APPS[1:])
+@pytest.mark.parametrize("link", ["clean", "bottleneck"])
+@pytest.mark.parametrize("case", ["default", "small-window"])
+def test_the_same_bytes_whatever_the_application_does(app, link, case):
+    after = _same_either_way(case, link, app)
+    assert after.preencoded > 0
 
 
 def test_no_runs_while_an_observer_watches():

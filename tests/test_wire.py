@@ -487,13 +487,14 @@ def test_any_corrupted_byte_is_caught(seg: Segment, data) -> None:
 @MODERATE
 @given(st.one_of(st.binary(max_size=300), st.binary(min_size=500, max_size=3000)))
 def test_checksum_equals_word_by_word_rfc1071(data: bytes) -> None:
-    # (Past 512 bytes the sum is folded before the division: both ways are here.)
+    # (Past 736 bytes the sum is taken as two halves and folded: both ways are here.)
     assert checksum(data) == rfc1071(data)
 
 
 @pytest.mark.parametrize("data", [b"", b"\0", b"\0\0\0", b"\xff", b"\xff\xff", b"\xff\xff\xff",
                                   b"\x01", b"\x00\x01\xf2", b"\xff" * 1453, bytes(1452),
-                                  b"\xff" * 512, b"\xff" * 513, b"\x01" + bytes(9000),
+                                  b"\xff" * 736, b"\xff" * 737, bytes(736) + b"\x01",
+                                  b"\x01" + bytes(736), bytes(737), b"\x01" + bytes(9000),
                                   bytes(9000) + b"\x01", b"\xff" * 65507])
 def test_checksum_edge_cases(data: bytes) -> None:
     assert checksum(data) == rfc1071(data)

@@ -67,6 +67,7 @@ from .wire import (
     WSCALE,
     Segment,
     encode_run,
+    encodes_as_run,
 )
 
 # For sequence arithmetic inlined on the per-segment path: each such expression is
@@ -2019,6 +2020,10 @@ class Connection:
         # goes in one segment only.
         first: Segment | None = None
         same_header = not (self._sack_ok and (self._ooo.size or self._dsack is not None))
+        # Whether full-sized segments after the first may go in runs (see encode_runs),
+        # once ``first`` is known to have a header encode_run() makes.
+        runs = self.encode_runs and same_header and not pace and sb is None and pipe < 0 \
+            and self._rate is None and self.observer is None
         while True:
             if sb and (snd_nxt - self.snd_max) & _MASK >= _HALF:
                 # Going back after a timeout: skip what the peer SACKed.
@@ -2083,27 +2088,24 @@ class Connection:
                         self._pace_at = t
                         break
                     self._pace_next = t + n * pace
-            if first is not None and n == mss and snd_nxt == snd_max and self.encode_runs \
-                    and not pace and sb is None and pipe < 0 and self._rate is None \
-                    and self.observer is None and (recs is not None or not self._rack_ok):
+            if runs and first is not None and n == mss and snd_nxt == snd_max \
+                    and (recs is not None or not self._rack_ok):
                 # A run of full-sized segments of new data, none the last of the
                 # buffer: made as the passes below would make them one by one.
                 k = (usable if usable < avail - 1 else avail - 1) // mss
                 if k > 1:
-                    run = encode_run(first, snd_nxt, buf.peek_run(snd_nxt, mss, k))
-                    if run is not None:
-                        self._out += run
-                        total = k * mss
-                        self.counters.segments_out += k
-                        self.counters.bytes_out += total
-                        if self._rtt_seq is None:
-                            self._rtt_seq = snd_nxt
-                            self._rtt_sent = now
-                        if recs is not None:
-                            recs += [[s & _MASK, (s + mss) & _MASK, now, 0]
-                                     for s in range(snd_nxt, snd_nxt + total, mss)]
-                        snd_nxt = self.snd_nxt = self.snd_max = (snd_nxt + total) & _MASK
-                        continue
+                    self._out += encode_run(first, snd_nxt, buf.peek_run(snd_nxt, mss, k))
+                    total = k * mss
+                    self.counters.segments_out += k
+                    self.counters.bytes_out += total
+                    if self._rtt_seq is None:
+                        self._rtt_seq = snd_nxt
+                        self._rtt_sent = now
+                    if recs is not None:
+                        recs += [[s & _MASK, (s + mss) & _MASK, now, 0]
+                                 for s in range(snd_nxt, snd_nxt + total, mss)]
+                    snd_nxt = self.snd_nxt = self.snd_max = (snd_nxt + total) & _MASK
+                    continue
             flags = ACK
             payload = buf.peek(snd_nxt, n) if n else b""
             if n and n == avail:
@@ -2114,6 +2116,8 @@ class Connection:
                 seg = self._make(snd_nxt, flags, now, payload)
                 if same_header:
                     first = seg
+                    if runs and not encodes_as_run(seg):
+                        runs = False
             else:
                 seg = Segment(first.src_port, first.dst_port, snd_nxt, first.ack, flags,
                               first.window, 0, first.options, payload)

@@ -598,16 +598,24 @@ def encode(seg: Segment) -> bytes:
         raise ValueError(_field_problem(seg) or f"cannot encode {seg!r}: {exc}") from None
 
 
-def encode_run(first: Segment, seq: int, payloads: list[bytes]) -> list[bytes] | None:
+def encodes_as_run(seg: Segment) -> bool:
+    """Whether :func:`encode_run` takes ``seg`` as a run's first segment: its options
+    none, or the timestamps alone (see NOP_OPTION)."""
+    options = seg.options
+    return not options or (len(options) == 3 and options[0] is _NOP_ENTRY
+                           and options[1] is _NOP_ENTRY and options[2][0] == TIMESTAMPS
+                           and type(options[2][1]) is tuple)
+
+
+def encode_run(first: Segment, seq: int, payloads: list[bytes]) -> list[bytes]:
     """The datagrams of segments that follow ``first`` with its ports, ACK, window
     and options, flags ACK alone, starting at ``seq``, one per payload: what
-    :func:`encode` gives for each. None if ``first``'s options are not the
-    timestamps layout (see NOP_OPTION) or none at all."""
+    :func:`encode` gives for each. ValueError unless :func:`encodes_as_run`."""
+    if not encodes_as_run(first):
+        raise ValueError(f"a run cannot follow {first!r}")
     sp, dp, ack, window = first.src_port, first.dst_port, first.ack, first.window
     options = first.options
     out: list[bytes] = []
-    if not payloads:
-        return out
     if not options:
         base = sp + dp + ack + (0x5000 | ACK) + window
         pack = _HEADER.pack
@@ -617,9 +625,6 @@ def encode_run(first: Segment, seq: int, payloads: list[bytes]) -> list[bytes] |
                        + payload)
             seq = (seq + len(payload)) & 0xFFFFFFFF
         return out
-    if not (len(options) == 3 and options[0] is _NOP_ENTRY and options[1] is _NOP_ENTRY
-            and options[2][0] == TIMESTAMPS and type(options[2][1]) is tuple):
-        return None
     tsval, tsecr = options[2][1]
     base = sp + dp + ack + (0x8000 | ACK) + window + 0x0101 + 0x080A + tsval + tsecr
     pack = _HEADER_TS.pack
