@@ -10,6 +10,8 @@ import errno
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from netsim import Network
 
 from utcp.core.config import Options
@@ -1032,6 +1034,52 @@ def test_a_run_takes_no_continuation_that_fails_a_check():
     assert accepted.info()["unread"] == len(segs[7].payload)
 
 
+# What may differ in a continuation, and whether a run still takes it.
+_CHANGES = {
+    "nothing": ({}, True),
+    "psh": ({"flags": ACK | 8}, True),
+    "shorter": ({"payload": b"s" * 100}, True),
+    "fin": ({"flags": ACK | FIN}, False),
+    "urg-flag": ({"flags": ACK | 32}, False),
+    "urgent": ({"urgent": 1}, False),
+    "reserved": ({"reserved": 2}, False),
+    "window": ({"window": 1}, False),
+    "ack": ({"ack": -1}, False),
+    "tsval": ({"tsval": 1}, False),
+    "tsecr": ({"tsecr": 1}, False),
+    "no-options": ({"options": ()}, False),
+    "longer": ({"payload": b"l" * 3000}, False),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(sorted(_CHANGES)), min_size=1, max_size=3, unique=True))
+def test_a_run_takes_a_continuation_exactly_when_nothing_but_seq_psh_and_length_differ(changes):
+    # The five-piece comparison (wire.run_header) against the rule stated field by
+    # field: observed as whether the two segments reach the connection as one.
+    net, server, client, conn, accepted = _established()
+    first, second = _data_segments(client, conn, bytes(3 * conn.send_mss), net.now)[:2]
+    fields = _fields(second)
+    (tsval, tsecr) = second.options[2][1]
+    for name in changes:
+        for field, value in _CHANGES[name][0].items():
+            if field == "ack":
+                fields["ack"] = (second.ack + value) & 0xFFFFFFFF
+            elif field in ("tsval", "tsecr"):
+                tsval, tsecr = (tsval + value, tsecr) if field == "tsval" else (tsval, tsecr + 1)
+                fields["options"] = (*second.options[:2], (8, (tsval, tsecr)))
+            elif field == "flags":
+                fields["flags"] = fields["flags"] | value
+            else:
+                fields[field] = value
+    expected = all(_CHANGES[name][1] for name in changes)
+    server.stack.receive_batch([(encode(first), CLIENT), (encode(Segment(**fields)), CLIENT)],
+                               net.now)
+    passes = [n for c, n in _passes(server.stack) if c is accepted]
+    merged = bool(passes) and passes[0] == len(first.payload) + len(fields["payload"])
+    assert merged == expected, (changes, passes)
+
+
 def test_an_observed_connection_sees_each_segment():
     from utcp.core.observer import NullObserver
 
@@ -1059,6 +1107,12 @@ def test_data_queued_while_half_open_leaves_in_full_once_the_ack_proves_the_peer
     data = random.Random(4).randbytes(12 * conn.send_mss)
     stack.send(conn, data, 0.01)
     assert sent(stack) == []
+    # An ACK of what we never sent proves nothing: it draws a RST, and no data.
+    wrong = Segment(4000, 7007, 1001, (synack.seq + 2) & 0xFFFFFFFF, ACK, 65535)
+    stack.receive(encode(wrong), OTHER, 0.05)
+    answer = sent(stack)
+    assert [s.flags & RST for s, _ in answer] == [RST] and not answer[0][0].payload
+    assert conn.state is State.SYN_RECEIVED
     ack = Segment(4000, 7007, 1001, (synack.seq + 1) & 0xFFFFFFFF, ACK, 65535)
     stack.receive(encode(ack), OTHER, 0.1)
     assert conn.state is State.ESTABLISHED
