@@ -1072,7 +1072,10 @@ def test_a_run_takes_a_continuation_exactly_when_nothing_but_seq_psh_and_length_
                 fields["flags"] = fields["flags"] | value
             else:
                 fields[field] = value
-    expected = all(_CHANGES[name][1] for name in changes)
+    # (Of two payload changes the later stands.)
+    sizes = [name for name in changes if name in ("shorter", "longer")]
+    expected = all(_CHANGES[name][1] for name in changes
+                   if name not in ("shorter", "longer") or name == sizes[-1])
     server.stack.receive_batch([(encode(first), CLIENT), (encode(Segment(**fields)), CLIENT)],
                                net.now)
     passes = [n for c, n in _passes(server.stack) if c is accepted]
