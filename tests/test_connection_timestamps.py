@@ -27,7 +27,7 @@ from tcpscript import (
 
 from utcp.core.connection import Connection
 from utcp.core.events import DataReceived
-from utcp.core.state import State
+from utcp.core.state import ConnectionStateError, State
 from utcp.core.wire import ACK, FIN, MSS, NOP, PSH, RST, SYN, TIMESTAMPS, WSCALE, Segment
 
 PEER_TS = 70_000
@@ -306,3 +306,68 @@ def test_a_syn_ack_echoing_an_earlier_syn_than_the_last_gives_no_rtt_sample():
     send(c, seg(0, 1, SYN | ACK, options=peer_syn_options(PEER_TS, 1000)), at=3.01)
     assert c.state is State.ESTABLISHED and c.rtt.srtt is None
     assert c.rtt.rto == pytest.approx(3.0)
+
+
+# ------------------------------------------------- a new address, proven (moved())
+
+JUMP = 1 << 21
+
+
+def moved_with_data_in_flight() -> Connection:
+    """ESTABLISHED with timestamps, 3000 bytes sent at 20 ms (TSval 20), none
+    acknowledged; then the peer shows up at a new address at 100 ms."""
+    c = ts_established()
+    c.send(b"a" * 3000, 0.02)
+    assert [len(s.payload) for s in c.take_segments()] == [1440, 1440, 120]
+    c.moved(0.1, JUMP)
+    return c
+
+
+def test_a_move_jumps_our_timestamps_and_probes_with_one_byte_in_flight():
+    c = moved_with_data_in_flight()
+    # The first byte in flight, with a TSval no one could have guessed: a segment
+    # the peer accepts, so that it takes the TSval and echoes it.
+    expect(c, [out(1, 1, payload=b"a", window=window(), options=ts(100 + JUMP, PEER_TS))])
+    assert c.unproven
+    # Until then no data: an ACK of part of it lets nothing new go.
+    send(c, seg(1, 1441, options=ts(PEER_TS + 1, 20)), at=0.11)
+    expect_nothing(c)
+    assert c.unproven
+
+
+def test_an_echo_older_than_the_move_proves_nothing_and_the_timeout_probes_again():
+    c = moved_with_data_in_flight()
+    c.take_segments()
+    send(c, seg(1, 1, options=ts(PEER_TS + 1, 20 + 90)), at=0.11)  # a guess: before the jump
+    assert c.unproven
+    fire(c, c.next_deadline())
+    [probe] = c.take_segments()
+    assert len(probe.payload) == 1 and probe.seq == c.snd_una
+    assert probe.option(TIMESTAMPS)[0] > JUMP
+
+
+def test_the_echo_of_the_probe_proves_the_address_and_what_was_in_flight_goes_again():
+    c = moved_with_data_in_flight()
+    [probe] = c.take_segments()
+    # The peer had nothing of it (it went to the old address): it takes the byte
+    # and ACKs it, echoing the probe's TSval.
+    send(c, seg(1, 2, options=ts(PEER_TS + 1, probe.option(TIMESTAMPS)[0])), at=0.13)
+    assert not c.unproven
+    resent = c.take_segments()
+    assert resent[0].seq == c.snd_una and b"".join(s.payload for s in resent) == b"a" * 2999
+    # Its RTT: the 30 ms since the probe; an echo from before the jump, late,
+    # counts the 110 ms since TSval 20 was sent, not the jump's 35 minutes.
+    assert c.rtt.srtt is not None and c.rtt.srtt < 0.05
+    assert c._ts_rtt(20, 0.13) == pytest.approx(0.11)
+
+
+def test_moved_needs_timestamps_and_a_jump_no_one_could_guess():
+    c = ts_established()
+    with pytest.raises(ValueError, match="jump"):
+        c.moved(0.1, 1000)
+    plain = make(timestamps=False)
+    plain.connect(0.0)
+    send(plain, seg(0, 1, SYN | ACK, options=PEER_SYN_OPTIONS), at=0.01)
+    assert plain.state is State.ESTABLISHED
+    with pytest.raises(ConnectionStateError, match="timestamps"):
+        plain.moved(0.1, JUMP)

@@ -27,7 +27,7 @@ from utcp.core.events import (
 from utcp.core.isn import IsnGenerator
 from utcp.core.stack import Stack
 from utcp.core.state import State
-from utcp.core.wire import ACK, FIN, RST, SYN, Segment, decode, encode
+from utcp.core.wire import ACK, FIN, NOP_OPTION, RST, SYN, Segment, decode, encode
 
 SERVER = ("10.0.0.1", 7007)
 CLIENT = ("10.0.0.2", 5000)
@@ -840,20 +840,95 @@ def test_a_keepalive_probe_from_a_new_address_moves_the_connection():
     assert conn.state is State.ESTABLISHED and accepted.state is State.ESTABLISHED
 
 
+def _from_client(conn, seq: int, now: float, tsecr: int | None = None) -> Segment:
+    """A bare ACK as the client ``conn`` would send it now, at ``seq`` (echoing
+    ``tsecr`` if given)."""
+    ts = ((int(now * 1000) + conn.ts_offset) & 0xFFFFFFFF,
+          conn._ts_recent if tsecr is None else tsecr)
+    return Segment(conn.local_port, 7007, seq, conn.rcv_nxt, ACK, 65535, 0,
+                   (NOP_OPTION, NOP_OPTION, (8, ts)))
+
+
 def test_a_segment_from_a_new_address_may_start_at_most_a_receive_buffer_behind():
-    # Without timestamps, the sequence and ACK numbers are all an off-path
-    # sender must guess: behind RCV.NXT by more than the receive buffer is too far.
+    # Behind RCV.NXT by more than the receive buffer is too far, even with the
+    # timestamps right; a keepalive's SND.UNA - 1 is not.
+    net, server, client = network()
+    conn = connect(net, client)
+    net.run(until=net.now + 1)
+    [accepted] = server.connections()
+    seq = conn.snd_nxt
+    far = (seq - accepted.rcv_buf - 2) & 0xFFFFFFFF
+    server.stack.receive(encode(_from_client(conn, far, net.now)), NEW, net.now)
+    assert accepted.peer == CLIENT and server.stack.statistics()["rebinds"] == 0
+    probe = (seq - 1) & 0xFFFFFFFF  # a keepalive's
+    server.stack.receive(encode(_from_client(conn, probe, net.now)), NEW, net.now)
+    assert accepted.peer == NEW and server.stack.statistics()["rebinds"] == 1
+
+
+def test_without_timestamps_a_connection_stays_where_it_is():
+    # Nothing a peer without timestamps sends proves an address its own: the
+    # sequence numbers it knows, anyone it tells them to knows.
     net, server, client = network()
     conn = connect(net, client, PLAIN)
     net.run(until=net.now + 1)
     [accepted] = server.connections()
-    port, seq, ack = conn.local_port, conn.snd_nxt, conn.rcv_nxt
-    far = (seq - accepted.rcv_buf - 2) & 0xFFFFFFFF
-    server.stack.receive(encode(Segment(port, 7007, far, ack, ACK, 65535)), NEW, net.now)
+    seg = Segment(conn.local_port, 7007, conn.snd_nxt, conn.rcv_nxt, ACK, 65535)
+    server.stack.receive(encode(seg), NEW, net.now)
     assert accepted.peer == CLIENT and server.stack.statistics()["rebinds"] == 0
-    probe = (seq - 1) & 0xFFFFFFFF  # a keepalive's
-    server.stack.receive(encode(Segment(port, 7007, probe, ack, ACK, 65535)), NEW, net.now)
-    assert accepted.peer == NEW and server.stack.statistics()["rebinds"] == 1
+    assert [s.flags for s, addr in sent(server.stack) if addr == NEW] == [RST]
+
+
+VICTIM = ("10.0.0.66", 7777)
+
+
+def test_a_peer_cannot_turn_its_download_onto_another_address():
+    # The peer itself knows every number its segments carry: a copy of one, sent
+    # with a victim's address as its source, passes every check. The connection
+    # moves, but sends the victim no more than three times what came from it, and
+    # no data but a one-byte probe, until an echo of a timestamp sent there
+    # proves the address the peer's. A guess at that echo proves nothing.
+    net, server, client = network()
+    conn = connect(net, client)
+    net.run(until=net.now + 1)
+    [accepted] = server.connections()
+    server.stack.send(accepted, bytes(2_000_000), net.now)
+    net.run(until=net.now + 0.05)  # the download under way
+    assert accepted.counters.bytes_out > 100_000
+    heard = 0
+    to_victim: list[Segment] = []
+    for i in range(20):
+        # The first a copy of the peer's next ACK; then guesses at the echo, past
+        # anything the server sent before the move, by up to 1.9 s of its clock.
+        guess = None if not i else (conn._ts_recent + 100 * i) & 0xFFFFFFFF
+        forged = encode(_from_client(conn, conn.snd_nxt, net.now, guess))
+        heard += len(forged)
+        server.stack.receive(forged, VICTIM, net.now)
+        to_victim += [s for s, addr in sent(server.stack) if addr == VICTIM]
+        net.now += 0.5
+        server.stack.handle_timer(net.now)
+        to_victim += [s for s, addr in sent(server.stack) if addr == VICTIM]
+    assert accepted.peer == VICTIM and accepted.unproven
+    assert server.stack.statistics()["rebinds"] == 1
+    assert to_victim and max(len(s.payload) for s in to_victim) <= 1
+    assert sum(len(encode(s)) for s in to_victim) <= 3 * heard
+
+
+def test_a_download_follows_its_client_to_a_new_address_once_proven():
+    net, server, client = network()
+    conn = connect(net, client)
+    net.run(until=net.now + 1)
+    [accepted] = server.connections()
+    data = random.Random(11).randbytes(1_000_000)
+    server.stack.send(accepted, data, net.now)
+    net.run(until=net.now + 0.05)
+    move(net, client, NEW)  # mid-download: the server's data goes nowhere now
+    client.stack.send(conn, b"?", net.now)  # (but the client speaks: see nat_keepalive)
+    start = net.now
+    net.run(until=net.now + 60, stop=lambda: len(client.received[conn]) == len(data))
+    assert bytes(client.received[conn]) == data
+    assert accepted.peer == NEW and not accepted.unproven
+    assert server.stack.statistics()["rebinds"] == 1
+    assert net.now - start < 1.5  # one round trip to prove it, no timeout
 
 
 def test_a_forged_segment_from_a_new_address_moves_nothing():

@@ -81,6 +81,9 @@ _PRESSURE_SEGMENTS: Final = 4
 _MIN_OOO_RANGES: Final = 512
 _SACK_PERMITTED_OPTION: Final[tuple] = (SACK_PERMITTED, None)
 _HALF: Final = sq.HALF
+#: How far behind our clock at a move (see Connection.moved) an echo may be and
+#: still be aged as sent before its jump: more than any segment lives.
+_PRE_JUMP: Final = 1 << 20
 
 CLOSED: Final = State.CLOSED
 LISTEN: Final = State.LISTEN
@@ -266,6 +269,7 @@ class Connection:
         "_sack_ok", "_sb", "_high_rxt", "_dsack", "_ooo_recent", "_undo", "_rack_ok", "_rack",
         "_loss_at",
         "_loss_probe", "_pace_at", "_pace_next", "_pacing", "_rate",
+        "_path_ts", "_ts_jump", "_ts_jump_from",
     )
 
     def __init__(
@@ -317,6 +321,12 @@ class Connection:
         self._ts_recent = 0  # TS.Recent: the peer's timestamp we echo
         self._ts_recent_at = 0.0  # when TS.Recent was last set
         self._rto_ts: int | None = None  # our timestamp clock at the last RTO (see below)
+        # Path validation after a move (see moved()): the first TSval sent to the
+        # new address, until the peer echoes one at least as new; and the jump our
+        # timestamps took then, from which TSval on.
+        self._path_ts: int | None = None
+        self._ts_jump = 0
+        self._ts_jump_from = 0
         # SACK (RFC 2018): whether both SYNs offered it; the blocks the peer SACKed;
         # how far loss recovery has retransmitted (RFC 6675 HighRxt); a duplicate to
         # report in our next ACK (D-SACK, RFC 2883); the last segment held early.
@@ -735,7 +745,9 @@ class Connection:
             # Before the RTO: a probe timeout capped at the RTO's time fires as a
             # probe, and the probe restarts the RTO (RFC 8985 7.2, 7.3).
             self._loss_at = None
-            if self.state in _SENDING:  # (RACK-TLP acts only while data may be in flight)
+            # (RACK-TLP acts only while data may be in flight, and not toward an
+            # address not yet proven: there the RTO sends its probe, see moved().)
+            if self.state in _SENDING and self._path_ts is None:
                 if self._loss_probe:
                     on_probe_timeout(self, now)
                 else:
@@ -798,6 +810,12 @@ class Connection:
             return
         if st is SYN_RECEIVED and sq.le(self.snd_una, self.iss):
             self._send_syn(now, ack=True, retransmit=True)
+            return
+        if self._path_ts is not None:
+            # A new address not yet proven: its probe again, not the data (moved()).
+            self._send_path_probe(now)
+            if sq.lt(self.snd_una, self.snd_max):
+                self._rtx_at = now + self.rtt.rto
             return
         # RFC 5681 (4) / RFC 6298 5.4: collapse the window, go back to SND.UNA.
         self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
@@ -888,20 +906,96 @@ class Connection:
 
     # -------------------------------------------------------- segment arrival
 
+    @property
+    def unproven(self) -> bool:
+        """Whether the peer's address is not yet proven: a passive open before the
+        ACK of its SYN-ACK, or a connection that moved (see :meth:`moved`) before
+        the peer echoed a timestamp sent to its new address."""
+        return self._path_ts is not None or self.snd_una == self.iss
+
+    def moved(self, now: float, jump: int) -> None:
+        """The peer came back from a new address (a segment that passed
+        :meth:`may_move_to`): until it proves the address its own, by echoing a
+        timestamp sent there, send it no data but one byte, which draws that echo.
+
+        Anyone who knows the connection's numbers, the peer itself included, can
+        send a segment that passes the checks from an address not its own: the
+        data then sent there would flood whoever has it. Our timestamps jump
+        ahead by ``jump`` ticks (a random number of at least 2**20, which only a
+        receiver of our segments learns), as QUIC validates a new path with a
+        random challenge (RFC 9000 8.2)."""
+        if not self._ts_ok:
+            raise ConnectionStateError("a connection without timestamps cannot prove "
+                                       "a new address")
+        if not 1 << 20 <= jump < 1 << 30:
+            raise ValueError("the jump must be at least 2**20 and below 2**30 ticks")
+        self.ts_offset = (self.ts_offset + jump) & _MASK
+        self._ts_jump = jump
+        first = (int(now * TS_HZ) + self.ts_offset) & _MASK
+        self._ts_jump_from = first
+        self._path_ts = first
+        self._send_path_probe(now)
+        if self.snd_una == self.snd_max:
+            self._output(now)  # one byte of new data, if any waits (see _output)
+
+    def _send_path_probe(self, now: float) -> None:
+        """Resend the first byte in flight, if any: a segment the peer accepts, so
+        that it takes our TSval and echoes it (RFC 7323 4.3; a byte it has, or
+        none, would draw an ACK echoing the TSval it had before)."""
+        una = self.snd_una
+        if una == self.snd_max or self.state not in _SENDING:
+            return
+        if self._fin_seq is not None and una == self._fin_seq:
+            seg = self._make(una, ACK | FIN, now)
+        else:
+            seg = self._make(una, ACK, now, self._sndbuf.peek(una, 1))
+        self.counters.retransmissions += 1
+        self._emit(seg, now)
+
+    def _check_path(self, seg: Segment, now: float) -> None:
+        """Whether ``seg`` echoes a timestamp sent to the peer's new address."""
+        tsecr = self._tsecr_of(seg)
+        first = self._path_ts
+        if not tsecr or first is None or (tsecr - first) & _MASK >= _HALF:
+            return
+        if ((int(now * TS_HZ) + self.ts_offset) - tsecr) & _MASK >= _HALF:
+            return  # ahead of our clock: not an echo of ours
+        self._path_ts = None
+        # What was in flight went, most of it, to the old address, which leads
+        # nowhere now: resend it (as after a timeout, but with the window kept:
+        # the path is the same but for the NAT's port). What arrived, the ACK this
+        # comes with, and its SACKs, take off.
+        if self.snd_una != self.snd_max:
+            if self._rack is not None:
+                self._rack.mark_all_lost()
+                self._loss_at = None
+            else:
+                self.snd_nxt = self.snd_una
+
+    def _echo_offset(self, tsecr: int) -> int:
+        """The offset our timestamps had when we sent the TSval ``tsecr`` echoes:
+        another before the jump of a move (see :meth:`moved`)."""
+        jump = self._ts_jump
+        if jump and (self._ts_jump_from - jump - tsecr) & _MASK < _PRE_JUMP:
+            return self.ts_offset - jump
+        return self.ts_offset
+
     def may_move_to(self, seg: Segment, now: float) -> bool:
         """Whether ``seg``, from an address the connection has not used, proves to
         be from its peer (a NAT gave the peer a new address or port): it must
         pass every check an off-path sender cannot, without changing anything.
 
-        It carries no SYN or RST, acknowledges data within SND.UNA..SND.MAX,
-        starts in the receive window or at most a receive buffer behind RCV.NXT,
-        and with timestamps its TSval is not older than TS.Recent (PAWS) and its
-        TSecr echoes one of ours. (Behind RCV.NXT: after a rebinding the peer may
-        resend what we have, its ACKs having gone to the old address, or probe
-        with a keepalive at SND.UNA - 1. From the peer, such a segment draws an
-        ACK; answered as a stranger's, with a RST, it would reset the peer.)
+        The connection uses timestamps (without them nothing could prove the new
+        address the peer's, see :meth:`moved`). The segment carries no SYN or
+        RST, acknowledges data within SND.UNA..SND.MAX, starts in the receive
+        window or at most a receive buffer behind RCV.NXT, its TSval is not older
+        than TS.Recent (PAWS) and its TSecr echoes one of ours. (Behind RCV.NXT:
+        after a rebinding the peer may resend what we have, its ACKs having gone
+        to the old address, or probe with a keepalive at SND.UNA - 1. From the
+        peer, such a segment draws an ACK; answered as a stranger's, with a RST,
+        it would reset the peer.)
         """
-        if not self.state.synchronized or self.state is TIME_WAIT:
+        if not self.state.synchronized or self.state is TIME_WAIT or not self._ts_ok:
             return False
         f = seg.flags
         if f & (SYN | RST) or not f & ACK:
@@ -922,7 +1016,7 @@ class Connection:
                 return False
             # The echo is of our clock: not ahead of it, and from this connection's
             # life (at most RTO-max plus 2 MSL behind).
-            clock = (int(now * TS_HZ) + self.ts_offset) & _MASK
+            clock = (int(now * TS_HZ) + self._echo_offset(ts[1])) & _MASK
             behind = (clock - ts[1]) & _MASK
             if behind >= _HALF or behind > TS_HZ * (self.options.max_rto
                                                      + 4 * self.options.msl + 60):
@@ -934,6 +1028,8 @@ class Connection:
         self.counters.segments_in += 1
         if self.observer is not None:
             self.observer.segment_received(self, seg, now)
+        if self._path_ts is not None:
+            self._check_path(seg, now)
         st = self.state
         if st is CLOSED:
             rst = reset_for(seg)
@@ -1056,7 +1152,8 @@ class Connection:
         """The RTT a TSecr echo measures (RFC 7323 4.1), or None if it cannot."""
         if not tsecr:
             return None  # 0 is what a TSecr says when it echoes nothing
-        delta = (int(now * TS_HZ) + self.ts_offset - tsecr) & _MASK
+        offset = self.ts_offset if not self._ts_jump else self._echo_offset(tsecr)
+        delta = (int(now * TS_HZ) + offset - tsecr) & _MASK
         if delta >= _HALF:
             return None  # from the future: not an echo of ours
         # A clock tick is the resolution: less than one counts as one (as Linux).
@@ -1648,7 +1745,8 @@ class Connection:
         # to write it, not for our ACK. 0 echoes nothing; a TSecr ahead of our
         # clock (or of the same tick: no resolution) none of ours.
         if tsecr and n >= self.send_mss:
-            delta = (int(now * TS_HZ) + self.ts_offset - tsecr) & _MASK
+            offset = self.ts_offset if not self._ts_jump else self._echo_offset(tsecr)
+            delta = (int(now * TS_HZ) + offset - tsecr) & _MASK
             if 0 < delta < _HALF:
                 drs.sample(delta / TS_HZ, not self._rcvbuf)
 
@@ -1993,13 +2091,20 @@ class Connection:
                 if self._pace_next < now - batch:
                     self._pace_next = now - batch
                 self._pace_at = None  # (armed again below if a segment must wait)
+        unproven = self._path_ts is not None
+        if unproven and self.snd_una != self.snd_max:
+            # Toward a new address not yet proven (see moved()), nothing but its
+            # probe; the timeout resends that.
+            if self._ack_now:
+                self._send_ack(now)
+            return
         pipe = -1  # RFC 6675's pipe stands for what is in flight, in SACK recovery
         rack = self._rack
         recs = None
         if rack is not None:
             # With RACK, whenever something is SACKed or lost, in recovery or not:
             # that has left the network. Lost segments go first, then new data
-            # (SND.NXT is always SND.MAX).
+            # (SND.NXT is always SND.MAX). (Nothing is in flight while unproven.)
             recs = rack.recs
             if rack.lost or self._sb.sacked:
                 pipe = ((self.snd_max - self.snd_una) & _MASK) - self._sb.sacked - rack.lost
@@ -2055,6 +2160,8 @@ class Connection:
                 usable = snd_wnd - in_flight
                 if cwnd - pipe < usable:
                     usable = cwnd - pipe
+            if unproven and usable > 1 - in_flight:
+                usable = 1 - in_flight  # one byte, to draw the echo (see moved())
             n = avail if avail < mss else mss
             if sb and (snd_nxt - self.snd_max) & _MASK >= _HALF:
                 # (Resending: up to the next SACKed block at most.)

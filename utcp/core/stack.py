@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import random
+import secrets
 import struct
 from collections import Counter
 from collections.abc import Iterator
@@ -216,6 +217,7 @@ class Stack:
         self.tw_reuse_delay = tw_reuse_delay
         self._isn = isn if isn is not None else IsnGenerator()
         self._rng = rng if rng is not None else random.Random()
+        self._seeded = rng is not None  # (else secrets draws what must not be guessed)
         if not len(ephemeral_ports):
             raise ValueError("ephemeral_ports must not be empty")
         # One int object per port, shared by every key that names it.
@@ -349,7 +351,7 @@ class Stack:
             if key in self._tw:
                 self._time_wait_segment(seg, size, key, addr, via, now)
                 return
-            conn = self._moved(seg, key, addr, via, now)
+            conn = self._moved(seg, size, key, addr, via, now)
             if conn is None:
                 self._no_connection(seg, size, key, addr, via, now)
                 return
@@ -696,10 +698,13 @@ class Stack:
             peer = conn.peer
             via = conn.via
             out = self._datagrams
-            # (Only until the peer has acknowledged our SYN-ACK: that proves its
-            # address, and what the ACK lets go leaves in full.)
-            credit = self._credit.get(conn) \
-                if self._credit and conn.snd_una == conn.iss else None
+            # (Only until the peer has proven its address: acknowledged our SYN-ACK,
+            # or echoed a timestamp sent to its new one. What that lets go leaves
+            # in full.)
+            credit = self._credit.get(conn) if self._credit else None
+            if credit is not None and not conn.unproven:
+                del self._credit[conn]
+                credit = None
             if credit is None:
                 if len(segs) == 1:
                     s = segs[0]
@@ -820,11 +825,14 @@ class Stack:
         peer looks for it (see _moved)."""
         self._by_ports.setdefault((conn.key[1], conn.key[2]), []).append(conn)
 
-    def _moved(self, seg: Segment, key: Key, addr: Address, via: Any,
+    def _moved(self, seg: Segment, size: int, key: Key, addr: Address, via: Any,
                now: float) -> Connection | None:
-        """The connection whose peer ``seg`` proves to be, from a new address (a NAT
-        rebound it: RFC 4787 mappings expire after minutes of silence), now filed
-        under that address; None if no connection's checks pass."""
+        """The connection whose peer ``seg`` (a datagram of ``size`` bytes) proves
+        to be, from a new address (a NAT rebound it: RFC 4787 mappings expire after
+        minutes of silence), now filed under that address; None if no connection's
+        checks pass. Until the peer proves the address its own (see
+        Connection.moved), what is sent there is held to three times what came
+        from it, as for a half-open connection (see _send_within)."""
         if seg.flags & (SYN | RST):
             return None
         candidates = self._by_ports.get((key[1], key[2]))
@@ -848,6 +856,9 @@ class Stack:
         conn.peer = addr
         conn.via = via
         self.rebinds += 1
+        self._credit[conn] = [AMPLIFICATION, AMPLIFICATION * size, None]
+        jump = (self._rng.getrandbits(23) if self._seeded else secrets.randbits(23)) + (1 << 20)
+        conn.moved(now, jump)
         return conn
 
     def _forget(self, conn: Connection) -> None:
@@ -873,6 +884,7 @@ class Stack:
         listener = conn.listener
         if listener is not None:
             listener.half_open.discard(conn)
+        if self._credit:
             self._credit.pop(conn, None)
 
     def _no_connection(self, seg: Segment, size: int, key: Key, addr: Address, via: Any,
