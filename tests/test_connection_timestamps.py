@@ -313,24 +313,29 @@ def test_a_syn_ack_echoing_an_earlier_syn_than_the_last_gives_no_rtt_sample():
 JUMP = 1 << 21
 
 
-def moved_with_data_in_flight() -> Connection:
-    """ESTABLISHED with timestamps, 3000 bytes sent at 20 ms (TSval 20), none
-    acknowledged; then the peer shows up at a new address at 100 ms."""
+def moved_with_data_in_flight(acked: int = 0) -> Connection:
+    """ESTABLISHED with timestamps, 3000 bytes sent at 20 ms (TSval 20); then at
+    100 ms the peer shows up at a new address with an ACK of ``acked`` of them."""
     c = ts_established()
     c.send(b"a" * 3000, 0.02)
     assert [len(s.payload) for s in c.take_segments()] == [1440, 1440, 120]
     c.moved(0.1, JUMP)
+    send(c, seg(1, 1 + acked, options=ts(PEER_TS + 1, 20)), at=0.1)
     return c
 
 
-def test_a_move_jumps_our_timestamps_and_probes_with_one_byte_in_flight():
-    c = moved_with_data_in_flight()
-    # The first byte in flight, with a TSval no one could have guessed: a segment
-    # the peer accepts, so that it takes the TSval and echoes it.
-    expect(c, [out(1, 1, payload=b"a", window=window(), options=ts(100 + JUMP, PEER_TS))])
+@pytest.mark.parametrize("acked", [0, 1440])
+def test_a_move_jumps_our_timestamps_and_probes_with_one_byte_in_flight(acked):
+    c = moved_with_data_in_flight(acked)
+    # The first byte in flight once the segment that moved us is taken, with a
+    # TSval no one could have guessed: a segment the peer accepts (one it has
+    # would draw an echo of an older TSval), so that it takes the TSval and
+    # echoes it.
+    expect(c, [out(1 + acked, 1, payload=b"a", window=window(),
+                   options=ts(100 + JUMP, PEER_TS + 1))])
     assert c.unproven
     # Until then no data: an ACK of part of it lets nothing new go.
-    send(c, seg(1, 1441, options=ts(PEER_TS + 1, 20)), at=0.11)
+    send(c, seg(1, 1 + acked + 100, options=ts(PEER_TS + 1, 20)), at=0.11)
     expect_nothing(c)
     assert c.unproven
 

@@ -269,7 +269,7 @@ class Connection:
         "_sack_ok", "_sb", "_high_rxt", "_dsack", "_ooo_recent", "_undo", "_rack_ok", "_rack",
         "_loss_at",
         "_loss_probe", "_pace_at", "_pace_next", "_pacing", "_rate",
-        "_path_ts", "_ts_jump", "_ts_jump_from",
+        "_path_ts", "_path_probed", "_ts_jump", "_ts_jump_from",
     )
 
     def __init__(
@@ -325,6 +325,7 @@ class Connection:
         # new address, until the peer echoes one at least as new; and the jump our
         # timestamps took then, from which TSval on.
         self._path_ts: int | None = None
+        self._path_probed = False
         self._ts_jump = 0
         self._ts_jump_from = 0
         # SACK (RFC 2018): whether both SYNs offered it; the blocks the peer SACKed;
@@ -923,7 +924,8 @@ class Connection:
         data then sent there would flood whoever has it. Our timestamps jump
         ahead by ``jump`` ticks (a random number of at least 2**20, which only a
         receiver of our segments learns), as QUIC validates a new path with a
-        random challenge (RFC 9000 8.2)."""
+        random challenge (RFC 9000 8.2). The probe goes at the end of the next
+        :meth:`receive`: that of the segment that moved us."""
         if not self._ts_ok:
             raise ConnectionStateError("a connection without timestamps cannot prove "
                                        "a new address")
@@ -934,9 +936,10 @@ class Connection:
         first = (int(now * TS_HZ) + self.ts_offset) & _MASK
         self._ts_jump_from = first
         self._path_ts = first
-        self._send_path_probe(now)
-        if self.snd_una == self.snd_max:
-            self._output(now)  # one byte of new data, if any waits (see _output)
+        # The probe goes once the segment that moved us has been taken (see
+        # receive()): its ACK may move SND.UNA, and a probe below it would be a
+        # byte the peer has, whose answer echoes an older TSval.
+        self._path_probed = False
 
     def _send_path_probe(self, now: float) -> None:
         """Resend the first byte in flight, if any: a segment the peer accepts, so
@@ -1044,6 +1047,12 @@ class Connection:
             self._receive_other(seg, now)
         if self._ack_now:
             self._send_ack(now)
+        if self._path_ts is not None and not self._path_probed:
+            self._path_probed = True
+            if self.snd_una != self.snd_max:
+                self._send_path_probe(now)
+            else:
+                self._output(now)  # one byte of new data, if any waits (see _output)
 
     def _receive_listen(self, seg: Segment, now: float) -> None:
         f = seg.flags
