@@ -376,3 +376,14 @@ def test_moved_needs_timestamps_and_a_jump_no_one_could_guess():
     assert plain.state is State.ESTABLISHED
     with pytest.raises(ConnectionStateError, match="timestamps"):
         plain.moved(0.1, JUMP)
+
+
+def test_moved_again_before_proven_keeps_the_secret_and_probes_anew():
+    c = moved_with_data_in_flight()
+    [probe] = c.take_segments()
+    c.moved(0.2, JUMP * 2)  # another address, the first never proven
+    send(c, seg(1, 1, options=ts(PEER_TS + 2, 20)), at=0.2)
+    [again] = c.take_segments()
+    assert again.seq == probe.seq and again.option(TIMESTAMPS)[0] == 200 + JUMP
+    send(c, seg(1, 2, options=ts(PEER_TS + 3, 200 + JUMP)), at=0.23)
+    assert not c.unproven

@@ -931,6 +931,12 @@ class Connection:
                                        "a new address")
         if not 1 << 20 <= jump < 1 << 30:
             raise ValueError("the jump must be at least 2**20 and below 2**30 ticks")
+        if self._path_ts is not None:
+            # Moved again before the last address was proven: the same secret,
+            # probed for anew (one jump at a time to age echoes by, see
+            # _echo_offset).
+            self._path_probed = False
+            return
         self.ts_offset = (self.ts_offset + jump) & _MASK
         self._ts_jump = jump
         first = (int(now * TS_HZ) + self.ts_offset) & _MASK
