@@ -25,7 +25,7 @@ from tcpscript import (
     window,
 )
 
-from utcp.core.connection import Connection
+from utcp.core.connection import PATH_GUESSES, Connection
 from utcp.core.events import DataReceived
 from utcp.core.state import ConnectionStateError, State
 from utcp.core.wire import ACK, FIN, MSS, NOP, PSH, RST, SYN, TIMESTAMPS, WSCALE, Segment
@@ -378,12 +378,33 @@ def test_moved_needs_timestamps_and_a_jump_no_one_could_guess():
         plain.moved(0.1, JUMP)
 
 
-def test_moved_again_before_proven_keeps_the_secret_and_probes_anew():
+def test_each_move_draws_a_new_secret_and_an_old_one_proves_nothing():
+    # What a probe told one address proves no other: the peer itself, moved to a
+    # victim's address and back to its own, learns the second secret, not one
+    # that would prove the victim's.
     c = moved_with_data_in_flight()
     [probe] = c.take_segments()
-    c.moved(0.2, JUMP * 2)  # another address, the first never proven
+    c.moved(0.2, JUMP * 2)
     send(c, seg(1, 1, options=ts(PEER_TS + 2, 20)), at=0.2)
     [again] = c.take_segments()
-    assert again.seq == probe.seq and again.option(TIMESTAMPS)[0] == 200 + JUMP
-    send(c, seg(1, 2, options=ts(PEER_TS + 3, 200 + JUMP)), at=0.23)
+    assert again.seq == probe.seq and again.option(TIMESTAMPS)[0] == 200 + 3 * JUMP
+    send(c, seg(1, 1, options=ts(PEER_TS + 3, probe.option(TIMESTAMPS)[0])), at=0.21)
+    assert c.unproven
+    send(c, seg(1, 2, options=ts(PEER_TS + 4, 200 + 3 * JUMP)), at=0.23)
     assert not c.unproven
+    # An echo from before both jumps, late, is aged from when it was sent.
+    assert c._ts_rtt(20, 0.25) == pytest.approx(0.23)
+
+
+def test_guesses_at_the_secret_use_up_the_proof():
+    c = moved_with_data_in_flight()
+    [probe] = c.take_segments()
+    secret = probe.option(TIMESTAMPS)[0]
+    # Out of the windows, guesses count for nothing; in them, each is one of
+    # PATH_GUESSES, after which not even the right echo proves the address.
+    send(c, seg(1, 10**6, options=ts(PEER_TS + 1, secret + 1)), at=0.11)
+    for i in range(PATH_GUESSES):
+        send(c, seg(1, 1, options=ts(PEER_TS + 1, secret + 1 + i)), at=0.11)
+        assert c.unproven
+    send(c, seg(1, 2, options=ts(PEER_TS + 2, secret)), at=0.12)
+    assert c.unproven

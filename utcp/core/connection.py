@@ -81,9 +81,15 @@ _PRESSURE_SEGMENTS: Final = 4
 _MIN_OOO_RANGES: Final = 512
 _SACK_PERMITTED_OPTION: Final[tuple] = (SACK_PERMITTED, None)
 _HALF: Final = sq.HALF
-#: How far behind our clock at a move (see Connection.moved) an echo may be and
-#: still be aged as sent before its jump: more than any segment lives.
-_PRE_JUMP: Final = 1 << 20
+#: Echoes of timestamps not sent to a new address that a connection takes
+#: before it takes none as proof of it (see Connection.moved).
+PATH_GUESSES: Final = 8
+# The TSvals sent to a new address remembered, the jumps of our timestamps, and
+# how long (seconds) a jump is remembered to age echoes by: more than any
+# segment lives (max RTO plus 2 MSL, and then some).
+_PATH_SENT_KEPT: Final = 16
+_JUMPS_KEPT: Final = 4
+_JUMP_MEMORY: Final = 600.0
 
 CLOSED: Final = State.CLOSED
 LISTEN: Final = State.LISTEN
@@ -269,7 +275,7 @@ class Connection:
         "_sack_ok", "_sb", "_high_rxt", "_dsack", "_ooo_recent", "_undo", "_rack_ok", "_rack",
         "_loss_at",
         "_loss_probe", "_pace_at", "_pace_next", "_pacing", "_rate",
-        "_path_ts", "_path_probed", "_ts_jump", "_ts_jump_from",
+        "_path_ts", "_path_probed", "_path_sent", "_path_misses", "_ts_jumps",
     )
 
     def __init__(
@@ -322,12 +328,14 @@ class Connection:
         self._ts_recent_at = 0.0  # when TS.Recent was last set
         self._rto_ts: int | None = None  # our timestamp clock at the last RTO (see below)
         # Path validation after a move (see moved()): the first TSval sent to the
-        # new address, until the peer echoes one at least as new; and the jump our
-        # timestamps took then, from which TSval on.
+        # new address, until the peer echoes one sent there (None: proven); the
+        # TSvals sent there; echoes that were none of them; and the recent jumps
+        # of our timestamps, as (first TSval after, jump, when), oldest first.
         self._path_ts: int | None = None
         self._path_probed = False
-        self._ts_jump = 0
-        self._ts_jump_from = 0
+        self._path_sent: list[int] = []
+        self._path_misses = 0
+        self._ts_jumps: list[tuple[int, int, float]] = []
         # SACK (RFC 2018): whether both SYNs offered it; the blocks the peer SACKed;
         # how far loss recovery has retransmitted (RFC 6675 HighRxt); a duplicate to
         # report in our next ACK (D-SACK, RFC 2883); the last segment held early.
@@ -921,30 +929,31 @@ class Connection:
 
         Anyone who knows the connection's numbers, the peer itself included, can
         send a segment that passes the checks from an address not its own: the
-        data then sent there would flood whoever has it. Our timestamps jump
-        ahead by ``jump`` ticks (a random number of at least 2**20, which only a
-        receiver of our segments learns), as QUIC validates a new path with a
-        random challenge (RFC 9000 8.2). The probe goes at the end of the next
-        :meth:`receive`: that of the segment that moved us."""
+        data then sent there would flood whoever has it. So our timestamps jump
+        ahead by ``jump`` ticks (a random number, at least 2**20, drawn anew for
+        every move: what a probe told one address proves no other), and only an
+        echo of a TSval sent to the new address proves it, as QUIC validates a
+        new path with a random challenge (RFC 9000 8.2). After PATH_GUESSES
+        echoes that are none of those, no echo does: the connection waits out
+        its retries. The probe goes at the end of the next :meth:`receive`: that
+        of the segment that moved us."""
         if not self._ts_ok:
             raise ConnectionStateError("a connection without timestamps cannot prove "
                                        "a new address")
         if not 1 << 20 <= jump < 1 << 30:
             raise ValueError("the jump must be at least 2**20 and below 2**30 ticks")
-        if self._path_ts is not None:
-            # Moved again before the last address was proven: the same secret,
-            # probed for anew (one jump at a time to age echoes by, see
-            # _echo_offset).
-            self._path_probed = False
-            return
         self.ts_offset = (self.ts_offset + jump) & _MASK
-        self._ts_jump = jump
         first = (int(now * TS_HZ) + self.ts_offset) & _MASK
-        self._ts_jump_from = first
+        jumps = self._ts_jumps
+        while jumps and (len(jumps) >= _JUMPS_KEPT or now - jumps[0][2] > _JUMP_MEMORY):
+            del jumps[0]
+        jumps.append((first, jump, now))
         self._path_ts = first
-        # The probe goes once the segment that moved us has been taken (see
-        # receive()): its ACK may move SND.UNA, and a probe below it would be a
-        # byte the peer has, whose answer echoes an older TSval.
+        self._path_sent = []
+        self._path_misses = 0
+        # (Once the segment that moved us has been taken: its ACK may move SND.UNA,
+        # and a probe below it would be a byte the peer has, whose answer echoes
+        # an older TSval; see receive().)
         self._path_probed = False
 
     def _send_path_probe(self, now: float) -> None:
@@ -962,14 +971,19 @@ class Connection:
         self._emit(seg, now)
 
     def _check_path(self, seg: Segment, now: float) -> None:
-        """Whether ``seg`` echoes a timestamp sent to the peer's new address."""
+        """Whether ``seg`` echoes a timestamp sent to the peer's new address (and
+        if it is in the windows, a guess at one counts against the proof)."""
         tsecr = self._tsecr_of(seg)
         first = self._path_ts
         if not tsecr or first is None or (tsecr - first) & _MASK >= _HALF:
+            return  # (an echo from before the move: the peer has not heard the probe)
+        if not self._in_windows(seg) or self._path_misses >= PATH_GUESSES:
             return
-        if ((int(now * TS_HZ) + self.ts_offset) - tsecr) & _MASK >= _HALF:
-            return  # ahead of our clock: not an echo of ours
+        if tsecr not in self._path_sent:
+            self._path_misses += 1
+            return
         self._path_ts = None
+        self._path_sent = []
         # What was in flight went, most of it, to the old address, which leads
         # nowhere now: resend it (as after a timeout, but with the window kept:
         # the path is the same but for the NAT's port). What arrived, the ACK this
@@ -981,13 +995,33 @@ class Connection:
             else:
                 self.snd_nxt = self.snd_una
 
-    def _echo_offset(self, tsecr: int) -> int:
+    def _echo_offset(self, tsecr: int, now: float) -> int:
         """The offset our timestamps had when we sent the TSval ``tsecr`` echoes:
-        another before the jump of a move (see :meth:`moved`)."""
-        jump = self._ts_jump
-        if jump and (self._ts_jump_from - jump - tsecr) & _MASK < _PRE_JUMP:
-            return self.ts_offset - jump
-        return self.ts_offset
+        another before each recent jump (see :meth:`moved`)."""
+        offset = self.ts_offset
+        jumps = self._ts_jumps
+        for i in range(len(jumps) - 1, -1, -1):
+            first, jump, at = jumps[i]
+            if now - at > _JUMP_MEMORY:
+                del jumps[:i + 1]  # (long past: no echo from before it lives)
+                break
+            if (tsecr - first) & _MASK < _HALF:
+                break  # sent since this jump
+            offset -= jump
+        return offset
+
+    def _in_windows(self, seg: Segment) -> bool:
+        """Whether ``seg`` acknowledges data within SND.UNA..SND.MAX and starts in
+        the receive window or at most a receive buffer behind RCV.NXT."""
+        una = self.snd_una
+        if (seg.ack - una) & _MASK > (self.snd_max - una) & _MASK:
+            return False
+        rcv_nxt = self.rcv_nxt
+        wnd = (self._rcv_adv - rcv_nxt) & _MASK
+        if wnd >= _HALF:
+            wnd = 0
+        return (seg.seq - rcv_nxt) & _MASK <= wnd \
+            or (rcv_nxt - seg.seq) & _MASK <= self.rcv_buf + 1
 
     def may_move_to(self, seg: Segment, now: float) -> bool:
         """Whether ``seg``, from an address the connection has not used, proves to
@@ -1007,17 +1041,7 @@ class Connection:
         if not self.state.synchronized or self.state is TIME_WAIT or not self._ts_ok:
             return False
         f = seg.flags
-        if f & (SYN | RST) or not f & ACK:
-            return False
-        una, snd_max = self.snd_una, self.snd_max
-        if (seg.ack - una) & _MASK > (snd_max - una) & _MASK:
-            return False  # acknowledges nothing we sent, or long-acknowledged data
-        rcv_nxt = self.rcv_nxt
-        wnd = (self._rcv_adv - rcv_nxt) & _MASK
-        if wnd >= _HALF:
-            wnd = 0
-        off = (seg.seq - rcv_nxt) & _MASK
-        if off > wnd and (rcv_nxt - seg.seq) & _MASK > self.rcv_buf + 1:
+        if f & (SYN | RST) or not f & ACK or not self._in_windows(seg):
             return False
         if self._ts_ok:
             ts: Any = seg.option(TIMESTAMPS) if seg.options else None
@@ -1025,7 +1049,7 @@ class Connection:
                 return False
             # The echo is of our clock: not ahead of it, and from this connection's
             # life (at most RTO-max plus 2 MSL behind).
-            clock = (int(now * TS_HZ) + self._echo_offset(ts[1])) & _MASK
+            clock = (int(now * TS_HZ) + self._echo_offset(ts[1], now)) & _MASK
             behind = (clock - ts[1]) & _MASK
             if behind >= _HALF or behind > TS_HZ * (self.options.max_rto
                                                      + 4 * self.options.msl + 60):
@@ -1167,7 +1191,7 @@ class Connection:
         """The RTT a TSecr echo measures (RFC 7323 4.1), or None if it cannot."""
         if not tsecr:
             return None  # 0 is what a TSecr says when it echoes nothing
-        offset = self.ts_offset if not self._ts_jump else self._echo_offset(tsecr)
+        offset = self.ts_offset if not self._ts_jumps else self._echo_offset(tsecr, now)
         delta = (int(now * TS_HZ) + offset - tsecr) & _MASK
         if delta >= _HALF:
             return None  # from the future: not an echo of ours
@@ -1760,7 +1784,7 @@ class Connection:
         # to write it, not for our ACK. 0 echoes nothing; a TSecr ahead of our
         # clock (or of the same tick: no resolution) none of ours.
         if tsecr and n >= self.send_mss:
-            offset = self.ts_offset if not self._ts_jump else self._echo_offset(tsecr)
+            offset = self.ts_offset if not self._ts_jumps else self._echo_offset(tsecr, now)
             delta = (int(now * TS_HZ) + offset - tsecr) & _MASK
             if 0 < delta < _HALF:
                 drs.sample(delta / TS_HZ, not self._rcvbuf)
@@ -1963,8 +1987,14 @@ class Connection:
         if self._ts_ok:
             # RFC 7323 3.2: once negotiated, in every segment but a RST; laid out
             # as Linux and BSD do, NOP NOP first, so that the values are aligned.
-            opts: tuple = (NOP_OPTION, NOP_OPTION, (TIMESTAMPS, (
-                (int(now * TS_HZ) + self.ts_offset) & _MASK, self._ts_recent)))
+            tsval = (int(now * TS_HZ) + self.ts_offset) & _MASK
+            opts: tuple = (NOP_OPTION, NOP_OPTION, (TIMESTAMPS, (tsval, self._ts_recent)))
+            if self._path_ts is not None:
+                sent = self._path_sent  # (what proves the new address, see moved())
+                if not sent or sent[-1] != tsval:
+                    if len(sent) >= _PATH_SENT_KEPT:
+                        del sent[0]
+                    sent.append(tsval)
         else:
             opts = ()
         # (_output() shares no header while this holds: keep the two tests alike.)
@@ -2272,6 +2302,8 @@ class Connection:
             self._persist_at = None
             if self._rtx_at is None:
                 self._rtx_at = now + self.rtt.rto
+            if unproven:
+                self._path_probed = True  # (its one byte was the probe, see moved())
             low = self.send_low_water
             if low is not None and self.unsent <= low:
                 self.send_low_water = None

@@ -54,6 +54,8 @@ def enter_recovery(conn: Connection, now: float) -> None:
     """RFC 5681 3.2 / RFC 6582: fast retransmit, enter fast recovery; with SACK,
     RFC 6675's: cwnd = ssthresh, and the holes the scoreboard shows lost are
     resent as the pipe allows (see Connection._output)."""
+    if conn._path_ts is not None:
+        return  # toward a new address not yet proven, nothing is resent (see moved())
     conn.counters.recoveries += 1
     cc = conn.cc
     # What undoing it needs: the window before, and the ranges it resends that no
@@ -287,8 +289,8 @@ def rack_on_ack(conn: Connection, old_una: int, newly: list[tuple[int, int]] | N
                 conn._undo = None
     # Our clock's tick the peer echoes (RFC 7323): whatever was last sent after
     # it, the ACK answers an earlier copy of (RFC 8985 6.2 step 2, RFC 3522).
-    echo = (tsecr - (conn._echo_offset(tsecr) if conn._ts_jump else conn.ts_offset)) & _MASK \
-        if tsecr else None
+    echo = (tsecr - (conn._echo_offset(tsecr, now) if conn._ts_jumps else conn.ts_offset)) \
+        & _MASK if tsecr else None
     advanced = rack.on_ack(old_una, una, newly, conn._sb.sacked_at, conn._fin_seq, now,
                            conn.rtt.min_rtt, echo)
     end = rack.tlp_end

@@ -856,8 +856,9 @@ class Stack:
         conn.peer = addr
         conn.via = via
         self.rebinds += 1
-        self._credit[conn] = [AMPLIFICATION, AMPLIFICATION * size, None]
-        jump = (self._rng.getrandbits(23) if self._seeded else secrets.randbits(23)) + (1 << 20)
+        # (The datagram that moved it earns its answers as it is taken.)
+        self._credit[conn] = [0, 0, None]
+        jump = (self._rng.getrandbits(28) if self._seeded else secrets.randbits(28)) + (1 << 20)
         conn.moved(now, jump)
         return conn
 
