@@ -25,7 +25,7 @@ from tcpscript import (
     window,
 )
 
-from utcp.core.connection import PATH_GUESSES, Connection
+from utcp.core.connection import PATH_GUESS_MEMORY, PATH_GUESSES, Connection
 from utcp.core.events import DataReceived
 from utcp.core.state import ConnectionStateError, State
 from utcp.core.wire import ACK, FIN, MSS, NOP, PSH, RST, SYN, TIMESTAMPS, WSCALE, Segment
@@ -394,6 +394,77 @@ def test_each_move_draws_a_new_secret_and_an_old_one_proves_nothing():
     assert not c.unproven
     # An echo from before both jumps, late, is aged from when it was sent.
     assert c._ts_rtt(20, 0.25) == pytest.approx(0.23)
+
+
+def test_seven_guesses_leave_the_proof_and_a_move_does_not_refill_the_count():
+    c = moved_with_data_in_flight()
+    [probe] = c.take_segments()
+    secret = probe.option(TIMESTAMPS)[0]
+    for i in range(PATH_GUESSES - 1):
+        send(c, seg(1, 1, options=ts(PEER_TS + 1, secret + 1 + i)), at=0.11)
+    send(c, seg(1, 2, options=ts(PEER_TS + 2, secret)), at=0.12)
+    assert not c.unproven
+    c.take_segments()  # (what was in flight, resent)
+    # Moved again: one more guess uses the count up, the move did not reset it.
+    c.moved(0.2, JUMP)
+    send(c, seg(1, 2, options=ts(PEER_TS + 3, secret)), at=0.2)
+    [probe] = c.take_segments()
+    secret = probe.option(TIMESTAMPS)[0]
+    send(c, seg(1, 2, options=ts(PEER_TS + 4, secret + 1)), at=0.21)
+    send(c, seg(1, 3, options=ts(PEER_TS + 5, secret)), at=0.22)
+    assert c.unproven
+    # Ten minutes on, the count starts again.
+    send(c, seg(1, 3, options=ts(PEER_TS + 6, secret)), at=0.22 + PATH_GUESS_MEMORY + 1)
+    assert not c.unproven
+
+
+def test_what_goes_to_an_unproven_address_repeats_the_probes_tsval():
+    # So that the echo that proves it is of one of a few values, however many
+    # ticks the ACKs sent meanwhile span (a paced upload's, say).
+    c = moved_with_data_in_flight()
+    [probe] = c.take_segments()
+    for i in range(30):
+        send(c, seg(1 + 100 * i, 1, payload=b"u" * 100, options=ts(PEER_TS + 1 + i, 20)),
+             at=0.101 + i * 0.001)
+    acks = c.take_segments()
+    assert acks and {s.option(TIMESTAMPS)[0] for s in acks} == {probe.option(TIMESTAMPS)[0]}
+    send(c, seg(3001, 2, options=ts(PEER_TS + 40, probe.option(TIMESTAMPS)[0])), at=0.14)
+    assert not c.unproven
+
+
+def test_no_fast_retransmit_toward_an_unproven_address():
+    c = moved_with_data_in_flight()
+    c.take_segments()
+    for i in range(4):  # duplicate ACKs, as a peer's own would be, or a forger's
+        send(c, seg(1, 1, options=ts(PEER_TS + 2 + i, 20)), at=0.11 + 0.001 * i)
+    assert not [s for s in c.take_segments() if len(s.payload) > 1]
+    assert c.counters.recoveries == 0
+
+
+def test_a_shut_window_leaves_the_probe_a_timer_and_a_bare_segment():
+    # The peer shut its window on our data, then moved: the probe cannot be a
+    # byte it would take; a bare segment at SND.UNA sets the TSval its window
+    # update will echo, and the timeout sends it again.
+    c = ts_established()
+    c.send(b"a" * 3000, 0.02)
+    c.take_segments()
+    send(c, seg(1, 1441, window=0, options=ts(PEER_TS + 1, 20)), at=0.05)
+    c.take_segments()
+    c.moved(0.1, JUMP)
+    send(c, seg(1, 1441, window=0, options=ts(PEER_TS + 2, 20)), at=0.1)
+    c.take_segments()
+    assert c.next_deadline() is not None
+    fire(c, c.next_deadline())
+    [probe] = c.take_segments()
+    assert not probe.payload and probe.seq == c.snd_una
+    send(c, seg(1, 1441, window=8192, options=ts(PEER_TS + 3, probe.option(TIMESTAMPS)[0])),
+         at=probe_time(c))
+    assert not c.unproven
+    assert b"".join(s.payload for s in c.take_segments()) == b"a" * 1560
+
+
+def probe_time(c: Connection) -> float:
+    return c.next_deadline() or 2.0
 
 
 def test_guesses_at_the_secret_use_up_the_proof():

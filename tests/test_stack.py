@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from netsim import Network
 
 from utcp.core.config import Options
+from utcp.core.connection import PATH_GUESSES
 from utcp.core.events import (
     Closed,
     Connected,
@@ -898,8 +899,9 @@ def test_a_peer_cannot_turn_its_download_onto_another_address():
     to_victim: list[Segment] = []
     for i in range(20):
         # The first a copy of the peer's next ACK; then duplicates of it (which
-        # would start a fast retransmit), and guesses at the echo.
-        guess = None if i < 5 else (conn._ts_recent + (1 << 20) + 100 * i) & 0xFFFFFFFF
+        # would start a fast retransmit), and guesses at the echo, as close as
+        # can be: just past where the secret jump took the server's clock.
+        guess = None if i < 5 else (accepted._path_ts + i) & 0xFFFFFFFF
         forged = encode(_from_client(conn, conn.snd_nxt, net.now, guess))
         heard += len(forged)
         server.stack.receive(forged, VICTIM, net.now)
@@ -913,6 +915,26 @@ def test_a_peer_cannot_turn_its_download_onto_another_address():
     assert sum(len(encode(s)) for s in to_victim) <= 3 * heard
     # (The connection itself sent nothing more: the budget had nothing to drop.)
     assert "amplification-limit" not in server.stack.statistics()["drops"]
+    assert accepted._path_misses == PATH_GUESSES  # (the guesses counted, and ran out)
+
+
+def test_what_escapes_the_connection_toward_an_unproven_address_the_budget_stops():
+    # The stack's own limit, under the connection's: three times what came
+    # from the new address, whatever the connection queues.
+    net, server, client = network()
+    conn = connect(net, client)
+    net.run(until=net.now + 1)
+    [accepted] = server.connections()
+    forged = encode(_from_client(conn, conn.snd_nxt, net.now))
+    server.stack.receive(forged, VICTIM, net.now)
+    sent(server.stack)
+    assert accepted.unproven
+    big = Segment(7007, conn.local_port, accepted.snd_nxt, accepted.rcv_nxt, ACK, 100, 0, (),
+                  bytes(1000))
+    accepted._out += [big, big]
+    server.stack._service(accepted)
+    assert sent(server.stack) == []
+    assert server.stack.statistics()["drops"]["amplification-limit"] == 2
 
 
 @pytest.mark.parametrize("first", ["data", "delayed-ack"])

@@ -84,6 +84,8 @@ _HALF: Final = sq.HALF
 #: Echoes of timestamps not sent to a new address that a connection takes
 #: before it takes none as proof of it (see Connection.moved).
 PATH_GUESSES: Final = 8
+#: Seconds over which those are counted (the misses of every move together).
+PATH_GUESS_MEMORY: Final = 600.0
 # The TSvals sent to a new address remembered, the jumps of our timestamps, and
 # how long (seconds) a jump is remembered to age echoes by: more than any
 # segment lives (max RTO plus 2 MSL, and then some).
@@ -275,7 +277,8 @@ class Connection:
         "_sack_ok", "_sb", "_high_rxt", "_dsack", "_ooo_recent", "_undo", "_rack_ok", "_rack",
         "_loss_at",
         "_loss_probe", "_pace_at", "_pace_next", "_pacing", "_rate",
-        "_path_ts", "_path_probed", "_path_sent", "_path_misses", "_ts_jumps",
+        "_path_ts", "_path_probed", "_path_sent", "_path_misses", "_path_misses_at",
+        "_ts_jumps", "_ts_jumps_cut",
     )
 
     def __init__(
@@ -335,7 +338,9 @@ class Connection:
         self._path_probed = False
         self._path_sent: list[int] = []
         self._path_misses = 0
+        self._path_misses_at = 0.0  # when the count of misses began
         self._ts_jumps: list[tuple[int, int, float]] = []
+        self._ts_jumps_cut = False  # a jump was forgotten early: older echoes unknown
         # SACK (RFC 2018): whether both SYNs offered it; the blocks the peer SACKed;
         # how far loss recovery has retransmitted (RFC 6675 HighRxt); a duplicate to
         # report in our next ACK (D-SACK, RFC 2883); the last segment held early.
@@ -781,6 +786,19 @@ class Connection:
 
     def _on_retransmit_timeout(self, now: float) -> None:
         st = self.state
+        if self._path_ts is not None and st in _SENDING:
+            # A new address not yet proven: its probe again, not the data (moved()),
+            # shut window or not; as many times as data would be.
+            if self._retries >= self.options.data_retries:
+                self._events.append(TimedOut(TimeoutReason.DATA))
+                self._terminate("data retransmissions exhausted", now)
+                return
+            self._retries += 1
+            self.rtt.back_off()
+            self._send_path_probe(now)
+            if sq.lt(self.snd_una, self.snd_max):
+                self._rtx_at = now + self.rtt.rto
+            return
         if self.snd_wnd == 0 and st.synchronized:
             # 3.8.6.2.2: the peer shrank its window to zero under our data. Probe it
             # (MUST) instead of spending retries on data it cannot take (and SHOULD
@@ -819,12 +837,6 @@ class Connection:
             return
         if st is SYN_RECEIVED and sq.le(self.snd_una, self.iss):
             self._send_syn(now, ack=True, retransmit=True)
-            return
-        if self._path_ts is not None:
-            # A new address not yet proven: its probe again, not the data (moved()).
-            self._send_path_probe(now)
-            if sq.lt(self.snd_una, self.snd_max):
-                self._rtx_at = now + self.rtt.rto
             return
         # RFC 5681 (4) / RFC 6298 5.4: collapse the window, go back to SND.UNA.
         self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
@@ -934,9 +946,10 @@ class Connection:
         every move: what a probe told one address proves no other), and only an
         echo of a TSval sent to the new address proves it, as QUIC validates a
         new path with a random challenge (RFC 9000 8.2). After PATH_GUESSES
-        echoes that are none of those, no echo does: the connection waits out
-        its retries. The probe goes at the end of the next :meth:`receive`: that
-        of the segment that moved us."""
+        echoes that are none of those within PATH_GUESS_MEMORY seconds, no echo
+        does until that time is out. Meanwhile every segment sent there repeats
+        the last probe's TSval. The probe goes at the end of the next
+        :meth:`receive`: that of the segment that moved us."""
         if not self._ts_ok:
             raise ConnectionStateError("a connection without timestamps cannot prove "
                                        "a new address")
@@ -945,12 +958,19 @@ class Connection:
         self.ts_offset = (self.ts_offset + jump) & _MASK
         first = (int(now * TS_HZ) + self.ts_offset) & _MASK
         jumps = self._ts_jumps
-        while jumps and (len(jumps) >= _JUMPS_KEPT or now - jumps[0][2] > _JUMP_MEMORY):
+        while jumps and now - jumps[0][2] > _JUMP_MEMORY:
             del jumps[0]
+        if not jumps:
+            self._ts_jumps_cut = False
+        while len(jumps) >= _JUMPS_KEPT:
+            del jumps[0]
+            self._ts_jumps_cut = True
         jumps.append((first, jump, now))
         self._path_ts = first
         self._path_sent = []
-        self._path_misses = 0
+        # (The count of misses is not reset by a move, nor by a proof: the peer
+        # could move us to its own address and back for a fresh count. It starts
+        # again PATH_GUESS_MEMORY seconds after it began.)
         # (Once the segment that moved us has been taken: its ACK may move SND.UNA,
         # and a probe below it would be a byte the peer has, whose answer echoes
         # an older TSval; see receive().)
@@ -963,11 +983,22 @@ class Connection:
         una = self.snd_una
         if una == self.snd_max or self.state not in _SENDING:
             return
-        if self._fin_seq is not None and una == self._fin_seq:
+        # A TSval of its own (what goes between probes repeats it, see _make).
+        tsval = (int(now * TS_HZ) + self.ts_offset) & _MASK
+        sent = self._path_sent
+        if not sent or sent[-1] != tsval:
+            if len(sent) >= _PATH_SENT_KEPT:
+                del sent[0]
+            sent.append(tsval)
+        if self.snd_wnd == 0:
+            # A shut window takes no byte, but a bare segment at its edge: that
+            # sets the TSval the window's reopening will echo.
+            seg = self._make(una, ACK, now)
+        elif self._fin_seq is not None and una == self._fin_seq:
             seg = self._make(una, ACK | FIN, now)
         else:
             seg = self._make(una, ACK, now, self._sndbuf.peek(una, 1))
-        self.counters.retransmissions += 1
+            self.counters.retransmissions += 1
         self._emit(seg, now)
 
     def _check_path(self, seg: Segment, now: float) -> None:
@@ -977,7 +1008,12 @@ class Connection:
         first = self._path_ts
         if not tsecr or first is None or (tsecr - first) & _MASK >= _HALF:
             return  # (an echo from before the move: the peer has not heard the probe)
-        if not self._in_windows(seg) or self._path_misses >= PATH_GUESSES:
+        if not self._in_windows(seg):
+            return
+        if now - self._path_misses_at > PATH_GUESS_MEMORY:
+            self._path_misses = 0
+            self._path_misses_at = now
+        if self._path_misses >= PATH_GUESSES:
             return
         if tsecr not in self._path_sent:
             self._path_misses += 1
@@ -995,20 +1031,23 @@ class Connection:
             else:
                 self.snd_nxt = self.snd_una
 
-    def _echo_offset(self, tsecr: int, now: float) -> int:
+    def _echo_offset(self, tsecr: int, now: float) -> int | None:
         """The offset our timestamps had when we sent the TSval ``tsecr`` echoes:
-        another before each recent jump (see :meth:`moved`)."""
+        another before each recent jump (see :meth:`moved`); None if it is from
+        before a jump forgotten early (many moves at once), which cannot tell."""
         offset = self.ts_offset
         jumps = self._ts_jumps
         for i in range(len(jumps) - 1, -1, -1):
             first, jump, at = jumps[i]
             if now - at > _JUMP_MEMORY:
                 del jumps[:i + 1]  # (long past: no echo from before it lives)
-                break
+                if not jumps:
+                    self._ts_jumps_cut = False
+                return offset
             if (tsecr - first) & _MASK < _HALF:
-                break  # sent since this jump
+                return offset  # sent since this jump
             offset -= jump
-        return offset
+        return None if self._ts_jumps_cut else offset
 
     def _in_windows(self, seg: Segment) -> bool:
         """Whether ``seg`` acknowledges data within SND.UNA..SND.MAX and starts in
@@ -1049,7 +1088,10 @@ class Connection:
                 return False
             # The echo is of our clock: not ahead of it, and from this connection's
             # life (at most RTO-max plus 2 MSL behind).
-            clock = (int(now * TS_HZ) + self._echo_offset(ts[1], now)) & _MASK
+            echo_offset = self._echo_offset(ts[1], now)
+            if echo_offset is None:
+                return False
+            clock = (int(now * TS_HZ) + echo_offset) & _MASK
             behind = (clock - ts[1]) & _MASK
             if behind >= _HALF or behind > TS_HZ * (self.options.max_rto
                                                      + 4 * self.options.msl + 60):
@@ -1192,6 +1234,8 @@ class Connection:
         if not tsecr:
             return None  # 0 is what a TSecr says when it echoes nothing
         offset = self.ts_offset if not self._ts_jumps else self._echo_offset(tsecr, now)
+        if offset is None:
+            return None
         delta = (int(now * TS_HZ) + offset - tsecr) & _MASK
         if delta >= _HALF:
             return None  # from the future: not an echo of ours
@@ -1785,7 +1829,7 @@ class Connection:
         # clock (or of the same tick: no resolution) none of ours.
         if tsecr and n >= self.send_mss:
             offset = self.ts_offset if not self._ts_jumps else self._echo_offset(tsecr, now)
-            delta = (int(now * TS_HZ) + offset - tsecr) & _MASK
+            delta = (int(now * TS_HZ) + offset - tsecr) & _MASK if offset is not None else 0
             if 0 < delta < _HALF:
                 drs.sample(delta / TS_HZ, not self._rcvbuf)
 
@@ -1988,13 +2032,16 @@ class Connection:
             # RFC 7323 3.2: once negotiated, in every segment but a RST; laid out
             # as Linux and BSD do, NOP NOP first, so that the values are aligned.
             tsval = (int(now * TS_HZ) + self.ts_offset) & _MASK
-            opts: tuple = (NOP_OPTION, NOP_OPTION, (TIMESTAMPS, (tsval, self._ts_recent)))
             if self._path_ts is not None:
-                sent = self._path_sent  # (what proves the new address, see moved())
-                if not sent or sent[-1] != tsval:
-                    if len(sent) >= _PATH_SENT_KEPT:
-                        del sent[0]
+                # Toward a new address not yet proven, every segment repeats the
+                # last probe's TSval (PAWS takes an equal one): the echo that
+                # proves it is of one of a few values (see moved()).
+                sent = self._path_sent
+                if sent:
+                    tsval = sent[-1]
+                else:
                     sent.append(tsval)
+            opts: tuple = (NOP_OPTION, NOP_OPTION, (TIMESTAMPS, (tsval, self._ts_recent)))
         else:
             opts = ()
         # (_output() shares no header while this holds: keep the two tests alike.)
@@ -2139,7 +2186,10 @@ class Connection:
         unproven = self._path_ts is not None
         if unproven and self.snd_una != self.snd_max:
             # Toward a new address not yet proven (see moved()), nothing but its
-            # probe; the timeout resends that.
+            # probe; the timeout resends that (armed, even if a shut window's
+            # persist timer was all there was).
+            if self._rtx_at is None:
+                self._rtx_at = now + self.rtt.rto
             if self._ack_now:
                 self._send_ack(now)
             return

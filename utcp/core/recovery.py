@@ -289,8 +289,8 @@ def rack_on_ack(conn: Connection, old_una: int, newly: list[tuple[int, int]] | N
                 conn._undo = None
     # Our clock's tick the peer echoes (RFC 7323): whatever was last sent after
     # it, the ACK answers an earlier copy of (RFC 8985 6.2 step 2, RFC 3522).
-    echo = (tsecr - (conn._echo_offset(tsecr, now) if conn._ts_jumps else conn.ts_offset)) \
-        & _MASK if tsecr else None
+    offset = conn._echo_offset(tsecr, now) if tsecr and conn._ts_jumps else conn.ts_offset
+    echo = (tsecr - offset) & _MASK if tsecr and offset is not None else None
     advanced = rack.on_ack(old_una, una, newly, conn._sb.sacked_at, conn._fin_seq, now,
                            conn.rtt.min_rtt, echo)
     end = rack.tlp_end
