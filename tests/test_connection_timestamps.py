@@ -441,10 +441,11 @@ def test_no_fast_retransmit_toward_an_unproven_address():
     assert c.counters.recoveries == 0
 
 
-def test_a_shut_window_leaves_the_probe_a_timer_and_a_bare_segment():
+def test_a_shut_window_is_probed_with_a_bare_segment_and_one_below_it():
     # The peer shut its window on our data, then moved: the probe cannot be a
-    # byte it would take; a bare segment at SND.UNA sets the TSval its window
-    # update will echo, and the timeout sends it again.
+    # byte it would take. A bare segment at SND.UNA sets its TS.Recent, and one
+    # at SND.UNA - 1, which it does not take, draws at once an ACK that echoes
+    # it: proven in a round trip, with the window still shut.
     c = ts_established()
     c.send(b"a" * 3000, 0.02)
     c.take_segments()
@@ -453,18 +454,36 @@ def test_a_shut_window_leaves_the_probe_a_timer_and_a_bare_segment():
     c.moved(0.1, JUMP)
     send(c, seg(1, 1441, window=0, options=ts(PEER_TS + 2, 20)), at=0.1)
     c.take_segments()
-    assert c.next_deadline() is not None
-    fire(c, c.next_deadline())
-    [probe] = c.take_segments()
-    assert not probe.payload and probe.seq == c.snd_una
-    send(c, seg(1, 1441, window=8192, options=ts(PEER_TS + 3, probe.option(TIMESTAMPS)[0])),
-         at=probe_time(c))
-    assert not c.unproven
+    at = c.next_deadline()
+    assert at is not None
+    fire(c, at)
+    bare, below = c.take_segments()
+    assert not bare.payload and bare.seq == c.snd_una
+    assert not below.payload and below.seq == (c.snd_una - 1) & 0xFFFFFFFF
+    assert bare.option(TIMESTAMPS)[0] == below.option(TIMESTAMPS)[0]
+    send(c, seg(1, 1441, window=0, options=ts(PEER_TS + 3, bare.option(TIMESTAMPS)[0])),
+         at=at + 0.02)
+    assert not c.unproven and c.state is State.ESTABLISHED
+    send(c, seg(1, 1441, window=8192, options=ts(PEER_TS + 4, bare.option(TIMESTAMPS)[0])),
+         at=at + 0.5)
     assert b"".join(s.payload for s in c.take_segments()) == b"a" * 1560
 
 
-def probe_time(c: Connection) -> float:
-    return c.next_deadline() or 2.0
+def test_a_byte_sent_long_after_the_move_is_timed_from_when_it_went():
+    # Nothing in flight when the peer moved; our ACK to it went unanswered. A
+    # write 100 s later sends its one byte with a TSval of its own: the echo that
+    # proves the address times that byte, not the 100 s.
+    c = ts_established()
+    c.moved(0.1, JUMP)
+    send(c, seg(1, 1, payload=b"hi", options=ts(PEER_TS + 1, 10)), at=0.1)
+    fire(c, c.next_deadline())  # (the delayed ACK)
+    [ack] = c.take_segments()
+    c.send(b"reply", 100.1)
+    [byte] = c.take_segments()
+    assert byte.payload == b"r" and byte.option(TIMESTAMPS)[0] != ack.option(TIMESTAMPS)[0]
+    send(c, seg(3, 2, options=ts(PEER_TS + 2, byte.option(TIMESTAMPS)[0])), at=100.12)
+    assert not c.unproven
+    assert c.rtt.srtt is not None and c.rtt.srtt < 0.05
 
 
 def test_guesses_at_the_secret_use_up_the_proof():

@@ -86,10 +86,9 @@ _HALF: Final = sq.HALF
 PATH_GUESSES: Final = 8
 #: Seconds over which those are counted (the misses of every move together).
 PATH_GUESS_MEMORY: Final = 600.0
-# The TSvals sent to a new address remembered, the jumps of our timestamps, and
-# how long (seconds) a jump is remembered to age echoes by: more than any
-# segment lives (max RTO plus 2 MSL, and then some).
-_PATH_SENT_KEPT: Final = 16
+# The jumps of our timestamps remembered, and how long (seconds) a jump is
+# remembered to age echoes by: more than any segment lives (max RTO plus 2 MSL,
+# and then some).
 _JUMPS_KEPT: Final = 4
 _JUMP_MEMORY: Final = 600.0
 
@@ -983,17 +982,18 @@ class Connection:
         una = self.snd_una
         if una == self.snd_max or self.state not in _SENDING:
             return
-        # A TSval of its own (what goes between probes repeats it, see _make).
-        tsval = (int(now * TS_HZ) + self.ts_offset) & _MASK
-        sent = self._path_sent
-        if not sent or sent[-1] != tsval:
-            if len(sent) >= _PATH_SENT_KEPT:
-                del sent[0]
-            sent.append(tsval)
         if self.snd_wnd == 0:
-            # A shut window takes no byte, but a bare segment at its edge: that
-            # sets the TSval the window's reopening will echo.
-            seg = self._make(una, ACK, now)
+            # A shut window takes no byte, but a bare segment at its edge sets the
+            # peer's TS.Recent (a TSval of its own), and one just below it, which
+            # it does not take, draws an ACK at once that echoes it.
+            tsval = (int(now * TS_HZ) + self.ts_offset) & _MASK
+            sent = self._path_sent
+            if not sent or sent[-1] != tsval:
+                if len(sent) > self.options.data_retries + 1:
+                    del sent[0]
+                sent.append(tsval)
+            self._emit(self._make(una, ACK, now), now)
+            seg = self._make(sq.add(una, -1), ACK, now)
         elif self._fin_seq is not None and una == self._fin_seq:
             seg = self._make(una, ACK | FIN, now)
         else:
@@ -1020,6 +1020,7 @@ class Connection:
             return
         self._path_ts = None
         self._path_sent = []
+        self._retries = 0  # (its probes answered)
         # What was in flight went, most of it, to the old address, which leads
         # nowhere now: resend it (as after a timeout, but with the window kept:
         # the path is the same but for the NAT's port). What arrived, the ACK this
@@ -2033,13 +2034,16 @@ class Connection:
             # as Linux and BSD do, NOP NOP first, so that the values are aligned.
             tsval = (int(now * TS_HZ) + self.ts_offset) & _MASK
             if self._path_ts is not None:
-                # Toward a new address not yet proven, every segment repeats the
-                # last probe's TSval (PAWS takes an equal one): the echo that
-                # proves it is of one of a few values (see moved()).
+                # Toward a new address not yet proven, a bare segment repeats the
+                # last TSval sent there (PAWS takes an equal one), so that the
+                # echo that proves it is of one of a few values (see moved()); one
+                # with data or a FIN, whose echo times it, has its own.
                 sent = self._path_sent
-                if sent:
+                if sent and not payload and not flags & FIN:
                     tsval = sent[-1]
-                else:
+                elif not sent or sent[-1] != tsval:
+                    if len(sent) > self.options.data_retries + 1:
+                        del sent[0]
                     sent.append(tsval)
             opts: tuple = (NOP_OPTION, NOP_OPTION, (TIMESTAMPS, (tsval, self._ts_recent)))
         else:
