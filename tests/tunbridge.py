@@ -304,6 +304,9 @@ class Bridge:
         self.drop = drop
         self.stats = BridgeStats()
         self.log_limit = 100_000
+        # UDP sockets a rebind() left behind: what utcp still sends to them is
+        # lost, as at a NAT mapping that expired.
+        self.dead: set[asyncio.DatagramTransport] = set()
 
     @classmethod
     async def start(cls, tun_fd: int, udp_ports: list[int], **kwargs: Any) -> Bridge:
@@ -321,6 +324,18 @@ class Bridge:
         bridge.loop.add_reader(tun_fd, bridge._tun_readable)
         return bridge
 
+    async def rebind(self) -> int:
+        """Carry every connection's kernel segments from a new UDP port, and lose
+        what utcp sends to the old ones: the kernel's side seen from behind a NAT
+        that gave it a new mapping. Returns the new port."""
+        transport, _ = await self.loop.create_datagram_endpoint(
+            lambda: _UdpSide(self), local_addr=(self.udp_host, 0))
+        self.sockets.append(transport)
+        for key, (old, addr) in list(self.routes.items()):
+            self.dead.add(old)
+            self.routes[key] = (transport, addr)
+        return int(transport.get_extra_info("sockname")[1])
+
     def close(self) -> None:
         self.loop.remove_reader(self.tun_fd)
         for transport in self.sockets:
@@ -333,6 +348,9 @@ class Bridge:
     # utcp -> kernel
     def from_utcp(self, data: bytes, addr: Address,
                   transport: asyncio.DatagramTransport) -> None:
+        if transport in self.dead:
+            self.stats.dropped += 1
+            return
         if internet_checksum(data) != 0:
             self.stats.bad_utcp_checksum += 1
             return

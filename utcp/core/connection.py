@@ -1022,10 +1022,13 @@ class Connection:
         self._path_sent = []
         self._retries = 0  # (its probes answered)
         # What was in flight went, most of it, to the old address, which leads
-        # nowhere now: resend it (as after a timeout, but with the window kept:
-        # the path is the same but for the NAT's port). What arrived, the ACK this
-        # comes with, and its SACKs, take off.
+        # nowhere now: resend it, as after a timeout, from a collapsed window (a
+        # new path, as RFC 9000 9.4 has it; kept, a whole window resent at once
+        # overflowed a queue against Linux and lost most of it again). What
+        # arrived, the ACK this comes with, and its SACKs, take off.
         if self.snd_una != self.snd_max:
+            self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
+            self._dupacks = 0
             if self._rack is not None:
                 self._rack.mark_all_lost()
                 self._loss_at = None
