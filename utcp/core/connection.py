@@ -837,9 +837,6 @@ class Connection:
         if st is SYN_RECEIVED and sq.le(self.snd_una, self.iss):
             self._send_syn(now, ack=True, retransmit=True)
             return
-        # RFC 5681 (4) / RFC 6298 5.4: collapse the window, go back to SND.UNA.
-        self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
-        self._dupacks = 0
         sb = self._sb
         if sb.sacked and sb.sacked_at(self.snd_una, 0):
             # The segment at SND.UNA was SACKed and, a timeout later, is still not
@@ -849,6 +846,16 @@ class Connection:
             sb.clear()
             if self._rack is not None:
                 self._rack.forget_sacks()
+        self._go_back(now)
+        self._output(now)
+        if self._rtx_at is None and sq.lt(self.snd_una, self.snd_max):
+            self._rtx_at = now + self.rtt.rto
+
+    def _go_back(self, now: float) -> None:
+        """RFC 5681 (4) / RFC 6298 5.4: collapse the window, go back to SND.UNA (after
+        a timeout, or once a new address is proven, see moved())."""
+        self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
+        self._dupacks = 0
         rate = self._rate
         if self._rack is not None:
             # Everything the peer has not SACKed is lost, and is resent as the
@@ -863,9 +870,6 @@ class Connection:
             self.snd_nxt = self.snd_una
             if rate is not None:
                 rate.point = None  # (Karn: what is resent times nothing)
-        self._output(now)
-        if self._rtx_at is None and sq.lt(self.snd_una, self.snd_max):
-            self._rtx_at = now + self.rtt.rto
 
     def _on_persist_timeout(self, now: float) -> None:
         retries = self.options.data_retries
@@ -946,8 +950,8 @@ class Connection:
         echo of a TSval sent to the new address proves it, as QUIC validates a
         new path with a random challenge (RFC 9000 8.2). After PATH_GUESSES
         echoes that are none of those within PATH_GUESS_MEMORY seconds, no echo
-        does until that time is out. Meanwhile every segment sent there repeats
-        the last probe's TSval. The probe goes at the end of the next
+        does until that time is out. Meanwhile a bare segment sent there repeats
+        the last TSval sent (see _path_tsval). The probe goes at the end of the next
         :meth:`receive`: that of the segment that moved us."""
         if not self._ts_ok:
             raise ConnectionStateError("a connection without timestamps cannot prove "
@@ -986,12 +990,7 @@ class Connection:
             # A shut window takes no byte, but a bare segment at its edge sets the
             # peer's TS.Recent (a TSval of its own), and one just below it, which
             # it does not take, draws an ACK at once that echoes it.
-            tsval = (int(now * TS_HZ) + self.ts_offset) & _MASK
-            sent = self._path_sent
-            if not sent or sent[-1] != tsval:
-                if len(sent) > self.options.data_retries + 1:
-                    del sent[0]
-                sent.append(tsval)
+            self._path_tsval((int(now * TS_HZ) + self.ts_offset) & _MASK, True)
             self._emit(self._make(una, ACK, now), now)
             seg = self._make(sq.add(una, -1), ACK, now)
         elif self._fin_seq is not None and una == self._fin_seq:
@@ -1000,6 +999,20 @@ class Connection:
             seg = self._make(una, ACK, now, self._sndbuf.peek(una, 1))
             self.counters.retransmissions += 1
         self._emit(seg, now)
+
+    def _path_tsval(self, tsval: int, own: bool) -> int:
+        """The TSval for a segment toward a new address not yet proven: a bare one
+        repeats the last sent there (PAWS takes an equal one), so that the echo
+        that proves it is of one of a few values; one with data or a FIN, whose
+        echo times it (``own``), has its own, remembered for the proof."""
+        sent = self._path_sent
+        if sent and not own:
+            return sent[-1]
+        if not sent or sent[-1] != tsval:
+            if len(sent) > self.options.data_retries + 1:
+                del sent[0]
+            sent.append(tsval)
+        return tsval
 
     def _check_path(self, seg: Segment, now: float) -> None:
         """Whether ``seg`` echoes a timestamp sent to the peer's new address (and
@@ -1027,13 +1040,7 @@ class Connection:
         # overflowed a queue against Linux and lost most of it again). What
         # arrived, the ACK this comes with, and its SACKs, take off.
         if self.snd_una != self.snd_max:
-            self.cc.on_timeout(sq.sub(self.snd_max, self.snd_una), self.snd_max, now)
-            self._dupacks = 0
-            if self._rack is not None:
-                self._rack.mark_all_lost()
-                self._loss_at = None
-            else:
-                self.snd_nxt = self.snd_una
+            self._go_back(now)
 
     def _echo_offset(self, tsecr: int, now: float) -> int | None:
         """The offset our timestamps had when we sent the TSval ``tsecr`` echoes:
@@ -1086,21 +1093,18 @@ class Connection:
         f = seg.flags
         if f & (SYN | RST) or not f & ACK or not self._in_windows(seg):
             return False
-        if self._ts_ok:
-            ts: Any = seg.option(TIMESTAMPS) if seg.options else None
-            if ts is None or (ts[0] - self._ts_recent) & _MASK >= _HALF:
-                return False
-            # The echo is of our clock: not ahead of it, and from this connection's
-            # life (at most RTO-max plus 2 MSL behind).
-            echo_offset = self._echo_offset(ts[1], now)
-            if echo_offset is None:
-                return False
-            clock = (int(now * TS_HZ) + echo_offset) & _MASK
-            behind = (clock - ts[1]) & _MASK
-            if behind >= _HALF or behind > TS_HZ * (self.options.max_rto
-                                                     + 4 * self.options.msl + 60):
-                return False
-        return True
+        ts: Any = seg.option(TIMESTAMPS) if seg.options else None
+        if ts is None or (ts[0] - self._ts_recent) & _MASK >= _HALF:
+            return False
+        # The echo is of our clock: not ahead of it, and from this connection's life
+        # (at most RTO-max plus 2 MSL behind).
+        echo_offset = self._echo_offset(ts[1], now)
+        if echo_offset is None:
+            return False
+        clock = (int(now * TS_HZ) + echo_offset) & _MASK
+        behind = (clock - ts[1]) & _MASK
+        return behind < _HALF and behind <= TS_HZ * (self.options.max_rto
+                                                     + 4 * self.options.msl + 60)
 
     def receive(self, seg: Segment, now: float) -> None:
         """Process one segment addressed to this connection (3.10.7)."""
@@ -2037,17 +2041,7 @@ class Connection:
             # as Linux and BSD do, NOP NOP first, so that the values are aligned.
             tsval = (int(now * TS_HZ) + self.ts_offset) & _MASK
             if self._path_ts is not None:
-                # Toward a new address not yet proven, a bare segment repeats the
-                # last TSval sent there (PAWS takes an equal one), so that the
-                # echo that proves it is of one of a few values (see moved()); one
-                # with data or a FIN, whose echo times it, has its own.
-                sent = self._path_sent
-                if sent and not payload and not flags & FIN:
-                    tsval = sent[-1]
-                elif not sent or sent[-1] != tsval:
-                    if len(sent) > self.options.data_retries + 1:
-                        del sent[0]
-                    sent.append(tsval)
+                tsval = self._path_tsval(tsval, bool(payload) or bool(flags & FIN))
             opts: tuple = (NOP_OPTION, NOP_OPTION, (TIMESTAMPS, (tsval, self._ts_recent)))
         else:
             opts = ()
